@@ -1,0 +1,71 @@
+"""Networks: normalisation -> body (architecture-specific) -> embedding -> dropout -> linear head.
+
+Every network exposes ``embed(x)`` (the penultimate features used by core-set and BADGE) and
+``head`` (the linear classifier), so query strategies never depend on the architecture.
+"""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+import torch
+from torch import nn
+
+from dal_runner.data import Normalize
+
+
+class Network(nn.Module):
+    def __init__(self, normalize: Normalize, body: nn.Module, embed_dim: int, n_classes: int, dropout: float):
+        super().__init__()
+        self.normalize = normalize
+        self.body = body
+        self.embed_dim = embed_dim
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(embed_dim, n_classes)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(self.normalize(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(self.embed(x)))
+
+
+def n_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def describe(name: str, **params) -> str:
+    """A short, stable name for rounds.csv, e.g. 'mlp(hidden=256)'."""
+    inner = ",".join(f"{k}={v}" for k, v in params.items())
+    return f"{name}({inner})"
+
+
+InputShape = Tuple[int, ...]
+
+
+class ArchSpec:
+    """An architecture as data: a registered body name and its parameters (hashable, ordered)."""
+
+    def __init__(self, name: str, **params):
+        self.name = name
+        self.params = dict(params)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, ArchSpec) and (self.name, self.params) == (other.name, other.params)
+
+    def __hash__(self) -> int:
+        return hash((self.name, tuple(sorted(self.params.items(), key=lambda kv: kv[0]))))
+
+    def __repr__(self) -> str:
+        return describe(self.name, **self.params)
+
+
+def build_network(spec: ArchSpec, input_shape: InputShape, n_classes: int, normalize: Normalize,
+                  dropout: float) -> Network:
+    from dal_runner.arch import cnn, mlp  # the registry of bodies
+
+    bodies = {"mlp": mlp.body, "cnn": cnn.body}
+    body = bodies[spec.name](input_shape, **spec.params)
+    with torch.no_grad():
+        embed_dim = body(torch.zeros(1, *input_shape)).shape[1]
+    return Network(normalize, body, embed_dim, n_classes, dropout)

@@ -1,0 +1,270 @@
+"""Console entry points `dal-run` and `dal-report`: parse, check, call `run.py` / `report.py`.
+
+Before Hydra starts, `dal-run` composes the config of every job the command line asks for,
+so that a bad option, key, type or output folder is reported as one line (the key, the
+value, what is accepted) with exit status 2, before any run folder exists.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from importlib.resources import files
+from pathlib import Path
+from typing import List, Optional
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from dal_runner.config import register_configs
+from dal_runner.errors import ConfigError
+
+CONFIG_MODULE = "dal_runner.conf"
+GROUPS = ["dataset", "arch", "search", "query", "budget", "trainer", "experiment"]
+# Hydra flags that take a value (their value is not an override)
+_VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
+                "--config-dir", "-cd", "--info", "-i", "--experimental-rerun", "--shell-completion", "-sc"}
+
+register_configs()
+
+
+def fail(message: str, status: int = 2) -> None:
+    print(f"dal-run: error: {message}", file=sys.stderr)
+    sys.exit(status)
+
+
+# ------------------------------------------------------------------------------ help
+def _first_comment(text: str) -> str:
+    for line in text.splitlines():
+        if line.startswith("#"):
+            return line.lstrip("# ").strip()
+    return ""
+
+
+def group_options() -> dict:
+    conf = files(CONFIG_MODULE)
+    out = {}
+    for group in GROUPS:
+        folder = conf / group
+        if folder.is_dir():
+            out[group] = {p.name[:-5]: _first_comment(p.read_text())
+                          for p in sorted(folder.iterdir(), key=lambda p: p.name) if p.name.endswith(".yaml")}
+    return out
+
+
+def help_text() -> str:
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
+        cfg = compose("config")
+    lines = ["dal-run: one deep active-learning experiment (the active loop of active-iNAS), configured",
+             "with Hydra. Results go to outputs/runs/<date>/<time>/ (multirun: outputs/multirun/...):",
+             "rounds.csv, selected.csv, summary.json, status.json, learning_curve.png.", "",
+             "usage: dal-run [group=option ...] [key=value ...]      one run",
+             "       dal-run -m key=a,b ...                          a sweep (Hydra multirun)",
+             "       dal-run --cfg job [...]                         print the composed config", ""]
+    for group, options in group_options().items():
+        default = cfg.get(group, {}).get("name") if group in ("dataset", "arch", "search", "query") else None
+        head = f"{group}" + (f" (default: {default})" if default else "")
+        prefix = "+experiment=" if group == "experiment" else f"{group}="
+        lines.append(f"== {head}: choose with {prefix}<option> ==")
+        for name, doc in options.items():
+            lines.append(f"  {name:<22} {doc}")
+        if group not in ("experiment",) and group in cfg:
+            keys = ", ".join(f"{k}={cfg[group][k]}" for k in cfg[group] if k != "name")
+            if keys:
+                lines.append(f"  keys: {keys}")
+        lines.append("")
+    lines += ["== top-level keys ==",
+              "  " + ", ".join(f"{k}={cfg[k]}" for k in ("seed", "device", "output_root", "resume")), "",
+              "examples:",
+              "  dal-run                                       # the default: digits, fixed MLP, softmax response",
+              "  dal-run query=margin budget.batch=50 seed=1   # change an option and keys",
+              "  dal-run -m query=random,entropy seed=0,1,2    # a sweep of 6 runs",
+              "  dal-report outputs/multirun/<date>/<time>     # tables and figures of a sweep", "",
+              "Hydra's own flags: dal-run --hydra-help"]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------ preflight
+def _split_argv(argv: List[str]):
+    overrides, multirun, custom_config = [], False, False
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a in ("-m", "--multirun"):
+            multirun = True
+        elif a in _VALUE_FLAGS:
+            custom_config |= a in ("--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd")
+            i += 1
+        elif a.startswith("-"):
+            custom_config |= a.split("=")[0] in ("--config-path", "--config-name", "--config-dir")
+        else:
+            overrides.append(a)
+        i += 1
+    return overrides, multirun, custom_config
+
+
+def _job_overrides(overrides: List[str], multirun: bool) -> List[List[str]]:
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    if not multirun or not any(o.is_sweep_override() for o in parsed):
+        return [overrides]
+    batches = BasicSweeper.split_arguments(parsed, None)
+    return [list(job) for batch in batches for job in batch]
+
+
+def explain(exc: BaseException, overrides: List[str]) -> str:
+    """One line for a Hydra/OmegaConf composition error: the key, the value, what is accepted."""
+    import re
+
+    from hydra.errors import MissingConfigException
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
+
+    if isinstance(exc, ConfigError):
+        return str(exc)
+    if isinstance(exc, MissingConfigException):
+        m = re.search(r"Could not find '([^']*)'", str(exc))
+        missing = m.group(1) if m else str(exc)
+        group, _, option = missing.rpartition("/")
+        if exc.options:
+            return f"{group}={option}: unknown option; accepted: one of {', '.join(exc.options)}"
+        return f"{missing}: config not found"
+    cause = exc.__cause__ if isinstance(exc.__cause__, OmegaConfBaseException) else exc
+    full_key = getattr(cause, "full_key", None)
+    if full_key:
+        given = next((o.split("=", 1)[1] for o in overrides if o.lstrip("+~").split("=")[0] == full_key), None)
+        if isinstance(cause, (ConfigAttributeError, ConfigKeyError)):
+            return f"{full_key}: unknown key; accepted: {_accepted_keys(full_key)}"
+        msg = str(cause).splitlines()[0]
+        return f"{full_key}={given}: {msg}" if given is not None else f"{full_key}: {msg}"
+    return str(exc).strip().splitlines()[0]
+
+
+def _accepted_keys(full_key: str) -> str:
+    from dal_runner.config import RunConfig, SCHEMAS, BudgetConfig, TrainerConfig
+    import dataclasses
+
+    parent = full_key.rpartition(".")[0]
+    cls = {"": RunConfig, "budget": BudgetConfig, "trainer": TrainerConfig}.get(parent)
+    if cls is None and parent in SCHEMAS:
+        keys = sorted({f.name for c in SCHEMAS[parent].values() for f in dataclasses.fields(c)})
+        return "keys of the chosen option, e.g. " + ", ".join(keys)
+    if cls is None:
+        return "see dal-run --help"
+    return "one of " + ", ".join(f.name for f in dataclasses.fields(cls))
+
+
+def check_schema(cfg: DictConfig) -> None:
+    """Reject keys added with `+key=` that no schema knows (Hydra allows them)."""
+    import dataclasses
+
+    from dal_runner.config import SCHEMAS, BudgetConfig, RunConfig, TrainerConfig
+
+    known = {f.name for f in dataclasses.fields(RunConfig)} | {"hydra"}
+    for key in cfg:
+        if key not in known:
+            raise ConfigError(str(key), cfg[key], "one of " + ", ".join(sorted(known - {"hydra"})), "unknown key")
+    fixed = {"budget": BudgetConfig, "trainer": TrainerConfig}
+    for group in ("dataset", "arch", "search", "query", "budget", "trainer"):
+        node = cfg.get(group)
+        if node is None:
+            continue
+        cls = fixed.get(group) or SCHEMAS.get(group, {}).get(node.get("name"))
+        if cls is None:
+            continue
+        allowed = {f.name for f in dataclasses.fields(cls)}
+        for key in node:
+            if key not in allowed:
+                raise ConfigError(f"{group}.{key}", node[key], "one of " + ", ".join(sorted(allowed)), "unknown key")
+
+
+def check_writable(directory: str) -> None:
+    """The nearest existing ancestor of the output folder must be a folder we can write in."""
+    import tempfile
+
+    path = Path(directory).expanduser().absolute()
+    ancestor = path
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    try:
+        if not ancestor.is_dir():
+            raise NotADirectoryError(f"{ancestor} is a file")
+        with tempfile.TemporaryFile(dir=ancestor):
+            pass
+    except OSError as e:
+        raise ConfigError("hydra.run.dir / output_root", str(path), "a folder this user can create and write",
+                          f"cannot write there ({e.strerror or e})") from None
+
+
+def preflight(argv: List[str]) -> None:
+    from hydra import compose, initialize_config_module
+    from hydra.core.utils import setup_globals
+
+    overrides, multirun, custom_config = _split_argv(argv)
+    if custom_config:
+        return  # the user brought their own config tree; Hydra reports its errors
+    setup_globals()
+    try:
+        jobs = _job_overrides(overrides, multirun)
+    except Exception as e:  # an override Hydra cannot parse
+        fail(str(e).strip().splitlines()[0])
+    with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
+        for job in jobs:
+            try:
+                cfg = compose("config", overrides=job, return_hydra_config=True)
+                check_schema(cfg)
+                target = str(cfg.hydra["sweep" if multirun else "run"].dir)
+                check_writable(target)
+            except Exception as e:
+                fail(explain(e, job))
+
+
+# ------------------------------------------------------------------------------ entry points
+@hydra.main(config_path=f"pkg://{CONFIG_MODULE}", config_name="config", version_base="1.3")
+def _dal_run(cfg: DictConfig) -> Optional[float]:
+    from dal_runner import run
+
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    multirun = str(hydra_cfg.mode) == "RunMode.MULTIRUN"
+    choices = dict(hydra_cfg.runtime.choices)
+    try:
+        experiment = run.build(cfg, choices)
+    except ConfigError as e:
+        if multirun:
+            run.mark_failed(run_dir, e, round_index=None)
+            raise
+        # nothing ran: leave no folder behind that looks like a result
+        shutil.rmtree(run_dir, ignore_errors=True)
+        fail(str(e))
+    try:
+        summary = run.execute(experiment, run_dir)
+    except KeyboardInterrupt:
+        run.mark_failed(run_dir, "interrupted by the user", round_index=None)
+        raise
+    except Exception as e:
+        if multirun:
+            raise
+        fail(f"run failed: {e} (details in {run_dir}/status.json)", status=1)
+    return summary["final_accuracy"]
+
+
+def run_main() -> None:
+    argv = sys.argv[1:]
+    if "--help" in argv or "-h" in argv:
+        print(help_text())
+        return
+    if not any(a in ("--hydra-help", "--version", "--info", "-i", "--shell-completion", "-sc") or
+               a.startswith("--info") for a in argv):
+        preflight(argv)
+    _dal_run()
+
+
+def report_main(argv: Optional[List[str]] = None) -> None:
+    from dal_runner import report
+
+    sys.exit(report.main(sys.argv[1:] if argv is None else argv))

@@ -1,0 +1,31 @@
+"""User-facing errors: one line naming the key, the value given and what is accepted."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Optional
+
+
+class ConfigError(Exception):
+    """A bad input the user can fix. Printed as one line, no traceback, exit status 2."""
+
+    def __init__(self, key: str, value: Any, accepted: str, reason: Optional[str] = None):
+        self.key, self.value, self.accepted, self.reason = key, value, accepted, reason
+        what = f"{reason}; " if reason else ""
+        super().__init__(f"{key}={value!s}: {what}accepted: {accepted}")
+
+
+def one_of(options: Iterable[str]) -> str:
+    return "one of " + ", ".join(sorted(options))
+
+
+def check_choice(key: str, value: str, options: Iterable[str]) -> str:
+    options = list(options)
+    if value not in options:
+        raise ConfigError(key, value, one_of(options), "unknown option")
+    return value
+
+
+def check_positive(key: str, value: Any, allow_zero: bool = False) -> Any:
+    if value is None or (value < 0 if allow_zero else value <= 0):
+        raise ConfigError(key, value, "an integer >= 0" if allow_zero else "a number > 0")
+    return value

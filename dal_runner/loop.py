@@ -1,0 +1,141 @@
+"""Algorithm 2 of active-iNAS (Geifman & El-Yaniv 2019): the active learning loop.
+
+    S_1 <- k random points of U                                  (line 3)
+    loop: A_t <- search(S, A_{t-1});  train f in A_t on S        (lines 6-7)
+          stop if the budget is exhausted or U is empty           (line 8)
+          S' <- Q(f, S, U, b);  S <- S u S';  U <- U \\ S'         (lines 11-13)
+
+Everything here takes plain Python objects; `run.py` builds them from the config.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional
+
+import torch
+
+from dal_runner import train as training
+from dal_runner.arch import ArchSpec, Network, n_parameters
+from dal_runner.config import TrainerConfig
+from dal_runner.data import Dataset
+from dal_runner.figures import learning_curve
+from dal_runner.io import RunFolder
+from dal_runner.metrics.auc import auc
+from dal_runner.pool import Pool
+from dal_runner.progress import round_progress
+from dal_runner.query import QueryContext
+from dal_runner.search import SearchStrategy
+from dal_runner.seeding import derive_seed, torch_generator
+
+log = logging.getLogger("dal_runner")
+
+
+@dataclass
+class Budget:
+    initial: int
+    batch: int
+    max_labels: int
+    max_rounds: Optional[int] = None
+
+    def batch_at(self, n_labeled: int) -> int:
+        return self.batch
+
+
+SEARCH_FIELDS = ["round", "step", "arch", "n_params", "val_accuracy", "seconds", "chosen"]
+
+
+def run_active_learning(
+    data: Dataset,
+    search: SearchStrategy,
+    query,
+    trainer: TrainerConfig,
+    budget: Budget,
+    build_model: Callable[[ArchSpec], Network],
+    seed: int,
+    folder: RunFolder,
+    title: str = "",
+    search_trainer: Optional[TrainerConfig] = None,
+) -> Dict:
+    device = data.x_train.device
+    pool = Pool(data.x_train.shape[0])
+    # line 3: S_1 <- k points sampled at random from U
+    first = torch.randperm(pool.size, generator=torch_generator(seed, "initial"))[: budget.initial]
+    pool.add(first.tolist())
+    selected = [{"round": 0, "pool_index": int(i)} for i in first]
+    rounds: List[Dict] = []
+    search_rows: List[Dict] = []
+    previous: Optional[ArchSpec] = None
+    started = time.perf_counter()
+
+    def estimate(spec: ArchSpec, train_idx: torch.Tensor, val_idx: torch.Tensor, est_seed: int) -> float:
+        model = training.prepare(build_model(spec), device, data.is_image)
+        t_idx, v_idx = train_idx.to(device), val_idx.to(device)
+        training.fit(model, data.x_train[t_idx], data.y_train[t_idx], search_trainer or trainer, est_seed)
+        return training.evaluate(model, data.x_train[v_idx], data.y_train[v_idx], trainer.eval_batch_size)[0]
+
+    folder.status("running", round=0, n_labeled=pool.n_labeled)
+    with round_progress(budget.max_labels, pool.n_labeled) as progress:
+        t = 0
+        while True:
+            t0 = time.perf_counter()
+            labeled = pool.labeled()
+            # line 6: A_t <- search(S, A_{t-1})
+            progress.update(pool.n_labeled, f"round {t}: search")
+            result = search.select(t, labeled, previous, estimate)
+            if previous is not None and result.spec != previous:
+                log.info("round %d: architecture %s -> %s", t, previous, result.spec)
+            previous = result.spec
+            search_rows += [{"round": t, **row} for row in result.candidates]
+            t1 = time.perf_counter()
+            # line 7: train f in A_t using S (from scratch)
+            progress.update(pool.n_labeled, f"round {t}: train")
+            model = training.prepare(build_model(result.spec), device, data.is_image)
+            idx = labeled.to(device)
+            training.fit(model, data.x_train[idx], data.y_train[idx], trainer, derive_seed(seed, "train", t))
+            t2 = time.perf_counter()
+            acc, loss = training.evaluate(model, data.x_test, data.y_test, trainer.eval_batch_size)
+            t3 = time.perf_counter()
+            record = {
+                "round": t, "n_labeled": pool.n_labeled, "test_accuracy": round(acc, 6),
+                "test_loss": round(loss, 6), "arch": repr(result.spec), "n_params": n_parameters(model),
+                "search_seconds": round(t1 - t0, 3), "train_seconds": round(t2 - t1, 3),
+                "eval_seconds": round(t3 - t2, 3), "query_seconds": 0.0,
+            }
+            # line 8: stop when the budget is exhausted or U is empty
+            done = (pool.n_labeled >= budget.max_labels or pool.n_unlabeled == 0
+                    or (budget.max_rounds is not None and t + 1 >= budget.max_rounds))
+            if not done:
+                # lines 11-13: S' <- Q(f, S, U, b); S <- S u S'; U <- U \ S'
+                progress.update(pool.n_labeled, f"round {t}: query")
+                k = min(budget.batch_at(pool.n_labeled), budget.max_labels - pool.n_labeled, pool.n_unlabeled)
+                unlabeled = pool.unlabeled()
+                ctx = QueryContext(model, data.x_train, labeled, unlabeled,
+                                   torch_generator(seed, "query", t), trainer.eval_batch_size)
+                picked = unlabeled[query.select(ctx, k).cpu()]
+                pool.add(picked.tolist())
+                selected += [{"round": t + 1, "pool_index": int(i)} for i in picked]
+                record["query_seconds"] = round(time.perf_counter() - t3, 3)
+            record["round_seconds"] = round(time.perf_counter() - t0, 3)
+            rounds.append(record)
+            log.info("round %d  labels %d  accuracy %.4f  arch %s  %.1fs", t, record["n_labeled"], acc,
+                     record["arch"], record["round_seconds"])
+            folder.rounds(rounds)
+            folder.selected(selected)
+            if search_rows:
+                folder.search(search_rows, SEARCH_FIELDS)
+            learning_curve(rounds, title, folder.path / "learning_curve.png")
+            folder.status("running", round=t, n_labeled=pool.n_labeled)
+            progress.update(pool.n_labeled, f"round {t}: done")
+            if done:
+                break
+            t += 1
+    return {
+        "final_accuracy": rounds[-1]["test_accuracy"],
+        "final_n_labeled": rounds[-1]["n_labeled"],
+        "auc": auc([r["n_labeled"] for r in rounds], [r["test_accuracy"] for r in rounds]),
+        "n_rounds": len(rounds),
+        "loop_seconds": round(time.perf_counter() - started, 3),
+    }

@@ -1,0 +1,56 @@
+"""Progress a person can follow: a rich bar on a terminal, plain log lines otherwise.
+
+The one-line log per round always goes through `logging` (Hydra writes it to the run's log
+file too). On a terminal the console handlers are routed through the bar's console, so the
+lines scroll above the live bar instead of tearing it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from contextlib import contextmanager
+from typing import Iterator, Optional
+
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+
+class RoundProgress:
+    def __init__(self, progress: Optional[Progress], total_labels: int, start_labels: int):
+        self._progress = progress
+        self._task = progress.add_task("labels", total=total_labels, completed=start_labels) if progress else None
+
+    def update(self, n_labeled: int, status: str) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, completed=n_labeled, description=status)
+
+
+def _is_console(handler: logging.Handler) -> bool:
+    return isinstance(handler, logging.StreamHandler) and getattr(handler, "stream", None) in (
+        sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
+
+
+@contextmanager
+def round_progress(total_labels: int, start_labels: int, enabled: Optional[bool] = None) -> Iterator[RoundProgress]:
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    if not enabled:
+        yield RoundProgress(None, total_labels, start_labels)
+        return
+    console = Console(stderr=True)
+    root = logging.getLogger()
+    swapped = [h for h in root.handlers if _is_console(h)]
+    rich_handler = RichHandler(console=console, show_path=False, show_level=False, markup=False)
+    for h in swapped:
+        root.removeHandler(h)
+    root.addHandler(rich_handler)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    try:
+        with Progress(*columns, console=console, transient=False) as progress:
+            yield RoundProgress(progress, total_labels, start_labels)
+    finally:
+        root.removeHandler(rich_handler)
+        for h in swapped:
+            root.addHandler(h)

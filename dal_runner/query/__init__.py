@@ -1,0 +1,57 @@
+"""Query strategies: pure score/selection functions over arrays, plus a thin class per strategy.
+
+A strategy's ``select(ctx, k)`` returns k positions into ``ctx.unlabeled`` (most informative
+first); the loop maps them to pool indices. ``QueryContext`` computes the model outputs a
+strategy asks for once, batched, on the data's device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict
+
+import torch
+from torch import nn
+
+from dal_runner.features import infer
+
+
+@dataclass
+class QueryContext:
+    model: nn.Module
+    x: torch.Tensor  # the whole pool, on the device
+    labeled: torch.Tensor  # pool indices of S (LongTensor)
+    unlabeled: torch.Tensor  # pool indices of U (LongTensor)
+    generator: torch.Generator  # CPU generator derived from the run seed, round and "query"
+    batch_size: int = 1024
+    _cache: Dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+
+    def _infer(self, which: str) -> None:
+        idx = self.unlabeled if which == "unlabeled" else self.labeled
+        probs, emb = infer(self.model, self.x[idx.to(self.x.device)], self.batch_size, embeddings=True)
+        self._cache[f"{which}_probs"], self._cache[f"{which}_emb"] = probs, emb
+
+    def probs(self, which: str = "unlabeled") -> torch.Tensor:
+        if f"{which}_probs" not in self._cache:
+            self._infer(which)
+        return self._cache[f"{which}_probs"]
+
+    def embeddings(self, which: str = "unlabeled") -> torch.Tensor:
+        if f"{which}_emb" not in self._cache:
+            self._infer(which)
+        return self._cache[f"{which}_emb"]
+
+
+def top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Positions of the k largest scores, ties broken by position (deterministic)."""
+    order = torch.argsort(scores.float().cpu(), descending=True, stable=True)
+    return order[:k]
+
+
+class ScoreStrategy:
+    """A strategy that ranks the unlabeled points by a score of their softmax outputs."""
+
+    score_fn = None  # set by subclasses: probs (N x C) -> scores (N), larger = query first
+
+    def select(self, ctx: QueryContext, k: int) -> torch.Tensor:
+        return top_k(type(self).score_fn(ctx.probs()), k)

@@ -1,0 +1,202 @@
+"""The one module that reads the composed config: it validates values and builds plain objects.
+
+`build(cfg)` turns a DictConfig into an `Experiment` (data, search, query, trainer, budget);
+`execute(experiment, run_dir)` runs the active loop and writes summary.json and status.json.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+import traceback
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from dal_runner.arch import ArchSpec, Network, build_network
+from dal_runner.config import TrainerConfig
+from dal_runner.data import Dataset, Normalize
+from dal_runner.errors import ConfigError, check_choice, check_positive, one_of
+from dal_runner.io import STATUS_JSON, RunFolder, read_json
+from dal_runner.loop import Budget, run_active_learning
+
+DEVICES = ("auto", "cpu", "cuda")
+OPTIMIZERS = ("adam", "sgd")
+OBJECTIVES = ("cross_entropy",)
+
+
+@dataclass
+class Experiment:
+    data: Dataset
+    search: Any
+    query: Any
+    trainer: TrainerConfig
+    budget: Budget
+    build_model: Callable[[ArchSpec], Network]
+    seed: int
+    device: torch.device
+    title: str
+    choices: Dict[str, str] = field(default_factory=dict)
+    config: Dict[str, Any] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------ pieces
+def resolve_device(name: str) -> torch.device:
+    check_choice("device", name, DEVICES)
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device", name, "auto or cpu", "CUDA is not available on this machine")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def load_dataset(cfg: DictConfig, seed: int) -> Dataset:
+    from dal_runner.data import digits
+
+    loaders = {"digits": lambda: digits.load(cfg.test_fraction, seed)}
+    check_choice("dataset", cfg.name, loaders)
+    return loaders[cfg.name]()
+
+
+def check_budget(b: Budget, pool_size: int) -> Budget:
+    check_positive("budget.initial", b.initial)
+    check_positive("budget.batch", b.batch)
+    check_positive("budget.max_labels", b.max_labels)
+    if b.max_rounds is not None:
+        check_positive("budget.max_rounds", b.max_rounds)
+    if b.max_labels > pool_size:
+        raise ConfigError("budget.max_labels", b.max_labels, f"at most the pool size {pool_size}",
+                          "larger than the unlabeled pool")
+    if b.initial > b.max_labels:
+        raise ConfigError("budget.initial", b.initial, f"at most budget.max_labels={b.max_labels}",
+                          "more initial labels than the whole budget")
+    return b
+
+
+def check_trainer(t: TrainerConfig) -> TrainerConfig:
+    check_choice("trainer.optimizer", t.optimizer, OPTIMIZERS)
+    check_choice("trainer.objective", t.objective, OBJECTIVES)
+    check_positive("trainer.lr", t.lr)
+    check_positive("trainer.epochs", t.epochs)
+    check_positive("trainer.batch_size", t.batch_size)
+    check_positive("trainer.eval_batch_size", t.eval_batch_size)
+    if t.steps_per_epoch is not None:
+        check_positive("trainer.steps_per_epoch", t.steps_per_epoch)
+    check_positive("trainer.weight_decay", t.weight_decay, allow_zero=True)
+    return t
+
+
+def arch_spec(cfg: DictConfig) -> ArchSpec:
+    params = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k not in ("name", "dropout")}
+    if cfg.name == "mlp":
+        check_positive("arch.hidden", params["hidden"])
+    if cfg.name == "cnn":
+        if not params["channels"] or any(c <= 0 for c in params["channels"]):
+            raise ConfigError("arch.channels", params["channels"], "a non-empty list of positive widths")
+        params["channels"] = tuple(params["channels"])
+    if not 0.0 <= cfg.dropout < 1.0:
+        raise ConfigError("arch.dropout", cfg.dropout, "a probability in [0, 1)")
+    return ArchSpec(cfg.name, **params)
+
+
+def build_search(cfg: DictConfig, spec: ArchSpec):
+    from dal_runner.search.fixed import FixedSearch
+
+    check_choice("search", cfg.name, ("fixed",))
+    return FixedSearch(spec)
+
+
+def build_query(cfg: DictConfig):
+    from dal_runner.query.entropy import Entropy
+    from dal_runner.query.margin import Margin
+    from dal_runner.query.random import RandomQuery
+    from dal_runner.query.softmax_response import SoftmaxResponse
+
+    strategies = {"random": RandomQuery, "softmax_response": SoftmaxResponse, "margin": Margin, "entropy": Entropy}
+    check_choice("query", cfg.name, strategies)
+    return strategies[cfg.name]()
+
+
+# ------------------------------------------------------------------------------ build / execute
+def build(cfg: DictConfig, choices: Optional[Dict[str, str]] = None) -> Experiment:
+    device = resolve_device(cfg.device)
+    trainer = check_trainer(OmegaConf.to_object(cfg.trainer))
+    spec = arch_spec(cfg.arch)
+    search = build_search(cfg.search, spec)
+    query = build_query(cfg.query)
+    data = load_dataset(cfg.dataset, cfg.seed)
+    b = cfg.budget
+    budget = check_budget(Budget(b.initial, b.batch, b.max_labels, b.max_rounds), data.x_train.shape[0])
+    try:  # build once now, so an architecture the data cannot take fails before the loop
+        build_network(spec, data.input_shape, data.n_classes,
+                      Normalize(data.scale, data.mean, data.std, data.is_image), cfg.arch.dropout)
+    except (ValueError, RuntimeError) as e:
+        raise ConfigError("arch", cfg.arch.name, "an architecture that fits this dataset's input", str(e)) from None
+    data = data.to(device)
+    normalize = Normalize(data.scale, data.mean, data.std, data.is_image)
+    build_model = partial(_build_model, input_shape=data.input_shape, n_classes=data.n_classes,
+                          normalize=normalize, dropout=cfg.arch.dropout, seed=cfg.seed)
+    choices = {k: v for k, v in (choices or {}).items() if not k.startswith("hydra")}
+    title = f"{cfg.dataset.name} | {cfg.search.name} {spec} | {cfg.query.name} | seed {cfg.seed}"
+    return Experiment(data, search, query, trainer, budget, build_model, int(cfg.seed), device, title,
+                      choices, OmegaConf.to_container(cfg, resolve=True))
+
+
+def _build_model(spec: ArchSpec, input_shape, n_classes, normalize, dropout, seed) -> Network:
+    from dal_runner.seeding import derive_seed
+
+    # the initialisation depends on the run seed and the architecture only
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(seed, "init", repr(spec)))
+        return build_network(spec, input_shape, n_classes, normalize, dropout)
+
+
+def versions() -> Dict[str, str]:
+    import hydra
+    import numpy
+    import torchvision
+
+    from dal_runner import __version__
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "numpy": numpy.__version__, "hydra": hydra.__version__, "dal_runner": __version__}
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def execute(exp: Experiment, run_dir: Path) -> Dict[str, Any]:
+    folder = RunFolder(run_dir)
+    started = time.time()
+    try:
+        result = run_active_learning(exp.data, exp.search, exp.query, exp.trainer, exp.budget, exp.build_model,
+                                     exp.seed, folder, exp.title)
+    except BaseException as e:
+        mark_failed(run_dir, e if not isinstance(e, KeyboardInterrupt) else "interrupted by the user")
+        raise
+    summary = {**result, "seconds": round(time.time() - started, 3), "device": device_name(exp.device),
+               "versions": versions(), "seed": exp.seed, "choices": exp.choices,
+               "budget": {"initial": exp.budget.initial, "batch": exp.budget.batch,
+                          "max_labels": exp.budget.max_labels}}
+    folder.summary(summary)
+    folder.status("completed", round=result["n_rounds"] - 1, n_labeled=result["final_n_labeled"])
+    return summary
+
+
+def mark_failed(run_dir: Path, error: Any, round_index: Optional[int] = None) -> None:
+    """status.json = failed, with the error and the last round that completed."""
+    path = Path(run_dir) / STATUS_JSON
+    if round_index is None and path.exists():
+        try:
+            round_index = read_json(path).get("round")
+        except (OSError, ValueError):
+            pass
+    detail = "".join(traceback.format_exception_only(type(error), error)).strip() if isinstance(error, BaseException) else str(error)
+    RunFolder(run_dir).status("failed", error=detail, round=round_index)

@@ -1,0 +1,108 @@
+"""Training and evaluation of one model on one index set.
+
+Data stays as one tensor on the device; batches are gathered by index (no DataLoader, no
+per-sample Python). On CUDA the forward pass runs under bf16 autocast with channels_last.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dal_runner.config import TrainerConfig
+from dal_runner.features import autocast, infer
+
+
+class TrainingDiverged(RuntimeError):
+    pass
+
+
+def prepare(model: nn.Module, device: torch.device, is_image: bool) -> nn.Module:
+    model = model.to(device)
+    if device.type == "cuda" and is_image:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def _optimizer(model: nn.Module, p: TrainerConfig) -> torch.optim.Optimizer:
+    if p.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=p.lr, momentum=p.momentum,
+                               nesterov=p.nesterov, weight_decay=p.weight_decay)
+    if p.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
+    raise ValueError(f"unknown optimizer {p.optimizer!r}")
+
+
+def _batches(n: int, batch_size: int, steps: int, generator: torch.Generator):
+    """`steps` index batches drawn from consecutive random permutations of range(n)."""
+    perm, pos = torch.randperm(n, generator=generator), 0
+    for _ in range(steps):
+        if pos + batch_size > n and pos > 0:
+            perm, pos = torch.randperm(n, generator=generator), 0
+        yield perm[pos:pos + batch_size]
+        pos += batch_size
+
+
+def fit(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    params: TrainerConfig,
+    seed: int,
+    augment: Optional[Callable[[torch.Tensor, torch.Generator], torch.Tensor]] = None,
+    extra_loss: Optional[Callable[[nn.Module, int, torch.Generator], torch.Tensor]] = None,
+    on_epoch: Optional[Callable[[int], None]] = None,
+) -> List[float]:
+    """Train `model` (already on x's device) on (x, y); returns the mean loss of each epoch.
+
+    `extra_loss(model, step, generator)` is added to every step's loss (the joint objective).
+    """
+    device = x.device
+    n = x.shape[0]
+    gen = torch.Generator().manual_seed(seed)
+    aug_gen = torch.Generator(device=device).manual_seed(seed + 1)
+    opt = _optimizer(model, params)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(params.lr_milestones), gamma=params.lr_gamma)
+    bs = min(params.batch_size, n)
+    steps = params.steps_per_epoch or math.ceil(n / bs)
+    history = []
+    # dropout draws from the global generator: fork it so the run's seed alone decides it
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed + 2)
+        model.train()
+        for epoch in range(params.epochs):
+            total = torch.zeros((), device=device)
+            for step, idx in enumerate(_batches(n, bs, steps, gen)):
+                idx = idx.to(device, non_blocking=True)
+                xb, yb = x[idx], y[idx]
+                if augment is not None:
+                    xb = augment(xb, aug_gen)
+                with autocast(device):
+                    loss = F.cross_entropy(model(xb), yb)
+                    if extra_loss is not None:
+                        loss = loss + extra_loss(model, step, gen)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += loss.detach()
+            sched.step()
+            mean_loss = float(total) / steps
+            if not math.isfinite(mean_loss):
+                raise TrainingDiverged(f"training loss became {mean_loss} at epoch {epoch + 1}")
+            history.append(mean_loss)
+            if on_epoch is not None:
+                on_epoch(epoch + 1)
+    return history
+
+
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> Tuple[float, float]:
+    """(accuracy, mean cross-entropy) on (x, y)."""
+    probs, _ = infer(model, x, batch_size)
+    acc = float((probs.argmax(1) == y).float().mean())
+    loss = float(F.nll_loss(torch.log(probs.clamp_min(1e-12)), y))
+    return acc, loss
