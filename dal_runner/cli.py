@@ -140,6 +140,11 @@ def explain(exc: BaseException, overrides: List[str]) -> str:
         if isinstance(cause, (ConfigAttributeError, ConfigKeyError)):
             return f"{full_key}: unknown key; accepted: {_accepted_keys(full_key)}"
         msg = str(cause).splitlines()[0]
+        wanted = re.search(r"converted to (\w+)", msg) or re.search(r"is not a valid (bool)", msg)
+        if wanted:
+            kind = {"Integer": "an integer", "Float": "a number (Float)", "Boolean": "true or false", "bool": "true or false",
+                    "String": "a string"}.get(wanted.group(1), wanted.group(1))
+            return f"{full_key}={given}: wrong type; accepted: {kind}"
         return f"{full_key}={given}: {msg}" if given is not None else f"{full_key}: {msg}"
     return str(exc).strip().splitlines()[0]
 

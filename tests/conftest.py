@@ -1,0 +1,49 @@
+"""Shared helpers: run the real CLI in a subprocess, or compose a config in-process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import List
+
+import pytest
+
+BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(args: List[str], cwd: Path, script: str = "dal-run", timeout: int = 300, env=None):
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run([str(BIN / script), *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=full_env)
+
+
+def run_dirs(root: Path) -> List[Path]:
+    return sorted(p.parent for p in root.glob("**/.hydra"))
+
+
+def compose(overrides: List[str]):
+    from hydra import compose as hydra_compose, initialize_config_module
+
+    from dal_runner.config import register_configs
+
+    register_configs()
+    with initialize_config_module("dal_runner.conf", version_base="1.3"):
+        return hydra_compose("config", overrides=overrides)
+
+
+@pytest.fixture
+def small_run(tmp_path):
+    """Run the active loop in-process on digits with a small budget; returns (summary, folder)."""
+    from dal_runner import run
+
+    def _run(*overrides: str, folder: Path | None = None):
+        cfg = compose(["budget.initial=50", "budget.batch=50", "budget.max_labels=150",
+                       "trainer.epochs=15", *overrides])
+        out = folder or tmp_path / "run"
+        summary = run.execute(run.build(cfg), out)
+        return summary, out
+
+    return _run

@@ -1,0 +1,64 @@
+"""dal-run as a user runs it: the default run, its folder, reproducibility, help."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+from conftest import run_cli, run_dirs
+
+from dal_runner.io import ROUND_FIELDS
+from dal_runner.metrics.auc import auc
+
+
+def _rows(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_default_run_learns_digits_and_writes_every_result_file(tmp_path):
+    res = run_cli([], cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    (run,) = run_dirs(tmp_path / "outputs" / "runs")
+    # outputs/runs/<YYYY-MM-DD>/<HH-MM-SS-ffffff>: time to the microsecond
+    assert len(run.name.split("-")) == 4 and len(run.name.split("-")[3]) == 6
+    for name in ("rounds.csv", "selected.csv", "summary.json", "status.json", "learning_curve.png"):
+        assert (run / name).is_file(), name
+    assert not list(run.glob(".*.tmp")), "a temp file of an atomic write was left behind"
+    rounds = _rows(run / "rounds.csv")
+    assert list(rounds[0].keys())[: len(ROUND_FIELDS)] == ROUND_FIELDS
+    labels = [int(r["n_labeled"]) for r in rounds]
+    assert labels == [100, 200, 300, 400, 500, 600]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["final_accuracy"] >= 0.90
+    assert summary["final_accuracy"] == float(rounds[-1]["test_accuracy"])
+    assert abs(summary["auc"] - auc(labels, [float(r["test_accuracy"]) for r in rounds])) < 1e-9
+    assert summary["device"].startswith("cpu") and "torch" in summary["versions"]
+    assert json.loads((run / "status.json").read_text())["state"] == "completed"
+    selected = _rows(run / "selected.csv")
+    assert len(selected) == 600 and len({r["pool_index"] for r in selected}) == 600
+    # the one-line log per round, as plain lines when stdout is not a terminal
+    round_lines = [ln for ln in res.stdout.splitlines() if "labels" in ln and "accuracy" in ln]
+    assert len(round_lines) == 6
+
+
+def test_same_seed_gives_identical_results_and_another_seed_does_not(tmp_path):
+    args = ["budget.initial=40", "budget.batch=40", "budget.max_labels=120", "trainer.epochs=10", "query=margin"]
+    for seed in (7, 7, 8):
+        assert run_cli(args + [f"seed={seed}"], cwd=tmp_path).returncode == 0
+    a, b, c = run_dirs(tmp_path / "outputs" / "runs")
+    acc = [[r["test_accuracy"] for r in _rows(d / "rounds.csv")] for d in (a, b, c)]
+    assert acc[0] == acc[1]
+    assert (a / "selected.csv").read_text() == (b / "selected.csv").read_text()
+    assert (a / "selected.csv").read_text() != (c / "selected.csv").read_text()
+
+
+def test_help_shows_every_group_its_options_and_an_example(tmp_path):
+    res = run_cli(["--help"], cwd=tmp_path)
+    assert res.returncode == 0
+    for group, option in [("dataset", "digits"), ("arch", "mlp"), ("arch", "cnn"), ("search", "fixed"),
+                          ("query", "softmax_response"), ("query", "margin"), ("query", "entropy"),
+                          ("query", "random"), ("budget", "default"), ("trainer", "default")]:
+        assert f"== {group}" in res.stdout and option in res.stdout
+    assert "dal-run -m" in res.stdout and "budget.batch" in res.stdout
+    assert not (tmp_path / "outputs").exists()
