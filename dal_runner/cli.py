@@ -37,7 +37,7 @@ def fail(message: str, status: int = 2) -> None:
 # ------------------------------------------------------------------------------ help
 def _first_comment(text: str) -> str:
     for line in text.splitlines():
-        if line.startswith("#"):
+        if line.startswith("#") and not line.startswith("# @package"):
             return line.lstrip("# ").strip()
     return ""
 
@@ -79,7 +79,7 @@ def help_text() -> str:
     lines += ["== top-level keys ==",
               "  " + ", ".join(f"{k}={cfg[k]}" for k in ("seed", "device", "output_root", "resume")), "",
               "examples:",
-              "  dal-run                                       # the default: digits, fixed MLP, softmax response",
+              "  dal-run                                       # the default: active-iNAS on digits, softmax response",
               "  dal-run query=margin budget.batch=50 seed=1   # change an option and keys",
               "  dal-run -m query=random,entropy seed=0,1,2    # a sweep of 6 runs",
               "  dal-report outputs/multirun/<date>/<time>     # tables and figures of a sweep", "",

@@ -18,13 +18,48 @@ DEFAULT_DATA_ROOT = "${oc.env:DAL_DATA_ROOT,${oc.env:HOME,.}/.cache/dal-runner}"
 
 # ---------------------------------------------------------------- dataset
 @dataclass
+class AugmentConfig:
+    """Training-time augmentation, batched on the data's device (dal_runner/augment.py)."""
+
+    crop_padding: int = 0  # random crop after zero padding by this many pixels (0: off)
+    hflip: bool = False  # random horizontal flip
+    rotation: float = 0.0  # random rotation, uniform in [-rotation, rotation] degrees
+    shift: float = 0.0  # random translation, uniform in [-shift, shift] of the image size
+
+
+@dataclass
 class DatasetConfig:
     name: str = MISSING
-    # fraction of the data held out as the test set (only for sets without a standard split)
-    test_fraction: float = 0.3
-    # where data files live / are downloaded to (env DAL_DATA_ROOT overrides the default)
-    root: str = DEFAULT_DATA_ROOT
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass
+class DigitsConfig(DatasetConfig):
+    test_fraction: float = 0.3  # seeded stratified test split
+
+
+@dataclass
+class TorchvisionConfig(DatasetConfig):
+    root: str = DEFAULT_DATA_ROOT  # torchvision's layout below it; env DAL_DATA_ROOT overrides the default
     download: bool = False
+
+
+@dataclass
+class SVHNConfig(TorchvisionConfig):
+    extra: bool = False  # append SVHN's 531,131 `extra` images to the pool
+
+
+@dataclass
+class OpenMLConfig(DatasetConfig):
+    id: int = 6
+    test_fraction: float = 0.3
+    root: str = DEFAULT_DATA_ROOT
+
+
+@dataclass
+class NPZConfig(DatasetConfig):
+    path: str = MISSING
+    test_fraction: float = 0.3
 
 
 # ---------------------------------------------------------------- architecture
@@ -45,10 +80,32 @@ class CNNConfig(ArchConfig):
     channels: List[int] = field(default_factory=lambda: [32, 64])
 
 
+@dataclass
+class ResNetConfig(ArchConfig):
+    block: str = "basic"  # basic | bottleneck
+    n_blocks: int = 1
+    n_stacks: int = 1
+    stem: str = "cifar"  # cifar: 3x3 conv | paper: 3x3 conv + 3x3 max-pool, stride 2
+    width: int = 64  # channels of the stem and first stack; stack k has width * 2^k
+
+
 # ---------------------------------------------------------------- search
 @dataclass
 class SearchConfig:
     name: str = MISSING
+    # performance estimation of candidates, shared by every strategy that trains them (fixed ignores it)
+    val_fraction: float = 0.2  # |V'| / |S|: S is split into S' (train) and V' (validation)
+    epochs: Optional[int] = None  # candidates' epochs (null: trainer.epochs)
+    lr_milestones: Optional[List[int]] = None  # candidates' lr milestones (null: trainer's)
+
+
+@dataclass
+class INASConfig(SearchConfig):
+    start: List[int] = field(default_factory=lambda: [1, 1])  # A(B, i0, j0)
+    space: List[int] = field(default_factory=lambda: [12, 5])  # bound A(B, max blocks, max stacks)
+    max_steps: int = 1  # T_iNAS: iNAS steps per round
+    reuse_candidates: bool = True
+    tie_break: str = "smaller"  # smaller | larger
 
 
 # ---------------------------------------------------------------- query
@@ -61,7 +118,8 @@ class QueryConfig:
 @dataclass
 class BudgetConfig:
     initial: int = 100  # k: random labels before the first round
-    batch: int = 100  # b: labels queried per round
+    # b: labels queried per round; an int, or a schedule {from_labels: batch, ...}
+    batch: Any = 100
     max_labels: int = 600  # stop once |S| reaches this
     max_rounds: Optional[int] = None  # optional cap on the number of trained rounds
 
@@ -100,9 +158,11 @@ class RunConfig:
 
 
 SCHEMAS = {
-    "dataset": {"digits": DatasetConfig},
-    "arch": {"mlp": MLPConfig, "cnn": CNNConfig},
-    "search": {"fixed": SearchConfig},
+    "dataset": {"digits": DigitsConfig, "cifar10": TorchvisionConfig, "cifar100": TorchvisionConfig,
+                "svhn": SVHNConfig, "mnist": TorchvisionConfig, "fashion_mnist": TorchvisionConfig,
+                "openml": OpenMLConfig, "npz": NPZConfig},
+    "arch": {"mlp": MLPConfig, "cnn": CNNConfig, "resnet": ResNetConfig},
+    "search": {"fixed": SearchConfig, "inas": INASConfig},
     "query": {
         "random": QueryConfig,
         "softmax_response": QueryConfig,

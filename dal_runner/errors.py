@@ -14,6 +14,14 @@ class ConfigError(Exception):
         super().__init__(f"{key}={value!s}: {what}accepted: {accepted}")
 
 
+def as_config_error(error: ValueError) -> ConfigError:
+    """A ValueError from a library-level check whose message already names key, value and range."""
+    err = ConfigError.__new__(ConfigError)
+    Exception.__init__(err, str(error))
+    err.key = err.value = err.accepted = err.reason = None
+    return err
+
+
 def one_of(options: Iterable[str]) -> str:
     return "one of " + ", ".join(sorted(options))
 

@@ -34,3 +34,22 @@ def learning_curve(rounds: List[Dict], title: str, path: Path) -> None:
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     save_figure(fig, path)
+
+
+def arch_growth(rounds: List[Dict], title: str, path: Path) -> None:
+    """Architecture capacity against labels (active-iNAS Figure 6a): parameters, each round's A(B, i, j)."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    x = [r["n_labeled"] for r in rounds]
+    y = [r["n_params"] for r in rounds]
+    ax.step(x, y, where="post", marker="o", ms=3)
+    last = None
+    for r in rounds:
+        if r["arch"] != last:
+            ax.annotate(r["arch"], (r["n_labeled"], r["n_params"]), fontsize=7, rotation=20,
+                        xytext=(3, 4), textcoords="offset points")
+            last = r["arch"]
+    ax.set_xlabel("labeled examples")
+    ax.set_ylabel("parameters")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    save_figure(fig, path)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Union
 
 import torch
 
@@ -21,7 +21,7 @@ from dal_runner import train as training
 from dal_runner.arch import ArchSpec, Network, n_parameters
 from dal_runner.config import TrainerConfig
 from dal_runner.data import Dataset
-from dal_runner.figures import learning_curve
+from dal_runner.figures import arch_growth, learning_curve
 from dal_runner.io import RunFolder
 from dal_runner.metrics.auc import auc
 from dal_runner.pool import Pool
@@ -36,15 +36,19 @@ log = logging.getLogger("dal_runner")
 @dataclass
 class Budget:
     initial: int
-    batch: int
+    batch: Union[int, Dict[int, int]]  # an int, or a schedule {from_labels: batch}
     max_labels: int
     max_rounds: Optional[int] = None
 
     def batch_at(self, n_labeled: int) -> int:
-        return self.batch
+        """The batch size once |S| = n_labeled: the schedule entry with the largest threshold <= n."""
+        if isinstance(self.batch, int):
+            return self.batch
+        return self.batch[max(t for t in self.batch if t <= n_labeled)]
 
 
-SEARCH_FIELDS = ["round", "step", "arch", "n_params", "val_accuracy", "seconds", "chosen"]
+SEARCH_FIELDS = ["round", "step", "arch", "n_blocks", "n_stacks", "n_params", "val_accuracy", "seconds",
+                 "reused", "chosen"]
 
 
 def run_active_learning(
@@ -58,6 +62,7 @@ def run_active_learning(
     folder: RunFolder,
     title: str = "",
     search_trainer: Optional[TrainerConfig] = None,
+    augment: Optional[Callable[[torch.Tensor, torch.Generator], torch.Tensor]] = None,
 ) -> Dict:
     device = data.x_train.device
     pool = Pool(data.x_train.shape[0])
@@ -73,7 +78,7 @@ def run_active_learning(
     def estimate(spec: ArchSpec, train_idx: torch.Tensor, val_idx: torch.Tensor, est_seed: int) -> float:
         model = training.prepare(build_model(spec), device, data.is_image)
         t_idx, v_idx = train_idx.to(device), val_idx.to(device)
-        training.fit(model, data.x_train[t_idx], data.y_train[t_idx], search_trainer or trainer, est_seed)
+        training.fit(model, data.x_train[t_idx], data.y_train[t_idx], search_trainer or trainer, est_seed, augment)
         return training.evaluate(model, data.x_train[v_idx], data.y_train[v_idx], trainer.eval_batch_size)[0]
 
     folder.status("running", round=0, n_labeled=pool.n_labeled)
@@ -94,7 +99,7 @@ def run_active_learning(
             progress.update(pool.n_labeled, f"round {t}: train")
             model = training.prepare(build_model(result.spec), device, data.is_image)
             idx = labeled.to(device)
-            training.fit(model, data.x_train[idx], data.y_train[idx], trainer, derive_seed(seed, "train", t))
+            training.fit(model, data.x_train[idx], data.y_train[idx], trainer, derive_seed(seed, "train", t), augment)
             t2 = time.perf_counter()
             acc, loss = training.evaluate(model, data.x_test, data.y_test, trainer.eval_batch_size)
             t3 = time.perf_counter()
@@ -127,6 +132,7 @@ def run_active_learning(
             if search_rows:
                 folder.search(search_rows, SEARCH_FIELDS)
             learning_curve(rounds, title, folder.path / "learning_curve.png")
+            arch_growth(rounds, title, folder.path / "arch_growth.png")
             folder.status("running", round=t, n_labeled=pool.n_labeled)
             progress.update(pool.n_labeled, f"round {t}: done")
             if done:

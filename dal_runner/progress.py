@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import Iterator, Optional
 
 from rich.console import Console
+from rich.highlighter import NullHighlighter
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -42,7 +43,8 @@ def round_progress(total_labels: int, start_labels: int, enabled: Optional[bool]
     console = Console(stderr=True)
     root = logging.getLogger()
     swapped = [h for h in root.handlers if _is_console(h)]
-    rich_handler = RichHandler(console=console, show_path=False, show_level=False, markup=False)
+    rich_handler = RichHandler(console=console, show_path=False, show_level=False, show_time=False,
+                               markup=False, highlighter=NullHighlighter())
     for h in swapped:
         root.removeHandler(h)
     root.addHandler(rich_handler)

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import platform
 import time
 import traceback
@@ -20,9 +22,12 @@ from omegaconf import DictConfig, OmegaConf
 from dal_runner.arch import ArchSpec, Network, build_network
 from dal_runner.config import TrainerConfig
 from dal_runner.data import Dataset, Normalize
-from dal_runner.errors import ConfigError, check_choice, check_positive, one_of
+from dal_runner.augment import Augment
+from dal_runner.errors import ConfigError, as_config_error, check_choice, check_positive
 from dal_runner.io import STATUS_JSON, RunFolder, read_json
 from dal_runner.loop import Budget, run_active_learning
+
+log = logging.getLogger("dal_runner")
 
 DEVICES = ("auto", "cpu", "cuda")
 OPTIMIZERS = ("adam", "sgd")
@@ -42,6 +47,8 @@ class Experiment:
     title: str
     choices: Dict[str, str] = field(default_factory=dict)
     config: Dict[str, Any] = field(default_factory=dict)
+    search_trainer: Optional[TrainerConfig] = None
+    augment: Optional[Augment] = None
 
 
 # ------------------------------------------------------------------------------ pieces
@@ -55,16 +62,21 @@ def resolve_device(name: str) -> torch.device:
 
 
 def load_dataset(cfg: DictConfig, seed: int) -> Dataset:
-    from dal_runner.data import digits
+    from dal_runner.data import digits, npz, openml, torchvision_sets
 
-    loaders = {"digits": lambda: digits.load(cfg.test_fraction, seed)}
-    check_choice("dataset", cfg.name, loaders)
+    if cfg.name in torchvision_sets.NAMES:
+        return torchvision_sets.load(cfg.name, cfg.root, cfg.download, include_extra=cfg.get("extra", False))
+    loaders = {
+        "digits": lambda: digits.load(cfg.test_fraction, seed),
+        "openml": lambda: openml.load(cfg.id, cfg.root, cfg.test_fraction, seed),
+        "npz": lambda: npz.load(cfg.path, cfg.test_fraction, seed),
+    }
+    check_choice("dataset", cfg.name, [*loaders, *torchvision_sets.NAMES])
     return loaders[cfg.name]()
 
 
 def check_budget(b: Budget, pool_size: int) -> Budget:
     check_positive("budget.initial", b.initial)
-    check_positive("budget.batch", b.batch)
     check_positive("budget.max_labels", b.max_labels)
     if b.max_rounds is not None:
         check_positive("budget.max_rounds", b.max_rounds)
@@ -90,8 +102,22 @@ def check_trainer(t: TrainerConfig) -> TrainerConfig:
     return t
 
 
-def arch_spec(cfg: DictConfig) -> ArchSpec:
+def arch_spec(cfg: DictConfig, input_shape) -> ArchSpec:
     params = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k not in ("name", "dropout")}
+    if cfg.name == "resnet":
+        from dal_runner.arch import resnet
+
+        check_choice("arch.block", params["block"], resnet.BLOCKS)
+        check_choice("arch.stem", params["stem"], resnet.STEMS)
+        check_positive("arch.n_blocks", params["n_blocks"])
+        check_positive("arch.n_stacks", params["n_stacks"])
+        check_positive("arch.width", params["width"])
+        if len(input_shape) == 3:
+            most = resnet.max_stacks(input_shape[1:], params["stem"])
+            if params["n_stacks"] > most:
+                raise ConfigError("arch.n_stacks", params["n_stacks"], f"at most {most}",
+                                  f"a {input_shape[1]}x{input_shape[2]} input with stem={params['stem']} "
+                                  f"supports {most} stacks")
     if cfg.name == "mlp":
         check_positive("arch.hidden", params["hidden"])
     if cfg.name == "cnn":
@@ -103,11 +129,67 @@ def arch_spec(cfg: DictConfig) -> ArchSpec:
     return ArchSpec(cfg.name, **params)
 
 
-def build_search(cfg: DictConfig, spec: ArchSpec):
+def build_search(cfg: DictConfig, spec: ArchSpec, data: Dataset, seed: int):
     from dal_runner.search.fixed import FixedSearch
 
-    check_choice("search", cfg.name, ("fixed",))
-    return FixedSearch(spec)
+    check_choice("search", cfg.name, ("fixed", "inas"))
+    if cfg.name == "fixed":
+        return FixedSearch(spec)
+    from dal_runner.arch import resnet
+    from dal_runner.search.inas import INASSearch
+
+    if spec.name != "resnet":
+        raise ConfigError("arch", spec.name, "resnet, resnet18 or resnet_small", "search=inas searches residual nets")
+    if not data.is_image:
+        raise ConfigError("search", "inas", "fixed (with arch=mlp) for tabular data", "iNAS needs image data")
+    for key in ("start", "space"):
+        if len(cfg[key]) != 2 or any(v < 1 for v in cfg[key]):
+            raise ConfigError(f"search.{key}", list(cfg[key]), "[n_blocks, n_stacks], both >= 1")
+    check_positive("search.max_steps", cfg.max_steps)
+    if cfg.epochs is not None:
+        check_positive("search.epochs", cfg.epochs)
+    stem = spec.params["stem"]
+    most = resnet.max_stacks(data.input_shape[1:], stem)
+    space = (int(cfg.space[0]), min(int(cfg.space[1]), most))
+    if space[1] < cfg.space[1]:
+        log.info("search space A(B, %d, %d) -> A(B, %d, %d): a %dx%d input with stem=%s supports %d stacks",
+                 cfg.space[0], cfg.space[1], space[0], space[1], data.input_shape[1], data.input_shape[2], stem, most)
+    c, k = data.input_shape[0], data.n_classes
+    try:
+        return INASSearch(spec.params["block"], seed=seed, start=tuple(cfg.start), space=space,
+                          val_fraction=cfg.val_fraction, max_steps=cfg.max_steps,
+                          reuse_candidates=cfg.reuse_candidates, tie_break=cfg.tie_break,
+                          extra_params={"stem": stem, "width": spec.params["width"]},
+                          count_params=lambda s: resnet.n_params(in_channels=c, n_classes=k, **s.params))
+    except ValueError as e:
+        raise as_config_error(e) from None
+
+
+def search_trainer(cfg: DictConfig, trainer: TrainerConfig) -> TrainerConfig:
+    """Candidates' training: the trainer with the search's own epochs / milestones where given."""
+    if cfg.name != "inas":
+        return trainer
+    epochs = trainer.epochs if cfg.epochs is None else cfg.epochs
+    milestones = trainer.lr_milestones if cfg.lr_milestones is None else list(cfg.lr_milestones)
+    return dataclasses.replace(trainer, epochs=epochs, lr_milestones=milestones)
+
+
+def build_budget(cfg: DictConfig, pool_size: int) -> Budget:
+    batch = cfg.batch
+    if isinstance(batch, DictConfig):
+        try:
+            batch = {int(k): int(v) for k, v in batch.items()}
+        except (TypeError, ValueError):
+            batch = None
+        if not batch or 0 not in batch or any(v <= 0 or k < 0 for k, v in batch.items()):
+            raise ConfigError("budget.batch", OmegaConf.to_container(cfg.batch), _BATCH_ACCEPTED)
+        batch = dict(sorted(batch.items()))
+    elif isinstance(batch, bool) or not isinstance(batch, int) or batch <= 0:
+        raise ConfigError("budget.batch", batch, _BATCH_ACCEPTED)
+    return check_budget(Budget(cfg.initial, batch, cfg.max_labels, cfg.max_rounds), pool_size)
+
+
+_BATCH_ACCEPTED = "an integer > 0, or a schedule {0: b0, from_labels: b, ...} of integers > 0"
 
 
 def build_query(cfg: DictConfig):
@@ -125,17 +207,21 @@ def build_query(cfg: DictConfig):
 def build(cfg: DictConfig, choices: Optional[Dict[str, str]] = None) -> Experiment:
     device = resolve_device(cfg.device)
     trainer = check_trainer(OmegaConf.to_object(cfg.trainer))
-    spec = arch_spec(cfg.arch)
-    search = build_search(cfg.search, spec)
     query = build_query(cfg.query)
     data = load_dataset(cfg.dataset, cfg.seed)
-    b = cfg.budget
-    budget = check_budget(Budget(b.initial, b.batch, b.max_labels, b.max_rounds), data.x_train.shape[0])
+    spec = arch_spec(cfg.arch, data.input_shape)
+    search = build_search(cfg.search, spec, data, int(cfg.seed))
+    budget = build_budget(cfg.budget, data.x_train.shape[0])
+    augment = Augment(**OmegaConf.to_container(cfg.dataset.augment))
+    if augment.active and not data.is_image:
+        raise ConfigError("dataset.augment", OmegaConf.to_container(cfg.dataset.augment),
+                          "all off for tabular data", "image augmentation on a table")
     try:  # build once now, so an architecture the data cannot take fails before the loop
         build_network(spec, data.input_shape, data.n_classes,
                       Normalize(data.scale, data.mean, data.std, data.is_image), cfg.arch.dropout)
     except (ValueError, RuntimeError) as e:
-        raise ConfigError("arch", cfg.arch.name, "an architecture that fits this dataset's input", str(e)) from None
+        raise ConfigError("arch", cfg.arch.name, "an architecture that fits this dataset's input",
+                          str(e).splitlines()[0]) from None
     data = data.to(device)
     normalize = Normalize(data.scale, data.mean, data.std, data.is_image)
     build_model = partial(_build_model, input_shape=data.input_shape, n_classes=data.n_classes,
@@ -143,7 +229,8 @@ def build(cfg: DictConfig, choices: Optional[Dict[str, str]] = None) -> Experime
     choices = {k: v for k, v in (choices or {}).items() if not k.startswith("hydra")}
     title = f"{cfg.dataset.name} | {cfg.search.name} {spec} | {cfg.query.name} | seed {cfg.seed}"
     return Experiment(data, search, query, trainer, budget, build_model, int(cfg.seed), device, title,
-                      choices, OmegaConf.to_container(cfg, resolve=True))
+                      choices, OmegaConf.to_container(cfg, resolve=True),
+                      search_trainer(cfg.search, trainer), augment if augment.active else None)
 
 
 def _build_model(spec: ArchSpec, input_shape, n_classes, normalize, dropout, seed) -> Network:
@@ -177,7 +264,7 @@ def execute(exp: Experiment, run_dir: Path) -> Dict[str, Any]:
     started = time.time()
     try:
         result = run_active_learning(exp.data, exp.search, exp.query, exp.trainer, exp.budget, exp.build_model,
-                                     exp.seed, folder, exp.title)
+                                     exp.seed, folder, exp.title, exp.search_trainer, exp.augment)
     except BaseException as e:
         mark_failed(run_dir, e if not isinstance(e, KeyboardInterrupt) else "interrupted by the user")
         raise

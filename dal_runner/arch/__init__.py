@@ -57,15 +57,19 @@ class ArchSpec:
         return hash((self.name, tuple(sorted(self.params.items(), key=lambda kv: kv[0]))))
 
     def __repr__(self) -> str:
+        if self.name == "resnet":  # the paper's notation A(B, n_blocks, n_stacks)
+            return f"A({self.params['block']},{self.params['n_blocks']},{self.params['n_stacks']})"
         return describe(self.name, **self.params)
 
 
 def build_network(spec: ArchSpec, input_shape: InputShape, n_classes: int, normalize: Normalize,
                   dropout: float) -> Network:
-    from dal_runner.arch import cnn, mlp  # the registry of bodies
+    from dal_runner.arch import cnn, mlp, resnet  # the registry of bodies
 
-    bodies = {"mlp": mlp.body, "cnn": cnn.body}
+    bodies = {"mlp": mlp.body, "cnn": cnn.body, "resnet": resnet.body}
     body = bodies[spec.name](input_shape, **spec.params)
-    with torch.no_grad():
-        embed_dim = body(torch.zeros(1, *input_shape)).shape[1]
+    was_training = body.training
+    with torch.no_grad():  # one eval-mode pass finds the embedding width (BN needs eval for N=1)
+        embed_dim = body.eval()(torch.zeros(1, *input_shape)).shape[1]
+    body.train(was_training)
     return Network(normalize, body, embed_dim, n_classes, dropout)

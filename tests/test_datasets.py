@@ -1,0 +1,482 @@
+"""Data loaders read small files written here in the real on-disk formats (no network)."""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+import struct
+from pathlib import Path
+from urllib.error import URLError
+
+import numpy as np
+import pytest
+import scipy.io
+import torch
+import torchvision.datasets as tvd
+
+from dal_runner.data import Normalize, npz, openml, torchvision_sets
+from dal_runner.errors import ConfigError
+
+RNG = np.random.default_rng(0)
+
+
+# ---------------------------------------------------------------- writers of the real formats
+def write_cifar(root: Path, name: str, n_test: int = 10):
+    """Pickled dicts as in the official python archives; returns (train, test) as (x, y)."""
+    if name == "cifar10":
+        folder, train_files, test_file, label_key, n_classes = (
+            root / "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], "test_batch", "labels", 10)
+        meta_file, meta = "batches.meta", {"label_names": [f"class{i}" for i in range(10)], "num_vis": 3072}
+    else:
+        folder, train_files, test_file, label_key, n_classes = (
+            root / "cifar-100-python", ["train"], "test", "fine_labels", 100)
+        meta_file, meta = "meta", {"fine_label_names": [f"f{i}" for i in range(100)],
+                                   "coarse_label_names": [f"c{i}" for i in range(20)]}
+    folder.mkdir(parents=True)
+
+    def batch(path: Path, n: int):
+        data = RNG.integers(0, 256, size=(n, 3072), dtype=np.uint8)
+        labels = [int(v) for v in RNG.integers(0, n_classes, size=n)]
+        entry = {"batch_label": path.name, label_key: labels, "data": data,
+                 "filenames": [f"img{i}.png" for i in range(n)]}
+        if name == "cifar100":
+            entry["coarse_labels"] = [v // 5 for v in labels]
+        with open(path, "wb") as f:
+            pickle.dump(entry, f, protocol=2)
+        return data, np.array(labels)
+
+    train = [batch(folder / f, 20 // len(train_files)) for f in train_files]  # 20 pool images
+    test = batch(folder / test_file, n_test)
+    with open(folder / meta_file, "wb") as f:
+        pickle.dump(meta, f, protocol=2)
+    x_train = np.concatenate([d for d, _ in train]).reshape(-1, 3, 32, 32)
+    y_train = np.concatenate([y for _, y in train])
+    return (x_train, y_train), (test[0].reshape(-1, 3, 32, 32), test[1])
+
+
+def write_svhn(root: Path, sizes=(("train", 30), ("test", 12), ("extra", 8))):
+    """MATLAB files as in ufldl's release: X is 32 x 32 x 3 x N uint8, y is N x 1 in 1..10."""
+    folder = root / "SVHN"
+    folder.mkdir(parents=True)
+    out = {}
+    for split, n in sizes:
+        x = RNG.integers(0, 256, size=(32, 32, 3, n), dtype=np.uint8)
+        y = RNG.integers(1, 11, size=(n, 1)).astype(np.uint8)
+        y[0, 0] = 10  # make sure the digit 0 occurs
+        scipy.io.savemat(folder / f"{split}_32x32.mat", {"X": x, "y": y})
+        out[split] = (x, y[:, 0])
+    return out
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def write_mnist(root: Path, folder: str, gz: bool, n_train: int = 40, n_test: int = 20):
+    raw = root / folder / "raw"
+    raw.mkdir(parents=True)
+    out = {}
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        x = RNG.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+        y = RNG.integers(0, 10, size=n).astype(np.uint8)
+        for kind, array in (("images-idx3-ubyte", x), ("labels-idx1-ubyte", y)):
+            data = idx_bytes(array)
+            if gz:
+                (raw / f"{prefix}-{kind}.gz").write_bytes(gzip.compress(data))
+            else:
+                (raw / f"{prefix}-{kind}").write_bytes(data)
+        out[prefix] = (x, y)
+    return out
+
+
+def expected_stats(x: np.ndarray, scale: float = 255.0):
+    values = x.astype(np.float64) / scale
+    return values.mean(axis=(0, 2, 3)), values.std(axis=(0, 2, 3))
+
+
+# ---------------------------------------------------------------- torchvision sets
+@pytest.mark.parametrize("name, n_classes", [("cifar10", 10), ("cifar100", 100)])
+def test_cifar_pickled_batches_load_as_uint8_nchw_with_train_stats(tmp_path, name, n_classes):
+    (x_train, y_train), (x_test, y_test) = write_cifar(tmp_path, name)
+    data = torchvision_sets.load(name, tmp_path)
+    assert data.name == name and data.n_classes == n_classes and data.scale == 255.0
+    assert data.x_train.dtype == torch.uint8 and tuple(data.x_train.shape) == (20, 3, 32, 32)
+    assert data.x_test.shape == (10, 3, 32, 32) and data.y_train.dtype == torch.int64
+    np.testing.assert_array_equal(data.x_train.numpy(), x_train)
+    np.testing.assert_array_equal(data.y_train.numpy(), y_train)
+    np.testing.assert_array_equal(data.x_test.numpy(), x_test)
+    np.testing.assert_array_equal(data.y_test.numpy(), y_test)
+    mean, std = expected_stats(x_train)
+    np.testing.assert_allclose(data.mean, mean, rtol=1e-10)
+    np.testing.assert_allclose(data.std, std, rtol=1e-10)
+
+
+def test_cifar_pixel_order_matches_torchvision_hwc_view(tmp_path):
+    """torchvision's .data is the same rows reshaped to N x 3 x 32 x 32 then moved to HWC."""
+    write_cifar(tmp_path, "cifar10")
+    data = torchvision_sets.load("cifar10", tmp_path)
+    with open(tmp_path / "cifar-10-batches-py" / "data_batch_1", "rb") as f:
+        row = pickle.load(f, encoding="latin1")["data"][0]
+    # row = red plane (32 x 32, row-major), then green, then blue
+    assert data.x_train[0, 1, 2, 3] == row[1 * 1024 + 2 * 32 + 3]
+
+
+def test_svhn_mat_files_map_label_10_to_0_and_transpose_to_nchw(tmp_path):
+    written = write_svhn(tmp_path)
+    data = torchvision_sets.load("svhn", tmp_path)
+    x, y = written["train"]
+    assert tuple(data.x_train.shape) == (30, 3, 32, 32) and data.x_train.dtype == torch.uint8
+    np.testing.assert_array_equal(data.x_train.numpy(), x.transpose(3, 2, 0, 1))
+    np.testing.assert_array_equal(data.y_train.numpy(), np.where(y == 10, 0, y))
+    assert data.y_train[0] == 0 and int(data.y_train.max()) <= 9
+    assert tuple(data.x_test.shape) == (12, 3, 32, 32)
+    np.testing.assert_allclose(data.mean, expected_stats(x.transpose(3, 2, 0, 1))[0], rtol=1e-10)
+
+
+def test_svhn_extra_is_appended_to_the_pool_only(tmp_path):
+    written = write_svhn(tmp_path)
+    data = torchvision_sets.load("svhn", tmp_path, include_extra=True)
+    assert len(data.x_train) == 30 + 8 and len(data.x_test) == 12
+    np.testing.assert_array_equal(data.x_train[30:].numpy(), written["extra"][0].transpose(3, 2, 0, 1))
+    pool = np.concatenate([written["train"][0], written["extra"][0]], axis=3).transpose(3, 2, 0, 1)
+    np.testing.assert_allclose(data.std, expected_stats(pool)[1], rtol=1e-10)
+
+
+@pytest.mark.parametrize("name, folder, gz", [("mnist", "MNIST", True), ("mnist", "MNIST", False),
+                                              ("fashion_mnist", "FashionMNIST", True)])
+def test_mnist_like_idx_files_raw_or_gzipped(tmp_path, name, folder, gz):
+    written = write_mnist(tmp_path, folder, gz)
+    data = torchvision_sets.load(name, tmp_path)
+    assert tuple(data.x_train.shape) == (40, 1, 28, 28) and tuple(data.x_test.shape) == (20, 1, 28, 28)
+    np.testing.assert_array_equal(data.x_train[:, 0].numpy(), written["train"][0])
+    np.testing.assert_array_equal(data.y_test.numpy(), written["t10k"][1])
+    assert data.n_classes == 10 and len(data.mean) == 1
+    normalized = Normalize(data.scale, data.mean, data.std, data.is_image)(data.x_train)
+    assert abs(float(normalized.mean())) < 1e-5 and abs(float(normalized.std(unbiased=False)) - 1) < 1e-5
+
+
+def test_mnist_reads_the_same_files_torchvision_reads(tmp_path):
+    write_mnist(tmp_path, "MNIST", gz=False)
+    ours = torchvision_sets.load("mnist", tmp_path)
+    theirs = tvd.MNIST(str(tmp_path), train=True)
+    assert torch.equal(ours.x_train[:, 0], theirs.data) and torch.equal(ours.y_train, theirs.targets)
+
+
+def test_missing_files_name_root_the_expected_files_and_download(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        torchvision_sets.load("cifar10", tmp_path)
+    message = str(err.value)
+    assert err.value.key == "dataset.root" and str(tmp_path) in message
+    assert "cifar-10-batches-py/data_batch_1" in message and "test_batch" in message
+    assert "dataset.download=true" in message and "\n" not in message
+
+
+def test_missing_mnist_lists_raw_or_gz_names(tmp_path):
+    with pytest.raises(ConfigError, match=r"MNIST/raw/train-images-idx3-ubyte\[\.gz\]"):
+        torchvision_sets.load("mnist", tmp_path)
+
+
+def test_missing_svhn_extra_is_reported_when_asked_for(tmp_path):
+    write_svhn(tmp_path, sizes=(("train", 5), ("test", 5)))
+    torchvision_sets.load("svhn", tmp_path)
+    with pytest.raises(ConfigError, match="svhn files missing: SVHN/extra_32x32.mat;"):
+        torchvision_sets.load("svhn", tmp_path, include_extra=True)
+
+
+def test_truncated_cifar_batch_is_a_config_error_naming_the_file(tmp_path):
+    write_cifar(tmp_path, "cifar10")
+    path = tmp_path / "cifar-10-batches-py" / "data_batch_3"
+    path.write_bytes(path.read_bytes()[:5000])
+    with pytest.raises(ConfigError, match="data_batch_3 is truncated or corrupt"):
+        torchvision_sets.load("cifar10", tmp_path)
+
+
+def test_cifar_batch_of_the_wrong_shape_is_rejected(tmp_path):
+    write_cifar(tmp_path, "cifar100")
+    with open(tmp_path / "cifar-100-python" / "test", "wb") as f:
+        pickle.dump({"data": np.zeros((3, 1000), np.uint8), "fine_labels": [0, 1, 2]}, f)
+    with pytest.raises(ConfigError, match=r"cifar-100-python/test is truncated or corrupt.*N x 3072"):
+        torchvision_sets.load("cifar100", tmp_path)
+
+
+def test_cifar_labels_out_of_range_are_rejected(tmp_path):
+    write_cifar(tmp_path, "cifar10")
+    with open(tmp_path / "cifar-10-batches-py" / "test_batch", "wb") as f:
+        pickle.dump({"data": np.zeros((2, 3072), np.uint8), "labels": [3, 10]}, f)
+    with pytest.raises(ConfigError, match=r"labels should lie in 0..9"):
+        torchvision_sets.load("cifar10", tmp_path)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_damaged_svhn_mat_is_a_config_error_naming_the_file(tmp_path, damage):
+    write_svhn(tmp_path)
+    path = tmp_path / "SVHN" / "test_32x32.mat"
+    content = path.read_bytes()
+    path.write_bytes(content[: len(content) // 2] if damage == "truncate" else b"not a matlab file" * 20)
+    with pytest.raises(ConfigError, match="test_32x32.mat is truncated or corrupt"):
+        torchvision_sets.load("svhn", tmp_path)
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_truncated_idx_file_is_a_config_error_naming_the_file(tmp_path, gz):
+    write_mnist(tmp_path, "MNIST", gz)
+    path = tmp_path / "MNIST" / "raw" / ("train-images-idx3-ubyte" + (".gz" if gz else ""))
+    content = path.read_bytes()
+    path.write_bytes(content[: len(content) - 100])
+    with pytest.raises(ConfigError, match="train-images-idx3-ubyte.* is truncated or corrupt"):
+        torchvision_sets.load("mnist", tmp_path)
+
+
+def test_idx_file_with_a_wrong_magic_number_is_rejected(tmp_path):
+    write_mnist(tmp_path, "MNIST", gz=False)
+    labels = tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
+    labels.write_bytes(idx_bytes(np.zeros((20, 28, 28), np.uint8)))  # an image file under a label name
+    with pytest.raises(ConfigError, match="magic number should be 0x00000801"):
+        torchvision_sets.load("mnist", tmp_path)
+
+
+def test_download_goes_through_torchvision_and_then_reads_the_files(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_cifar(self, root, train=True, download=False, **kwargs):  # stands in for the network
+        calls.append((root, train, download))
+        write_cifar(Path(root), "cifar10")
+
+    monkeypatch.setattr(tvd.CIFAR10, "__init__", fake_cifar)
+    data = torchvision_sets.load("cifar10", tmp_path / "cache", download=True)
+    assert calls == [(str(tmp_path / "cache"), True, True)] and len(data.x_train) == 20
+    torchvision_sets.load("cifar10", tmp_path / "cache", download=True)
+    assert len(calls) == 1  # files present: nothing fetched again
+
+
+def test_failed_download_is_a_config_error_on_dataset_download(tmp_path, monkeypatch):
+    def offline(self, *args, **kwargs):
+        raise URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(tvd.MNIST, "download", offline)
+    with pytest.raises(ConfigError) as err:
+        torchvision_sets.load("mnist", tmp_path, download=True)
+    assert err.value.key == "dataset.download"
+    assert "Name or service not known" in str(err.value) and str(tmp_path) in str(err.value)
+
+
+def test_svhn_download_fetches_only_the_missing_split(tmp_path, monkeypatch):
+    write_svhn(tmp_path, sizes=(("train", 4), ("test", 4)))
+    fetched = []
+
+    def fake_svhn(self, root, split="train", download=False, **kwargs):
+        fetched.append((split, download))
+        write_svhn(tmp_path / "staging", sizes=((split, 6),))
+        (tmp_path / "staging" / "SVHN" / f"{split}_32x32.mat").rename(Path(root) / f"{split}_32x32.mat")
+
+    monkeypatch.setattr(tvd.SVHN, "__init__", fake_svhn)
+    data = torchvision_sets.load("svhn", tmp_path, download=True, include_extra=True)
+    assert fetched == [("extra", True)] and len(data.x_train) == 4 + 6
+
+
+def test_unknown_name_and_extra_outside_svhn_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="dataset.name=imagenet"):
+        torchvision_sets.load("imagenet", tmp_path)
+    with pytest.raises(ConfigError, match="dataset.extra=True: only svhn"):
+        torchvision_sets.load("cifar10", tmp_path, include_extra=True)
+
+
+def test_default_root_is_the_cache_folder_unless_dal_data_root_is_set(monkeypatch, tmp_path):
+    monkeypatch.delenv("DAL_DATA_ROOT", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert torchvision_sets.default_root() == tmp_path / ".cache" / "dal-runner"
+    monkeypatch.setenv("DAL_DATA_ROOT", str(tmp_path / "data"))
+    assert torchvision_sets.default_root() == tmp_path / "data"
+    write_svhn(tmp_path / "data", sizes=(("train", 3), ("test", 3)))
+    assert len(torchvision_sets.load("svhn").x_train) == 3  # root=None reads the default root
+
+
+# ---------------------------------------------------------------- npz
+def test_npz_channel_last_and_channel_first_give_the_same_uint8_tensors(tmp_path):
+    x = RNG.integers(0, 256, size=(24, 3, 8, 8), dtype=np.uint8)
+    y = np.repeat(np.arange(3), 8)
+    xt, yt = RNG.integers(0, 256, size=(6, 3, 8, 8), dtype=np.uint8), np.arange(6) % 3
+    np.savez(tmp_path / "first.npz", x=x, y=y, x_test=xt, y_test=yt)
+    np.savez(tmp_path / "last.npz", x=x.transpose(0, 2, 3, 1), y=y, x_test=xt.transpose(0, 2, 3, 1), y_test=yt)
+    first, last = npz.load(tmp_path / "first.npz", 0.3, 0), npz.load(tmp_path / "last.npz", 0.3, 0)
+    for data in (first, last):
+        assert data.x_train.dtype == torch.uint8 and data.scale == 255.0 and data.n_classes == 3
+        np.testing.assert_array_equal(data.x_train.numpy(), x)
+        np.testing.assert_array_equal(data.x_test.numpy(), xt)
+    assert first.mean == last.mean and np.allclose(first.mean, expected_stats(x)[0])
+    assert first.name == "npz-first"
+
+
+def test_npz_grey_images_get_a_channel_and_float_images_keep_scale_one(tmp_path):
+    x = RNG.random((20, 6, 6)).astype(np.float64)
+    np.savez(tmp_path / "grey.npz", x=x, y=np.arange(20) % 2)
+    data = npz.load(tmp_path / "grey.npz", 0.25, 0)
+    assert data.x_train.dtype == torch.float32 and data.scale == 1.0 and data.input_shape == (1, 6, 6)
+    assert len(data.x_train) == 15 and len(data.x_test) == 5
+    np.testing.assert_allclose(data.mean, expected_stats(data.x_train.numpy().astype(np.float64), 1.0)[0])
+
+
+def test_npz_integer_images_within_0_255_are_stored_as_uint8(tmp_path):
+    np.savez(tmp_path / "ints.npz", x=RNG.integers(0, 256, size=(10, 1, 4, 4)), y=np.arange(10) % 2)
+    assert npz.load(tmp_path / "ints.npz", 0.2, 0).x_train.dtype == torch.uint8
+
+
+def test_npz_table_split_is_stratified_seeded_and_standardised_by_the_pool(tmp_path):
+    x = RNG.normal(5.0, 3.0, size=(60, 4)).astype(np.float64)
+    y = np.repeat(np.arange(3), 20)
+    np.savez(tmp_path / "table.npz", x=x, y=y)
+    data = npz.load(tmp_path / "table.npz", 0.25, 7)
+    again, other = npz.load(tmp_path / "table.npz", 0.25, 7), npz.load(tmp_path / "table.npz", 0.25, 8)
+    assert data.x_train.dtype == torch.float32 and data.scale == 1.0 and data.input_shape == (4,)
+    assert len(data.x_test) == 15 and np.bincount(data.y_test.numpy()).tolist() == [5, 5, 5]
+    assert torch.equal(data.x_test, again.x_test) and not torch.equal(data.x_test, other.x_test)
+    pool = data.x_train.numpy().astype(np.float64)
+    np.testing.assert_allclose(data.mean, pool.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(data.std, pool.std(0), rtol=1e-6)
+    normalized = Normalize(data.scale, data.mean, data.std, data.is_image)(data.x_train)
+    np.testing.assert_allclose(normalized.mean(0).numpy(), 0.0, atol=1e-5)
+
+
+def _npz_error(tmp_path, match, key="dataset.path", **arrays):
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(ConfigError, match=match) as err:
+        npz.load(path, 0.3, 0)
+    assert err.value.key == key and "\n" not in str(err.value)
+
+
+X10 = np.zeros((10, 3), np.float32)
+Y10 = np.arange(10) % 2
+
+
+@pytest.mark.parametrize("arrays, match", [
+    (dict(x=X10), "missing array\\(s\\) y; the file has x"),
+    (dict(X=X10, y=Y10), "missing array\\(s\\) x; the file has X, y"),
+    (dict(x=X10, y=Y10[:9]), "x has 10 examples but y has 9 labels"),
+    (dict(x=X10, y=Y10 + 0.5), "y must hold integer class labels"),
+    (dict(x=X10, y=np.arange(10) % 2 * 2), "contiguous 0..K-1.*class\\(es\\) \\[1\\] absent"),
+    (dict(x=X10, y=np.zeros(10, int)), "contiguous 0..K-1"),
+    (dict(x=np.full((10, 3), np.nan), y=Y10), "x holds 30 NaN or infinite"),
+    (dict(x=np.zeros(10), y=Y10), "x has 1 dimensions"),
+    (dict(x=np.zeros((10, 1, 2, 2, 2)), y=Y10), "x has 5 dimensions"),
+    (dict(x=np.array(["a"] * 10), y=Y10), "dtype <U1; numbers are needed"),
+    (dict(x=X10, y=Y10, x_test=np.zeros((4, 5)), y_test=np.arange(4) % 2), "x_test is \\(4, 5\\) but x is \\(10, 3\\)"),
+    (dict(x=X10, y=Y10, x_test=np.zeros((4, 3))), "x_test is given without its partner"),
+    (dict(x=X10, y=Y10, x_test=np.zeros((4, 3)), y_test=np.array([0, 1, 2, 0])), "y_test has labels 0..2 outside"),
+    (dict(x=np.zeros((10, 1, 2, 2), np.uint8), y=Y10, x_test=np.zeros((2, 1, 2, 2)), y_test=[0, 1]),
+     "x is uint8 but x_test is float64"),
+])
+def test_npz_bad_contents_are_one_line_config_errors(tmp_path, arrays, match):
+    _npz_error(tmp_path, match, **arrays)
+
+
+def test_npz_class_with_one_example_cannot_be_split(tmp_path):
+    _npz_error(tmp_path, "cannot split .* stratified", key="dataset.test_fraction",
+               x=X10, y=np.array([0] * 9 + [1]))
+
+
+def test_npz_missing_or_foreign_files_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="dataset.path=.*nope.npz: file not found"):
+        npz.load(tmp_path / "nope.npz", 0.3, 0)
+    (tmp_path / "text.npz").write_text("x,y\n1,2\n")
+    with pytest.raises(ConfigError, match="not an .npz file"):
+        npz.load(tmp_path / "text.npz", 0.3, 0)
+    np.save(tmp_path / "single.npy", X10)
+    with pytest.raises(ConfigError, match="a single .npy array"):
+        npz.load(tmp_path / "single.npy", 0.3, 0)
+    np.savez(tmp_path / "cut.npz", x=np.zeros((100, 50)), y=np.arange(100) % 2)
+    content = (tmp_path / "cut.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(content[: len(content) // 2])
+    with pytest.raises(ConfigError, match="not an .npz file"):
+        npz.load(tmp_path / "cut.npz", 0.3, 0)
+    np.savez(tmp_path / "objects.npz", x=np.array([{"a": 1}] * 10, dtype=object), y=Y10)
+    with pytest.raises(ConfigError, match="array x cannot be read"):
+        npz.load(tmp_path / "objects.npz", 0.3, 0)
+
+
+# ---------------------------------------------------------------- OpenML
+def openml_bunch(n: int = 60, target_kind: str = "category"):
+    """What fetch_openml(as_frame=True) returns: a Bunch of a DataFrame and a target Series."""
+    pd = pytest.importorskip("pandas")
+    from sklearn.utils import Bunch
+
+    rng = np.random.default_rng(1)
+    age = rng.normal(40, 10, n)
+    age[[0, 5, 9]] = np.nan
+    colour = pd.Series(rng.choice(["red", "green", "blue"], n)).astype("category")
+    colour[[1, 2]] = np.nan
+    frame = pd.DataFrame({
+        "age": age,
+        "count": pd.array(rng.integers(0, 9, n), dtype="Int64"),
+        "colour": colour,
+        "city": rng.choice(["paris", "rome"], n).astype(object),
+    })
+    if target_kind == "category":
+        target = pd.Series(np.repeat(["a", "b", "c"], n // 3), name="class").astype("category")
+    else:
+        target = pd.Series(rng.normal(size=n), name="price")
+    return Bunch(data=frame, target=target, frame=None, feature_names=list(frame.columns),
+                 target_names=[target.name], DESCR="synthetic", details={"id": 6})
+
+
+def test_openml_table_is_imputed_encoded_standardised_and_split_by_seed(tmp_path, monkeypatch):
+    bunch = openml_bunch()
+    calls = []
+
+    def fake_fetch(**kwargs):
+        calls.append(kwargs)
+        return bunch
+
+    monkeypatch.setattr(openml, "fetch_openml", fake_fetch)
+    data = openml.load(6, tmp_path, 0.25, seed=3)
+    assert calls == [dict(data_id=6, data_home=str(tmp_path), as_frame=True, parser="auto")]
+    # 2 numeric columns + one-hot colour (3) + one-hot city (2)
+    assert data.x_train.dtype == torch.float32 and data.input_shape == (7,) and data.n_classes == 3
+    assert len(data.x_train) == 45 and np.bincount(data.y_test.numpy()).tolist() == [5, 5, 5]
+    x = data.x_train.numpy()
+    assert np.isfinite(x).all() and np.isfinite(data.x_test.numpy()).all()
+    np.testing.assert_allclose(x[:, :2].mean(0), 0.0, atol=1e-6)
+    np.testing.assert_allclose(x[:, :2].std(0), 1.0, atol=1e-5)
+    assert set(np.unique(x[:, 2:])) <= {0.0, 1.0} and np.all(x[:, 2:5].sum(1) == 1)
+    assert data.mean == (0.0,) * 7 and data.std == (1.0,) * 7 and data.scale == 1.0
+    assert data.name == "openml-6"
+    again, other = openml.load(6, tmp_path, 0.25, seed=3), openml.load(6, tmp_path, 0.25, seed=4)
+    assert torch.equal(data.y_test, again.y_test) and torch.equal(data.x_test, again.x_test)
+    assert not torch.equal(data.x_test, other.x_test)
+
+
+def test_openml_offline_without_cache_names_id_and_root(tmp_path, monkeypatch):
+    def offline(**kwargs):
+        raise URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(openml, "fetch_openml", offline)
+    with pytest.raises(ConfigError) as err:
+        openml.load(6, tmp_path, 0.3, 0)
+    assert err.value.key == "dataset.id" and "dataset.root=" + str(tmp_path) in str(err.value)
+
+
+def test_openml_regression_target_and_bad_ids_are_config_errors(tmp_path, monkeypatch):
+    bunch = openml_bunch(target_kind="regression")
+    monkeypatch.setattr(openml, "fetch_openml", lambda **kwargs: bunch)
+    with pytest.raises(ConfigError, match="regression"):
+        openml.load(42, tmp_path, 0.3, 0)
+    for bad in (0, -3, "six", True):
+        with pytest.raises(ConfigError, match="dataset.id"):
+            openml.load(bad, tmp_path, 0.3, 0)
+    with pytest.raises(ConfigError, match="dataset.test_fraction"):
+        openml.load(6, tmp_path, 1.5, 0)
+
+
+# ---------------------------------------------------------------- configs
+CONF = Path(__file__).resolve().parents[1] / "conf" / "dataset"
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100", "svhn", "mnist", "fashion_mnist", "openml", "npz"])
+def test_dataset_yaml_starts_with_a_description_and_its_schema(name):
+    from omegaconf import OmegaConf
+
+    text = (CONF / f"{name}.yaml").read_text()
+    assert text.startswith("# ")
+    cfg = OmegaConf.load(CONF / f"{name}.yaml")
+    assert cfg.defaults[0] == f"/schema/dataset/{name}@_here_" and cfg.name == name

@@ -1,0 +1,99 @@
+"""Homogeneous residual networks A(B, n_blocks, n_stacks): sizes, shapes, the stack limit."""
+
+import pytest
+import torch
+
+from dal_runner.arch import Network, n_parameters
+from dal_runner.arch.resnet import ResNet, body, embed_dim, max_stacks, n_params
+from dal_runner.data import Normalize
+
+
+def test_resnet18_cifar_variant_has_11173962_parameters():
+    # A(basic, 2, 4) = ResNet-18, CIFAR variant (3x3 stem, no max-pool), 10 classes
+    assert n_parameters(ResNet("basic", 2, 4, 3, 10)) == 11_173_962
+
+
+def test_n_params_matches_the_built_model_without_allocating():
+    assert n_params("basic", 2, 4, 3, 10) == 11_173_962
+    assert n_params("bottleneck", 1, 2, 1, 100, stem="paper") == n_parameters(ResNet("bottleneck", 1, 2, 1, 100, "paper"))
+
+
+def test_smallest_basic_net_parameter_count_by_hand():
+    # A(basic, 1, 1) on 1 channel, 10 classes: stem 9*64 + BN 128; one basic block
+    # 2 * (9*64*64 + 128) with no projection; head 64*10 + 10
+    expected = (9 * 64 + 128) + 2 * (9 * 64 * 64 + 128) + (64 * 10 + 10)
+    assert n_parameters(ResNet("basic", 1, 1, 1, 10)) == expected == 75_338
+
+
+def test_bottleneck_output_width_is_four_times_the_stack_width():
+    assert embed_dim("basic", 4) == 512
+    assert embed_dim("bottleneck", 1) == 256
+    assert embed_dim("bottleneck", 3) == 1024
+    assert ResNet("bottleneck", 1, 3, 3, 10).embed_dim == 1024
+
+
+@pytest.mark.parametrize("block,channels,size,n_classes,width", [
+    ("basic", 1, 8, 10, 128), ("basic", 1, 28, 100, 128), ("basic", 3, 32, 10, 128),
+    ("bottleneck", 1, 8, 100, 512), ("bottleneck", 1, 28, 10, 512), ("bottleneck", 3, 32, 100, 512),
+])
+def test_forward_gives_one_logit_per_class_and_embed_gives_the_last_stack_width(block, channels, size, n_classes,
+                                                                               width):
+    model = ResNet(block, 1, 2, channels, n_classes).eval()
+    x = torch.randn(2, channels, size, size)
+    assert model(x).shape == (2, n_classes)
+    assert model.embed(x).shape == (2, width)  # 64 * 2 for basic, 4 times that for bottleneck
+
+
+def test_paper_stem_halves_the_resolution_with_a_max_pool_and_still_classifies():
+    model = ResNet("basic", 1, 2, 3, 10, stem="paper").eval()
+    stem = model.body[0]
+    assert isinstance(stem[-1], torch.nn.MaxPool2d)
+    assert stem(torch.randn(1, 3, 32, 32)).shape == (1, 64, 16, 16)
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_dropout_sits_between_the_embedding_and_the_head():
+    model = ResNet("basic", 1, 1, 3, 10, dropout=0.5).eval()
+    x = torch.randn(2, 3, 8, 8)
+    assert torch.allclose(model(x), model.head(model.embed(x)))
+    assert model.dropout.p == 0.5
+
+
+def test_body_plugs_into_network_like_the_other_registered_bodies():
+    resnet_body = body((1, 8, 8), block="basic", n_blocks=1, n_stacks=2, stem="cifar")
+    net = Network(Normalize(16.0, [0.5], [0.25], is_image=True), resnet_body, embed_dim("basic", 2), 10, 0.0).eval()
+    x = torch.randint(0, 17, (4, 1, 8, 8), dtype=torch.uint8)
+    assert net.embed(x).shape == (4, 128)
+    assert net(x).shape == (4, 10)
+
+
+def test_body_refuses_flat_data_and_unknown_values_with_the_key_named():
+    with pytest.raises(ValueError, match="image data"):
+        body((64,), block="basic", n_blocks=1, n_stacks=1)
+    with pytest.raises(ValueError, match="arch.block='wide'"):
+        ResNet("wide", 1, 1, 3, 10)
+    with pytest.raises(ValueError, match="arch.n_stacks=0"):
+        ResNet("basic", 1, 0, 3, 10)
+    with pytest.raises(ValueError, match="arch.stem='imagenet'"):
+        max_stacks(32, "imagenet")
+
+
+def test_max_stacks_keeps_a_stack_while_the_map_entering_it_has_at_least_2_pixels():
+    # cifar stem: 8 | 8->4 | 4->2 | 2->1            -> 4
+    assert max_stacks(8) == 4
+    # 28 | 28->14 | 14->7 | 7->4 | 4->2 | 2->1       -> 6
+    assert max_stacks(28) == 6
+    # 32 | 32->16 | 16->8 | 8->4 | 4->2 | 2->1       -> 6
+    assert max_stacks(32) == 6
+    # paper stem pools first: 8->4: 4 | 4->2 | 2->1 -> 3; 28->14 -> 5; 32->16 -> 5 (the paper's 12 x 5 space)
+    assert [max_stacks(s, "paper") for s in (8, 28, 32)] == [3, 5, 5]
+    assert max_stacks(1) == 1
+    assert max_stacks((32, 8)) == 4  # the smaller side counts
+
+
+def test_max_stacks_deep_net_reaches_a_1x1_map_in_its_last_stack():
+    model = ResNet("basic", 1, max_stacks(8), 1, 10).eval()
+    h = torch.randn(1, 1, 8, 8)
+    for layer in list(model.body)[:-2]:  # up to, not including, the pooling
+        h = layer(h)
+    assert h.shape[-2:] == (1, 1)
