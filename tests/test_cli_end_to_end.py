@@ -62,3 +62,16 @@ def test_help_shows_every_group_its_options_and_an_example(tmp_path):
         assert f"== {group}" in res.stdout and option in res.stdout
     assert "dal-run -m" in res.stdout and "budget.batch" in res.stdout
     assert not (tmp_path / "outputs").exists()
+
+
+def test_multirun_sweep_writes_one_folder_per_job_under_outputs_multirun(tmp_path):
+    res = run_cli(["-m", "query=random,margin", "budget.initial=40", "budget.batch=40", "budget.max_labels=80",
+                   "trainer.epochs=5"], cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    jobs = run_dirs(tmp_path / "outputs" / "multirun")
+    assert [j.name for j in jobs] == ["0", "1"]
+    sweep = jobs[0].parent
+    assert sweep.parent.parent.name == "multirun" and len(sweep.name.split("-")[3]) == 6
+    for job, query in zip(jobs, ("random", "margin")):
+        assert json.loads((job / "summary.json").read_text())["choices"]["query"] == query
+        assert json.loads((job / "status.json").read_text())["state"] == "completed"
