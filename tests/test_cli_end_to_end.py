@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 
+import pytest
 from conftest import run_cli, run_dirs
 
 from dal_runner.io import ROUND_FIELDS
@@ -22,7 +23,8 @@ def test_default_run_learns_digits_and_writes_every_result_file(tmp_path):
     (run,) = run_dirs(tmp_path / "outputs" / "runs")
     # outputs/runs/<YYYY-MM-DD>/<HH-MM-SS-ffffff>: time to the microsecond
     assert len(run.name.split("-")) == 4 and len(run.name.split("-")[3]) == 6
-    for name in ("rounds.csv", "selected.csv", "summary.json", "status.json", "learning_curve.png"):
+    for name in ("rounds.csv", "selected.csv", "summary.json", "status.json", "learning_curve.png",
+                 "arch_growth.png", "search.csv"):
         assert (run / name).is_file(), name
     assert not list(run.glob(".*.tmp")), "a temp file of an atomic write was left behind"
     rounds = _rows(run / "rounds.csv")
@@ -37,9 +39,33 @@ def test_default_run_learns_digits_and_writes_every_result_file(tmp_path):
     assert json.loads((run / "status.json").read_text())["state"] == "completed"
     selected = _rows(run / "selected.csv")
     assert len(selected) == 600 and len({r["pool_index"] for r in selected}) == 600
+    # active-iNAS: the architecture grows beyond A(1, 1) as labels grow, and never shrinks
+    archs = [r["arch"] for r in rounds]
+    assert archs[-1] != "A(basic,1,1)", archs
+    sizes = [int(r["n_params"]) for r in rounds]
+    assert sizes == sorted(sizes)
+    search = _rows(run / "search.csv")
+    assert {int(r["round"]) for r in search} == set(range(6))
+    chosen = [r for r in search if r["chosen"] == "True"]
+    assert [c["arch"] for c in chosen] == archs  # one iNAS step per round: its choice is trained
     # the one-line log per round, as plain lines when stdout is not a terminal
     round_lines = [ln for ln in res.stdout.splitlines() if "labels" in ln and "accuracy" in ln]
     assert len(round_lines) == 6
+
+
+@pytest.mark.parametrize("dataset", ["cifar10", "cifar100", "svhn"])
+def test_paper_protocol_smoke_experiment_runs_on_digits(tmp_path, dataset):
+    res = run_cli([f"+experiment=active_inas_{dataset}_smoke"], cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    (run,) = run_dirs(tmp_path / "outputs" / "runs")
+    rounds = _rows(run / "rounds.csv")
+    # the batch schedule {0: 60, 180: 120} up to 300 labels
+    assert [int(r["n_labeled"]) for r in rounds] == [60, 120, 180, 300]
+    config = (run / ".hydra" / "config.yaml").read_text()
+    assert "stem: paper" in config and "nesterov: true" in config and "steps_per_epoch: 8" in config
+    # T_iNAS = 1: each round trains at most the three candidates of one step
+    search = _rows(run / "search.csv")
+    assert all(sum(r["round"] == str(t) for r in search) <= 3 for t in range(4))
 
 
 def test_same_seed_gives_identical_results_and_another_seed_does_not(tmp_path):

@@ -1,0 +1,115 @@
+"""BADGE (Ash et al. 2020): k-means++ seeding on gradient embeddings.
+
+Algorithm 1, line 4: with the hypothetical label y_hat = argmax_i p_i, the gradient of the
+cross-entropy with respect to the last layer's weights is, block i,
+    (g_x)_i = (p_i - 1[y_hat = i]) h(x),     i.e.  g_x = a(x) (outer) h(x),  a = p - onehot(y_hat),
+where h(x) is the penultimate embedding. g_x has C * D entries (5,120 for 10 classes and 512
+features); we never build it. Its inner products factorise,
+    g_i . g_j = (a_i . a_j)(h_i . h_j),   so
+    |g_i - g_j|^2 = |a_i|^2 |h_i|^2 + |a_j|^2 |h_j|^2 - 2 (a_i . a_j)(h_i . h_j),
+and a new centre updates every point's D^2 in O(N (C + D)) with N-sized temporaries only.
+
+Algorithm 1, line 5 / Algorithm 2: k-means++ seeding. The first centre is uniform at random
+(the paper, ``first="uniform"``) or the largest gradient norm (the authors' code,
+``first="largest_norm"``); each next centre is drawn with probability D(x)^2 / sum D(x)^2.
+"""
+
+from __future__ import annotations
+
+from typing import Union
+
+import numpy as np
+import torch
+
+from dal_runner.query import QueryContext
+
+Array = Union[np.ndarray, torch.Tensor]
+FIRST = ("uniform", "largest_norm")
+
+
+def gradient_factors(probs: torch.Tensor) -> torch.Tensor:
+    """a = p - onehot(argmax p), N x C: g_x = a (outer) h(x)."""
+    a = probs.clone()
+    a[torch.arange(a.shape[0], device=a.device), probs.argmax(dim=1)] -= 1.0
+    return a
+
+
+def explicit_gradient_embedding(probs: Array, embeddings: Array) -> torch.Tensor:
+    """The N x (C * D) matrix of g_x, block i = (p_i - 1[y_hat = i]) h(x). Tests and benchmarks only."""
+    p, h = torch.as_tensor(probs, dtype=torch.float32), torch.as_tensor(embeddings, dtype=torch.float32)
+    a = gradient_factors(p)
+    return (a.unsqueeze(2) * h.unsqueeze(1)).reshape(a.shape[0], -1)
+
+
+def sq_distances_to(a: torch.Tensor, h: torch.Tensor, sq: torch.Tensor, j: int) -> torch.Tensor:
+    """|g_i - g_j|^2 for every i from the factors alone (N), exactly 0 where rounding hides it.
+
+    Rounding in the factorised form is at most about 2 (C + D) eps (|g_i|^2 + |g_j|^2); a
+    distance below that cannot be told from 0 and is set to 0 (this also clamps the negatives),
+    so a duplicate of a centre has D^2 = 0 exactly and is never sampled."""
+    d2 = sq + sq[j] - 2.0 * (a @ a[j]) * (h @ h[j])
+    floor = 2.0 * (a.shape[1] + h.shape[1]) * torch.finfo(d2.dtype).eps * (sq + sq[j])
+    return torch.where(d2 > floor, d2, torch.zeros_like(d2))
+
+
+def _sample(weights: torch.Tensor, generator: torch.Generator) -> int:
+    """One index drawn with probability weights / sum(weights), on the generator's device."""
+    w = weights.to(device=generator.device, dtype=torch.float64)
+    while True:
+        i = int(torch.multinomial(w, 1, replacement=True, generator=generator))
+        if w[i] > 0:  # torch never returns a zero-weight index in practice; make it a guarantee
+            return i
+
+
+def kmeans_pp(probs: Array, embeddings: Array, k: int, generator: torch.Generator,
+              first: str = "uniform") -> Array:
+    """k distinct positions chosen by k-means++ seeding on the implicit gradient embeddings.
+
+    probs: N x C softmax outputs; embeddings: N x D penultimate features (same device).
+    Returns a CPU LongTensor (numpy int64 if probs was numpy)."""
+    if first not in FIRST:
+        raise ValueError(f"query.first={first!r}: expected one of {', '.join(FIRST)}")
+    as_numpy = isinstance(probs, np.ndarray)
+    p = torch.as_tensor(probs).float()
+    h = torch.as_tensor(embeddings).to(device=p.device, dtype=torch.float32)
+    n = p.shape[0]
+    if not 0 <= k <= n:
+        raise ValueError(f"kmeans_pp: k={k} but the pool has {n} points")
+    a = gradient_factors(p)
+    # |g_x|^2 = |a|^2 |h|^2 (norm reductions: no N x D temporary)
+    sq = torch.linalg.vector_norm(a, dim=1).square_() * torch.linalg.vector_norm(h, dim=1).square_()
+    picks = []
+    if k > 0:
+        # Algorithm 2, line 1: c_1 uniform at random from G, or (authors' code) argmax |g_x|
+        if first == "uniform":
+            c = int(torch.randint(0, n, (1,), generator=generator))
+        else:
+            c = int(torch.argmax(sq))
+        picks.append(c)
+        min_d2 = sq_distances_to(a, h, sq, c)  # D(x)^2 with C_1 = {c_1}
+        min_d2[c] = 0.0
+    for _ in range(1, k):
+        if bool((min_d2 > 0).any()):
+            # line 4: c_t ~ D_t(x)^2 / sum_x D_t(x)^2
+            c = _sample(min_d2, generator)
+        else:
+            # every point coincides with a centre: D^2 = 0 everywhere; take any other point
+            chosen = torch.zeros(n, dtype=torch.float64)
+            chosen[picks] = 1.0
+            c = _sample(1.0 - chosen, generator)
+        picks.append(c)
+        # line 5: C_t = C_{t-1} u {c_t}; D_{t+1}(x)^2 = min(D_t(x)^2, |g_x - g_c|^2)
+        torch.minimum(min_d2, sq_distances_to(a, h, sq, c), out=min_d2)
+        min_d2[c] = 0.0
+    out = torch.tensor(picks, dtype=torch.long)
+    return out.numpy() if as_numpy else out
+
+
+class Badge:
+    def __init__(self, first: str = "uniform"):
+        if first not in FIRST:
+            raise ValueError(f"query.first={first!r}: expected one of {', '.join(FIRST)}")
+        self.first = first
+
+    def select(self, ctx: QueryContext, k: int) -> torch.Tensor:
+        return kmeans_pp(ctx.probs(), ctx.embeddings(), k, ctx.generator, self.first)

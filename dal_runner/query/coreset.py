@@ -1,0 +1,101 @@
+"""Core-set (Sener & Savarese 2018): greedy k-center on penultimate embeddings.
+
+Centres start as the labeled set; k times, the unlabeled point farthest from its nearest centre
+becomes a centre (the 2-approximation of the k-center problem, their Algorithm 1).
+
+Memory: the only N-sized state is the distance of every pool point to its nearest centre. The
+initial distances to the labeled set are computed block by block (pool chunk x labeled chunk),
+so a 1,000,000 x 512 pool against any labeled set needs the pool itself (2 GB in float32) plus
+a few chunk x chunk blocks. Each greedy step is one matrix-vector product with the pool.
+Squared Euclidean distances are used throughout (same argmax, no square roots).
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import numpy as np
+import torch
+
+from dal_runner.query import QueryContext
+
+Array = Union[np.ndarray, torch.Tensor]
+
+
+def _as_float32(a: Optional[Array], device: Optional[torch.device] = None) -> Optional[torch.Tensor]:
+    if a is None:
+        return None
+    t = torch.from_numpy(np.asarray(a)) if isinstance(a, np.ndarray) else a
+    return t.to(device=device if device is not None else t.device, dtype=torch.float32)
+
+
+def _sq_norms(x: torch.Tensor) -> torch.Tensor:
+    # a reduction kernel: no N x D temporary (x * x would double the pool's memory)
+    return torch.linalg.vector_norm(x, dim=1).square_()
+
+
+def min_sq_distances(pool: torch.Tensor, centres: torch.Tensor, chunk_size: int = 4096) -> torch.Tensor:
+    """min_j |pool_i - centres_j|^2 for every pool point, in chunk x chunk blocks (float32, N)."""
+    out = torch.full((pool.shape[0],), float("inf"), device=pool.device)
+    centre_sq = _sq_norms(centres)
+    for a in range(0, pool.shape[0], chunk_size):
+        p = pool[a:a + chunk_size]
+        p_sq = _sq_norms(p).unsqueeze(1)
+        best = out[a:a + chunk_size]
+        for b in range(0, centres.shape[0], chunk_size):
+            c = centres[b:b + chunk_size]
+            # |p - c|^2 = |p|^2 + |c|^2 - 2 p.c, one chunk x chunk block at a time
+            d2 = torch.addmm(p_sq + centre_sq[b:b + chunk_size], p, c.T, beta=1.0, alpha=-2.0)
+            torch.minimum(best, d2.min(dim=1).values, out=best)
+    return out.clamp_min_(0.0)  # rounding can make |p - c|^2 slightly negative
+
+
+def k_center_greedy(pool_emb: Array, labeled_emb: Optional[Array], k: int, chunk_size: int = 4096) -> Array:
+    """k positions into pool_emb, chosen greedily to minimise the largest distance to a centre.
+
+    Runs on the device of pool_emb, in float32. Returns numpy int64 if pool_emb is numpy, else
+    a LongTensor on the pool's device. With an empty (or None) labeled set the first centre is
+    the pool point farthest from the pool mean (the first such point on ties): deterministic,
+    and it is the point that an empty centre set at the mean would pick.
+    """
+    as_numpy = isinstance(pool_emb, np.ndarray)
+    pool = _as_float32(pool_emb)
+    labeled = _as_float32(labeled_emb, pool.device)
+    n = pool.shape[0]
+    if not 0 <= k <= n:
+        raise ValueError(f"k_center_greedy: k={k} but the pool has {n} points")
+    picks = torch.empty(k, dtype=torch.long, device=pool.device)
+    if k == 0:
+        return picks.cpu().numpy() if as_numpy else picks
+
+    pool_sq = _sq_norms(pool)
+    if labeled is not None and labeled.shape[0] > 0:
+        # line 1: s = the labeled set; delta(x) = min_{s in S} |x - s|
+        min_d2 = min_sq_distances(pool, labeled, chunk_size)
+    else:
+        min_d2 = min_sq_distances(pool, pool.mean(dim=0, keepdim=True), chunk_size)
+
+    for t in range(k):
+        # line 3: u = argmax_{i in U} min_{j in s} delta(x_i, x_j)
+        u = int(torch.argmax(min_d2))
+        picks[t] = u
+        # line 4: s = s u {u}; update every point's distance to its nearest centre
+        c = pool[u]
+        d2 = pool_sq + torch.dot(c, c) - 2.0 * torch.mv(pool, c)
+        torch.minimum(min_d2, d2.clamp_min_(0.0), out=min_d2)
+        if t == 0 and (labeled is None or labeled.shape[0] == 0):
+            # the pool mean was only a starting reference, never a centre: distances are to u alone
+            min_d2.copy_(d2)
+        # a centre is never picked again, even where duplicates leave every distance at 0
+        min_d2[u] = -1.0
+    return picks.cpu().numpy() if as_numpy else picks
+
+
+class Coreset:
+    def __init__(self, chunk_size: int = 4096):
+        self.chunk_size = chunk_size
+
+    def select(self, ctx: QueryContext, k: int) -> torch.Tensor:
+        # ctx.embeddings("labeled") is None when S is empty: greedy then starts from the pool alone
+        labeled = ctx.embeddings("labeled") if len(ctx.labeled) else None
+        return k_center_greedy(ctx.embeddings("unlabeled"), labeled, k, self.chunk_size).cpu()
