@@ -138,7 +138,8 @@ class TrainerConfig:
     steps_per_epoch: Optional[int] = None
     lr_milestones: List[int] = field(default_factory=list)  # epochs after which lr *= lr_gamma
     lr_gamma: float = 0.1
-    objective: str = "cross_entropy"  # cross_entropy | joint_entropy
+    objective: str = "cross_entropy"  # cross_entropy | joint_entropy (Ranganathan et al. 2017)
+    entropy_lambda: float = 0.1  # joint_entropy: weight of the mean entropy of unlabeled predictions
     eval_batch_size: int = 1024
 
 

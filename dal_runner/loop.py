@@ -99,7 +99,12 @@ def run_active_learning(
             progress.update(pool.n_labeled, f"round {t}: train")
             model = training.prepare(build_model(result.spec), device, data.is_image)
             idx = labeled.to(device)
-            training.fit(model, data.x_train[idx], data.y_train[idx], trainer, derive_seed(seed, "train", t), augment)
+            extra = None
+            if trainer.objective == "joint_entropy" and pool.n_unlabeled > 0:
+                extra = training.entropy_regulariser(data.x_train, pool.unlabeled(), trainer.entropy_lambda,
+                                                     trainer.batch_size)
+            training.fit(model, data.x_train[idx], data.y_train[idx], trainer, derive_seed(seed, "train", t), augment,
+                         extra_loss=extra)
             t2 = time.perf_counter()
             acc, loss = training.evaluate(model, data.x_test, data.y_test, trainer.eval_batch_size)
             t3 = time.perf_counter()

@@ -31,7 +31,7 @@ log = logging.getLogger("dal_runner")
 
 DEVICES = ("auto", "cpu", "cuda")
 OPTIMIZERS = ("adam", "sgd")
-OBJECTIVES = ("cross_entropy",)
+OBJECTIVES = ("cross_entropy", "joint_entropy")
 
 
 @dataclass
@@ -99,6 +99,7 @@ def check_trainer(t: TrainerConfig) -> TrainerConfig:
     if t.steps_per_epoch is not None:
         check_positive("trainer.steps_per_epoch", t.steps_per_epoch)
     check_positive("trainer.weight_decay", t.weight_decay, allow_zero=True)
+    check_positive("trainer.entropy_lambda", t.entropy_lambda, allow_zero=True)
     return t
 
 

@@ -106,3 +106,19 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     acc = float((probs.argmax(1) == y).float().mean())
     loss = float(F.nll_loss(torch.log(probs.clamp_min(1e-12)), y))
     return acc, loss
+
+
+def entropy_regulariser(x: torch.Tensor, unlabeled: torch.Tensor, lam: float, batch_size: int
+                        ) -> Callable[[nn.Module, int, torch.Generator], torch.Tensor]:
+    """Ranganathan et al. (2017), joint objective: + lambda/n_u * sum_i H(f(x_i)) over unlabeled x_i.
+
+    Estimated per step on an unlabeled batch of `batch_size` points drawn alongside the labeled one.
+    """
+    unlabeled = unlabeled.to(x.device)
+
+    def loss(model: nn.Module, step: int, generator: torch.Generator) -> torch.Tensor:
+        pick = torch.randint(unlabeled.numel(), (batch_size,), generator=generator).to(x.device)
+        log_p = F.log_softmax(model(x[unlabeled[pick]]).float(), dim=1)
+        return lam * -(log_p.exp() * log_p).sum(dim=1).mean()
+
+    return loss
