@@ -114,6 +114,30 @@ class QueryConfig:
     name: str = MISSING
 
 
+@dataclass
+class MCDropoutConfig(QueryConfig):
+    passes: int = 100  # T stochastic passes
+    acquisition: str = "predicted_class_variance"  # bald | max_entropy | variation_ratio | predicted_class_variance
+
+
+@dataclass
+class CoresetConfig(QueryConfig):
+    chunk_size: int = 4096  # pool rows per distance block (bounds memory)
+
+
+@dataclass
+class BadgeConfig(QueryConfig):
+    first: str = "uniform"  # uniform (the paper's k-means++) | largest_norm (the authors' code)
+
+
+@dataclass
+class ALBLConfig(QueryConfig):
+    strategies: List[str] = field(default_factory=lambda: ["coreset", "softmax_response"])
+    delta: float = 0.1  # EXP4.P confidence parameter
+    p_min: Optional[float] = None  # null: sqrt(ln N / (K T)) capped at 1 / (2K)
+    horizon: Optional[int] = None  # T, number of queries; null: budget.max_labels - budget.initial
+
+
 # ---------------------------------------------------------------- budget
 @dataclass
 class BudgetConfig:
@@ -169,6 +193,10 @@ SCHEMAS = {
         "softmax_response": QueryConfig,
         "margin": QueryConfig,
         "entropy": QueryConfig,
+        "mc_dropout": MCDropoutConfig,
+        "coreset": CoresetConfig,
+        "badge": BadgeConfig,
+        "albl": ALBLConfig,
     },
 }
 

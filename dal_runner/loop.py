@@ -122,8 +122,8 @@ def run_active_learning(
                 progress.update(pool.n_labeled, f"round {t}: query")
                 k = min(budget.batch_at(pool.n_labeled), budget.max_labels - pool.n_labeled, pool.n_unlabeled)
                 unlabeled = pool.unlabeled()
-                ctx = QueryContext(model, data.x_train, labeled, unlabeled,
-                                   torch_generator(seed, "query", t), trainer.eval_batch_size)
+                ctx = QueryContext(model, data.x_train, pool.labeled(), unlabeled,
+                                   torch_generator(seed, "query", t), trainer.eval_batch_size, y=data.y_train)
                 picked = unlabeled[query.select(ctx, k).cpu()]
                 pool.add(picked.tolist())
                 selected += [{"round": t + 1, "pool_index": int(i)} for i in picked]

@@ -1,1 +1,473 @@
-"""dal-report: scan run folders and summarise them (placeholder replaced by the report issue)."""
+"""dal-report: scan run folders, group them, write tables and figures of the comparison.
+
+    dal-report PATH... [--out DIR] [--reference KEY=VALUE ...] [--alpha 0.05]
+
+Every folder with a `.hydra/config.yaml` below a PATH is a run (single runs, multirun sweeps,
+or a mix; a `report/` folder is skipped). Runs are told apart by the composed config:
+
+- a run's *strategy* is its query, plus its search and arch when the search varies across the
+  runs (active-iNAS compares iNAS with fixed architectures);
+- its *environment* is everything else that varies (dataset, budget initial/batch/max_labels,
+  trainer, arch when it is not part of the strategy): runs of different protocols are never
+  averaged together;
+- seeds of one (environment, strategy) group are averaged; std is the sample std (ddof=1).
+
+Runs that did not complete (status.json missing or not `completed`) are listed in
+excluded.csv and left out of every table. Tables are tidy CSV; figures are PNG + SVG with
+bytes that do not change between two identical reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from dal_runner.io import ROUNDS_CSV, STATUS_JSON, SUMMARY_JSON, read_csv, read_json, write_csv_atomic
+
+REPORT_DIR = "report"
+GROUPS = ("dataset", "experiment", "budget", "trainer", "search", "arch", "query")  # also the label order
+IGNORED = {"seed", "device", "output_root", "resume", "dataset.root", "dataset.download"}  # not protocol
+FILES = {  # name -> columns; every file dal-report writes (stale ones are removed)
+    "curves.csv": ["group", "environment", "strategy", "n_labeled", "mean", "std", "n"],
+    "auc.csv": ["group", "environment", "strategy", "mean", "std", "n", "seeds"],
+    "auc_gain.csv": ["group", "environment", "strategy", "reference", "mean", "std", "n", "from_labels", "to_labels"],
+    "penalty.csv": ["split", "subset", "kind", "row", "column", "value"],
+    "penalty_skipped.csv": ["environment", "n_labeled", "reason"],
+    "excluded.csv": ["run", "state", "reason"],
+}
+FIGURES = ("learning_curves", "penalty", "penalty_by_batch", "penalty_by_arch", "auc_gain")
+
+
+class ReportError(Exception):
+    """A user mistake: printed as one line `dal-report: error: ...`, exit status 2."""
+
+
+@dataclass
+class Run:
+    path: Path
+    name: str  # relative to the scanned PATHs' common folder
+    attrs: Dict[str, str] = field(default_factory=dict)  # group choices and dotted config leaves
+    seed: Any = None
+    state: str = "missing"
+    reason: str = ""  # why it is excluded; empty for a run that counts
+    curve: List[Tuple[int, float]] = field(default_factory=list)
+    environment: str = ""
+    strategy: str = ""
+
+
+# ------------------------------------------------------------------------------ scanning
+def find_run_folders(paths: Sequence[Path], skip: Sequence[Path] = ()) -> List[Path]:
+    found = set()
+    skip = [Path(s).resolve() for s in skip]
+    for root in paths:
+        root = Path(root)
+        if not root.exists():
+            raise ReportError(f"{root}: no such file or folder")
+        if not root.is_dir():
+            raise ReportError(f"{root}: not a folder (give a run folder or a folder of runs)")
+        for config in root.rglob(".hydra/config.yaml"):
+            run = config.parent.parent.resolve()
+            parts = run.relative_to(root.resolve()).parts if run != root.resolve() else ()
+            if REPORT_DIR in parts or any(run == s or s in run.parents for s in skip):
+                continue
+            found.add(run)
+    return sorted(found, key=_natural_key)
+
+
+def _natural_key(path) -> list:
+    """Sort key that puts job 2 before job 10."""
+    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", str(path))]
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
+    return str(value)
+
+
+def _flatten(node: Dict[str, Any], prefix: str = "") -> Dict[str, str]:
+    out = {}
+    for key, value in node.items():
+        name = f"{prefix}{key}"
+        # a dict of named keys is a config node; a dict keyed by numbers (a batch schedule) is a value
+        if isinstance(value, dict) and value and all(isinstance(k, str) and k.isidentifier() for k in value):
+            out.update(_flatten(value, name + "."))
+        elif name not in IGNORED:
+            out[name] = _fmt(value)
+    return out
+
+
+def load_run(path: Path, name: str) -> Run:
+    from omegaconf import OmegaConf
+
+    run = Run(path, name)
+    try:
+        config = OmegaConf.to_container(OmegaConf.load(path / ".hydra" / "config.yaml"), resolve=False)
+    except Exception as e:  # an unreadable config cannot be grouped
+        run.reason = f"unreadable .hydra/config.yaml ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+        return run
+    run.seed = config.get("seed")
+    run.attrs = _flatten(config)
+    run.attrs.update({g: _fmt(c) for g, c in _choices(path, config).items()})
+    status = _read_json(path / STATUS_JSON)
+    if status is None:
+        run.reason = "incomplete: no readable status.json"
+        return run
+    run.state = str(status.get("state", "missing"))
+    if run.state != "completed":
+        error = status.get("error")
+        run.reason = f"{run.state}" + (f": {str(error).splitlines()[-1]}" if error else "")
+        return run
+    try:
+        rows = read_csv(path / ROUNDS_CSV)
+        run.curve = [(int(r["n_labeled"]), float(r["test_accuracy"])) for r in rows]
+    except (OSError, KeyError, ValueError, TypeError):
+        run.reason = "incomplete: rounds.csv missing or unreadable"
+        return run
+    if not run.curve:
+        run.reason = "incomplete: rounds.csv has no rounds"
+    return run
+
+
+def _read_json(path: Path) -> Optional[dict]:
+    try:
+        data = read_json(path)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _choices(path: Path, config: Dict[str, Any]) -> Dict[str, Any]:
+    """Group options (e.g. arch=resnet18): Hydra's runtime choices, else summary.json, else `name` keys."""
+    from omegaconf import OmegaConf
+
+    choices: Dict[str, Any] = {}
+    try:
+        hydra = OmegaConf.load(path / ".hydra" / "hydra.yaml")
+        choices = dict(OmegaConf.to_container(hydra.hydra.runtime.choices, resolve=False))
+    except Exception:
+        choices = dict((_read_json(path / SUMMARY_JSON) or {}).get("choices") or {})
+    for group in ("dataset", "arch", "search", "query"):
+        if choices.get(group) is None and isinstance(config.get(group), dict):
+            choices[group] = config[group].get("name")
+    return {g: choices[g] for g in GROUPS if choices.get(g) is not None}
+
+
+# ------------------------------------------------------------------------------ grouping
+def _group_of(key: str) -> str:
+    return key.split(".")[0]
+
+
+def _key_order(key: str):
+    group = _group_of(key)
+    return (GROUPS.index(group) if group in GROUPS else len(GROUPS), key != group, key)
+
+
+def label_keys(runs: Sequence[Run]) -> Tuple[List[str], List[str], bool]:
+    """(environment keys, strategy keys, whether search and arch belong to the strategy).
+
+    A key names runs apart only when it varies across them, and a config leaf only when the
+    varying group options do not already determine it (arch.n_blocks says nothing arch=resnet18
+    does not; a preset's search.epochs follows from the arch).
+    """
+    keys = sorted({k for r in runs for k in r.attrs}, key=_key_order)
+    varying = [k for k in keys if len({r.attrs.get(k) for r in runs}) > 1]
+    options = [k for k in varying if k in GROUPS]
+    shown = list(options)
+    for key in varying:
+        if key not in GROUPS:
+            by_options = defaultdict(set)
+            for r in runs:
+                by_options[tuple(r.attrs.get(g) for g in options)].add(r.attrs.get(key))
+            if any(len(v) > 1 for v in by_options.values()):
+                shown.append(key)
+    shown.sort(key=_key_order)
+    search_compared = any(_group_of(k) == "search" for k in shown)
+    in_strategy = {"query"} | ({"search", "arch"} if search_compared else set())
+    strategy = [k for k in shown if _group_of(k) in in_strategy]
+    return [k for k in shown if k not in strategy], strategy, search_compared
+
+
+def _label(run: Run, keys: Sequence[str]) -> str:
+    return " ".join(f"{k}={run.attrs.get(k, '-')}" for k in keys)
+
+
+def group_runs(runs: Sequence[Run]) -> Tuple[List[Run], List[Run], List[str], List[str], bool]:
+    """Label the completed runs; drop duplicates (same environment, strategy and seed).
+
+    Returns (included, excluded, environment keys, strategy keys, search compared).
+    """
+    included = [r for r in runs if not r.reason]
+    excluded = [r for r in runs if r.reason]
+    env_keys, strategy_keys, search_compared = label_keys(included)
+    seen: Dict[Tuple[str, str, str], Run] = {}
+    kept = []
+    for r in included:
+        # the dataset always names an environment; a strategy is at least its query
+        r.environment = _label(r, env_keys if "dataset" in env_keys else ["dataset", *env_keys])
+        r.strategy = _label(r, strategy_keys or ["query"])
+        key = (r.environment, r.strategy, _fmt(r.seed))
+        if key in seen:
+            r.reason = f"duplicate of {seen[key].name} (same environment, strategy and seed)"
+            excluded.append(r)
+            continue
+        seen[key] = r
+        kept.append(r)
+    return kept, sorted(excluded, key=lambda r: _natural_key(Path(r.name))), env_keys, strategy_keys, search_compared
+
+
+# ------------------------------------------------------------------------------ the report
+@dataclass
+class Report:
+    runs: List[Run]
+    excluded: List[Run]
+    environment_keys: List[str]
+    strategy_keys: List[str]
+    reference: Dict[str, str]
+    alpha: float
+    tables: Dict[str, List[Dict[str, Any]]] = field(default_factory=dict)
+    penalties: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # split -> subset -> PenaltyResult
+    notes: List[str] = field(default_factory=list)
+
+
+def parse_reference(items: Optional[Sequence[str]]) -> Dict[str, str]:
+    spec = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise ReportError(f"--reference {item}: accepted: KEY=VALUE, e.g. query=random or search=fixed arch=resnet18")
+        spec[key.strip()] = value.strip()
+    return spec
+
+
+def _matches(run: Run, spec: Dict[str, str]) -> bool:
+    return all(run.attrs.get(k) == v for k, v in spec.items())
+
+
+def choose_reference(runs: Sequence[Run], given: Dict[str, str], search_compared: bool) -> Dict[str, str]:
+    if given:
+        for key, value in given.items():
+            values = sorted({r.attrs[key] for r in runs if key in r.attrs})
+            if not values:
+                known = sorted({k for r in runs for k in r.attrs}, key=_key_order)
+                raise ReportError(f"--reference {key}={value}: unknown key; accepted: one of {', '.join(known)}")
+            if value not in values:
+                raise ReportError(f"--reference {key}={value}: no completed run has it; accepted: one of {', '.join(values)}")
+        if not any(_matches(r, given) for r in runs):
+            raise ReportError(f"--reference {' '.join(f'{k}={v}' for k, v in given.items())}: no completed run matches all")
+        return dict(given)
+    fixed_resnet18 = {"search": "fixed", "arch": "resnet18"}
+    if search_compared and any(_matches(r, fixed_resnet18) for r in runs):
+        return fixed_resnet18
+    return {"query": "random"}
+
+
+def build_report(paths: Sequence[Path], reference: Optional[Dict[str, str]] = None, alpha: float = 0.05,
+                 skip: Sequence[Path] = ()) -> Report:
+    from dal_runner.metrics import curves as C
+    from dal_runner.metrics.auc import auc
+    from dal_runner.metrics.penalty import penalty_report, tidy
+
+    if not 0.0 < alpha < 1.0:
+        raise ReportError(f"--alpha {alpha}: accepted: a significance level in (0, 1), e.g. 0.05")
+    paths = [Path(p) for p in paths]
+    folders = find_run_folders(paths, skip)
+    if not folders:
+        raise ReportError(f"no run folders (a folder with .hydra/config.yaml) under {', '.join(map(str, paths))}")
+    base = Path(os.path.commonpath([p.resolve() for p in paths]))
+    runs = [load_run(f, str(f.relative_to(base)) if f != base else ".") for f in folders]
+    included, excluded, env_keys, strategy_keys, search_compared = group_runs(runs)
+    report = Report(included, excluded, env_keys, strategy_keys, {}, alpha)
+    if not included:
+        return report
+    report.reference = choose_reference(included, reference or {},
+                                        search_compared)
+
+    groups: Dict[Tuple[str, str], List[Run]] = defaultdict(list)
+    for r in included:
+        groups[(r.environment, r.strategy)].append(r)
+    curves, aucs, gains = [], [], []
+    for (env, strategy), members in sorted(groups.items()):
+        name = f"{env} | {strategy}"
+        for n, mean, std, count in C.curve_stats(r.curve for r in members):
+            curves.append({"group": name, "environment": env, "strategy": strategy, "n_labeled": n,
+                           "mean": mean, "std": std, "n": count})
+        mean, std, count = C.summarize(auc(*zip(*r.curve)) for r in members)
+        seeds = " ".join(sorted((_fmt(r.seed) for r in members), key=_natural_key))
+        aucs.append({"group": name, "environment": env, "strategy": strategy, "mean": mean, "std": std,
+                     "n": count, "seeds": seeds})
+        ref = _reference_of(members[0], report.reference, strategy_keys,
+                            [g for (e, _), g in sorted(groups.items()) if e == env])
+        if ref is None:
+            continue
+        try:
+            gain = C.paired_auc_gain({_fmt(r.seed): r.curve for r in members}, {_fmt(r.seed): r.curve for r in ref})
+        except ValueError as e:
+            report.notes.append(f"AUC-gain of {name}: {e}")
+            continue
+        gain.update({k: int(gain[k]) for k in ("from_labels", "to_labels") if float(gain[k]).is_integer()})
+        gains.append({"group": name, "environment": env, "strategy": strategy, "reference": ref[0].strategy, **gain})
+    if not gains:
+        report.notes.append(f"AUC-gain: no run matches the reference {_spec(report.reference)} "
+                            "in any environment; auc_gain.csv is empty")
+
+    penalty_rows = []
+    for split, subsets in penalty_splits(included, env_keys).items():
+        report.penalties[split] = {subset: penalty_report(records, alpha) for subset, records in subsets.items()}
+        penalty_rows += [{"split": split, "subset": subset, **row} for subset, result in report.penalties[split].items()
+                         for row in tidy(result.names, result.matrix)]
+    overall = report.penalties["overall"]["all"]
+    report.tables = {
+        "curves.csv": curves, "auc.csv": aucs, "auc_gain.csv": gains, "penalty.csv": penalty_rows,
+        "penalty_skipped.csv": [{"environment": s.environment, "n_labeled": s.n_labeled, "reason": s.reason}
+                                for s in overall.skipped],
+    }
+    return report
+
+
+def penalty_splits(runs: Sequence[Run], env_keys: Sequence[str]) -> Dict[str, Dict[str, List[dict]]]:
+    """Penalty records of all environments and, where they vary, by batch size and by model (BADGE Figs 13, 14)."""
+    arch_keys = [k for k in env_keys if _group_of(k) == "arch"]  # empty when the arch is part of the strategy
+    subset_of = {"overall": lambda r: "all", "batch": lambda r: f"budget.batch={r.attrs.get('budget.batch', '-')}",
+                 "arch": lambda r: _label(r, arch_keys)}
+    splits = {}
+    for split, subset in subset_of.items():
+        subsets = defaultdict(list)
+        for r in runs:
+            subsets[subset(r)] += [{"environment": r.environment, "strategy": r.strategy, "seed": _fmt(r.seed),
+                                    "n_labeled": n, "accuracy": a} for n, a in r.curve]
+        if split == "overall" or len(subsets) > 1:  # one batch size or model: the overall matrix is that one
+            splits[split] = {k: subsets[k] for k in sorted(subsets, key=_natural_key)}
+    return splits
+
+
+def _spec(spec: Dict[str, str]) -> str:
+    return " ".join(f"{k}={v}" for k, v in spec.items())
+
+
+def _reference_of(run: Run, spec: Dict[str, str], strategy_keys: Sequence[str],
+                  env_groups: Sequence[List[Run]]) -> Optional[List[Run]]:
+    """The runs of the reference of `run`'s strategy: the strategy matching `spec` that agrees with
+    `run` on every other strategy key (so iNAS + margin is compared with fixed ResNet-18 + margin)."""
+    spec_groups = {_group_of(k) for k in spec}
+    free = [k for k in strategy_keys if _group_of(k) not in spec_groups]
+    found = [g for g in env_groups
+             if _matches(g[0], spec) and all(g[0].attrs.get(k) == run.attrs.get(k) for k in free)]
+    return found[0] if len(found) == 1 else None
+
+
+# ------------------------------------------------------------------------------ writing, printing
+def _cell(value: Any) -> Any:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.6f}"
+    return value
+
+
+def write_report(report: Report, out: Path) -> List[Path]:
+    from dal_runner import report_figures
+
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ReportError(f"--out {out}: cannot create the folder ({e.strerror or e})") from None
+    if not os.access(out, os.W_OK):
+        raise ReportError(f"--out {out}: cannot write in this folder")
+    tables = {**report.tables, "excluded.csv": [{"run": r.name, "state": r.state, "reason": r.reason}
+                                                for r in report.excluded]}
+    written = []
+    for name, columns in FILES.items():
+        rows = [{k: _cell(v) for k, v in row.items()} for row in tables.get(name, [])]
+        write_csv_atomic(out / name, rows, columns)
+        written.append(out / name)
+    figures = report_figures.write_figures(report, out)
+    for stem in FIGURES:  # a figure an earlier report wrote here that this one has not
+        for suffix in (".png", ".svg"):
+            stale = out / f"{stem}{suffix}"
+            if stale.exists() and stale not in figures:
+                stale.unlink()
+    return written + figures
+
+
+def print_excluded(report: Report, console) -> None:
+    if report.excluded:
+        console.print(f"excluded {len(report.excluded)} run(s) from every average (listed in excluded.csv):")
+        for r in report.excluded:
+            console.print(f"  {r.name}: {r.reason}", markup=False)
+
+
+def print_summary(report: Report, out: Path, written: Sequence[Path], console=None) -> None:
+    """A short table of AUC per group, the excluded runs, where the files are."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    console = console or Console(highlight=False, soft_wrap=True)
+    several = len({r.environment for r in report.runs}) > 1
+    table = Table(title="AUC of the learning curve (mean ± std over seeds)", title_justify="left")
+    for name, justify in ([("environment", "left")] if several else []) + [
+            ("strategy", "left"), ("AUC", "right"), ("seeds", "right")]:
+        table.add_column(name, justify=justify)
+    for row in report.tables.get("auc.csv", []):
+        std = "" if math.isnan(row["std"]) else f" ± {row['std']:.4f}"
+        cells = ([row["environment"]] if several else []) + [row["strategy"], f"{row['mean']:.4f}{std}", str(row["n"])]
+        table.add_row(*(Text(c) for c in cells))
+    console.print(table)
+    print_excluded(report, console)
+    if report.reference:
+        console.print(f"AUC-gain reference: {_spec(report.reference)}", markup=False)
+    skipped = report.tables.get("penalty_skipped.csv", [])
+    if skipped:
+        console.print(f"penalty matrix: {len(skipped)} (environment, size) cell(s) not tested "
+                      "(listed in penalty_skipped.csv)", markup=False)
+    for note in report.notes:
+        console.print(note, markup=False)
+    console.print(f"wrote {len(written)} files to {out}", markup=False)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, no usage block
+        raise ReportError(message)
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = _Parser(prog="dal-report", description="Learning curves, AUC, AUC-gain and pairwise penalty "
+                                                    "matrices of dal-run run folders (single runs or sweeps).")
+    parser.add_argument("paths", nargs="+", metavar="PATH", type=Path, help="run folders or folders of runs")
+    parser.add_argument("--out", type=Path, help="output folder (default: PATH/report of the first PATH)")
+    parser.add_argument("--reference", nargs="+", metavar="KEY=VALUE",
+                        help="AUC-gain reference, e.g. query=random (default) or search=fixed arch=resnet18")
+    parser.add_argument("--alpha", type=float, default=0.05, help="significance level of the penalty t-tests")
+    return parser.parse_args(list(argv))
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    try:
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+        out = args.out or args.paths[0] / REPORT_DIR
+        report = build_report(args.paths, parse_reference(args.reference), args.alpha, skip=[out])
+        if not report.runs:
+            from rich.console import Console
+
+            print_excluded(report, Console(highlight=False, soft_wrap=True))
+            raise ReportError(f"none of the {len(report.excluded)} run folder(s) completed; nothing to report")
+        written = write_report(report, out)
+        print_summary(report, out, written)
+        return 0
+    except ReportError as e:
+        print(f"dal-report: error: {e}", file=sys.stderr)
+        return 2
+    except SystemExit as e:  # --help
+        return e.code if isinstance(e.code, int) else 0

@@ -193,26 +193,58 @@ def build_budget(cfg: DictConfig, pool_size: int) -> Budget:
 _BATCH_ACCEPTED = "an integer > 0, or a schedule {0: b0, from_labels: b, ...} of integers > 0"
 
 
-def build_query(cfg: DictConfig):
-    from dal_runner.query.entropy import Entropy
-    from dal_runner.query.margin import Margin
-    from dal_runner.query.random import RandomQuery
-    from dal_runner.query.softmax_response import SoftmaxResponse
+QUERIES = ("random", "softmax_response", "margin", "entropy", "mc_dropout", "coreset", "badge", "albl")
 
-    strategies = {"random": RandomQuery, "softmax_response": SoftmaxResponse, "margin": Margin, "entropy": Entropy}
-    check_choice("query", cfg.name, strategies)
-    return strategies[cfg.name]()
+
+def build_query(cfg: DictConfig, budget: Budget, eval_batch_size: int):
+    """The query strategy named by cfg.name, its keys from cfg (ALBL's experts with their defaults)."""
+    from dal_runner.query import albl, badge, coreset, entropy, margin, mc_dropout, random, softmax_response
+
+    check_choice("query", cfg.name, QUERIES)
+    if cfg.name == "mc_dropout":
+        check_positive("query.passes", cfg.passes)
+        check_choice("query.acquisition", cfg.acquisition, mc_dropout.SCORES)
+        return mc_dropout.MCDropout(cfg.passes, cfg.acquisition, eval_batch_size)
+    if cfg.name == "coreset":
+        check_positive("query.chunk_size", cfg.chunk_size)
+        return coreset.Coreset(cfg.chunk_size)
+    if cfg.name == "badge":
+        check_choice("query.first", cfg.first, ("uniform", "largest_norm"))
+        return badge.Badge(cfg.first)
+    if cfg.name == "albl":
+        experts = []
+        for name in cfg.strategies:
+            check_choice("query.strategies", name, [q for q in QUERIES if q != "albl"])
+            experts.append(build_query(OmegaConf.create({"name": name}), budget, eval_batch_size)
+                           if name in ("random", "softmax_response", "margin", "entropy")
+                           else _default_query(name, budget, eval_batch_size))
+        if len(experts) < 2:
+            raise ConfigError("query.strategies", list(cfg.strategies), "a list of at least 2 strategies")
+        horizon = cfg.horizon if cfg.horizon is not None else max(budget.max_labels - budget.initial, 1)
+        return albl.ALBL(experts, cfg.delta, cfg.p_min, horizon, eval_batch_size)
+    simple = {"random": random.RandomQuery, "softmax_response": softmax_response.SoftmaxResponse,
+              "margin": margin.Margin, "entropy": entropy.Entropy}
+    return simple[cfg.name]()
+
+
+def _default_query(name: str, budget: Budget, eval_batch_size: int):
+    """A strategy with its schema's defaults (ALBL's experts)."""
+    from dal_runner.config import SCHEMAS
+
+    return build_query(OmegaConf.structured(SCHEMAS["query"][name](name=name)), budget, eval_batch_size)
 
 
 # ------------------------------------------------------------------------------ build / execute
 def build(cfg: DictConfig, choices: Optional[Dict[str, str]] = None) -> Experiment:
     device = resolve_device(cfg.device)
     trainer = check_trainer(OmegaConf.to_object(cfg.trainer))
-    query = build_query(cfg.query)
     data = load_dataset(cfg.dataset, cfg.seed)
     spec = arch_spec(cfg.arch, data.input_shape)
     search = build_search(cfg.search, spec, data, int(cfg.seed))
     budget = build_budget(cfg.budget, data.x_train.shape[0])
+    query = build_query(cfg.query, budget, trainer.eval_batch_size)
+    if cfg.query.name == "mc_dropout" and cfg.arch.dropout == 0:
+        log.warning("query=mc_dropout with arch.dropout=0: the passes are identical; set arch.dropout (e.g. 0.5)")
     augment = Augment(**OmegaConf.to_container(cfg.dataset.augment))
     if augment.active and not data.is_image:
         raise ConfigError("dataset.augment", OmegaConf.to_container(cfg.dataset.augment),

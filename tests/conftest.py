@@ -40,8 +40,8 @@ def small_run(tmp_path):
     from dal_runner import run
 
     def _run(*overrides: str, folder: Path | None = None):
-        cfg = compose(["budget.initial=50", "budget.batch=50", "budget.max_labels=150",
-                       "trainer.epochs=15", *overrides])
+        cfg = compose(["search=fixed", "arch=mlp", "budget.initial=50", "budget.batch=50",
+                       "budget.max_labels=150", "trainer.epochs=15", *overrides])
         out = folder or tmp_path / "run"
         summary = run.execute(run.build(cfg), out)
         return summary, out

@@ -60,8 +60,8 @@ def test_pool_refuses_to_label_a_point_twice():
 
 
 def test_last_batch_is_cut_to_the_budget_and_each_query_runs(small_run):
-    for query in ("random", "softmax_response", "margin", "entropy"):
-        summary, folder = small_run(f"query={query}", "budget.max_labels=130", folder=None)
+    for query in ("random", "softmax_response", "margin", "entropy", "mc_dropout", "coreset", "badge", "albl"):
+        summary, folder = small_run(f"query={query}", "budget.max_labels=130", "arch.dropout=0.5")
         rounds = (folder / "rounds.csv").read_text().splitlines()[1:]
         assert [int(r.split(",")[1]) for r in rounds] == [50, 100, 130]
         assert summary["final_n_labeled"] == 130

@@ -8,7 +8,7 @@ strategy asks for once, batched, on the data's device.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 from torch import nn
@@ -24,6 +24,7 @@ class QueryContext:
     unlabeled: torch.Tensor  # pool indices of U (LongTensor)
     generator: torch.Generator  # CPU generator derived from the run seed, round and "query"
     batch_size: int = 1024
+    y: Optional[torch.Tensor] = None  # pool labels; strategies may read only the labeled entries (ALBL)
     _cache: Dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
     def _infer(self, which: str) -> None:

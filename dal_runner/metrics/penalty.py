@@ -1,0 +1,166 @@
+"""Pairwise penalty matrix of the BADGE paper (Ash et al., ICLR 2020, section 5 and Figure 4).
+
+For every environment (dataset, model, batch size, ...) and every labeled-set size that all
+compared strategies reached, a two-sided paired t-test over seeds on the accuracy differences;
+where strategy i beats j at level alpha (mean difference > 0, p < alpha),
+
+    P[i, j] += 1 / (number of those sizes in the environment)
+
+so P[i, j] is roughly "in how many environments i beats j". The column means (lower is
+better) rank the strategies.
+
+A size enters an environment's count only when every strategy of that environment has an
+accuracy there from at least 2 seeds; a size or a pair of strategies that cannot be tested is
+never passed over silently: `penalty_report` lists it, and `penalty_matrix` warns.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Sequence, Tuple
+
+import numpy as np
+from scipy.stats import ttest_rel
+
+RECORD_KEYS = ("environment", "strategy", "seed", "n_labeled", "accuracy")
+
+
+class PenaltyWarning(UserWarning):
+    """A labeled-set size or a pair of strategies could not be t-tested (too few seeds)."""
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """One (environment, size) cell, or one pair within it, that was not tested, and why."""
+
+    environment: str
+    n_labeled: int
+    reason: str
+    insufficient_seeds: bool = False
+
+
+@dataclass
+class PenaltyResult:
+    names: List[str]
+    matrix: np.ndarray  # P[i, j]: environments (fractionally) in which names[i] beats names[j]
+    skipped: List[Skipped] = field(default_factory=list)
+    sizes: Dict[str, List[int]] = field(default_factory=dict)  # the sizes each environment counted
+
+    @property
+    def column_means(self) -> np.ndarray:
+        return column_means(self.matrix)
+
+
+def column_means(matrix: np.ndarray) -> np.ndarray:
+    """Mean of each column over all rows, the zero diagonal included (BADGE's bottom row)."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    return matrix.mean(axis=0) if matrix.size else np.zeros(matrix.shape[1:])
+
+
+def _as_records(records: Any) -> List[Dict[str, Any]]:
+    if hasattr(records, "to_dict"):
+        records = records.to_dict("records")
+    records = list(records)
+    for r in records:
+        missing = [k for k in RECORD_KEYS if k not in r]
+        if missing:
+            raise ValueError(f"penalty records need keys {', '.join(RECORD_KEYS)}; a record lacks {', '.join(missing)}")
+    return records
+
+
+def penalty_report(records: Any, alpha: float = 0.05) -> PenaltyResult:
+    """The penalty matrix, with every untested (environment, size[, pair]) and its reason."""
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha={alpha}: accepted: a level in (0, 1)")
+    records = _as_records(records)
+    names = sorted({str(r["strategy"]) for r in records})
+    index = {name: i for i, name in enumerate(names)}
+    matrix = np.zeros((len(names), len(names)))
+    skipped: List[Skipped] = []
+    counted: Dict[str, List[int]] = {}
+
+    # acc[env][size][strategy][seed] = accuracy
+    acc: Dict[str, Dict[int, Dict[str, Dict[Any, float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
+    for r in records:
+        env, size, strategy, seed = str(r["environment"]), int(r["n_labeled"]), str(r["strategy"]), r["seed"]
+        cell = acc[env][size][strategy]
+        if seed in cell:
+            raise ValueError(f"two accuracies for environment {env!r}, strategy {strategy!r}, seed {seed}, "
+                             f"{size} labels: each (environment, strategy, seed, size) must appear once")
+        cell[seed] = float(r["accuracy"])
+
+    for env in sorted(acc):
+        strategies = sorted({s for by_strategy in acc[env].values() for s in by_strategy})
+        if len(strategies) < 2:
+            continue  # nothing to compare in this environment
+        tested: List[Tuple[int, Dict[str, Dict[Any, float]]]] = []
+        for size in sorted(acc[env]):
+            by_strategy = acc[env][size]
+            absent = [s for s in strategies if s not in by_strategy]
+            if absent:
+                skipped.append(Skipped(env, size, f"not reached by {', '.join(absent)}"))
+                continue
+            few = [f"{s} ({len(by_strategy[s])})" for s in strategies if len(by_strategy[s]) < 2]
+            if few:
+                skipped.append(Skipped(env, size, f"fewer than 2 seeds: {', '.join(few)}", True))
+                continue
+            tested.append((size, by_strategy))
+        counted[env] = [size for size, _ in tested]
+        for size, by_strategy in tested:
+            weight = 1.0 / len(tested)
+            for a, i_name in enumerate(strategies):
+                for j_name in strategies[a + 1:]:
+                    seeds = sorted(set(by_strategy[i_name]) & set(by_strategy[j_name]), key=repr)
+                    if len(seeds) < 2:
+                        skipped.append(Skipped(env, size, f"{i_name} and {j_name} share fewer than 2 seeds "
+                                                          f"({len(seeds)})", True))
+                        continue
+                    x = np.array([by_strategy[i_name][s] for s in seeds])
+                    y = np.array([by_strategy[j_name][s] for s in seeds])
+                    winner = _winner(x, y, alpha)
+                    if winner > 0:
+                        matrix[index[i_name], index[j_name]] += weight
+                    elif winner < 0:
+                        matrix[index[j_name], index[i_name]] += weight
+    return PenaltyResult(names, matrix, skipped, counted)
+
+
+def _winner(x: np.ndarray, y: np.ndarray, alpha: float) -> int:
+    """+1 if x beats y (two-sided paired t-test at alpha, mean difference > 0), -1 if y beats x, else 0."""
+    diff = x - y
+    if not np.any(diff):
+        return 0  # identical accuracies: no difference to test (the t statistic is 0/0)
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p = float(ttest_rel(x, y).pvalue)
+    if not p < alpha:  # also false for nan
+        return 0
+    mean = float(diff.mean())
+    return 1 if mean > 0 else -1 if mean < 0 else 0
+
+
+def penalty_matrix(records: Any, alpha: float = 0.05) -> Tuple[List[str], np.ndarray]:
+    """(sorted strategy names, P) with P[i, j] as in the module docstring.
+
+    Warns (PenaltyWarning) when a size or a pair had fewer than 2 seeds to test;
+    `penalty_report` returns the full list of what was not tested.
+    """
+    result = penalty_report(records, alpha)
+    few = [s for s in result.skipped if s.insufficient_seeds]
+    if few:
+        listed = "; ".join(f"{s.environment} @ {s.n_labeled}: {s.reason}" for s in few[:5])
+        more = f" (and {len(few) - 5} more)" if len(few) > 5 else ""
+        warnings.warn(f"penalty matrix: {len(few)} untested because of too few seeds: {listed}{more}",
+                      PenaltyWarning, stacklevel=2)
+    return result.names, result.matrix
+
+
+def tidy(names: Sequence[str], matrix: np.ndarray) -> List[Dict[str, Any]]:
+    """One row per cell (kind=penalty) and one per column mean (kind=column_mean, row empty)."""
+    rows = [{"kind": "penalty", "row": r, "column": c, "value": float(matrix[i, j])}
+            for i, r in enumerate(names) for j, c in enumerate(names)]
+    rows += [{"kind": "column_mean", "row": "", "column": c, "value": float(m)}
+             for c, m in zip(names, column_means(matrix))]
+    return rows

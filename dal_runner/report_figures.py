@@ -1,0 +1,153 @@
+"""dal-report's figures, each as PNG and SVG with bytes that two identical reports reproduce.
+
+- learning_curves: mean test accuracy over seeds vs labels, +-1 std band, one panel per environment;
+- penalty, penalty_by_batch, penalty_by_arch: pairwise penalty matrices with their column
+  means in a row below (BADGE Figures 4, 13, 14; lower column mean is better);
+- auc_gain: AUC-gain over the reference per strategy and environment (active-iNAS Figure 6b).
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from collections import defaultdict
+from pathlib import Path
+from typing import Callable, Dict, List, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from dal_runner.figures import save_figure  # noqa: E402
+
+# save_figure drops PNG/SVG dates and software names; SVG element ids hash with this salt
+# instead of a random one, so the same figure is the same bytes.
+RC = {"svg.hashsalt": "dal-runner-report", "svg.fonttype": "path"}
+PENALTY_TITLES = {"overall": "all environments", "batch": "by batch size", "arch": "by model"}
+
+
+def _wrap(text: str, width: int = 42) -> str:
+    return textwrap.fill(text, width, break_on_hyphens=False)
+
+
+def _save(draw: Callable[[], "plt.Figure"], out: Path, stem: str) -> List[Path]:
+    paths = []
+    with plt.rc_context(RC):
+        for suffix in (".png", ".svg"):
+            path = out / f"{stem}{suffix}"
+            save_figure(draw(), path)  # drawn once per format: save_figure closes the figure
+            paths.append(path)
+    return paths
+
+
+def _colors(names: Sequence[str]) -> Dict[str, tuple]:
+    cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
+    return {name: cmap(i % cmap.N) for i, name in enumerate(sorted(names))}
+
+
+def _grid(n: int, ncols: int = 3):
+    ncols = min(ncols, n)
+    return math.ceil(n / ncols), ncols
+
+
+# ------------------------------------------------------------------------------ learning curves
+def learning_curves(rows: Sequence[dict], colors: Dict[str, tuple]) -> "plt.Figure":
+    by_env: Dict[str, Dict[str, List[dict]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        by_env[r["environment"]][r["strategy"]].append(r)
+    envs = sorted(by_env)
+    nrows, ncols = _grid(len(envs))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.9 * nrows), squeeze=False)
+    for ax, env in zip(axes.flat, envs):
+        for strategy in sorted(by_env[env]):
+            points = sorted(by_env[env][strategy], key=lambda r: r["n_labeled"])
+            x = np.array([p["n_labeled"] for p in points], dtype=float)
+            mean = np.array([p["mean"] for p in points])
+            std = np.nan_to_num(np.array([p["std"] for p in points], dtype=float))  # one seed: no band
+            seeds = max(p["n"] for p in points)
+            ax.plot(x, mean, marker="o", ms=3, lw=1.4, color=colors[strategy], label=f"{strategy} (n={seeds})")
+            ax.fill_between(x, mean - std, mean + std, color=colors[strategy], alpha=0.18, lw=0)
+        ax.set_title(_wrap(env, 60), fontsize=9)
+        ax.set_xlabel("labeled examples")
+        ax.set_ylabel("test accuracy (mean ± 1 std)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    for ax in list(axes.flat)[len(envs):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------------------ penalty matrices
+def _penalty_panel(fig, cell, result, title: str, vmax: float) -> None:
+    names, matrix, means = result.names, result.matrix, result.column_means
+    k = len(names)
+    inner = cell.subgridspec(2, 1, height_ratios=[k, 1], hspace=0.08)
+    ax, ax_mean = fig.add_subplot(inner[0]), fig.add_subplot(inner[1])
+    for axis, values in ((ax, matrix), (ax_mean, means[None, :])):
+        axis.imshow(values, cmap="Reds", vmin=0.0, vmax=vmax, aspect="equal")
+        for (i, j), v in np.ndenumerate(values):
+            axis.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
+                      color="white" if v > 0.6 * vmax else "black")
+    labels = [_wrap(n, 30) for n in names]
+    ax.set_xticks(range(k), [""] * k)
+    ax.set_yticks(range(k), labels, fontsize=7)
+    ax_mean.set_xticks(range(k), labels, fontsize=7, rotation=40, ha="right", rotation_mode="anchor")
+    ax_mean.set_yticks([0], ["column mean"], fontsize=7)
+    n_env = len(result.sizes)
+    ax.set_title(f"{_wrap(title, 50)}\n({n_env} environment{'s' if n_env != 1 else ''}; row beats column)",
+                 fontsize=8)
+
+
+def penalty_figure(results: Dict[str, object], title: str) -> "plt.Figure":
+    subsets = list(results)
+    k = max(len(r.names) for r in results.values())
+    vmax = max([1.0] + [float(r.matrix.max()) for r in results.values() if r.matrix.size])
+    nrows, ncols = _grid(len(subsets))
+    side = 1.2 + 0.55 * k
+    fig = plt.figure(figsize=(ncols * (side + 2.2), nrows * (side + 2.0)))
+    grid = fig.add_gridspec(nrows, ncols, wspace=0.9, hspace=0.6)
+    for index, subset in enumerate(subsets):
+        name = title if subset == "all" else f"{title}: {subset}"
+        _penalty_panel(fig, grid[index // ncols, index % ncols], results[subset], name, vmax)
+    return fig
+
+
+# ------------------------------------------------------------------------------ AUC-gain
+def auc_gain_bars(rows: Sequence[dict], colors: Dict[str, tuple], reference: str) -> "plt.Figure":
+    rows = [r for r in rows if r["strategy"] != r["reference"]]
+    envs = sorted({r["environment"] for r in rows})
+    strategies = sorted({r["strategy"] for r in rows})
+    width = min(0.35, 0.8 / len(strategies))
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.0 + len(envs) * (0.6 + 0.35 * len(strategies))), 4.0))
+    for s_index, strategy in enumerate(strategies):
+        mine = {r["environment"]: r for r in rows if r["strategy"] == strategy}
+        x = [e_index + width * (s_index + 0.5 - len(strategies) / 2) for e_index, env in enumerate(envs) if env in mine]
+        y = [mine[env]["mean"] for env in envs if env in mine]
+        err = [0.0 if math.isnan(mine[env]["std"]) else mine[env]["std"] for env in envs if env in mine]
+        ax.bar(x, y, width * 0.92, yerr=err, capsize=3, color=colors[strategy], label=strategy,
+               error_kw={"lw": 0.8})
+    ax.axhline(0.0, color="black", lw=0.8)
+    ax.set_xticks(range(len(envs)), [_wrap(e, 28) for e in envs], fontsize=7)
+    ax.set_ylabel("AUC-gain (accuracy; ± 1 std over seeds)")
+    ax.set_title(_wrap(f"AUC-gain over the reference {reference} (common label range)", 70), fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def write_figures(report, out: Path) -> List[Path]:
+    """Draw every figure the report has data for; returns the paths written."""
+    tables = report.tables
+    colors = _colors(sorted({r["strategy"] for r in tables["auc.csv"]}))
+    paths = _save(lambda: learning_curves(tables["curves.csv"], colors), out, "learning_curves")
+    for split, results in report.penalties.items():
+        stem = "penalty" if split == "overall" else f"penalty_by_{split}"
+        paths += _save(lambda: penalty_figure(results, f"Pairwise penalty, {PENALTY_TITLES[split]}"), out, stem)
+    if any(r["strategy"] != r["reference"] for r in tables["auc_gain.csv"]):
+        reference = " ".join(f"{k}={v}" for k, v in report.reference.items())
+        paths += _save(lambda: auc_gain_bars(tables["auc_gain.csv"], colors, reference), out, "auc_gain")
+    return paths

@@ -1,0 +1,371 @@
+"""MC-dropout, core-set, BADGE and ALBL: against brute force, hand computations and their invariants."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from dal_runner.arch import ArchSpec, build_network
+from dal_runner.data import Normalize
+from dal_runner.query import QueryContext
+from dal_runner.query.albl import ALBL, Exp4P, default_p_min
+from dal_runner.query.badge import (Badge, explicit_gradient_embedding, gradient_factors, kmeans_pp,
+                                    sq_distances_to)
+from dal_runner.query.coreset import Coreset, k_center_greedy
+from dal_runner.query.entropy import Entropy
+from dal_runner.query.margin import Margin
+from dal_runner.query.mc_dropout import (MCDropout, bald, max_entropy, mc_probs, mc_scores,
+                                         predicted_class_variance, variation_ratio)
+from dal_runner.query.random import RandomQuery
+from dal_runner.query.softmax_response import SoftmaxResponse
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def random_probs(n: int, c: int, seed: int) -> torch.Tensor:
+    return torch.softmax(3.0 * torch.randn(n, c, generator=gen(seed)), dim=1)
+
+
+def small_network(dropout: float) -> nn.Module:
+    torch.manual_seed(0)
+    return build_network(ArchSpec("mlp", hidden=16), (1, 8, 8), 10,
+                         Normalize(1.0, (0.0,), (1.0,), is_image=True), dropout=dropout)
+
+
+# ---- core-set ------------------------------------------------------------------------------
+
+def brute_force_k_center(pool: np.ndarray, labeled: np.ndarray, k: int) -> list:
+    """Sener & Savarese's greedy, literally: full distance matrices in float64."""
+    pool = pool.astype(np.float64)
+    centres = [row for row in labeled.astype(np.float64)]
+    picks = []
+    if not centres:
+        picks.append(int(np.argmax(((pool - pool.mean(axis=0)) ** 2).sum(axis=1))))
+        centres.append(pool[picks[0]])
+    while len(picks) < k:
+        d = np.sqrt(((pool[:, None, :] - np.stack(centres)[None, :, :]) ** 2).sum(axis=2)).min(axis=1)
+        d[picks] = -1.0
+        picks.append(int(np.argmax(d)))
+        centres.append(pool[picks[-1]])
+    return picks
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("n_labeled", [0, 1, 7])
+def test_k_center_greedy_equals_brute_force(seed, n_labeled):
+    rng = np.random.default_rng(seed)
+    pool, labeled = rng.normal(size=(60, 5)), rng.normal(size=(n_labeled, 5))
+    picks = k_center_greedy(pool, labeled, 12)
+    assert isinstance(picks, np.ndarray) and picks.dtype == np.int64
+    assert picks.tolist() == brute_force_k_center(pool, labeled, 12)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_k_center_greedy_chunked_equals_unchunked(seed):
+    g = gen(seed)
+    pool, labeled = torch.randn(203, 6, generator=g), torch.randn(45, 6, generator=g)
+    whole = k_center_greedy(pool, labeled, 30, chunk_size=100_000)
+    assert isinstance(whole, torch.Tensor) and whole.dtype == torch.long
+    for chunk in (3, 7, 64):
+        assert torch.equal(k_center_greedy(pool, labeled, 30, chunk_size=chunk), whole)
+
+
+def test_k_center_greedy_on_duplicates_returns_distinct_points():
+    pool = torch.randn(5, 3, generator=gen(0)).repeat(4, 1)  # 5 points, each 4 times
+    picks = k_center_greedy(pool, None, 8)
+    assert len(set(picks.tolist())) == 8
+    assert len(set((picks % 5).tolist())) == 5  # every distinct point before any duplicate
+
+
+def test_k_center_greedy_rejects_k_larger_than_pool():
+    with pytest.raises(ValueError, match="k=4"):
+        k_center_greedy(torch.randn(3, 2), None, 4)
+
+
+# ---- BADGE ---------------------------------------------------------------------------------
+
+def test_explicit_gradient_embedding_is_the_last_layer_gradient():
+    # (g_x)_i = d CE(W h, y_hat) / d W_i with y_hat = argmax p: check against autograd
+    torch.manual_seed(0)
+    head = nn.Linear(4, 3, bias=False)
+    h = torch.randn(2, 4)
+    probs = torch.softmax(head(h), dim=1).detach()
+    g = explicit_gradient_embedding(probs, h)
+    for i in range(2):
+        head.zero_grad()
+        logits = head(h[i:i + 1])
+        nn.functional.cross_entropy(logits, logits.argmax(dim=1)).backward()
+        assert torch.allclose(g[i], head.weight.grad.reshape(-1), atol=1e-6)
+
+
+def test_factorised_distances_equal_explicit_ones():
+    probs, h = random_probs(40, 10, 1), torch.randn(40, 32, generator=gen(2))
+    g = explicit_gradient_embedding(probs, h).double()
+    a = gradient_factors(probs)
+    sq = (a * a).sum(dim=1) * (h * h).sum(dim=1)
+    for j in (0, 17, 39):
+        explicit = ((g - g[j]) ** 2).sum(dim=1)
+        factorised = sq_distances_to(a, h, sq, j).double()
+        assert torch.allclose(factorised, explicit, rtol=1e-4, atol=1e-4 * float(explicit.max()))
+        assert factorised[j] == 0.0
+
+
+@pytest.mark.parametrize("first", ["uniform", "largest_norm"])
+@pytest.mark.parametrize("seed", range(3))
+def test_kmeans_pp_on_ten_points_repeated_100_times_picks_each_once(first, seed):
+    probs = random_probs(10, 10, seed).repeat(100, 1)
+    h = torch.randn(10, 16, generator=gen(seed + 100)).repeat(100, 1)
+    picks = kmeans_pp(probs, h, 10, gen(seed), first=first)
+    assert len(picks) == 10 and len(set(picks.tolist())) == 10
+    assert sorted((picks % 10).tolist()) == list(range(10))  # never a duplicate of a centre
+
+
+def test_kmeans_pp_picks_distinct_points_and_is_reproducible():
+    probs, h = random_probs(300, 10, 3), torch.randn(300, 24, generator=gen(4))
+    picks = kmeans_pp(probs, h, 60, gen(7))
+    assert picks.dtype == torch.long and len(set(picks.tolist())) == 60
+    assert torch.equal(picks, kmeans_pp(probs, h, 60, gen(7)))
+    assert not torch.equal(picks, kmeans_pp(probs, h, 60, gen(8)))
+
+
+def test_kmeans_pp_beyond_the_distinct_points_still_returns_distinct_positions():
+    probs, h = random_probs(3, 4, 0).repeat(5, 1), torch.randn(3, 6, generator=gen(0)).repeat(5, 1)
+    picks = kmeans_pp(probs, h, 9, gen(0))
+    assert len(set(picks.tolist())) == 9
+    assert sorted((picks[:3] % 3).tolist()) == [0, 1, 2]
+
+
+def test_kmeans_pp_largest_norm_starts_at_the_largest_gradient():
+    probs, h = random_probs(50, 5, 5), torch.randn(50, 8, generator=gen(6))
+    picks = kmeans_pp(probs.numpy(), h.numpy(), 5, gen(0), first="largest_norm")
+    assert isinstance(picks, np.ndarray)
+    assert picks[0] == int(explicit_gradient_embedding(probs, h).norm(dim=1).argmax())
+
+
+def test_kmeans_pp_samples_proportionally_to_d_squared():
+    # three points on a line, first centre forced at 0 (largest norm): next ~ D^2 = (1, 9)
+    h = torch.tensor([[3.0], [2.0], [0.0]])
+    probs = torch.tensor([[0.5, 0.5]] * 3)  # a = (-0.5, 0.5), |a|^2 = 0.5: g = a (x) h
+    counts = torch.zeros(3)
+    g = gen(0)
+    for _ in range(2000):
+        counts[kmeans_pp(probs, h, 2, g, first="largest_norm")[1]] += 1
+    # |g_0 - g_1|^2 = 0.5 * 1, |g_0 - g_2|^2 = 0.5 * 9: P(1) = 0.1, P(2) = 0.9
+    assert counts[0] == 0
+    assert abs(counts[1] / 2000 - 0.1) < 0.03
+
+
+# ---- MC-dropout ----------------------------------------------------------------------------
+
+def test_acquisitions_by_hand():
+    samples = torch.tensor([[[0.8, 0.2]], [[0.4, 0.6]]])  # T = 2 passes, N = 1, C = 2
+    mean = torch.tensor([0.6, 0.4], dtype=torch.float64)
+    h = lambda p: float(-(p * p.log()).sum())  # noqa: E731
+    assert float(max_entropy(samples)) == pytest.approx(h(mean))
+    expected_bald = h(mean) - 0.5 * (h(torch.tensor([0.8, 0.2])) + h(torch.tensor([0.4, 0.6])))
+    assert float(bald(samples)) == pytest.approx(expected_bald, rel=1e-6)
+    assert float(variation_ratio(samples)) == pytest.approx(0.5)  # the passes vote 0 and 1
+    # mean picks class 0; its probabilities 0.8, 0.4 have variance 0.04
+    assert float(predicted_class_variance(samples)) == pytest.approx(0.04)
+
+
+def test_without_dropout_the_passes_agree_and_bald_is_exactly_zero():
+    model = small_network(dropout=0.0)
+    x = torch.rand(37, 1, 8, 8, generator=gen(0))
+    samples = mc_probs(model, x, passes=25, batch_size=16, generator=gen(1))
+    assert samples.shape == (25, 37, 10)
+    assert torch.allclose(samples[0], torch.softmax(model(x), dim=1), atol=1e-6)
+    assert torch.all(bald(samples) == 0.0)
+    assert torch.all(variation_ratio(samples) == 0.0)
+    assert torch.all(predicted_class_variance(samples) == 0.0)
+
+
+def test_with_dropout_the_passes_disagree_and_are_seeded():
+    model = small_network(dropout=0.5)
+    x = torch.rand(37, 1, 8, 8, generator=gen(0))
+    samples = mc_probs(model, x, passes=25, batch_size=16, generator=gen(1))
+    assert torch.allclose(samples.sum(dim=2), torch.ones(25, 37))
+    assert float(bald(samples).max()) > 0.0
+    assert float(predicted_class_variance(samples).max()) > 0.0
+    assert torch.equal(samples, mc_probs(model, x, passes=25, batch_size=16, generator=gen(1)))
+    assert not model.training  # queried in eval mode: dropout comes only from our masks
+
+
+def test_dropout_is_applied_on_the_features_before_the_head():
+    # a network whose features are all ones and whose head sums them: each pass's logit is
+    # (number of kept features) / (1 - p), so over many passes its mean is D and it varies
+    class Probe(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.dropout = nn.Dropout(0.25)
+            self.head = nn.Linear(64, 2, bias=False)
+            self.head.weight.data = torch.stack([torch.ones(64), torch.zeros(64)])
+
+        def embed(self, x):
+            return torch.ones(x.shape[0], 64)
+
+    samples = mc_probs(Probe(), torch.zeros(4, 1), passes=400, batch_size=4, generator=gen(0))
+    logit = torch.log(samples[..., 0] / samples[..., 1])  # = sum of kept features / 0.75
+    kept = (logit * 0.75).round()
+    assert torch.allclose(kept, logit * 0.75, atol=1e-3)  # whole numbers of kept features
+    assert abs(float(kept.mean()) / 64 - 0.75) < 0.01
+
+
+def test_mc_scores_batched_equals_mc_probs_scored_at_once():
+    model = small_network(dropout=0.0)
+    x = torch.rand(30, 1, 8, 8, generator=gen(0))
+    at_once = max_entropy(mc_probs(model, x, 5, 64, gen(0)))
+    assert torch.allclose(mc_scores(model, x, 5, "max_entropy", 7, gen(0)), at_once)
+
+
+# ---- ALBL ----------------------------------------------------------------------------------
+
+def test_exp4p_expert_with_high_reward_gains_weight():
+    # 2 experts, 4 arms; expert 0 advises arm 0 (reward 1), expert 1 advises arm 1 (reward 0)
+    bandit = Exp4P(n_experts=2, delta=0.1, p_min=0.05, generator=gen(0))
+    advice = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]])
+    for _ in range(300):
+        prob = bandit.distribution(advice)
+        assert float(prob.sum()) == pytest.approx(1.0) and float(prob.min()) >= 0.05
+        arm = bandit.sample(prob)
+        bandit.update(arm, 1.0 if arm == 0 else 0.0, advice, prob)
+    w = bandit.weights
+    assert w[0] > 0.9 and w[1] < 0.1
+
+
+def test_exp4p_zero_reward_keeps_symmetric_experts_equal():
+    # reward 0: only the exploration bonus v_hat moves the weights, equally for mirrored experts
+    bandit = Exp4P(2, 0.1, 0.05, gen(0))
+    advice = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    for _ in range(50):
+        prob = bandit.distribution(advice)
+        bandit.update(bandit.sample(prob), 0.0, advice, prob)
+    assert torch.allclose(bandit.weights, torch.tensor([0.5, 0.5], dtype=torch.float64))
+    assert float(bandit.log_w[0]) > 0.0
+
+
+class FixedRanking:
+    """An expert that always ranks the pool points of one parity first."""
+
+    def __init__(self, parity: int):
+        self.parity = parity
+
+    def select(self, ctx, k):
+        pos = torch.arange(len(ctx.unlabeled))
+        mine = pos[ctx.unlabeled % 2 == self.parity]
+        return torch.cat([mine, pos[ctx.unlabeled % 2 != self.parity]])[:k]
+
+
+class ParityModel(nn.Module):
+    """Predicts class 0 for inputs (1, 0) and class 1 for (0, 1)."""
+
+    def __init__(self):
+        super().__init__()
+        self.dropout = nn.Dropout(0.0)
+        self.head = nn.Linear(2, 2, bias=False)
+        self.head.weight.data = torch.eye(2)
+
+    def embed(self, x):
+        return x
+
+
+def test_albl_expert_with_high_reward_gains_weight():
+    # the loop reports reward 1 after an even pool point was queried, 0 after an odd one
+    n = 40
+    albl = ALBL([FixedRanking(0), FixedRanking(1)], p_min=0.5 / n)
+    ctx = QueryContext(ParityModel(), torch.rand(n, 2), torch.tensor([], dtype=torch.long), torch.arange(n), gen(0))
+    for _ in range(300):
+        pick = int(albl.select(ctx, 1))
+        albl.observe_reward(1.0 if pick % 2 == 0 else 0.0)
+    w = albl.bandit.weights
+    assert w[0] > 0.75 > 0.25 > w[1]
+
+
+def test_albl_reads_labels_from_the_context_and_updates_its_weights():
+    # every label is 0; the model is right on even pool points, wrong on odd ones
+    n = 40
+    x = torch.zeros(n, 2)
+    x[0::2, 0], x[1::2, 1] = 1.0, 1.0
+    albl = ALBL([FixedRanking(0), FixedRanking(1)], p_min=0.2 / n, horizon=10)
+    labeled = torch.tensor([], dtype=torch.long)
+    for t in range(3):
+        unlabeled = torch.tensor(sorted(set(range(n)) - set(labeled.tolist())))
+        ctx = QueryContext(ParityModel(), x, labeled, unlabeled, gen(t))
+        ctx.y = torch.zeros(n, dtype=torch.long)
+        labeled = torch.cat([labeled, unlabeled[albl.select(ctx, 2)]])
+    assert len(albl.pending) == 2  # the last round's queries wait for their reward
+    assert not torch.equal(albl.bandit.log_w, torch.zeros(2, dtype=torch.float64))
+    drawn = torch.tensor(albl.drawn_index)
+    expected = float((torch.tensor(albl.drawn_weight) * (drawn % 2 == 0)).sum()) / (n * 10)
+    assert albl.importance_weighted_accuracy(ParityModel(), x, ctx.y) == pytest.approx(min(1.0, expected))
+
+
+def test_albl_without_labels_keeps_its_weights():
+    n = 20
+    x = torch.rand(n, 2)
+    albl = ALBL([FixedRanking(0), FixedRanking(1)], p_min=0.01)
+    labeled = torch.tensor([], dtype=torch.long)
+    for t in range(3):
+        unlabeled = torch.tensor(sorted(set(range(n)) - set(labeled.tolist())))
+        labeled = torch.cat([labeled, unlabeled[albl.select(QueryContext(ParityModel(), x, labeled, unlabeled,
+                                                                         gen(t)), 2)]])
+    assert torch.equal(albl.bandit.weights, torch.tensor([0.5, 0.5], dtype=torch.float64))
+
+
+def test_albl_importance_weights_are_inverse_draw_probabilities():
+    n = 30
+    albl = ALBL([FixedRanking(0), FixedRanking(1)], p_min=0.01, horizon=5)
+    ctx = QueryContext(ParityModel(), torch.rand(n, 2), torch.arange(10), torch.arange(10, n), gen(0))
+    albl.select(ctx, 3)
+    # every draw's probability is p_min (unadvised arm) or an advised arm's mixture probability
+    advised = (1 - n * 0.01) * 0.5 + 0.01  # two experts, equal weights, distinct advice
+    both = (1 - n * 0.01) * 1.0 + 0.01  # both experts advising the same arm
+    for w in albl.drawn_weight:
+        assert min(abs(w - 1 / 0.01), abs(w - 1 / advised), abs(w - 1 / both)) < 1e-9
+    assert len(albl.drawn_weight) >= 3
+
+
+def test_default_p_min_follows_exp4p_and_caps_exploration_at_half():
+    assert default_p_min(2, 100, 10_000) == pytest.approx(math.sqrt(math.log(2) / 1e6))
+    assert default_p_min(2, 1000, 100) == pytest.approx(0.5 / 1000)
+
+
+# ---- every strategy: k distinct valid positions ---------------------------------------------
+
+def strategies():
+    return {
+        "random": RandomQuery(), "softmax_response": SoftmaxResponse(), "margin": Margin(),
+        "entropy": Entropy(),
+        **{f"mc_dropout_{a}": MCDropout(passes=8, acquisition=a, batch_size=16)
+           for a in ("bald", "max_entropy", "variation_ratio", "predicted_class_variance")},
+        "coreset": Coreset(), "coreset_chunked": Coreset(chunk_size=3),
+        "badge": Badge(), "badge_largest_norm": Badge(first="largest_norm"),
+        "albl": ALBL(), "albl_three": ALBL([Margin(), Badge(), RandomQuery()], p_min=0.001),
+    }
+
+
+@pytest.mark.parametrize("name", list(strategies()))
+@pytest.mark.parametrize("n_labeled", [0, 12])
+def test_select_returns_k_distinct_valid_positions(name, n_labeled):
+    strategy = strategies()[name]
+    model = small_network(dropout=0.5)
+    x = (torch.rand(90, 1, 8, 8, generator=gen(0)) * 255).to(torch.uint8).float() / 255
+    y = torch.randint(0, 10, (90,), generator=gen(1))
+    labeled = torch.arange(n_labeled)
+    for round_ in range(2):  # a second round exercises ALBL's reward update
+        unlabeled = torch.tensor(sorted(set(range(90)) - set(labeled.tolist())))
+        ctx = QueryContext(model, x, labeled, unlabeled, gen(round_), batch_size=32)
+        ctx.y = y
+        picks = strategy.select(ctx, 15)
+        assert len(picks) == 15 and len(set(picks.tolist())) == 15
+        assert int(picks.min()) >= 0 and int(picks.max()) < len(unlabeled)
+        labeled = torch.cat([labeled, unlabeled[picks]])
+
+
+def test_mc_dropout_rejects_an_unknown_acquisition():
+    with pytest.raises(ValueError, match="acquisition='bold'"):
+        MCDropout(acquisition="bold")
