@@ -1,6 +1,6 @@
 """Time and memory of every query strategy's selection step on a synthetic pool.
 
-    python scripts/benchmark_selection.py --pool 50000 --dim 512 --classes 10 --picks 1000 --out sel.json
+    python scripts/benchmark.py --pool 50000 --dim 512 --classes 10 --picks 1000 --out sel.json
 
 The pool: probabilities = softmax of standard normal logits, embeddings standard normal
 (float32), plus a labeled set of embeddings for core-set. Besides our strategies it times the
