@@ -1,0 +1,68 @@
+"""dal-run end to end on every data source, read from small files in the real on-disk formats."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import run_cli, run_dirs
+from test_datasets import openml_bunch, write_cifar, write_mnist, write_svhn
+
+TINY = ["budget.initial=6", "budget.batch=6", "budget.max_labels=18", "trainer.epochs=2", "trainer.batch_size=8"]
+
+
+def _write(kind: str, root):
+    if kind in ("cifar10", "cifar100"):
+        write_cifar(root, kind)
+    elif kind == "svhn":
+        write_svhn(root)
+    elif kind == "mnist":
+        write_mnist(root, "MNIST", gz=True)
+    elif kind == "fashion_mnist":
+        write_mnist(root, "FashionMNIST", gz=False)
+
+
+@pytest.mark.parametrize("dataset,arch", [
+    ("cifar10", "search=fixed arch=mlp"), ("cifar100", "search=fixed arch=resnet_small arch.width=8"),
+    ("svhn", "search=fixed arch=mlp"), ("mnist", "search=inas arch=resnet arch.width=8 search.epochs=1"),
+    ("fashion_mnist", "search=fixed arch=resnet18 arch.width=4"),
+])
+def test_dal_run_on_torchvision_files(tmp_path, dataset, arch):
+    root = tmp_path / "data"
+    _write(dataset, root)
+    res = run_cli([f"dataset={dataset}", f"dataset.root={root}", *arch.split(), *TINY], cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    (run,) = run_dirs(tmp_path / "outputs" / "runs")
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["final_n_labeled"] == 18 and summary["choices"]["dataset"] == dataset
+
+
+def test_dal_run_on_user_npz_images_and_a_corrupt_npz(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "mine.npz", x=rng.integers(0, 256, (40, 12, 12, 3), dtype=np.uint8),
+             y=np.arange(40) % 4)
+    res = run_cli(["dataset=npz", f"dataset.path={tmp_path / 'mine.npz'}", "search=fixed", "arch=cnn", *TINY],
+                  cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    (tmp_path / "broken.npz").write_bytes((tmp_path / "mine.npz").read_bytes()[:300])
+    res = run_cli(["dataset=npz", f"dataset.path={tmp_path / 'broken.npz'}", *TINY], cwd=tmp_path)
+    err = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(err) == 1 and "broken.npz" in err[0] and "Traceback" not in res.stderr
+
+
+def test_missing_cifar_files_name_the_expected_files(tmp_path):
+    res = run_cli(["dataset=cifar10", f"dataset.root={tmp_path / 'empty'}"], cwd=tmp_path)
+    err = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(err) == 1
+    assert "cifar-10-batches-py/data_batch_1" in err[0] and "dataset.download=true" in err[0]
+    assert not (tmp_path / "outputs").exists() or not any((tmp_path / "outputs").rglob("*.csv"))
+
+
+def test_openml_table_runs_the_loop_with_the_mlp(tmp_path, monkeypatch, small_run):
+    from dal_runner.data import openml
+
+    monkeypatch.setattr(openml, "fetch_openml", lambda **kw: openml_bunch(90))
+    summary, folder = small_run("dataset=openml", f"dataset.root={tmp_path}", "budget.initial=9",
+                                "budget.batch=9", "budget.max_labels=27")
+    assert summary["final_n_labeled"] == 27
