@@ -115,6 +115,8 @@ def load_run(path: Path, name: str) -> Run:
     run = Run(path, name)
     try:
         config = OmegaConf.to_container(OmegaConf.load(path / ".hydra" / "config.yaml"), resolve=False)
+        if not isinstance(config, dict):
+            raise ValueError("not a mapping")
     except Exception as e:  # an unreadable config cannot be grouped
         run.reason = f"unreadable .hydra/config.yaml ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
         return run
@@ -292,13 +294,12 @@ def build_report(paths: Sequence[Path], reference: Optional[Dict[str, str]] = No
     report = Report(included, excluded, env_keys, strategy_keys, {}, alpha)
     if not included:
         return report
-    report.reference = choose_reference(included, reference or {},
-                                        search_compared)
+    report.reference = choose_reference(included, reference or {}, search_compared)
 
     groups: Dict[Tuple[str, str], List[Run]] = defaultdict(list)
     for r in included:
         groups[(r.environment, r.strategy)].append(r)
-    curves, aucs, gains = [], [], []
+    curves, aucs, gains, unmatched = [], [], [], []
     for (env, strategy), members in sorted(groups.items()):
         name = f"{env} | {strategy}"
         for n, mean, std, count in C.curve_stats(r.curve for r in members):
@@ -311,6 +312,7 @@ def build_report(paths: Sequence[Path], reference: Optional[Dict[str, str]] = No
         ref = _reference_of(members[0], report.reference, strategy_keys,
                             [g for (e, _), g in sorted(groups.items()) if e == env])
         if ref is None:
+            unmatched.append(name)
             continue
         try:
             gain = C.paired_auc_gain({_fmt(r.seed): r.curve for r in members}, {_fmt(r.seed): r.curve for r in ref})
@@ -319,9 +321,10 @@ def build_report(paths: Sequence[Path], reference: Optional[Dict[str, str]] = No
             continue
         gain.update({k: int(gain[k]) for k in ("from_labels", "to_labels") if float(gain[k]).is_integer()})
         gains.append({"group": name, "environment": env, "strategy": strategy, "reference": ref[0].strategy, **gain})
-    if not gains:
-        report.notes.append(f"AUC-gain: no run matches the reference {_spec(report.reference)} "
-                            "in any environment; auc_gain.csv is empty")
+    if unmatched:
+        report.notes.append(f"AUC-gain: no single reference strategy ({_spec(report.reference)} in the same "
+                            f"environment) for {len(unmatched)} group(s): {'; '.join(unmatched[:5])}"
+                            + ("; ..." if len(unmatched) > 5 else ""))
 
     penalty_rows = []
     for split, subsets in penalty_splits(included, env_keys).items():
@@ -401,6 +404,13 @@ def write_report(report: Report, out: Path) -> List[Path]:
     return written + figures
 
 
+def _console():
+    from rich.console import Console
+
+    # a pipe or a log file gets the table unwrapped rather than folded at 80 columns
+    return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+
+
 def print_excluded(report: Report, console) -> None:
     if report.excluded:
         console.print(f"excluded {len(report.excluded)} run(s) from every average (listed in excluded.csv):")
@@ -410,11 +420,10 @@ def print_excluded(report: Report, console) -> None:
 
 def print_summary(report: Report, out: Path, written: Sequence[Path], console=None) -> None:
     """A short table of AUC per group, the excluded runs, where the files are."""
-    from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
-    console = console or Console(highlight=False, soft_wrap=True)
+    console = console or _console()
     several = len({r.environment for r in report.runs}) > 1
     table = Table(title="AUC of the learning curve (mean ± std over seeds)", title_justify="left")
     for name, justify in ([("environment", "left")] if several else []) + [
@@ -459,9 +468,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         out = args.out or args.paths[0] / REPORT_DIR
         report = build_report(args.paths, parse_reference(args.reference), args.alpha, skip=[out])
         if not report.runs:
-            from rich.console import Console
-
-            print_excluded(report, Console(highlight=False, soft_wrap=True))
+            print_excluded(report, _console())
             raise ReportError(f"none of the {len(report.excluded)} run folder(s) completed; nothing to report")
         written = write_report(report, out)
         print_summary(report, out, written)

@@ -60,23 +60,28 @@ def learning_curves(rows: Sequence[dict], colors: Dict[str, tuple]) -> "plt.Figu
     envs = sorted(by_env)
     nrows, ncols = _grid(len(envs))
     fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.9 * nrows), squeeze=False)
+    handles = {}
     for ax, env in zip(axes.flat, envs):
+        seeds = set()
         for strategy in sorted(by_env[env]):
             points = sorted(by_env[env][strategy], key=lambda r: r["n_labeled"])
             x = np.array([p["n_labeled"] for p in points], dtype=float)
             mean = np.array([p["mean"] for p in points])
             std = np.nan_to_num(np.array([p["std"] for p in points], dtype=float))  # one seed: no band
-            seeds = max(p["n"] for p in points)
-            ax.plot(x, mean, marker="o", ms=3, lw=1.4, color=colors[strategy], label=f"{strategy} (n={seeds})")
+            seeds |= {p["n"] for p in points}
+            (handles[strategy],) = ax.plot(x, mean, marker="o", ms=3, lw=1.4, color=colors[strategy])
             ax.fill_between(x, mean - std, mean + std, color=colors[strategy], alpha=0.18, lw=0)
-        ax.set_title(_wrap(env, 60), fontsize=9)
+        n = f"{min(seeds)}" if len(seeds) == 1 else f"{min(seeds)}-{max(seeds)}"
+        ax.set_title(_wrap(f"{env} ({n} seed{'s' if max(seeds) > 1 else ''})", 60), fontsize=9)
         ax.set_xlabel("labeled examples")
         ax.set_ylabel("test accuracy (mean ± 1 std)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right")
     for ax in list(axes.flat)[len(envs):]:
         ax.set_visible(False)
     fig.tight_layout()
+    # one legend for every panel, below them (a strategy has the same colour everywhere)
+    fig.legend([handles[s] for s in sorted(handles)], sorted(handles), loc="upper center", bbox_to_anchor=(0.5, 0.0),
+               ncol=min(3 if ncols > 1 else 2, len(handles)), fontsize=8, frameon=False)
     return fig
 
 
@@ -86,6 +91,8 @@ def _penalty_panel(fig, cell, result, title: str, vmax: float) -> None:
     k = len(names)
     inner = cell.subgridspec(2, 1, height_ratios=[k, 1], hspace=0.08)
     ax, ax_mean = fig.add_subplot(inner[0]), fig.add_subplot(inner[1])
+    ax.set_anchor("S")  # square cells leave slack: keep the column means right below the matrix
+    ax_mean.set_anchor("N")
     for axis, values in ((ax, matrix), (ax_mean, means[None, :])):
         axis.imshow(values, cmap="Reds", vmin=0.0, vmax=vmax, aspect="equal")
         for (i, j), v in np.ndenumerate(values):

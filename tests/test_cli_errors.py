@@ -16,7 +16,7 @@ CASES = {
     "initial larger than max_labels": (["budget.initial=700"], ["budget.initial=700", "budget.max_labels=600"]),
     "batch zero": (["budget.batch=0"], ["budget.batch=0", "> 0"]),
     "batch negative": (["budget.batch=-5"], ["budget.batch=-5", "> 0"]),
-    "wrong type bool": (["dataset.download=maybe"], ["dataset.download=maybe", "true or false"]),
+    "wrong type bool": (["dataset=cifar10", "dataset.download=maybe"], ["dataset.download=maybe", "true or false"]),
     "unknown device": (["device=tpu"], ["device=tpu", "auto", "cpu", "cuda"]),
     "unknown optimizer": (["trainer.optimizer=lbfgs"], ["trainer.optimizer=lbfgs", "adam", "sgd"]),
 }

@@ -1,0 +1,126 @@
+"""The BADGE pairwise penalty matrix on hand-computed cases."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import ttest_rel
+
+from dal_runner.metrics.penalty import PenaltyWarning, column_means, penalty_matrix, penalty_report, tidy
+
+
+def records(env, strategy, accuracy_by_size):
+    """accuracy_by_size: {n_labeled: [accuracy of seed 0, seed 1, ...]}"""
+    return [{"environment": env, "strategy": strategy, "seed": seed, "n_labeled": n, "accuracy": a}
+            for n, accs in accuracy_by_size.items() for seed, a in enumerate(accs)]
+
+
+BASE = {10: [0.50, 0.55, 0.52], 20: [0.60, 0.66, 0.61], 30: [0.70, 0.72, 0.69]}
+CLEAR_MARGIN = [0.10, 0.12, 0.11]  # paired differences with some spread: t = 19.05, p = 0.0027
+
+
+def shifted(curve, deltas):
+    return {n: [a + d for a, d in zip(accs, deltas)] for n, accs in curve.items()}
+
+
+def test_identical_strategies_give_an_all_zero_matrix():
+    recs = [r for env in ("e1", "e2") for s in ("margin", "random", "entropy") for r in records(env, s, BASE)]
+    names, matrix = penalty_matrix(recs)
+    assert names == ["entropy", "margin", "random"]  # sorted
+    assert matrix.shape == (3, 3) and not matrix.any()
+
+
+@pytest.mark.parametrize("n_environments", [1, 3])
+def test_a_clearly_better_strategy_gets_one_per_environment_in_its_row(n_environments):
+    recs = []
+    for e in range(n_environments):
+        recs += records(f"env{e}", "badge", shifted(BASE, CLEAR_MARGIN)) + records(f"env{e}", "random", BASE)
+    names, matrix = penalty_matrix(recs)
+    assert names == ["badge", "random"]
+    # every one of the 3 sizes adds 1/3 in every environment: P[badge, random] = E
+    np.testing.assert_allclose(matrix, [[0.0, n_environments], [0.0, 0.0]], atol=1e-12)
+    np.testing.assert_allclose(column_means(matrix), [0.0, n_environments / 2])
+
+
+def test_winning_at_one_of_two_sizes_counts_half_an_environment():
+    better = {10: BASE[10], 20: [a + d for a, d in zip(BASE[20], CLEAR_MARGIN)]}
+    recs = records("e", "margin", better) + records("e", "random", {10: BASE[10], 20: BASE[20]})
+    names, matrix = penalty_matrix(recs)
+    np.testing.assert_allclose(matrix, [[0.0, 0.5], [0.0, 0.0]])
+
+
+def test_a_difference_that_is_not_significant_counts_zero():
+    noisy = [0.05, -0.04, 0.01]  # mean +0.0067 but t = 0.26, p = 0.82
+    recs = records("e", "margin", shifted(BASE, noisy)) + records("e", "random", BASE)
+    assert ttest_rel(np.array(BASE[10]) + noisy, BASE[10]).pvalue > 0.5
+    names, matrix = penalty_matrix(recs)
+    assert not matrix.any()
+
+
+def test_alpha_is_the_significance_level():
+    # d = [0.01, 0.03, 0.02]: t = 3.46, two-sided p = 0.074: significant at 0.1, not at 0.05
+    deltas = [0.01, 0.03, 0.02]
+    recs = records("e", "a", shifted({10: BASE[10]}, deltas)) + records("e", "b", {10: BASE[10]})
+    assert 0.05 < ttest_rel(np.array(BASE[10]) + deltas, BASE[10]).pvalue < 0.1
+    assert penalty_matrix(recs, alpha=0.05)[1][0, 1] == 0.0
+    assert penalty_matrix(recs, alpha=0.1)[1][0, 1] == 1.0
+
+
+def test_sizes_not_reached_by_every_strategy_are_skipped():
+    # a reaches 30 labels, b stops at 20: only 10 and 20 count, a wins at 20 -> 1/2 (not 1/3)
+    a = {10: BASE[10], 20: [x + d for x, d in zip(BASE[20], CLEAR_MARGIN)], 30: [0.99, 0.98, 0.97]}
+    b = {10: BASE[10], 20: BASE[20]}
+    result = penalty_report(records("e", "a", a) + records("e", "b", b))
+    np.testing.assert_allclose(result.matrix, [[0.0, 0.5], [0.0, 0.0]])
+    assert result.sizes == {"e": [10, 20]}
+    assert [(s.environment, s.n_labeled, s.reason) for s in result.skipped] == [("e", 30, "not reached by b")]
+
+
+def test_fewer_than_two_seeds_is_reported_not_silently_tested():
+    a = shifted(BASE, CLEAR_MARGIN)
+    b = dict(BASE)
+    b[30] = BASE[30][:1]  # one seed only at 30 labels
+    recs = records("e", "a", a) + records("e", "b", b)
+    result = penalty_report(recs)
+    (skipped,) = result.skipped
+    assert (skipped.environment, skipped.n_labeled, skipped.insufficient_seeds) == ("e", 30, True)
+    assert "fewer than 2 seeds" in skipped.reason and "b (1)" in skipped.reason
+    # the two sizes that could be tested make up the environment: a beats b in 1 environment
+    np.testing.assert_allclose(result.matrix, [[0.0, 1.0], [0.0, 0.0]])
+    with pytest.warns(PenaltyWarning, match="too few seeds"):
+        penalty_matrix(recs)
+
+
+def test_strategies_that_share_fewer_than_two_seeds_are_reported():
+    recs = records("e", "a", {10: [0.9, 0.9]})
+    recs += [{**r, "seed": r["seed"] + 2} for r in records("e", "b", {10: [0.1, 0.1]})]
+    result = penalty_report(recs)
+    assert not result.matrix.any()
+    assert [s.reason for s in result.skipped] == ["a and b share fewer than 2 seeds (0)"]
+
+
+def test_no_warning_when_everything_was_tested():
+    recs = records("e", "a", BASE) + records("e", "b", BASE)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        penalty_matrix(recs)
+
+
+def test_a_dataframe_is_accepted_and_duplicates_are_rejected():
+    recs = records("e", "a", shifted(BASE, CLEAR_MARGIN)) + records("e", "b", BASE)
+    names, matrix = penalty_matrix(pd.DataFrame(recs))
+    np.testing.assert_allclose(matrix, [[0.0, 1.0], [0.0, 0.0]])
+    with pytest.raises(ValueError, match="must appear once"):
+        penalty_matrix(recs + recs[:1])
+    with pytest.raises(ValueError, match="lacks accuracy"):
+        penalty_matrix([{"environment": "e", "strategy": "a", "seed": 0, "n_labeled": 10}])
+
+
+def test_tidy_rows_hold_every_cell_and_the_column_means():
+    rows = tidy(["a", "b"], np.array([[0.0, 2.0], [1.0, 0.0]]))
+    assert [(r["kind"], r["row"], r["column"], r["value"]) for r in rows] == [
+        ("penalty", "a", "a", 0.0), ("penalty", "a", "b", 2.0), ("penalty", "b", "a", 1.0), ("penalty", "b", "b", 0.0),
+        ("column_mean", "", "a", 0.5), ("column_mean", "", "b", 1.0)]

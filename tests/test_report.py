@@ -1,0 +1,319 @@
+"""dal-report: grouping, tables, figures, exclusions and errors; the Hydra callback; AUC-gain.
+
+Most tests write small run folders by hand (known accuracies, so the tables can be checked
+against a hand computation); the end-to-end tests run the real `dal-run -m` once per module.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dal_runner import report
+from dal_runner.metrics.auc import auc
+from dal_runner.metrics.curves import auc_between, auc_gain, summarize
+
+BIN = Path(sys.executable).parent
+TABLES = ["curves.csv", "auc.csv", "auc_gain.csv", "penalty.csv", "penalty_skipped.csv", "excluded.csv"]
+
+
+def rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# ------------------------------------------------------------------------------ AUC-gain by hand
+def test_auc_gain_is_taken_over_the_label_range_both_curves_cover():
+    # A goes to 300 labels, R stops at 200: only 100..200 counts. AUC(A) = 0.6, AUC(R) = 0.5 there
+    # (over its whole curve A would have 0.675 and a gain of 0.175).
+    assert auc_gain([100, 200, 300], [0.5, 0.7, 0.8], [100, 200], [0.4, 0.6]) == pytest.approx(0.1)
+
+
+def test_auc_gain_interpolates_the_curves_at_the_ends_of_the_common_range():
+    # A at 100 and 200 labels (interpolated): 0.5 and 0.7, with 0.6 at 150: AUC 0.6; R is flat at 0.5
+    assert auc_between([50, 150, 250], [0.4, 0.6, 0.8], 100, 200) == pytest.approx(0.6)
+    assert auc_gain([50, 150, 250], [0.4, 0.6, 0.8], [100, 200], [0.5, 0.5]) == pytest.approx(0.1)
+
+
+def test_curves_that_do_not_overlap_have_no_auc_gain():
+    with pytest.raises(ValueError, match="do not overlap"):
+        auc_gain([10, 20], [0.5, 0.6], [30, 40], [0.5, 0.6])
+
+
+def test_summarize_gives_mean_sample_std_and_count():
+    mean, std, n = summarize([0.5, 0.7])
+    assert (mean, n) == (pytest.approx(0.6), 2) and std == pytest.approx(math.sqrt(0.02))
+    assert math.isnan(summarize([0.5])[1])
+
+
+# ------------------------------------------------------------------------------ hand-made run folders
+def make_run(folder: Path, *, query="random", seed=0, curve=((30, 0.5), (60, 0.6), (90, 0.7)), state="completed",
+             dataset="digits", arch="mlp", search="fixed", initial=30, batch=30, max_labels=90, rounds=True):
+    """A run folder as dal-run leaves it: .hydra/config.yaml + hydra.yaml, rounds.csv, status.json."""
+    arch_node = {"mlp": {"name": "mlp", "dropout": 0.0, "hidden": 256},
+                 "cnn": {"name": "cnn", "dropout": 0.0, "channels": [32, 64]},
+                 "resnet": {"name": "resnet", "block": "basic", "n_blocks": 1, "n_stacks": 1, "width": 16},
+                 "resnet18": {"name": "resnet", "block": "basic", "n_blocks": 2, "n_stacks": 4, "width": 16},
+                 "resnet_small": {"name": "resnet", "block": "basic", "n_blocks": 1, "n_stacks": 2, "width": 16}}[arch]
+    search_node = {"name": search, "val_fraction": 0.2, "epochs": None}
+    if search == "inas":
+        search_node.update(start=[1, 1], space=[12, 5], max_steps=1)
+    config = {"dataset": {"name": dataset, "augment": {"hflip": False}, "test_fraction": 0.3},
+              "arch": arch_node, "search": search_node, "query": {"name": query},
+              "budget": {"initial": initial, "batch": batch, "max_labels": max_labels, "max_rounds": None},
+              "trainer": {"optimizer": "adam", "lr": 0.001, "epochs": 3},
+              "seed": seed, "device": "auto", "output_root": "outputs", "resume": None}
+    choices = {"dataset": dataset, "arch": arch, "search": search, "query": query, "budget": "default",
+               "trainer": "default", "hydra/launcher": "basic"}
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    (folder / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"runtime": {"choices": choices}}}))
+    if rounds:
+        lines = ["round,n_labeled,test_accuracy"] + [f"{i},{n},{a}" for i, (n, a) in enumerate(curve)]
+        (folder / "rounds.csv").write_text("\n".join(lines) + "\n")
+    if state is not None:
+        status = {"state": state, **({"error": "Traceback...\nRuntimeError: CUDA out of memory"} if state == "failed" else {})}
+        (folder / "status.json").write_text(json.dumps(status))
+    return folder
+
+
+RANDOM = [[(30, 0.50), (60, 0.60), (90, 0.70)], [(30, 0.55), (60, 0.66), (90, 0.72)], [(30, 0.52), (60, 0.61), (90, 0.69)]]
+MARGIN_DELTA = [0.10, 0.12, 0.11]  # margin's advantage per seed after the shared random start (p = 0.0027)
+
+
+def margin_curve(seed):
+    return [(n, a + (MARGIN_DELTA[seed] if n > 30 else 0.0)) for n, a in RANDOM[seed]]
+
+
+def sweep(root: Path, n_seeds=3, start=0, **kwargs) -> Path:
+    job = start
+    for query in ("margin", "random"):
+        for seed in range(n_seeds):
+            curve = margin_curve(seed) if query == "margin" else RANDOM[seed]
+            make_run(root / str(job), query=query, seed=seed, curve=curve, **kwargs)
+            job += 1
+    return root
+
+
+def test_seeds_are_averaged_and_every_table_matches_a_hand_computation(tmp_path, capsys):
+    sweep(tmp_path / "sweep")
+    assert report.main([str(tmp_path / "sweep")]) == 0
+    out = tmp_path / "sweep" / "report"
+    curves = {(r["strategy"], int(r["n_labeled"])): r for r in rows(out / "curves.csv")}
+    assert len(curves) == 6 and {r["environment"] for r in curves.values()} == {"dataset=digits"}
+    assert float(curves["query=random", 60]["mean"]) == pytest.approx((0.60 + 0.66 + 0.61) / 3, abs=1e-6)
+    assert float(curves["query=random", 60]["std"]) == pytest.approx(0.032146, abs=1e-6)  # sample std
+    assert curves["query=margin", 90]["n"] == "3"
+    aucs = {r["strategy"]: r for r in rows(out / "auc.csv")}
+    random_aucs = [auc(*zip(*c)) for c in RANDOM]  # e.g. seed 0: (0.55 + 0.65) / 2 = 0.6
+    assert random_aucs[0] == pytest.approx(0.6)
+    assert float(aucs["query=random"]["mean"]) == pytest.approx(sum(random_aucs) / 3, abs=1e-6)
+    assert aucs["query=random"]["seeds"] == "0 1 2"
+    # margin gains d/2 over 30..60 and d over 60..90: AUC-gain = 0.75 d per seed
+    gain = {r["strategy"]: r for r in rows(out / "auc_gain.csv")}["query=margin"]
+    assert float(gain["mean"]) == pytest.approx(0.75 * 0.11, abs=1e-6)
+    assert (gain["reference"], gain["n"], gain["from_labels"], gain["to_labels"]) == ("query=random", "3", "30", "90")
+    # margin wins at 60 and 90 labels, not at 30 (the same random start): 2 of 3 sizes
+    penalty = {(r["kind"], r["row"], r["column"]): float(r["value"]) for r in rows(out / "penalty.csv")}
+    assert penalty["penalty", "query=margin", "query=random"] == pytest.approx(2 / 3, abs=1e-6)
+    assert penalty["penalty", "query=random", "query=margin"] == 0.0
+    assert penalty["column_mean", "", "query=random"] == pytest.approx(1 / 3, abs=1e-6)
+    assert rows(out / "excluded.csv") == [] and rows(out / "penalty_skipped.csv") == []
+    for stem in ("learning_curves", "penalty", "auc_gain"):
+        assert (out / f"{stem}.png").stat().st_size > 1000 and (out / f"{stem}.svg").is_file()
+    assert not (out / "penalty_by_batch.png").exists()  # one batch size: the overall matrix is that one
+    printed = capsys.readouterr().out
+    assert "query=margin" in printed and "± " in printed and f"wrote 12 files to {out}" in printed
+
+
+def test_runs_of_different_protocols_are_never_averaged_together(tmp_path):
+    sweep(tmp_path / "runs" / "b30", batch=30)
+    for job, (query, seed) in enumerate((q, s) for q in ("margin", "random") for s in range(3)):
+        curve = [(30, 0.5 + 0.01 * seed), (75, 0.7 + 0.01 * seed * seed + (MARGIN_DELTA[seed] if query == "margin" else 0))]
+        make_run(tmp_path / "runs" / "b45" / str(job), query=query, seed=seed, batch=45, curve=curve)
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
+    out = tmp_path / "out"
+    envs = {(r["environment"], r["strategy"]): r["n"] for r in rows(out / "auc.csv")}
+    assert envs == {("dataset=digits budget.batch=30", "query=margin"): "3", ("dataset=digits budget.batch=30", "query=random"): "3",
+                    ("dataset=digits budget.batch=45", "query=margin"): "3", ("dataset=digits budget.batch=45", "query=random"): "3"}
+    penalty = [r for r in rows(out / "penalty.csv") if r["kind"] == "penalty" and r["row"] == "query=margin"
+               and r["column"] == "query=random"]
+    # overall: 2/3 (batch 30) + 1/2 (batch 45, wins at 75 of {30, 75}); by batch size: each on its own
+    assert [(r["split"], r["subset"], round(float(r["value"]), 6)) for r in penalty] == [
+        ("overall", "all", round(2 / 3 + 1 / 2, 6)), ("batch", "budget.batch=30", round(2 / 3, 6)),
+        ("batch", "budget.batch=45", 0.5)]
+    assert (out / "penalty_by_batch.png").is_file() and (out / "penalty_by_batch.svg").is_file()
+
+
+def test_arch_is_an_environment_unless_search_strategies_are_compared(tmp_path):
+    sweep(tmp_path / "models" / "mlp", arch="mlp")
+    sweep(tmp_path / "models" / "cnn", arch="cnn")
+    assert report.main([str(tmp_path / "models"), "--out", str(tmp_path / "out")]) == 0
+    assert {r["environment"] for r in rows(tmp_path / "out" / "auc.csv")} == {"dataset=digits arch=cnn", "dataset=digits arch=mlp"}
+    assert (tmp_path / "out" / "penalty_by_arch.png").is_file()
+
+    # active-iNAS: iNAS against fixed nets; the default reference is the fixed ResNet-18 with the same query
+    root = tmp_path / "inas"
+    for job, (search, arch) in enumerate([("inas", "resnet"), ("fixed", "resnet18"), ("fixed", "resnet_small")]):
+        sweep(root / str(job), search=search, arch=arch)
+    assert report.main([str(root)]) == 0
+    gains = {r["strategy"]: r["reference"] for r in rows(root / "report" / "auc_gain.csv")}
+    assert gains["search=inas arch=resnet query=margin"] == "search=fixed arch=resnet18 query=margin"
+    assert gains["search=fixed arch=resnet_small query=random"] == "search=fixed arch=resnet18 query=random"
+    assert not (root / "report" / "penalty_by_arch.png").exists()
+    # an explicit reference: random query of each search strategy
+    assert report.main([str(root), "--reference", "query=random", "--out", str(tmp_path / "r2")]) == 0
+    gains = {r["strategy"]: r["reference"] for r in rows(tmp_path / "r2" / "auc_gain.csv")}
+    assert gains["search=inas arch=resnet query=margin"] == "search=inas arch=resnet query=random"
+
+
+def test_failed_running_incomplete_and_duplicate_runs_are_listed_and_excluded(tmp_path, capsys):
+    root = sweep(tmp_path / "sweep")
+    make_run(root / "6", query="random", seed=3, state="failed", curve=[(30, 0.0)])
+    make_run(root / "7", query="random", seed=4, state="running", curve=[(30, 0.0)])
+    make_run(root / "8", query="random", seed=5, state=None)
+    make_run(root / "9", query="random", seed=6, rounds=False)
+    make_run(root / "10", query="random", seed=0, curve=RANDOM[0])  # seed 0 again
+    make_run(root / "11", query="random", seed=7, batch=45, state="failed")  # a protocol that never completed
+    assert report.main([str(root)]) == 0
+    excluded = {r["run"]: (r["state"], r["reason"]) for r in rows(root / "report" / "excluded.csv")}
+    assert excluded == {"6": ("failed", "failed: RuntimeError: CUDA out of memory"),
+                        "7": ("running", "running"),
+                        "8": ("missing", "incomplete: no readable status.json"),
+                        "9": ("completed", "incomplete: rounds.csv missing or unreadable"),
+                        "10": ("completed", "duplicate of 3 (same environment, strategy and seed)"),
+                        "11": ("failed", "failed: RuntimeError: CUDA out of memory")}
+    aucs = {r["strategy"]: r for r in rows(root / "report" / "auc.csv")}
+    assert aucs["query=random"]["n"] == "3" and aucs["query=random"]["seeds"] == "0 1 2"
+    assert {r["environment"] for r in aucs.values()} == {"dataset=digits"}  # failed runs define no environment
+    printed = capsys.readouterr().out
+    assert "excluded 6 run(s)" in printed and "  7: running" in printed
+
+
+def test_the_report_folder_is_not_read_back_and_stale_figures_are_removed(tmp_path):
+    root = sweep(tmp_path / "sweep")
+    assert report.main([str(root)]) == 0
+    make_run(root / "report" / "junk", query="badge")  # anything below report/ is not a run
+    (root / "report" / "penalty_by_arch.png").write_bytes(b"old")
+    assert report.main([str(root)]) == 0
+    assert {r["strategy"] for r in rows(root / "report" / "auc.csv")} == {"query=margin", "query=random"}
+    assert not (root / "report" / "penalty_by_arch.png").exists()
+
+
+def test_two_reports_of_the_same_runs_are_byte_identical(tmp_path):
+    sweep(tmp_path / "runs" / "b30")
+    sweep(tmp_path / "runs" / "b60", batch=60)
+    for out in ("a", "b"):
+        assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / out)]) == 0
+    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert "penalty_by_batch.svg" in names and names == sorted(p.name for p in (tmp_path / "b").iterdir())
+    for name in names:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("args, message", [
+    (["{tmp}/nowhere"], "nowhere: no such file or folder"),
+    (["{tmp}/empty"], "no run folders (a folder with .hydra/config.yaml) under"),
+    (["{tmp}/sweep/0/rounds.csv"], "not a folder"),
+    (["{tmp}/sweep", "--alpha", "2"], "--alpha 2.0: accepted: a significance level in (0, 1)"),
+    (["{tmp}/sweep", "--alpha", "x"], "argument --alpha: invalid float value: 'x'"),
+    (["{tmp}/sweep", "--reference", "query"], "--reference query: accepted: KEY=VALUE"),
+    (["{tmp}/sweep", "--reference", "qery=random"], "--reference qery=random: unknown key; accepted: one of dataset,"),
+    (["{tmp}/sweep", "--reference", "query=badge"], "--reference query=badge: no completed run has it; accepted: one of margin, random"),
+    (["{tmp}/failed"], "none of the 1 run folder(s) completed"),
+])
+def test_user_errors_are_one_line_with_exit_status_2_and_nothing_written(tmp_path, capsys, args, message):
+    sweep(tmp_path / "sweep", n_seeds=2)
+    (tmp_path / "empty").mkdir()
+    make_run(tmp_path / "failed" / "0", state="failed")
+    assert report.main([a.format(tmp=tmp_path) for a in args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("dal-report: error: ") and message in err, err
+    assert not (tmp_path / "sweep" / "report").exists()
+
+
+# ------------------------------------------------------------------------------ end to end, real dal-run
+SWEEP = ["-m", "search=fixed", "arch=mlp", "query=random,margin", "seed=0,1", "budget.initial=30",
+         "budget.batch=30", "budget.max_labels=90", "trainer.epochs=3"]  # the report callback is on by default
+
+
+def cli(script, args, cwd):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([str(BIN / script), *map(str, args)], cwd=cwd, capture_output=True, text=True,
+                          timeout=600, env=env)
+
+
+@pytest.fixture(scope="module")
+def real_sweep(tmp_path_factory):
+    """One `dal-run -m` of 4 tiny runs with the report callback registered; returns (sweep dir, stdout)."""
+    cwd = tmp_path_factory.mktemp("real_sweep")
+    res = cli("dal-run", SWEEP, cwd)
+    assert res.returncode == 0, res.stderr[-3000:]
+    (sweep_dir,) = [p.parent for p in (cwd / "outputs" / "multirun").glob("*/*/multirun.yaml")]
+    return sweep_dir, res.stdout
+
+
+def test_the_callback_reports_at_the_end_of_the_sweep(real_sweep):
+    sweep_dir, stdout = real_sweep
+    out = sweep_dir / "report"
+    for name in TABLES + ["learning_curves.png", "learning_curves.svg", "penalty.png", "penalty.svg",
+                          "auc_gain.png", "auc_gain.svg"]:
+        assert (out / name).is_file(), name
+    assert "AUC of the learning curve" in stdout
+    assert f"wrote 12 files to outputs/multirun/{sweep_dir.parent.name}/{sweep_dir.name}/report" in stdout
+    curves = rows(out / "curves.csv")
+    assert [(r["strategy"], int(r["n_labeled"]), r["n"]) for r in curves] == [
+        (q, n, "2") for q in ("query=margin", "query=random") for n in (30, 60, 90)]
+    summaries = [json.loads((d / "summary.json").read_text()) for d in sorted(sweep_dir.glob("[0-9]"))]
+    for r in rows(out / "auc.csv"):  # the report's AUC is the mean of the runs' own summary AUCs
+        query = r["strategy"].split("=")[1]
+        mine = [s["auc"] for s in summaries if s["choices"]["query"] == query]
+        assert r["n"] == "2" and float(r["mean"]) == pytest.approx(sum(mine) / 2, abs=1e-6)
+    assert {r["reference"] for r in rows(out / "auc_gain.csv")} == {"query=random"}
+    penalty = rows(out / "penalty.csv")
+    assert len(penalty) == 6 and rows(out / "excluded.csv") == [] and rows(out / "penalty_skipped.csv") == []
+
+
+def test_dal_report_gives_the_callbacks_files_byte_for_byte(real_sweep, tmp_path):
+    sweep_dir, _ = real_sweep
+    expected = {p.name: p.read_bytes() for p in (sweep_dir / "report").iterdir()}
+    for out in ("first", "second"):
+        res = cli("dal-report", [sweep_dir, "--out", tmp_path / out], tmp_path)
+        assert res.returncode == 0 and res.stderr == "", res.stderr
+        got = {p.name: p.read_bytes() for p in (tmp_path / out).iterdir()}
+        assert sorted(got) == sorted(expected)
+        for name in expected:
+            assert got[name] == expected[name], f"{name} differs between two identical reports"
+    assert b"<dc:date>" not in expected["penalty.svg"] and b"Software" not in expected["penalty.png"]
+
+
+def test_a_run_whose_status_is_failed_is_listed_and_left_out(real_sweep, tmp_path):
+    sweep_dir, _ = real_sweep
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep_dir, copy, ignore=shutil.ignore_patterns("report"))
+    failed = next(d for d in sorted(copy.glob("[0-9]"))
+                  if json.loads((d / "summary.json").read_text())["choices"]["query"] == "margin")
+    (failed / "status.json").write_text(json.dumps({"state": "failed", "error": "RuntimeError: boom", "round": 1}))
+    res = cli("dal-report", [copy], tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert rows(copy / "report" / "excluded.csv") == [{"run": failed.name, "state": "failed", "reason": "failed: RuntimeError: boom"}]
+    assert f"  {failed.name}: failed: RuntimeError: boom" in res.stdout and "excluded 1 run(s)" in res.stdout
+    assert {r["n"] for r in rows(copy / "report" / "curves.csv") if r["strategy"] == "query=margin"} == {"1"}
+    # one margin seed left: no paired t-test is possible, and the report says so
+    skipped = rows(copy / "report" / "penalty_skipped.csv")
+    assert len(skipped) == 3 and all("fewer than 2 seeds" in s["reason"] for s in skipped)
+
+
+def test_the_command_prints_one_line_errors_without_a_traceback(tmp_path):
+    res = cli("dal-report", [tmp_path / "nowhere"], tmp_path)
+    assert res.returncode == 2 and res.stdout == ""
+    assert res.stderr == f"dal-report: error: {tmp_path / 'nowhere'}: no such file or folder\n"
