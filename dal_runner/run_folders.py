@@ -1,0 +1,206 @@
+"""Run folders as records for dal-report: find them, load them, tell their protocols apart.
+
+A run's *strategy* is its query, plus its search and arch when the search varies across the
+runs; its *environment* is everything else that varies. See dal_runner/report.py.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from dal_runner.io import ROUNDS_CSV, STATUS_JSON, SUMMARY_JSON, read_csv, read_json
+
+REPORT_DIR = "report"
+GROUPS = ("dataset", "experiment", "budget", "trainer", "search", "arch", "query")  # also the label order
+IGNORED = {"seed", "device", "output_root", "resume", "dataset.root", "dataset.download"}  # not protocol
+
+class ReportError(Exception):
+    """A user mistake: printed as one line `dal-report: error: ...`, exit status 2."""
+
+
+@dataclass
+class Run:
+    path: Path
+    name: str  # relative to the scanned PATHs' common folder
+    attrs: Dict[str, str] = field(default_factory=dict)  # group choices and dotted config leaves
+    seed: Any = None
+    state: str = "missing"
+    reason: str = ""  # why it is excluded; empty for a run that counts
+    curve: List[Tuple[int, float]] = field(default_factory=list)
+    environment: str = ""
+    strategy: str = ""
+
+
+# ------------------------------------------------------------------------------ scanning
+def find_run_folders(paths: Sequence[Path], skip: Sequence[Path] = ()) -> List[Path]:
+    found = set()
+    skip = [Path(s).resolve() for s in skip]
+    for root in paths:
+        root = Path(root)
+        if not root.exists():
+            raise ReportError(f"{root}: no such file or folder")
+        if not root.is_dir():
+            raise ReportError(f"{root}: not a folder (give a run folder or a folder of runs)")
+        for config in root.rglob(".hydra/config.yaml"):
+            run = config.parent.parent.resolve()
+            parts = run.relative_to(root.resolve()).parts if run != root.resolve() else ()
+            if REPORT_DIR in parts or any(run == s or s in run.parents for s in skip):
+                continue
+            found.add(run)
+    return sorted(found, key=_natural_key)
+
+
+def _natural_key(path) -> list:
+    """Sort key that puts job 2 before job 10."""
+    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", str(path))]
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
+    return str(value)
+
+
+def _flatten(node: Dict[str, Any], prefix: str = "") -> Dict[str, str]:
+    out = {}
+    for key, value in node.items():
+        name = f"{prefix}{key}"
+        # a dict of named keys is a config node; a dict keyed by numbers (a batch schedule) is a value
+        if isinstance(value, dict) and value and all(isinstance(k, str) and k.isidentifier() for k in value):
+            out.update(_flatten(value, name + "."))
+        elif name not in IGNORED:
+            out[name] = _fmt(value)
+    return out
+
+
+def load_run(path: Path, name: str) -> Run:
+    from omegaconf import OmegaConf
+
+    run = Run(path, name)
+    try:
+        config = OmegaConf.to_container(OmegaConf.load(path / ".hydra" / "config.yaml"), resolve=False)
+        if not isinstance(config, dict):
+            raise ValueError("not a mapping")
+    except Exception as e:  # an unreadable config cannot be grouped
+        run.reason = f"unreadable .hydra/config.yaml ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+        return run
+    run.seed = config.get("seed")
+    run.attrs = _flatten(config)
+    run.attrs.update({g: _fmt(c) for g, c in _choices(path, config).items()})
+    status = _read_json(path / STATUS_JSON)
+    if status is None:
+        run.reason = "incomplete: no readable status.json"
+        return run
+    run.state = str(status.get("state", "missing"))
+    if run.state != "completed":
+        error = status.get("error")
+        run.reason = f"{run.state}" + (f": {str(error).splitlines()[-1]}" if error else "")
+        return run
+    try:
+        rows = read_csv(path / ROUNDS_CSV)
+        run.curve = [(int(r["n_labeled"]), float(r["test_accuracy"])) for r in rows]
+    except (OSError, KeyError, ValueError, TypeError):
+        run.reason = "incomplete: rounds.csv missing or unreadable"
+        return run
+    if not run.curve:
+        run.reason = "incomplete: rounds.csv has no rounds"
+    return run
+
+
+def _read_json(path: Path) -> Optional[dict]:
+    try:
+        data = read_json(path)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _choices(path: Path, config: Dict[str, Any]) -> Dict[str, Any]:
+    """Group options (e.g. arch=resnet18): Hydra's runtime choices, else summary.json, else `name` keys."""
+    from omegaconf import OmegaConf
+
+    choices: Dict[str, Any] = {}
+    try:
+        hydra = OmegaConf.load(path / ".hydra" / "hydra.yaml")
+        choices = dict(OmegaConf.to_container(hydra.hydra.runtime.choices, resolve=False))
+    except Exception:
+        choices = dict((_read_json(path / SUMMARY_JSON) or {}).get("choices") or {})
+    for group in ("dataset", "arch", "search", "query"):
+        if choices.get(group) is None and isinstance(config.get(group), dict):
+            choices[group] = config[group].get("name")
+    return {g: choices[g] for g in GROUPS if choices.get(g) is not None}
+
+
+# ------------------------------------------------------------------------------ grouping
+def _group_of(key: str) -> str:
+    return key.split(".")[0]
+
+
+def _key_order(key: str):
+    group = _group_of(key)
+    return (GROUPS.index(group) if group in GROUPS else len(GROUPS), key != group, key)
+
+
+def label_keys(runs: Sequence[Run]) -> Tuple[List[str], List[str], bool]:
+    """(environment keys, strategy keys, whether search and arch belong to the strategy).
+
+    A key names runs apart only when it varies across them, and a config leaf only when the
+    varying group options do not already determine it (arch.n_blocks says nothing arch=resnet18
+    does not; a preset's search.epochs follows from the arch).
+    """
+    keys = sorted({k for r in runs for k in r.attrs}, key=_key_order)
+    varying = [k for k in keys if len({r.attrs.get(k) for r in runs}) > 1]
+    options = [k for k in varying if k in GROUPS]
+    shown = list(options)
+    for key in varying:
+        if key not in GROUPS:
+            by_options = defaultdict(set)
+            for r in runs:
+                by_options[tuple(r.attrs.get(g) for g in options)].add(r.attrs.get(key))
+            if any(len(v) > 1 for v in by_options.values()):
+                shown.append(key)
+    shown.sort(key=_key_order)
+    search_compared = any(_group_of(k) == "search" for k in shown)
+    in_strategy = {"query"} | ({"search", "arch"} if search_compared else set())
+    strategy = [k for k in shown if _group_of(k) in in_strategy]
+    return [k for k in shown if k not in strategy], strategy, search_compared
+
+
+def _label(run: Run, keys: Sequence[str]) -> str:
+    return " ".join(f"{k}={run.attrs.get(k, '-')}" for k in keys)
+
+
+def group_runs(runs: Sequence[Run]) -> Tuple[List[Run], List[Run], List[str], List[str], bool]:
+    """Label the completed runs; drop duplicates (same environment, strategy and seed).
+
+    Returns (included, excluded, environment keys, strategy keys, search compared).
+    """
+    included = [r for r in runs if not r.reason]
+    excluded = [r for r in runs if r.reason]
+    env_keys, strategy_keys, search_compared = label_keys(included)
+    seen: Dict[Tuple[str, str, str], Run] = {}
+    kept = []
+    for r in included:
+        # the dataset always names an environment; a strategy is at least its query
+        r.environment = _label(r, env_keys if "dataset" in env_keys else ["dataset", *env_keys])
+        r.strategy = _label(r, strategy_keys or ["query"])
+        key = (r.environment, r.strategy, _fmt(r.seed))
+        if key in seen:
+            r.reason = f"duplicate of {seen[key].name} (same environment, strategy and seed)"
+            excluded.append(r)
+            continue
+        seen[key] = r
+        kept.append(r)
+    return kept, sorted(excluded, key=lambda r: _natural_key(Path(r.name))), env_keys, strategy_keys, search_compared
+
+
+# ------------------------------------------------------------------------------ the report
