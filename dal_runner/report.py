@@ -91,7 +91,7 @@ def choose_reference(runs: Sequence[Run], given: Dict[str, str], search_compared
 
 
 def build_report(paths: Sequence[Path], reference: Optional[Dict[str, str]] = None, alpha: float = 0.05,
-                 skip: Sequence[Path] = ()) -> Report:
+                 skip: Sequence[Path] = (), strategy: Sequence[str] = ()) -> Report:
     from dal_runner.metrics import curves as C
     from dal_runner.metrics.auc import auc
     from dal_runner.metrics.penalty import penalty_report, tidy
@@ -104,7 +104,7 @@ def build_report(paths: Sequence[Path], reference: Optional[Dict[str, str]] = No
         raise ReportError(f"no run folders (a folder with .hydra/config.yaml) under {', '.join(map(str, paths))}")
     base = Path(os.path.commonpath([p.resolve() for p in paths]))
     runs = [load_run(f, str(f.relative_to(base)) if f != base else ".") for f in folders]
-    included, excluded, env_keys, strategy_keys, search_compared = group_runs(runs)
+    included, excluded, env_keys, strategy_keys, search_compared = group_runs(runs, strategy)
     report = Report(included, excluded, env_keys, strategy_keys, {}, alpha)
     if not included:
         return report
@@ -273,6 +273,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--reference", nargs="+", metavar="KEY=VALUE",
                         help="AUC-gain reference, e.g. query=random (default) or search=fixed arch=resnet18")
     parser.add_argument("--alpha", type=float, default=0.05, help="significance level of the penalty t-tests")
+    parser.add_argument("--strategy", nargs="+", metavar="KEY", default=[],
+                        help="config keys or groups that belong to the compared strategy besides the query, "
+                             "e.g. trainer.objective (default: query; + search and arch when search varies)")
     return parser.parse_args(list(argv))
 
 
@@ -280,7 +283,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         args = parse_args(sys.argv[1:] if argv is None else argv)
         out = args.out or args.paths[0] / REPORT_DIR
-        report = build_report(args.paths, parse_reference(args.reference), args.alpha, skip=[out])
+        report = build_report(args.paths, parse_reference(args.reference), args.alpha, skip=[out],
+                              strategy=args.strategy)
         if not report.runs:
             print_excluded(report, _console())
             raise ReportError(f"none of the {len(report.excluded)} run folder(s) completed; nothing to report")

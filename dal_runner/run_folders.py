@@ -150,7 +150,7 @@ def _key_order(key: str):
     return (GROUPS.index(group) if group in GROUPS else len(GROUPS), key != group, key)
 
 
-def label_keys(runs: Sequence[Run]) -> Tuple[List[str], List[str], bool]:
+def label_keys(runs: Sequence[Run], strategy_keys: Sequence[str] = ()) -> Tuple[List[str], List[str], bool]:
     """(environment keys, strategy keys, whether search and arch belong to the strategy).
 
     A key names runs apart only when it varies across them, and a config leaf only when the
@@ -171,7 +171,8 @@ def label_keys(runs: Sequence[Run]) -> Tuple[List[str], List[str], bool]:
     shown.sort(key=_key_order)
     search_compared = any(_group_of(k) == "search" for k in shown)
     in_strategy = {"query"} | ({"search", "arch"} if search_compared else set())
-    strategy = [k for k in shown if _group_of(k) in in_strategy]
+    # `strategy_keys` (dal-report --strategy) adds keys or whole groups, e.g. trainer.objective
+    strategy = [k for k in shown if _group_of(k) in in_strategy or k in strategy_keys or _group_of(k) in strategy_keys]
     return [k for k in shown if k not in strategy], strategy, search_compared
 
 
@@ -179,14 +180,15 @@ def _label(run: Run, keys: Sequence[str]) -> str:
     return " ".join(f"{k}={run.attrs.get(k, '-')}" for k in keys)
 
 
-def group_runs(runs: Sequence[Run]) -> Tuple[List[Run], List[Run], List[str], List[str], bool]:
+def group_runs(runs: Sequence[Run], strategy_keys: Sequence[str] = ()
+               ) -> Tuple[List[Run], List[Run], List[str], List[str], bool]:
     """Label the completed runs; drop duplicates (same environment, strategy and seed).
 
     Returns (included, excluded, environment keys, strategy keys, search compared).
     """
     included = [r for r in runs if not r.reason]
     excluded = [r for r in runs if r.reason]
-    env_keys, strategy_keys, search_compared = label_keys(included)
+    env_keys, strategy_keys, search_compared = label_keys(included, strategy_keys)
     seen: Dict[Tuple[str, str, str], Run] = {}
     kept = []
     for r in included:

@@ -317,3 +317,13 @@ def test_the_command_prints_one_line_errors_without_a_traceback(tmp_path):
     res = cli("dal-report", [tmp_path / "nowhere"], tmp_path)
     assert res.returncode == 2 and res.stdout == ""
     assert res.stderr == f"dal-report: error: {tmp_path / 'nowhere'}: no such file or folder\n"
+
+
+def test_strategy_option_moves_a_config_key_from_the_environment_into_the_strategy(tmp_path):
+    sweep(tmp_path / "runs" / "b30", batch=30)  # margin vs random at batch 30
+    sweep(tmp_path / "runs" / "b45", batch=45, start=6)
+    out = tmp_path / "out"
+    assert report.main([str(tmp_path / "runs"), "--out", str(out), "--strategy", "budget.batch"]) == 0
+    groups = {(r["environment"], r["strategy"]) for r in rows(out / "auc.csv")}
+    assert ("dataset=digits", "budget.batch=30 query=margin") in groups
+    assert ("dataset=digits", "budget.batch=45 query=random") in groups and len(groups) == 4
