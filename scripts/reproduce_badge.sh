@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# BADGE (Ash et al., ICLR 2020), Figures 4, 13, 14: pairwise penalty matrices of BADGE, core-set,
+# confidence (softmax response), margin, entropy, ALBL and random, over data sets, models (MLP,
+# ResNet-18) and batch sizes (100, 1000, 10000), 5 seeds; overall, by batch size and by model.
+#
+#   scripts/reproduce_badge.sh [--smoke]
+#
+# --smoke: digits, MLP and CNN, batch sizes 20 and 40, 2 seeds, 3 strategies, in a minute or two.
+set -euo pipefail
+DAL_RUN=${DAL_RUN:-dal-run}; DAL_REPORT=${DAL_REPORT:-dal-report}
+out=${OUT:-outputs/reproduce/badge}
+if [ "${1:-}" = "--smoke" ]; then
+  "$DAL_RUN" -m search=fixed query=badge,margin,random arch=mlp,cnn budget.batch=20,40 seed=0,1 \
+    budget.initial=20 budget.max_labels=100 trainer.epochs=5 ~hydra.callbacks.report hydra.sweep.dir=$out/digits
+  "$DAL_REPORT" $out/digits --out $out/report
+  exit 0
+fi
+queries=badge,coreset,softmax_response,margin,entropy,albl,random
+for ds in svhn cifar10 mnist "openml dataset.id=6" "openml dataset.id=156"; do
+  set -- $ds
+  name=${1}${2:+-${2#dataset.id=}}
+  "$DAL_RUN" -m search=fixed dataset=$ds arch=mlp,resnet18 query=$queries budget.batch=100,1000,10000 \
+    budget.initial=100 budget.max_labels=20000 seed=0,1,2,3,4 ~hydra.callbacks.report hydra.sweep.dir=$out/$name
+done
+"$DAL_REPORT" $out/svhn $out/cifar10 $out/mnist $out/openml-6 $out/openml-156 --out $out/report
