@@ -1,0 +1,50 @@
+"""Data sets held in memory as one tensor each (uint8 for images), plus what normalises them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Tuple
+
+import torch
+
+
+@dataclass
+class Dataset:
+    name: str
+    x_train: torch.Tensor  # pool: uint8 N x C x H x W for images, float32 N x D for tables
+    y_train: torch.Tensor  # int64 labels in [0, n_classes)
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    n_classes: int
+    scale: float  # raw value that maps to 1.0 (255 for 8-bit images)
+    mean: Tuple[float, ...]  # per channel (images) or per feature (tables), after scaling
+    std: Tuple[float, ...]
+
+    @property
+    def is_image(self) -> bool:
+        return self.x_train.dim() == 4
+
+    @property
+    def input_shape(self) -> Tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    def to(self, device: torch.device) -> "Dataset":
+        """Move the tensors to the device once; normalisation then runs there, batched."""
+        return Dataset(
+            self.name, self.x_train.to(device), self.y_train.to(device), self.x_test.to(device),
+            self.y_test.to(device), self.n_classes, self.scale, self.mean, self.std,
+        )
+
+
+class Normalize(torch.nn.Module):
+    """Raw stored values -> float, scaled to [0, 1], standardised; the first layer of every model."""
+
+    def __init__(self, scale: float, mean, std, is_image: bool):
+        super().__init__()
+        shape = (1, -1, 1, 1) if is_image else (1, -1)
+        self.scale = float(scale)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(shape), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(shape), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.float() / self.scale - self.mean) / self.std

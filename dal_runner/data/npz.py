@@ -1,0 +1,203 @@
+"""The user's own arrays, from one .npz file (numpy.savez): x, y and optionally x_test, y_test.
+
+Shapes of x (x_test has the same shape after the first axis):
+
+    N x D            a table: float32, with per-feature mean/std of the pool in Dataset.mean/std
+    N x H x W        grey images: a channel axis is added (N x 1 x H x W)
+    N x C x H x W    images, channels first
+    N x H x W x C    images, channels last, detected when the last axis is 1 or 3 and the
+                     second is not; so N x 3 x 3 x 3 is read as channels first
+
+Image values: uint8 stays uint8 with scale 255; integer or boolean arrays whose values all lie
+in 0..255 become uint8 too (scale 255); any other numeric array becomes float32 with scale 1.0,
+its values used as given (so [0, 1] floats map to [0, 1]). Mean and std per channel come from
+the pool either way. x and x_test must be of the same kind (both integer or both float).
+
+Labels y (and y_test): integers 0..K-1 where every class 0..K-1 occurs in y; they are not
+remapped, so that class k means the same in every run and every report. Floats holding whole
+numbers are accepted. Without x_test, a seeded stratified split holds out test_fraction of x.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+import zlib
+from pathlib import Path
+from typing import Dict, Tuple
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+
+from dal_runner.data import Dataset
+from dal_runner.data.torchvision_sets import channel_mean_std
+from dal_runner.errors import ConfigError
+from dal_runner.seeding import derive_seed
+
+KEY = "dataset.path"
+FORMAT = ("an .npz file (numpy.savez) with arrays x (N x D, N x H x W, N x C x H x W or N x H x W x C) "
+          "and y (N integer labels 0..K-1), optionally x_test and y_test")
+
+
+def load(path: str | os.PathLike, test_fraction: float, seed: int) -> Dataset:
+    file = Path(str(path)).expanduser()
+    arrays = _read(file, path)
+
+    def bad(reason: str, accepted: str = FORMAT) -> ConfigError:
+        return ConfigError(KEY, path, accepted, reason)
+
+    x, y = arrays["x"], arrays["y"]
+    has_test = "x_test" in arrays or "y_test" in arrays
+    if has_test and not ("x_test" in arrays and "y_test" in arrays):
+        given = "x_test" if "x_test" in arrays else "y_test"
+        raise bad(f"{given} is given without its partner; give both x_test and y_test, or neither")
+    for name, array in arrays.items():
+        _check_numeric(name, array, bad)
+    if x.ndim not in (2, 3, 4):
+        raise bad(f"x has {x.ndim} dimensions {x.shape}")
+    if len(x) == 0 or 0 in x.shape[1:]:
+        raise bad(f"x is empty, shape {x.shape}")
+    y = _labels("y", y, len(x), bad)
+    n_classes = int(y.max()) + 1
+    present = np.unique(y)
+    if n_classes < 2 or len(present) != n_classes or y.min() < 0:
+        absent = sorted(set(range(n_classes)) - set(present.tolist()))[:10]
+        raise bad(f"labels must be contiguous 0..K-1 with every class in y, K >= 2; "
+                  f"y has {present.min()}..{present.max()}" + (f", class(es) {absent} absent" if absent else ""),
+                  "labels 0..K-1 (remap them yourself, e.g. with numpy.unique(y, return_inverse=True))")
+
+    if has_test:
+        x_test = arrays["x_test"]
+        if x_test.shape[1:] != x.shape[1:]:
+            raise bad(f"x_test is {x_test.shape} but x is {x.shape}; they must agree after the first axis")
+        if len(x_test) == 0:
+            raise bad("x_test holds no examples")
+        if _is_float(x) != _is_float(x_test):
+            raise bad(f"x is {x.dtype} but x_test is {x_test.dtype}; give both as integers or both as floats")
+        y_test = _labels("y_test", arrays["y_test"], len(x_test), bad)
+    else:
+        if not 0.0 < test_fraction < 1.0:
+            raise ConfigError("dataset.test_fraction", test_fraction, "a fraction in (0, 1), e.g. 0.3")
+        try:
+            train_idx, test_idx = train_test_split(
+                np.arange(len(x)), test_size=test_fraction, stratify=y,
+                random_state=derive_seed(seed, "dataset", "npz", "split") % 2**32,
+            )
+        except ValueError as exc:  # e.g. a class with a single example cannot be stratified
+            raise ConfigError("dataset.test_fraction", test_fraction,
+                              "a fraction that leaves every class in both parts, or x_test/y_test in the file",
+                              f"cannot split {path} stratified: {exc}") from None
+        train_idx.sort()
+        test_idx.sort()
+        x, x_test, y, y_test = x[train_idx], x[test_idx], y[train_idx], y[test_idx]
+
+    if y_test.min() < 0 or y_test.max() >= n_classes:
+        raise bad(f"y_test has labels {y_test.min()}..{y_test.max()} outside y's classes 0..{n_classes - 1}")
+
+    if x.ndim == 2:
+        x_train_t, x_test_t, scale = _as_table(x), _as_table(x_test), 1.0
+        mean, std = _feature_mean_std(x_train_t)
+    else:
+        x_train_t, x_test_t, scale = _as_images(x, x_test)
+        mean, std = channel_mean_std(x_train_t, scale)
+    return Dataset(
+        name=f"npz-{file.stem}",
+        x_train=x_train_t,
+        y_train=torch.from_numpy(y),
+        x_test=x_test_t,
+        y_test=torch.from_numpy(y_test),
+        n_classes=n_classes,
+        scale=scale,
+        mean=mean,
+        std=std,
+    )
+
+
+def _read(file: Path, path) -> Dict[str, np.ndarray]:
+    if not file.is_file():
+        raise ConfigError(KEY, path, FORMAT, "file not found" if not file.exists() else "not a file")
+    with open(file, "rb") as handle:  # our handle, so that a failed np.load leaks nothing
+        try:
+            archive = np.load(handle, allow_pickle=False)
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise ConfigError(KEY, path, FORMAT, f"not an .npz file ({type(exc).__name__}: {exc})") from None
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ConfigError(KEY, path, FORMAT, "a single .npy array, not an .npz archive of named arrays")
+        with archive:
+            missing = [k for k in ("x", "y") if k not in archive.files]
+            if missing:
+                raise ConfigError(KEY, path, FORMAT, f"missing array(s) {', '.join(missing)}; "
+                                                     f"the file has {', '.join(archive.files) or 'none'}")
+            arrays = {}
+            for name in ("x", "y", "x_test", "y_test"):
+                if name not in archive.files:
+                    continue
+                try:
+                    arrays[name] = archive[name]
+                except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+                    # object arrays (they need pickle) and damaged members both land here
+                    raise ConfigError(KEY, path, FORMAT,
+                                      f"array {name} cannot be read ({type(exc).__name__}: {exc})") from None
+    return arrays
+
+
+def _is_float(array: np.ndarray) -> bool:
+    return array.dtype.kind == "f"
+
+
+def _check_numeric(name: str, array: np.ndarray, bad) -> None:
+    if array.dtype.kind not in "biuf":
+        raise bad(f"array {name} has dtype {array.dtype}; numbers are needed")
+    if _is_float(array):
+        n_bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+        if n_bad:
+            raise bad(f"array {name} holds {n_bad} NaN or infinite value(s)")
+
+
+def _labels(name: str, labels: np.ndarray, n: int, bad) -> np.ndarray:
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.ndim != 1:
+        raise bad(f"{name} must be one label per example, got shape {labels.shape}")
+    if labels.shape[0] != n:
+        x_name = "x" if name == "y" else "x_test"
+        raise bad(f"{x_name} has {n} examples but {name} has {labels.shape[0]} labels")
+    if labels.dtype.kind == "b" or (_is_float(labels) and not np.all(labels == np.round(labels))):
+        raise bad(f"{name} must hold integer class labels, got {labels.dtype} values such as {labels[:3].tolist()}")
+    return labels.astype(np.int64)
+
+
+def _as_table(x: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+
+
+def _feature_mean_std(x: torch.Tensor) -> Tuple[Tuple[float, ...], Tuple[float, ...]]:
+    values = x.to(torch.float64)
+    mean, std = values.mean(dim=0), values.std(dim=0, unbiased=False)
+    std = torch.where(std > 0, std, torch.ones_like(std))  # a constant feature is left as is
+    return tuple(mean.tolist()), tuple(std.tolist())
+
+
+def _channels_first(images: np.ndarray) -> np.ndarray:
+    if images.ndim == 3:
+        return images[:, None]
+    if images.shape[-1] in (1, 3) and images.shape[1] not in (1, 3):
+        return images.transpose(0, 3, 1, 2)
+    return images
+
+
+def _fits_in_byte(images: np.ndarray) -> bool:
+    if images.dtype == np.uint8 or images.dtype.kind == "b":
+        return True
+    return images.dtype.kind in "iu" and int(images.min()) >= 0 and int(images.max()) <= 255
+
+
+def _as_images(x: np.ndarray, x_test: np.ndarray) -> Tuple[torch.Tensor, torch.Tensor, float]:
+    as_bytes = _fits_in_byte(x) and _fits_in_byte(x_test)
+    dtype, scale = (np.uint8, 255.0) if as_bytes else (np.float32, 1.0)
+
+    def convert(images: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(_channels_first(images), dtype=dtype))
+
+    return convert(x), convert(x_test), scale
