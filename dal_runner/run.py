@@ -260,7 +260,8 @@ def build(cfg: DictConfig, choices: Optional[Dict[str, str]] = None) -> Experime
     build_model = partial(_build_model, input_shape=data.input_shape, n_classes=data.n_classes,
                           normalize=normalize, dropout=cfg.arch.dropout, seed=cfg.seed)
     choices = {k: v for k, v in (choices or {}).items() if not k.startswith("hydra")}
-    title = f"{cfg.dataset.name} | {cfg.search.name} {spec} | {cfg.query.name} | seed {cfg.seed}"
+    method = "active-iNAS" if cfg.search.name == "inas" else f"fixed {spec}"
+    title = f"{cfg.dataset.name} | {method} | {cfg.query.name} | seed {cfg.seed}"
     return Experiment(data, search, query, trainer, budget, build_model, int(cfg.seed), device, title,
                       choices, OmegaConf.to_container(cfg, resolve=True),
                       search_trainer(cfg.search, trainer), augment if augment.active else None)

@@ -62,7 +62,7 @@ def test_paper_protocol_smoke_experiment_runs_on_digits(tmp_path, dataset):
     # the batch schedule {0: 60, 180: 120} up to 300 labels
     assert [int(r["n_labeled"]) for r in rounds] == [60, 120, 180, 300]
     config = (run / ".hydra" / "config.yaml").read_text()
-    assert "stem: paper" in config and "nesterov: true" in config and "steps_per_epoch: 8" in config
+    assert "stem: cifar" in config and "nesterov: true" in config and "steps_per_epoch: 8" in config
     # T_iNAS = 1: each round trains at most the three candidates of one step
     search = _rows(run / "search.csv")
     assert all(sum(r["round"] == str(t) for r in search) <= 3 for t in range(4))
