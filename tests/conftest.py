@@ -14,7 +14,7 @@ BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_cli(args: List[str], cwd: Path, script: str = "dal-run", timeout: int = 300, env=None):
+def run_cli(args: List[str], cwd: Path, script: str = "dal-run", timeout: int = 900, env=None):
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.run([str(BIN / script), *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=full_env)
