@@ -215,9 +215,7 @@ def build_query(cfg: DictConfig, budget: Budget, eval_batch_size: int):
         experts = []
         for name in cfg.strategies:
             check_choice("query.strategies", name, [q for q in QUERIES if q != "albl"])
-            experts.append(build_query(OmegaConf.create({"name": name}), budget, eval_batch_size)
-                           if name in ("random", "softmax_response", "margin", "entropy")
-                           else _default_query(name, budget, eval_batch_size))
+            experts.append(_default_query(name, budget, eval_batch_size))
         if len(experts) < 2:
             raise ConfigError("query.strategies", list(cfg.strategies), "a list of at least 2 strategies")
         horizon = cfg.horizon if cfg.horizon is not None else max(budget.max_labels - budget.initial, 1)

@@ -53,9 +53,8 @@ def test_default_run_learns_digits_and_writes_every_result_file(tmp_path):
     assert len(round_lines) == 6
 
 
-@pytest.mark.parametrize("dataset", ["cifar10", "cifar100", "svhn"])
-def test_paper_protocol_smoke_experiment_runs_on_digits(tmp_path, dataset):
-    res = run_cli([f"+experiment=active_inas_{dataset}_smoke"], cwd=tmp_path)
+def test_paper_protocol_smoke_experiment_runs_on_digits(tmp_path):
+    res = run_cli(["+experiment=active_inas_cifar10_smoke"], cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     (run,) = run_dirs(tmp_path / "outputs" / "runs")
     rounds = _rows(run / "rounds.csv")
@@ -68,8 +67,20 @@ def test_paper_protocol_smoke_experiment_runs_on_digits(tmp_path, dataset):
     assert all(sum(r["round"] == str(t) for r in search) <= 3 for t in range(4))
 
 
+@pytest.mark.parametrize("dataset", ["cifar10", "cifar100", "svhn"])
+def test_paper_protocols_compose_with_their_source_values(tmp_path, dataset):
+    for experiment, stem, width in ((f"active_inas_{dataset}", "paper", 64), (f"active_inas_{dataset}_smoke", "cifar", 16)):
+        res = run_cli([f"+experiment={experiment}", "--cfg", "job"], cwd=tmp_path)
+        assert res.returncode == 0, res.stderr
+        assert f"stem: {stem}" in res.stdout and f"width: {width}" in res.stdout and "dropout: 0.5" in res.stdout
+    full = run_cli([f"+experiment=active_inas_{dataset}", "--cfg", "job"], cwd=tmp_path).stdout
+    for line in ("initial: 2000", "10000: 5000", "max_labels: 50000", "steps_per_epoch: 390", "epochs: 200",
+                 "epochs: 50", "rotation: 15.0", "shift: 0.1", "hflip: true", f"name: {dataset}"):
+        assert line in full, line
+
+
 def test_same_seed_gives_identical_results_and_another_seed_does_not(tmp_path):
-    args = ["budget.initial=40", "budget.batch=40", "budget.max_labels=120", "trainer.epochs=6", "search.epochs=3",
+    args = ["budget.initial=40", "budget.batch=40", "budget.max_labels=80", "trainer.epochs=5", "search.epochs=2",
             "query=margin"]
     for seed in (7, 7, 8):
         assert run_cli(args + [f"seed={seed}"], cwd=tmp_path).returncode == 0
