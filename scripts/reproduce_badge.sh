@@ -5,12 +5,12 @@
 #
 #   scripts/reproduce_badge.sh [--smoke]
 #
-# --smoke: digits, MLP and CNN, batch sizes 20 and 40, 2 seeds, 3 strategies, in a minute or two.
+# --smoke: digits, MLP and CNN, batch sizes 20 and 40, 2 seeds, BADGE vs random, in about a minute.
 set -euo pipefail
 DAL_RUN=${DAL_RUN:-dal-run}; DAL_REPORT=${DAL_REPORT:-dal-report}
 out=${OUT:-outputs/reproduce/badge}
 if [ "${1:-}" = "--smoke" ]; then
-  "$DAL_RUN" -m search=fixed query=badge,margin,random arch=mlp,cnn budget.batch=20,40 \
+  "$DAL_RUN" -m search=fixed query=badge,random arch=mlp,cnn budget.batch=20,40 \
     seed=0,1 budget.initial=20 budget.max_labels=100 trainer.epochs=5 ~hydra.callbacks.report \
     hydra.sweep.dir=$out/digits
   "$DAL_REPORT" $out/digits --out $out/report
