@@ -238,8 +238,8 @@ def build(cfg: DictConfig, choices: Optional[Dict[str, str]] = None) -> Experime
     trainer = check_trainer(OmegaConf.to_object(cfg.trainer))
     data = load_dataset(cfg.dataset, cfg.seed)
     spec = arch_spec(cfg.arch, data.input_shape)
-    search = build_search(cfg.search, spec, data, int(cfg.seed))
     budget = build_budget(cfg.budget, data.x_train.shape[0])
+    search = build_search(cfg.search, spec, data, int(cfg.seed))  # logs the space: after the cheap checks
     query = build_query(cfg.query, budget, trainer.eval_batch_size)
     if cfg.query.name == "mc_dropout" and cfg.arch.dropout == 0:
         log.warning("query=mc_dropout with arch.dropout=0: the passes are identical; set arch.dropout (e.g. 0.5)")
