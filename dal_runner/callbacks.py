@@ -1,4 +1,4 @@
-"""Hydra callbacks. Register in conf/config.yaml:
+"""Hydra callbacks (both registered in conf/config.yaml). Register one by hand:
 
     hydra:
       callbacks:
@@ -11,12 +11,44 @@ or for one sweep: `dal-run -m ... +hydra.callbacks.report._target_=dal_runner.ca
 from __future__ import annotations
 
 import logging
-from typing import Any, List, Optional, Sequence
+from pathlib import Path
+from typing import Any, List, Optional, Sequence, Tuple
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 log = logging.getLogger("dal_runner")
+
+# (run folder, reason, number of runs in the sweep) of every run of the last sweep that did not
+# complete; `dal-run` exits with status 1 when it is not empty
+FAILED_RUNS: List[Tuple[str, str, int]] = []
+
+
+class SweepStatus(Callback):
+    """At the end of a sweep, read every job's status.json: log how many completed, and list the
+    others (with their round and error) for `dal-run` to report and exit non-zero.
+
+    Jobs never raise into Hydra's sweeper (one failing job must not stop or hide the others),
+    so this is where a sweep learns that some of its runs failed.
+    """
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from dal_runner.io import STATUS_JSON, read_json
+
+        FAILED_RUNS.clear()
+        sweep = Path(str(config.hydra.sweep.dir))
+        folders = sorted({p.parent.parent for p in sweep.glob("**/.hydra/config.yaml")} - {sweep / "report"})
+        bad = []
+        for folder in folders:
+            try:
+                status = read_json(folder / STATUS_JSON)
+            except (OSError, ValueError):
+                status = {"state": "missing status.json"}
+            if status.get("state") != "completed":
+                where = f" in round {status['round']}" if status.get("round") is not None else ""
+                bad.append((str(folder), f"{status.get('state')}{where}: {status.get('error', '')}".rstrip(": ")))
+        FAILED_RUNS.extend((folder, reason, len(folders)) for folder, reason in bad)
+        log.info("sweep %s: %d of %d runs completed", sweep, len(folders) - len(bad), len(folders))
 
 
 class ReportOnMultirunEnd(Callback):

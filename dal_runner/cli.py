@@ -7,6 +7,7 @@ value, what is accepted) with exit status 2, before any run folder exists.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import sys
 from importlib.resources import files
@@ -27,6 +28,7 @@ _VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--con
                 "--config-dir", "-cd", "--info", "-i", "--experimental-rerun", "--shell-completion", "-sc"}
 
 register_configs()
+log = logging.getLogger("dal_runner")
 
 
 def fail(message: str, status: int = 2) -> None:
@@ -205,13 +207,83 @@ def check_writable(directory: str) -> None:
                           f"cannot write there ({e.strerror or e})") from None
 
 
-def preflight(argv: List[str]) -> None:
+def _resume_argv(argv: List[str], overrides: List[str], multirun: bool) -> List[str]:
+    """`resume=PATH`: check PATH, reuse its overrides, and write into PATH.
+
+    Returns the command line Hydra runs: the run's own overrides with the ones given now on
+    top, resume=<absolute PATH> and hydra.run.dir=<PATH>.
+    """
+    from omegaconf import OmegaConf
+
+    from dal_runner import state
+    from dal_runner.io import STATUS_JSON, read_json
+
+    given = next(o for o in overrides if o.split("=", 1)[0] == "resume")
+    raw = given.split("=", 1)[1].strip("'\"")
+    if raw in ("", "null"):
+        return argv
+    if multirun:
+        fail(f"{given}: resume continues one run; accepted: dal-run resume=PATH without -m "
+             f"(jobs of a sweep on SLURM continue by themselves when requeued)")
+    path = Path(raw).expanduser().resolve()
+    if not (path / ".hydra" / "config.yaml").is_file():
+        fail(f"{given}: not a dal-run run folder (no .hydra/config.yaml there); "
+             f"accepted: a folder under outputs/runs/<date>/<time>")
+    status = {}
+    try:
+        status = read_json(path / STATUS_JSON)
+    except (OSError, ValueError):
+        pass
+    if status.get("state") == "completed":
+        print(f"dal-run: {path} already completed; nothing to resume", file=sys.stderr)
+        sys.exit(0)
+    try:
+        state.load(path)
+    except state.ResumeError as e:
+        fail(f"{given}: {e}; accepted: {e.accepted}")
+    others = [o for o in overrides if o.split("=", 1)[0] not in ("resume",) and not o.startswith("hydra.")]
+    flags = [a for a in argv if a not in overrides]
+    # the run's own overrides, with those given now on top (a changed protocol key is refused later)
+    saved = [str(o) for o in OmegaConf.load(path / ".hydra" / "overrides.yaml")
+             if not str(o).startswith(("resume=", "hydra."))]
+    key = lambda o: o.split("=", 1)[0].lstrip("+~")  # noqa: E731
+    given_keys = {key(o) for o in others}
+    others = [o for o in saved if key(o) not in given_keys] + others
+    hydra_given = [o for o in overrides if o.startswith("hydra.") and not o.startswith("hydra.run.dir=")]
+    quoted = str(path).replace("\\", "\\\\").replace("'", "\\'")
+    return [*flags, *others, *hydra_given, f"resume='{quoted}'", f"hydra.run.dir='{quoted}'"]
+
+
+def _check_resume(cfg: DictConfig) -> None:
+    """A resumed run's config must be the one its state was made with."""
+    from omegaconf import OmegaConf
+
+    from dal_runner import state
+
+    if not cfg.get("resume"):
+        return
+    path = Path(cfg.resume)
+    try:
+        saved = state.load(path)
+        current = OmegaConf.to_container(cfg, resolve=False)
+        current.pop("hydra", None)
+        current = OmegaConf.to_container(OmegaConf.create(current), resolve=True)
+        state.check_same_config(path, saved["config"], current)
+    except state.ResumeError as e:
+        raise ConfigError("resume", str(path), e.accepted, str(e)) from None
+
+
+def preflight(argv: List[str]) -> List[str]:
+    """Check every job of the command line; returns the command line Hydra should run."""
     from hydra import compose, initialize_config_module
     from hydra.core.utils import setup_globals
 
     overrides, multirun, custom_config = _split_argv(argv)
     if custom_config:
-        return  # the user brought their own config tree; Hydra reports its errors
+        return argv  # the user brought their own config tree; Hydra reports its errors
+    if any(o.split("=", 1)[0] == "resume" for o in overrides):
+        argv = _resume_argv(argv, overrides, multirun)
+        overrides, multirun, _ = _split_argv(argv)
     setup_globals()
     try:
         jobs = _job_overrides(overrides, multirun)
@@ -222,10 +294,12 @@ def preflight(argv: List[str]) -> None:
             try:
                 cfg = compose("config", overrides=job, return_hydra_config=True)
                 check_schema(cfg)
+                _check_resume(cfg)
                 target = str(cfg.hydra["sweep" if multirun else "run"].dir)
                 check_writable(target)
             except Exception as e:
                 fail(explain(e, job))
+    return argv
 
 
 # ------------------------------------------------------------------------------ entry points
@@ -237,25 +311,43 @@ def _dal_run(cfg: DictConfig) -> Optional[float]:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = str(hydra_cfg.mode) == "RunMode.MULTIRUN"
     choices = dict(hydra_cfg.runtime.choices)
+    resuming = bool(cfg.get("resume")) or state_exists(run_dir)
     try:
         experiment = run.build(cfg, choices)
+        resume = run.resume_state(experiment, run_dir)  # resume=PATH, or a requeued SLURM job
     except ConfigError as e:
-        if multirun:
+        if multirun:  # one bad job neither stops nor hides the others: its status.json says why
             run.mark_failed(run_dir, e, round_index=None)
-            raise
-        # nothing ran: leave no folder behind that looks like a result
-        shutil.rmtree(run_dir, ignore_errors=True)
+            log.error("%s: %s", run_dir, e)
+            return None
+        if not resuming:  # nothing ran: leave no folder behind that looks like a result
+            shutil.rmtree(run_dir, ignore_errors=True)
         fail(str(e))
     try:
-        summary = run.execute(experiment, run_dir)
-    except KeyboardInterrupt:
-        run.mark_failed(run_dir, "interrupted by the user", round_index=None)
-        raise
+        summary = run.execute(experiment, run_dir, resume)
     except Exception as e:
+        where = _failed_round(run_dir)
         if multirun:
-            raise
-        fail(f"run failed: {e} (details in {run_dir}/status.json)", status=1)
+            log.error("%s: run failed%s: %s", run_dir, where, e)
+            return None
+        fail(f"run failed{where}: {type(e).__name__}: {e} (details in {run_dir}/status.json)", status=1)
     return summary["final_accuracy"]
+
+
+def state_exists(run_dir: Path) -> bool:
+    from dal_runner import state
+
+    return state.state_path(run_dir).is_file()
+
+
+def _failed_round(run_dir: Path) -> str:
+    from dal_runner.io import STATUS_JSON, read_json
+
+    try:
+        r = read_json(Path(run_dir) / STATUS_JSON).get("round")
+    except (OSError, ValueError):
+        return ""
+    return f" in round {r}" if r is not None else ""
 
 
 def run_main() -> None:
@@ -265,8 +357,16 @@ def run_main() -> None:
         return
     if not any(a in ("--hydra-help", "--version", "--info", "-i", "--shell-completion", "-sc") or
                a.startswith("--info") for a in argv):
-        preflight(argv)
+        sys.argv = [sys.argv[0], *preflight(argv)]
+    from dal_runner import callbacks
+
+    callbacks.FAILED_RUNS.clear()
     _dal_run()
+    if callbacks.FAILED_RUNS:
+        n, total = len(callbacks.FAILED_RUNS), callbacks.FAILED_RUNS[0][2]
+        for folder, reason, _ in callbacks.FAILED_RUNS:
+            print(f"dal-run: error: {folder}: {reason}", file=sys.stderr)
+        fail(f"{n} of {total} runs of the sweep did not complete (the others did; see their status.json)", 1)
 
 
 def report_main(argv: Optional[List[str]] = None) -> None:

@@ -17,6 +17,7 @@ from typing import Callable, Dict, List, Optional, Union
 
 import torch
 
+from dal_runner import state
 from dal_runner import train as training
 from dal_runner.arch import ArchSpec, Network, n_parameters
 from dal_runner.config import TrainerConfig
@@ -63,17 +64,34 @@ def run_active_learning(
     title: str = "",
     search_trainer: Optional[TrainerConfig] = None,
     augment: Optional[Callable[[torch.Tensor, torch.Generator], torch.Tensor]] = None,
+    config: Optional[Dict] = None,
+    resume: Optional[Dict] = None,
 ) -> Dict:
+    """Run Algorithm 2; with `resume` (a `dal_runner.state` dict), continue after its last round.
+
+    `config` (the resolved run config) is stored in the state so a resumption can be checked.
+    """
     device = data.x_train.device
     pool = Pool(data.x_train.shape[0])
-    # line 3: S_1 <- k points sampled at random from U
-    first = torch.randperm(pool.size, generator=torch_generator(seed, "initial"))[: budget.initial]
-    pool.add(first.tolist())
-    selected = [{"round": 0, "pool_index": int(i)} for i in first]
-    rounds: List[Dict] = []
-    search_rows: List[Dict] = []
-    previous: Optional[ArchSpec] = None
-    started = time.perf_counter()
+    if resume is None:
+        # line 3: S_1 <- k points sampled at random from U
+        first = torch.randperm(pool.size, generator=torch_generator(seed, "initial"))[: budget.initial]
+        pool.add(first.tolist())
+        selected = [{"round": 0, "pool_index": int(i)} for i in first]
+        rounds: List[Dict] = []
+        search_rows: List[Dict] = []
+        previous: Optional[ArchSpec] = None
+        t, elapsed = 0, 0.0
+    else:
+        selected, rounds, search_rows = resume["selected"], resume["rounds"], resume["search"]
+        pool.add([row["pool_index"] for row in selected])
+        previous = ArchSpec(resume["arch"]["name"], **resume["arch"]["params"])
+        t, elapsed = resume["next_round"], resume["elapsed"]
+        state.restore_component(search, resume.get("search_state"), "search")
+        state.restore_component(query, resume.get("query_state"), "query")
+        state.restore_rng(resume["rng"], device)
+        log.info("resuming at round %d with %d labels (%s)", t, pool.n_labeled, previous)
+    started = time.perf_counter() - elapsed
 
     def estimate(spec: ArchSpec, train_idx: torch.Tensor, val_idx: torch.Tensor, est_seed: int) -> float:
         model = training.prepare(build_model(spec), device, data.is_image)
@@ -81,10 +99,9 @@ def run_active_learning(
         training.fit(model, data.x_train[t_idx], data.y_train[t_idx], search_trainer or trainer, est_seed, augment)
         return training.evaluate(model, data.x_train[v_idx], data.y_train[v_idx], trainer.eval_batch_size)[0]
 
-    folder.status("running", round=0, n_labeled=pool.n_labeled)
     with round_progress(budget.max_labels, pool.n_labeled) as progress:
-        t = 0
         while True:
+            folder.status("running", round=t, n_labeled=pool.n_labeled)  # the round in progress
             t0 = time.perf_counter()
             labeled = pool.labeled()
             # line 6: A_t <- search(S, A_{t-1})
@@ -138,7 +155,13 @@ def run_active_learning(
                 folder.search(search_rows, SEARCH_FIELDS)
             learning_curve(rounds, title, folder.path / "learning_curve.png")
             arch_growth(rounds, title, folder.path / "arch_growth.png")
-            folder.status("running", round=t, n_labeled=pool.n_labeled)
+            if not done:  # what a resumption needs to start round t + 1
+                state.save(folder.path, {
+                    "next_round": t + 1, "config": config or {}, "selected": selected, "rounds": rounds,
+                    "search": search_rows, "arch": {"name": previous.name, "params": dict(previous.params)},
+                    "search_state": state.component_state(search), "query_state": state.component_state(query),
+                    "rng": state.rng_states(device), "elapsed": time.perf_counter() - started,
+                })
             progress.update(pool.n_labeled, f"round {t}: done")
             if done:
                 break

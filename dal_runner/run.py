@@ -25,6 +25,7 @@ from dal_runner.data import Dataset, Normalize
 from dal_runner.augment import Augment
 from dal_runner.errors import ConfigError, as_config_error, check_choice, check_positive
 from dal_runner.io import STATUS_JSON, RunFolder, read_json
+from dal_runner import state
 from dal_runner.loop import Budget, run_active_learning
 
 log = logging.getLogger("dal_runner")
@@ -291,14 +292,34 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def execute(exp: Experiment, run_dir: Path) -> Dict[str, Any]:
+def resume_state(exp: Experiment, run_dir: Path) -> Optional[Dict[str, Any]]:
+    """The state to continue from, if `run_dir` holds one (a `resume=` run, or a requeued job).
+
+    Raises ConfigError when the folder was run with another protocol.
+    """
+    if not state.state_path(run_dir).is_file():
+        return None
+    try:
+        saved = state.load(run_dir)
+        state.check_same_config(run_dir, saved["config"], exp.config)
+    except state.ResumeError as e:
+        raise ConfigError("resume", str(run_dir), e.accepted, str(e)) from None
+    return saved
+
+
+def execute(exp: Experiment, run_dir: Path, resume: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     folder = RunFolder(run_dir)
     started = time.time()
     try:
         result = run_active_learning(exp.data, exp.search, exp.query, exp.trainer, exp.budget, exp.build_model,
-                                     exp.seed, folder, exp.title, exp.search_trainer, exp.augment)
+                                     exp.seed, folder, exp.title, exp.search_trainer, exp.augment,
+                                     config=exp.config, resume=resume)
+    except (KeyboardInterrupt, SystemExit) as e:  # Ctrl-C, or SLURM preemption (submitit requeues the job)
+        mark_failed(run_dir, "interrupted by the user" if isinstance(e, KeyboardInterrupt) else
+                    "interrupted (preempted or timed out); resume continues it", state_name="interrupted")
+        raise
     except BaseException as e:
-        mark_failed(run_dir, e if not isinstance(e, KeyboardInterrupt) else "interrupted by the user")
+        mark_failed(run_dir, e)
         raise
     summary = {**result, "seconds": round(time.time() - started, 3), "device": device_name(exp.device),
                "versions": versions(), "seed": exp.seed, "choices": exp.choices,
@@ -309,8 +330,8 @@ def execute(exp: Experiment, run_dir: Path) -> Dict[str, Any]:
     return summary
 
 
-def mark_failed(run_dir: Path, error: Any, round_index: Optional[int] = None) -> None:
-    """status.json = failed, with the error and the last round that completed."""
+def mark_failed(run_dir: Path, error: Any, round_index: Optional[int] = None, state_name: str = "failed") -> None:
+    """status.json = failed (or interrupted), with the error and the last round that completed."""
     path = Path(run_dir) / STATUS_JSON
     if round_index is None and path.exists():
         try:
@@ -318,4 +339,4 @@ def mark_failed(run_dir: Path, error: Any, round_index: Optional[int] = None) ->
         except (OSError, ValueError):
             pass
     detail = "".join(traceback.format_exception_only(type(error), error)).strip() if isinstance(error, BaseException) else str(error)
-    RunFolder(run_dir).status("failed", error=detail, round=round_index)
+    RunFolder(run_dir).status(state_name, error=detail, round=round_index)

@@ -134,6 +134,29 @@ class ALBL:
             self.bandit.update(chosen, reward, advice, prob)
         self.pending.clear()
 
+    # ---- resume --------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        """The bandit's weights, the draws so far and the queries awaiting their reward."""
+        if self.bandit is None:
+            return {"started": False}
+        return {"started": True, "n_arms": self.n_arms, "horizon": self._horizon, "p_min": self.bandit.p_min,
+                "log_w": self.bandit.log_w.clone(), "drawn_index": list(self.drawn_index),
+                "drawn_weight": list(self.drawn_weight),
+                "pending": [[a.clone(), p.clone(), c] for a, p, c in self.pending]}
+
+    def load_state_dict(self, state: dict) -> None:
+        if not state.get("started"):
+            return
+        self.n_arms, self._horizon = int(state["n_arms"]), int(state["horizon"])
+        self.bandit = Exp4P(len(self.strategies), self.delta, float(state["p_min"]), None)
+        if self.bandit.log_w.shape != state["log_w"].shape:
+            raise ValueError(f"ALBL: the saved state has {state['log_w'].numel()} experts, "
+                             f"this run {len(self.strategies)}")
+        self.bandit.log_w = state["log_w"].clone()
+        self.drawn_index, self.drawn_weight = list(state["drawn_index"]), list(state["drawn_weight"])
+        self.pending = [(a, p, c) for a, p, c in state["pending"]]
+
     # ---- query ---------------------------------------------------------------------------
 
     def _start(self, n_arms: int, generator: torch.Generator) -> None:

@@ -1,0 +1,117 @@
+"""Resume state: what a run needs to continue after its last complete round.
+
+One file, ``<run>/state/state.pt``, replaced atomically at the end of every round (after the
+query, so it holds S_{t+1}): the labeled pool indices in the order they were added, the
+round's architecture, the records written so far, the states of a stateful search or query
+(the REINFORCE controller, ALBL's bandit), torch's global RNG states, and the resolved config
+it was made with. Every other random choice derives from (seed, purpose, round)
+(`dal_runner.seeding`), so a resumed run repeats an uninterrupted one bit for bit on the same
+device. Model weights are not stored: every round trains its model from scratch (Algorithm 2,
+line 7), so they would save no work.
+
+The file holds only tensors, numbers, strings, lists and dicts, and is read with
+``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import torch
+
+from dal_runner.io import STATE_DIR, write_bytes_atomic
+
+STATE_FILE = "state.pt"
+VERSION = 1
+# keys that may differ between a run and its resumption: where it runs and where data lives
+NOT_PROTOCOL = ("resume", "output_root", "device", "dataset.root", "dataset.download")
+
+
+class ResumeError(Exception):
+    """A resume request that cannot be honoured: a one-line reason and what is accepted."""
+
+    def __init__(self, reason: str, accepted: str = "a run folder dal-run wrote, with state/state.pt"):
+        super().__init__(reason)
+        self.accepted = accepted
+
+
+def state_path(run_dir: Path) -> Path:
+    return Path(run_dir) / STATE_DIR / STATE_FILE
+
+
+def save(run_dir: Path, state: Dict[str, Any]) -> None:
+    path = state_path(run_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    torch.save({"version": VERSION, **state}, buf)
+    write_bytes_atomic(path, buf.getvalue())
+
+
+def load(run_dir: Path) -> Dict[str, Any]:
+    path = state_path(run_dir)
+    if not path.is_file():
+        raise ResumeError(f"no {STATE_DIR}/{STATE_FILE} there: the run stopped before its first round ended",
+                          "a run folder that completed at least one round (start this one again instead)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated or foreign file
+        raise ResumeError(f"{STATE_DIR}/{STATE_FILE} is corrupt or truncated ({type(e).__name__})") from None
+    if not isinstance(state, dict) or state.get("version") != VERSION:
+        raise ResumeError(f"{STATE_DIR}/{STATE_FILE} is not a dal-run state of version {VERSION}")
+    return state
+
+
+def flatten(node: Any, prefix: str = "") -> Dict[str, Any]:
+    if isinstance(node, dict) and node and all(isinstance(k, str) for k in node):
+        out: Dict[str, Any] = {}
+        for key, value in node.items():
+            out.update(flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: node}
+
+
+def differences(saved: Dict[str, Any], current: Dict[str, Any], limit: int = 3) -> List[str]:
+    """Protocol keys whose values differ, as 'key: saved -> current' (at most `limit`, then a count)."""
+    a, b = flatten(saved), flatten(current)
+    keys = sorted(k for k in set(a) | set(b)
+                  if k not in NOT_PROTOCOL and not k.startswith("hydra") and a.get(k, "<unset>") != b.get(k, "<unset>"))
+    shown = [f"{k}: {a.get(k, '<unset>')} there, {b.get(k, '<unset>')} here" for k in keys[:limit]]
+    if len(keys) > limit:
+        shown.append(f"and {len(keys) - limit} more")
+    return shown
+
+
+def check_same_config(run_dir: Path, saved: Dict[str, Any], current: Dict[str, Any]) -> None:
+    diff = differences(saved, current)
+    if diff:
+        raise ResumeError(f"the run was made with another config ({'; '.join(diff)})",
+                          "the run's own overrides, or none (dal-run resume=PATH reuses them)")
+
+
+def rng_states(device: torch.device) -> Dict[str, Any]:
+    states: Dict[str, Any] = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(device)
+    return states
+
+
+def restore_rng(states: Dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(states["cpu"])
+    if device.type == "cuda" and "cuda" in states:
+        torch.cuda.set_rng_state(states["cuda"], device)
+
+
+def component_state(obj: Any) -> Optional[Dict[str, Any]]:
+    """The state of a stateful search or query strategy (one with state_dict), else None."""
+    fn = getattr(obj, "state_dict", None)
+    return fn() if callable(fn) else None
+
+
+def restore_component(obj: Any, state: Optional[Dict[str, Any]], what: str) -> None:
+    fn = getattr(obj, "load_state_dict", None)
+    if state is not None:
+        if not callable(fn):
+            raise ResumeError(f"the saved state has a {what} state but this {what} keeps none")
+        fn(state)
