@@ -165,6 +165,8 @@ class TrainerConfig:
     objective: str = "cross_entropy"  # cross_entropy | joint_entropy (Ranganathan et al. 2017)
     entropy_lambda: float = 0.1  # joint_entropy: weight of the mean entropy of unlabeled predictions
     eval_batch_size: int = 1024
+    deterministic: bool = False  # CUDA: deterministic kernels (slower); CPU runs repeat exactly either way
+    divergence_factor: Optional[float] = 100.0  # fail when an epoch's loss exceeds this x the first's
 
 
 # ---------------------------------------------------------------- root

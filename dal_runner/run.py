@@ -62,6 +62,23 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def set_determinism(deterministic: bool, device: torch.device) -> None:
+    """trainer.deterministic: deterministic CUDA kernels (cuBLAS workspace, no cuDNN autotuning).
+
+    Off (the default), cuDNN picks the fastest kernels, which may differ run to run on a GPU.
+    CPU runs repeat exactly either way. Ops without a deterministic CUDA kernel warn, not fail.
+    """
+    import os
+
+    if device.type != "cuda":
+        return
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read at the first cuBLAS call
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.deterministic = deterministic
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+
+
 def load_dataset(cfg: DictConfig, seed: int) -> Dataset:
     from dal_runner.data import digits, npz, openml, torchvision_sets
 
@@ -101,6 +118,8 @@ def check_trainer(t: TrainerConfig) -> TrainerConfig:
         check_positive("trainer.steps_per_epoch", t.steps_per_epoch)
     check_positive("trainer.weight_decay", t.weight_decay, allow_zero=True)
     check_positive("trainer.entropy_lambda", t.entropy_lambda, allow_zero=True)
+    if t.divergence_factor is not None and t.divergence_factor <= 1:
+        raise ConfigError("trainer.divergence_factor", t.divergence_factor, "a number > 1, or null (NaN/inf only)")
     return t
 
 
@@ -237,6 +256,7 @@ def _default_query(name: str, budget: Budget, eval_batch_size: int):
 def build(cfg: DictConfig, choices: Optional[Dict[str, str]] = None) -> Experiment:
     device = resolve_device(cfg.device)
     trainer = check_trainer(OmegaConf.to_object(cfg.trainer))
+    set_determinism(trainer.deterministic, device)
     data = load_dataset(cfg.dataset, cfg.seed)
     spec = arch_spec(cfg.arch, data.input_shape)
     budget = build_budget(cfg.budget, data.x_train.shape[0])

@@ -93,7 +93,13 @@ def fit(
             sched.step()
             mean_loss = float(total) / steps
             if not math.isfinite(mean_loss):
-                raise TrainingDiverged(f"training loss became {mean_loss} at epoch {epoch + 1}")
+                raise TrainingDiverged(f"training loss became {mean_loss} at epoch {epoch + 1} "
+                                       f"(lr={params.lr}; a smaller trainer.lr usually helps)")
+            factor = params.divergence_factor
+            if factor is not None and history and mean_loss > factor * history[0]:
+                raise TrainingDiverged(f"training loss grew to {mean_loss:.4g} at epoch {epoch + 1}, over "
+                                       f"trainer.divergence_factor={factor:g} x the first epoch's {history[0]:.4g} "
+                                       f"(lr={params.lr}; a smaller trainer.lr usually helps)")
             history.append(mean_loss)
             if on_epoch is not None:
                 on_epoch(epoch + 1)

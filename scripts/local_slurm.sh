@@ -24,9 +24,10 @@ die() { echo "local_slurm: error: $*" >&2; exit 1; }
 # True when the pid in file $1 is a live process.
 alive() { [[ -s "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
-# True when the controller answers and our node is schedulable.
+# True when our controller runs, answers, and our node is schedulable.
+# (Checking the pid first avoids sinfo's 10 s timeout when nothing runs.)
 is_up() {
-    command -v sinfo >/dev/null || return 1
+    alive "$DIR/slurmctld.pid" && command -v sinfo >/dev/null || return 1
     sinfo -h -n "$NODE" -o %T 2>/dev/null | grep -Eqx '(idle|mixed|allocated|completing)'
 }
 
@@ -74,6 +75,8 @@ SlurmctldHost=$NODE
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
+# A requeued job waits cred_expire seconds (default 120) before it may start again.
+AuthInfo=cred_expire=10
 CredType=cred/munge
 # No cgroups, no accounting: plain processes, sacct is unavailable.
 ProctrackType=proctrack/linuxproc
@@ -88,6 +91,8 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU_Memory
 DefMemPerCPU=$((mem / cpus))
 SchedulerType=sched/backfill
+# Schedule often: eligible (e.g. requeued) jobs start within seconds, not a minute.
+SchedulerParameters=bf_interval=1,sched_interval=2
 # Let jobs (submitit on preemption/timeout) requeue themselves.
 JobRequeue=1
 ReturnToService=2

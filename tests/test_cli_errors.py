@@ -1,9 +1,34 @@
-"""Bad inputs: one line naming the key, the value and what is accepted; exit != 0; no run folder."""
+"""Bad inputs: one line naming the key, the value and what is accepted; exit != 0; no run folder.
+
+The README's table of bad inputs lists these cases (and those of test_resume.py) with their
+messages. They run dal-run's entry point in-process (the same code as the console script):
+every case is rejected before a round runs, so no subprocess is needed.
+"""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import run_cli_inprocess
+
+
+def _corrupt_npz(tmp_path):
+    path = tmp_path / "corrupt.npz"
+    path.write_bytes(b"PK\x03\x04 this is not a zip archive")
+    return [f"dataset=npz", f"dataset.path={path}"]
+
+
+def _npz_nan(tmp_path):
+    path = tmp_path / "nan.npz"
+    x = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
+    x[3, 1] = np.nan
+    np.savez(path, x=x, y=np.arange(40) % 2)
+    return ["dataset=npz", f"dataset.path={path}", "arch=mlp", "search=fixed"]
+
+
+def _missing_cifar(tmp_path):
+    return ["dataset=cifar10", f"dataset.root={tmp_path / 'no-data-here'}", "dataset.download=false"]
+
 
 CASES = {
     "unknown group option": (["query=nope"], ["query=nope", "entropy", "margin", "random", "softmax_response"]),
@@ -19,28 +44,49 @@ CASES = {
     "wrong type bool": (["dataset=cifar10", "dataset.download=maybe"], ["dataset.download=maybe", "true or false"]),
     "unknown device": (["device=tpu"], ["device=tpu", "auto", "cpu", "cuda"]),
     "unknown optimizer": (["trainer.optimizer=lbfgs"], ["trainer.optimizer=lbfgs", "adam", "sgd"]),
+    "unknown dataset": (["dataset=imagenet"], ["dataset=imagenet", "cifar10", "digits"]),
+    "negative learning rate": (["trainer.lr=-0.1"], ["trainer.lr=-0.1", "> 0"]),
+    "dropout out of range": (["arch.dropout=1.5"], ["arch.dropout=1.5", "[0, 1)"]),
+    "validation fraction out of range": (["search.val_fraction=1.5"], ["search.val_fraction=1.5", "between 0 and 1"]),
+    "search start outside the space": (["search.start=[20,1]"], ["search.start", "outside the search space"]),
+    "too many stacks for the input": (["search=fixed", "arch=resnet18", "arch.stem=paper"],
+                                      ["arch.n_stacks=4", "at most 3", "8x8"]),
+    "iNAS over an MLP": (["arch=mlp"], ["arch=mlp", "search=inas searches residual nets"]),
+    "batch schedule without 0": (["budget.batch={100:5}"], ["budget.batch", "{0: b0"]),
+    "zero rounds": (["budget.max_rounds=0"], ["budget.max_rounds=0", "> 0"]),
+    "MC-dropout with no passes": (["query=mc_dropout", "query.passes=0"], ["query.passes=0", "> 0"]),
+    "divergence factor below 1": (["trainer.divergence_factor=0.5"], ["trainer.divergence_factor=0.5", "> 1"]),
+    "missing data, download off": (_missing_cifar, ["dataset.root", "download=true"]),
+    "missing data file": (["dataset=npz", "dataset.path=/no/such/file.npz"], ["dataset.path", "file not found"]),
+    "corrupt data file": (_corrupt_npz, ["dataset.path", "not an .npz file"]),
+    "NaN in the data": (_npz_nan, ["dataset.path", "NaN"]),
+    "resume of a folder that is not a run": (["resume=/no/such/run"], ["resume=/no/such/run", "not a dal-run run"]),
+    "resume in a sweep": (["-m", "resume=/no/such/run", "seed=1,2"], ["resume=", "without -m"]),
 }
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_bad_input_gives_one_line_error_and_no_run_folder(tmp_path, name):
+def test_bad_input_gives_one_line_error_and_no_run_folder(tmp_path, monkeypatch, capsys, name):
     args, expected = CASES[name]
-    res = run_cli(args, cwd=tmp_path)
-    assert res.returncode != 0
-    err = res.stderr.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("dal-run: error: "), res.stderr
-    assert "Traceback" not in res.stderr + res.stdout
+    if callable(args):
+        args = args(tmp_path)
+    code, out, err = run_cli_inprocess(args, tmp_path, monkeypatch, capsys)
+    assert code == 2, (code, err)
+    lines = [line for line in err.strip().splitlines() if line.startswith("dal-run: ")]
+    assert len(lines) == 1 and lines[0].startswith("dal-run: error: "), err
+    assert "Traceback" not in err + out
     for word in expected:
-        assert word in err[0], (word, err[0])
-    runs = tmp_path / "outputs" / "runs"
-    assert not runs.exists() or not any(runs.rglob("*.csv")) and not any(runs.rglob(".hydra"))
+        assert word in lines[0], (word, lines[0])
+    for folder in ("runs", "multirun"):
+        runs = tmp_path / "outputs" / folder
+        assert not runs.exists() or not any(runs.rglob("*.csv")) and not any(runs.rglob(".hydra"))
 
 
-def test_unwritable_output_directory_is_refused_before_running(tmp_path):
+def test_unwritable_output_directory_is_refused_before_running(tmp_path, monkeypatch, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    res = run_cli([f"output_root={blocker}/results"], cwd=tmp_path)
-    assert res.returncode != 0
-    err = res.stderr.strip().splitlines()
-    assert len(err) == 1 and "output_root" in err[0] and str(blocker) in err[0]
-    assert "Traceback" not in res.stderr
+    code, out, err = run_cli_inprocess([f"output_root={blocker}/results"], tmp_path, monkeypatch, capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "output_root" in lines[0] and str(blocker) in lines[0]
+    assert "Traceback" not in err
