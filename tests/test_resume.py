@@ -1,0 +1,134 @@
+"""Resume after a hard kill, refusals of a wrong resume, and failures that are recorded, not lost."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import BIN, run_cli, run_cli_inprocess
+
+from dal_runner.io import read_csv, read_json
+
+# ALBL keeps a bandit across rounds: a resumed run repeats the uninterrupted one only if that
+# state is restored too. One thread in every process, so that float sums are the same.
+BASE = ["search=fixed", "arch=mlp", "query=albl", "budget.initial=50", "budget.batch=50", "budget.max_labels=300",
+        "trainer.epochs=60"]
+ENV = {"OMP_NUM_THREADS": "1"}
+
+
+def _kill_mid_round(args, folder: Path, cwd: Path, round_index: int = 2, timeout: float = 300) -> None:
+    """Start dal-run, SIGKILL it once `round_index` is in progress (before its records are written)."""
+    proc = subprocess.Popen([str(BIN / "dal-run"), *args, f"hydra.run.dir={folder}"], cwd=cwd,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**__import__("os").environ, **ENV})
+    deadline = time.time() + timeout
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                if read_json(folder / "status.json").get("round") == round_index:
+                    break
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+
+
+def _without_timings(rows):
+    return [{k: v for k, v in row.items() if not k.endswith("_seconds")} for row in rows]
+
+
+@pytest.fixture(scope="module")
+def killed_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("resume")
+    full, killed = root / "full", root / "killed"
+    res = run_cli([*BASE, f"hydra.run.dir={full}"], cwd=root, env=ENV)
+    assert res.returncode == 0, res.stderr
+    _kill_mid_round(BASE, killed, root)
+    snapshot = root / "interrupted"
+    shutil.copytree(killed, snapshot)
+    return root, full, killed, snapshot
+
+
+def test_killed_run_resumes_to_the_uninterrupted_results(killed_run):
+    root, full, killed, snapshot = killed_run
+    # the kill hit round 2: its records were never written, the state is that of round 1's end
+    assert read_json(snapshot / "status.json")["state"] == "running"
+    assert len(read_csv(snapshot / "rounds.csv")) == 2
+    saved = torch.load(snapshot / "state" / "state.pt", weights_only=True)
+    assert saved["next_round"] == 2 and saved["query_state"]["started"]
+
+    res = run_cli([f"resume={killed}"], cwd=root, env=ENV)  # the run's own overrides are reused
+    assert res.returncode == 0, res.stderr
+    assert "resuming at round 2 with 150 labels" in res.stdout + res.stderr
+    assert read_json(killed / "status.json")["state"] == "completed"
+    assert _without_timings(read_csv(killed / "rounds.csv")) == _without_timings(read_csv(full / "rounds.csv"))
+    assert read_csv(killed / "selected.csv") == read_csv(full / "selected.csv")
+    a, b = (json.loads((p / "summary.json").read_text()) for p in (killed, full))
+    assert (a["auc"], a["final_accuracy"]) == (b["auc"], b["final_accuracy"])
+
+
+def test_resume_with_another_config_is_refused(killed_run, monkeypatch, capsys):
+    root, _, _, snapshot = killed_run
+    code, _, err = run_cli_inprocess([f"resume={snapshot}", "trainer.epochs=5"], root, monkeypatch, capsys)
+    assert code == 2
+    line, = err.strip().splitlines()
+    assert line.startswith("dal-run: error: resume=") and "another config" in line
+    assert "trainer.epochs: 60 there, 5 here" in line
+    assert read_json(snapshot / "status.json")["state"] == "running"  # untouched
+
+
+def test_resume_of_a_completed_run_changes_nothing(killed_run, monkeypatch, capsys):
+    root, full, _, _ = killed_run
+    before = (full / "rounds.csv").read_bytes()
+    code, _, err = run_cli_inprocess([f"resume={full}"], root, monkeypatch, capsys)
+    assert code == 0 and "already completed" in err
+    assert (full / "rounds.csv").read_bytes() == before
+
+
+def test_report_of_an_interrupted_run_says_why(killed_run):
+    root, _, _, snapshot = killed_run
+    res = run_cli([str(snapshot)], cwd=root, script="dal-report")
+    assert res.returncode == 2
+    assert "none of the 1 run folder(s) completed" in res.stderr
+    assert "running" in res.stdout + res.stderr and "Traceback" not in res.stderr
+
+
+def test_corrupt_state_is_refused(tmp_path, killed_run, monkeypatch, capsys):
+    _, _, _, snapshot = killed_run
+    broken = tmp_path / "broken"
+    shutil.copytree(snapshot, broken)
+    (broken / "state" / "state.pt").write_bytes(b"\x80\x02 truncated")
+    code, out, err = run_cli_inprocess([f"resume={broken}"], tmp_path, monkeypatch, capsys)
+    assert code == 2
+    assert "state/state.pt is corrupt or truncated" in err and "Traceback" not in err + out
+
+
+def test_one_failing_job_neither_stops_nor_corrupts_the_sweep(tmp_path):
+    # job 1 asks for more labels than the pool has: it fails when its data is loaded
+    res = run_cli(["-m", "search=fixed", "arch=mlp", "budget.initial=50", "budget.batch=50",
+                   "budget.max_labels=5000,150", "trainer.epochs=5", "output_root=out"], cwd=tmp_path, env=ENV)
+    assert res.returncode == 1, res.stderr
+    assert "Traceback" not in res.stderr
+    assert "1 of 2 runs of the sweep did not complete" in res.stderr
+    sweep, = (tmp_path / "out" / "multirun").glob("*/*")
+    failed, ok = read_json(sweep / "0" / "status.json"), read_json(sweep / "1" / "status.json")
+    assert failed["state"] == "failed" and "budget.max_labels=5000" in failed["error"]
+    assert ok["state"] == "completed" and len(read_csv(sweep / "1" / "rounds.csv")) == 3
+    excluded = read_csv(sweep / "report" / "excluded.csv")
+    assert [r["run"] for r in excluded] == ["0"] and excluded[0]["state"] == "failed"
+
+
+def test_diverging_loss_fails_the_run_with_its_round(small_run, tmp_path):
+    from dal_runner.train import TrainingDiverged
+
+    with pytest.raises(TrainingDiverged, match="lr=1000000.0"):
+        small_run("trainer.optimizer=sgd", "trainer.lr=1e6", folder=tmp_path / "run")
+    status = read_json(tmp_path / "run" / "status.json")
+    assert status["state"] == "failed" and status["round"] == 0 and "TrainingDiverged" in status["error"]
