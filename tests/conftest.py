@@ -70,3 +70,25 @@ def small_run(tmp_path):
         return summary, out
 
     return _run
+
+
+# One protocol for the resume tests (test_resume.py) and the SLURM preemption test: ALBL keeps a
+# bandit across rounds, so a resumed run repeats an uninterrupted one only if that state is
+# restored too. One torch thread in every process, so that float sums are the same.
+RESUME_ARGS = ["search=fixed", "arch=mlp", "query=albl", "budget.initial=50", "budget.batch=50",
+               "budget.max_labels=300", "trainer.epochs=60"]
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="session")
+def uninterrupted_run(tmp_path_factory) -> Path:
+    """A completed run of RESUME_ARGS (seed 0): what interrupted ones must equal."""
+    root = tmp_path_factory.mktemp("uninterrupted")
+    res = run_cli([*RESUME_ARGS, f"hydra.run.dir={root / 'run'}"], cwd=root, env=ONE_THREAD)
+    assert res.returncode == 0, res.stderr
+    return root / "run"
+
+
+def without_timings(rows):
+    """rounds.csv rows without the *_seconds columns (wall-clock times differ between runs)."""
+    return [{k: v for k, v in row.items() if not k.endswith("_seconds")} for row in rows]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -11,45 +12,40 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import BIN, run_cli, run_cli_inprocess
+from conftest import BIN, ONE_THREAD as ENV, RESUME_ARGS as BASE, run_cli, run_cli_inprocess, without_timings
 
 from dal_runner.io import read_csv, read_json
 
-# ALBL keeps a bandit across rounds: a resumed run repeats the uninterrupted one only if that
-# state is restored too. One thread in every process, so that float sums are the same.
-BASE = ["search=fixed", "arch=mlp", "query=albl", "budget.initial=50", "budget.batch=50", "budget.max_labels=300",
-        "trainer.epochs=60"]
-ENV = {"OMP_NUM_THREADS": "1"}
 
 
-def _kill_mid_round(args, folder: Path, cwd: Path, round_index: int = 2, timeout: float = 300) -> None:
+def wait_for_round(folder: Path, round_index: int, until, timeout: float = 300) -> bool:
+    """Poll folder/status.json until round `round_index` is in progress (True), or `until()` is true."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and not until():
+        try:
+            if read_json(folder / "status.json").get("round") == round_index:
+                return True
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.02)
+    return False
+
+
+def _kill_mid_round(args, folder: Path, cwd: Path, round_index: int = 2) -> None:
     """Start dal-run, SIGKILL it once `round_index` is in progress (before its records are written)."""
     proc = subprocess.Popen([str(BIN / "dal-run"), *args, f"hydra.run.dir={folder}"], cwd=cwd,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**__import__("os").environ, **ENV})
-    deadline = time.time() + timeout
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **ENV})
     try:
-        while time.time() < deadline and proc.poll() is None:
-            try:
-                if read_json(folder / "status.json").get("round") == round_index:
-                    break
-            except (OSError, ValueError):
-                pass
-            time.sleep(0.02)
+        wait_for_round(folder, round_index, until=lambda: proc.poll() is not None)
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait()
 
 
-def _without_timings(rows):
-    return [{k: v for k, v in row.items() if not k.endswith("_seconds")} for row in rows]
-
-
 @pytest.fixture(scope="module")
-def killed_run(tmp_path_factory):
+def killed_run(tmp_path_factory, uninterrupted_run):
     root = tmp_path_factory.mktemp("resume")
-    full, killed = root / "full", root / "killed"
-    res = run_cli([*BASE, f"hydra.run.dir={full}"], cwd=root, env=ENV)
-    assert res.returncode == 0, res.stderr
+    full, killed = uninterrupted_run, root / "killed"
     _kill_mid_round(BASE, killed, root)
     snapshot = root / "interrupted"
     shutil.copytree(killed, snapshot)
@@ -68,7 +64,7 @@ def test_killed_run_resumes_to_the_uninterrupted_results(killed_run):
     assert res.returncode == 0, res.stderr
     assert "resuming at round 2 with 150 labels" in res.stdout + res.stderr
     assert read_json(killed / "status.json")["state"] == "completed"
-    assert _without_timings(read_csv(killed / "rounds.csv")) == _without_timings(read_csv(full / "rounds.csv"))
+    assert without_timings(read_csv(killed / "rounds.csv")) == without_timings(read_csv(full / "rounds.csv"))
     assert read_csv(killed / "selected.csv") == read_csv(full / "selected.csv")
     a, b = (json.loads((p / "summary.json").read_text()) for p in (killed, full))
     assert (a["auc"], a["final_accuracy"]) == (b["auc"], b["final_accuracy"])

@@ -1,0 +1,87 @@
+"""A sweep on a real SLURM cluster (scripts/local_slurm.sh), with one job preempted and requeued.
+
+CI starts the one-node cluster before the suite (.ci/run); where none runs these tests skip.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import BIN, ONE_THREAD, REPO, RESUME_ARGS, without_timings
+from test_resume import wait_for_round
+
+from dal_runner.io import read_csv, read_json
+
+
+def _slurm_up() -> bool:
+    script = REPO / "scripts" / "local_slurm.sh"
+    try:
+        return subprocess.run([str(script), "status"], capture_output=True, timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+pytestmark = pytest.mark.skipif(not _slurm_up(), reason="no local SLURM cluster (scripts/local_slurm.sh start)")
+
+
+def _sweep_dir(root: Path, proc, timeout: float = 120) -> Path:
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        found = [p for p in (root / "multirun").glob("*/*") if (p / ".submitit").is_dir()]
+        if found:
+            return found[0]
+        time.sleep(0.2)
+    raise AssertionError("the sweep folder never appeared")
+
+
+def _array_job_id(sweep: Path, task: int, timeout: float = 60) -> str:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        ids = [p.name for p in (sweep / ".submitit").iterdir() if p.name.endswith(f"_{task}")]
+        if ids:
+            return ids[0]
+        time.sleep(0.2)
+    raise AssertionError("no submitit folder for the job")
+
+
+def test_slurm_sweep_2x2_with_a_preempted_job_matches_uninterrupted(tmp_path, uninterrupted_run):
+    args = [a for a in RESUME_ARGS if not a.startswith("query=")]
+    cmd = [str(BIN / "dal-run"), "-m", "hydra/launcher=slurm", "hydra.launcher.partition=debug",
+           "hydra.launcher.timeout_min=60", "hydra.launcher.cpus_per_task=1", *args,
+           "query=albl,random", "seed=0,1", f"output_root={tmp_path / 'out'}"]
+    log = open(tmp_path / "dal-run.out", "w")
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, **ONE_THREAD, "PYTHONUNBUFFERED": "1"})
+    try:
+        sweep = _sweep_dir(tmp_path / "out", proc)
+        # job 0 is query=albl seed=0, the uninterrupted run's config: preempt it in round 2
+        assert wait_for_round(sweep / "0", 2, until=lambda: proc.poll() is not None)
+        job = _array_job_id(sweep, 0)
+        # SLURM's preemption signal. slurmctld delivers it at once but may answer "cannot be
+        # altered now" while the job is being requeued, and scancel then retries: do not wait on it
+        signal = subprocess.Popen(["scancel", "--signal=USR2", job], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        proc.wait(timeout=600)
+    finally:
+        for p in (proc, locals().get("signal")):
+            if p is not None and p.poll() is None:
+                p.kill()
+        log.close()
+    output = (tmp_path / "dal-run.out").read_text()
+    assert proc.returncode == 0, output[-3000:]
+
+    # four completed run folders, and the sweep's report
+    for job_num in range(4):
+        assert read_json(sweep / str(job_num) / "status.json")["state"] == "completed", job_num
+    assert len(read_csv(sweep / "report" / "auc.csv")) == 2  # albl and random, 2 seeds each
+    # job 0 was preempted, requeued by submitit, and continued from its state
+    job_logs = "".join(p.read_text() for p in (sweep / ".submitit" / job).glob("*_log.*"))
+    assert "this job is preempted" in job_logs and "Requeued job" in job_logs, job_logs[-2000:]
+    assert "resuming at round" in (sweep / "0" / "dal-run.log").read_text()
+    assert without_timings(read_csv(sweep / "0" / "rounds.csv")) == \
+        without_timings(read_csv(uninterrupted_run / "rounds.csv"))
+    assert read_csv(sweep / "0" / "selected.csv") == read_csv(uninterrupted_run / "selected.csv")
