@@ -48,6 +48,11 @@ class Budget:
         return self.batch[max(t for t in self.batch if t <= n_labeled)]
 
 
+def initial_set(pool_size: int, k: int, seed: int) -> torch.Tensor:
+    """Line 3 of Algorithm 2: k pool indices drawn uniformly at random, from the run seed alone."""
+    return torch.randperm(pool_size, generator=torch_generator(seed, "initial"))[:k]
+
+
 SEARCH_FIELDS = ["round", "step", "arch", "n_blocks", "n_stacks", "n_params", "val_accuracy", "seconds",
                  "reused", "chosen"]
 
@@ -75,7 +80,7 @@ def run_active_learning(
     pool = Pool(data.x_train.shape[0])
     if resume is None:
         # line 3: S_1 <- k points sampled at random from U
-        first = torch.randperm(pool.size, generator=torch_generator(seed, "initial"))[: budget.initial]
+        first = initial_set(pool.size, budget.initial, seed)
         pool.add(first.tolist())
         selected = [{"round": 0, "pool_index": int(i)} for i in first]
         rounds: List[Dict] = []

@@ -128,3 +128,19 @@ def test_diverging_loss_fails_the_run_with_its_round(small_run, tmp_path):
         small_run("trainer.optimizer=sgd", "trainer.lr=1e6", folder=tmp_path / "run")
     status = read_json(tmp_path / "run" / "status.json")
     assert status["state"] == "failed" and status["round"] == 0 and "TrainingDiverged" in status["error"]
+
+
+def test_the_seed_alone_decides_the_initial_set_and_the_initialisation():
+    from conftest import compose
+
+    from dal_runner import run
+    from dal_runner.loop import initial_set
+
+    def first_weights(seed):
+        exp = run.build(compose(["search=fixed", "arch=mlp", f"seed={seed}"]))
+        model = exp.build_model(exp.search.spec)
+        return next(model.parameters()).detach().clone(), initial_set(exp.data.x_train.shape[0], 100, exp.seed)
+
+    (w0, s0), (w0b, s0b), (w1, s1) = first_weights(0), first_weights(0), first_weights(1)
+    assert torch.equal(w0, w0b) and torch.equal(s0, s0b)
+    assert not torch.equal(w0, w1) and len(set(s0.tolist()) & set(s1.tolist())) < 50
