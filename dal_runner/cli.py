@@ -237,6 +237,9 @@ def _resume_argv(argv: List[str], overrides: List[str], multirun: bool) -> List[
     if status.get("state") == "completed":
         print(f"dal-run: {path} already completed; nothing to resume", file=sys.stderr)
         sys.exit(0)
+    if status.get("state") == "running" and _alive_here(status.get("host"), status.get("pid")):
+        fail(f"{given}: the run is still going (pid {status['pid']} on this machine); "
+             f"accepted: a run that stopped (wait for it, or stop it first)")
     try:
         state.load(path)
     except state.ResumeError as e:
@@ -252,6 +255,21 @@ def _resume_argv(argv: List[str], overrides: List[str], multirun: bool) -> List[
     hydra_given = [o for o in overrides if o.startswith("hydra.") and not o.startswith("hydra.run.dir=")]
     quoted = str(path).replace("\\", "\\\\").replace("'", "\\'")
     return [*flags, *others, *hydra_given, f"resume='{quoted}'", f"hydra.run.dir='{quoted}'"]
+
+
+def _alive_here(host, pid) -> bool:
+    import os
+    import socket
+
+    if host != socket.gethostname() or not isinstance(pid, int) or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _check_resume(cfg: DictConfig) -> None:

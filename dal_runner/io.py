@@ -85,7 +85,11 @@ class RunFolder:
         self.path.mkdir(parents=True, exist_ok=True)
 
     def status(self, state: str, **info: Any) -> None:
-        write_json_atomic(self.path / STATUS_JSON, {"state": state, "updated": utc_now(), **info})
+        import socket
+
+        # host and pid let `dal-run resume=` refuse a folder whose run is still going
+        write_json_atomic(self.path / STATUS_JSON, {"state": state, "updated": utc_now(), "host": socket.gethostname(),
+                                                    "pid": os.getpid(), **info})
 
     def rounds(self, rows: List[Dict[str, Any]], extra_fields: Sequence[str] = ()) -> None:
         write_csv_atomic(self.path / ROUNDS_CSV, rows, ROUND_FIELDS + [f for f in extra_fields if f not in ROUND_FIELDS])

@@ -10,6 +10,14 @@ from typing import List, Tuple
 
 import pytest
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # one torch thread per worker and per dal-run it starts (inherited): workers fill the cores
+    # instead of fighting over them. Runs compared with each other all use the same count.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[1]
 

@@ -144,3 +144,17 @@ def test_the_seed_alone_decides_the_initial_set_and_the_initialisation():
     (w0, s0), (w0b, s0b), (w1, s1) = first_weights(0), first_weights(0), first_weights(1)
     assert torch.equal(w0, w0b) and torch.equal(s0, s0b)
     assert not torch.equal(w0, w1) and len(set(s0.tolist()) & set(s1.tolist())) < 50
+
+
+def test_resume_of_a_run_still_going_is_refused(tmp_path, killed_run, monkeypatch, capsys):
+    import socket
+
+    _, _, _, snapshot = killed_run
+    busy = tmp_path / "busy"
+    shutil.copytree(snapshot, busy)
+    with subprocess.Popen(["sleep", "60"]) as other:  # stands for the dal-run that writes the folder
+        status = {**read_json(busy / "status.json"), "host": socket.gethostname(), "pid": other.pid}
+        (busy / "status.json").write_text(json.dumps(status))
+        code, _, err = run_cli_inprocess([f"resume={busy}"], tmp_path, monkeypatch, capsys)
+        other.kill()
+    assert code == 2 and f"still going (pid {other.pid}" in err
