@@ -79,6 +79,16 @@ def set_determinism(deterministic: bool, device: torch.device) -> None:
     torch.use_deterministic_algorithms(deterministic, warn_only=True)
 
 
+def set_cpu_threads() -> int:
+    """torch's CPU threads = the CPUs this process may run on (a SLURM allocation, taskset), not
+    the machine's core count, unless OMP_NUM_THREADS says otherwise. Returns the count."""
+    import os
+
+    if not os.environ.get("OMP_NUM_THREADS") and hasattr(os, "sched_getaffinity"):
+        torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
+    return torch.get_num_threads()
+
+
 def load_dataset(cfg: DictConfig, seed: int) -> Dataset:
     from dal_runner.data import digits, npz, openml, torchvision_sets
 
@@ -257,6 +267,7 @@ def build(cfg: DictConfig, choices: Optional[Dict[str, str]] = None) -> Experime
     device = resolve_device(cfg.device)
     trainer = check_trainer(OmegaConf.to_object(cfg.trainer))
     set_determinism(trainer.deterministic, device)
+    set_cpu_threads()  # also on CUDA: the host side (data, selection on the CPU) uses them
     data = load_dataset(cfg.dataset, cfg.seed)
     spec = arch_spec(cfg.arch, data.input_shape)
     budget = build_budget(cfg.budget, data.x_train.shape[0])
