@@ -23,7 +23,8 @@ os.umask(_UMASK)
 
 ROUND_FIELDS = [
     "round", "n_labeled", "test_accuracy", "test_loss", "arch", "n_params",
-    "search_seconds", "train_seconds", "eval_seconds", "query_seconds", "round_seconds",
+    "search_seconds", "train_seconds", "eval_seconds", "query_seconds", "infer_seconds", "select_seconds",
+    "round_seconds",
 ]
 SELECTED_FIELDS = ["round", "pool_index"]
 

@@ -134,7 +134,7 @@ def run_active_learning(
                 "round": t, "n_labeled": pool.n_labeled, "test_accuracy": round(acc, 6),
                 "test_loss": round(loss, 6), "arch": repr(result.spec), "n_params": n_parameters(model),
                 "search_seconds": round(t1 - t0, 3), "train_seconds": round(t2 - t1, 3),
-                "eval_seconds": round(t3 - t2, 3), "query_seconds": 0.0,
+                "eval_seconds": round(t3 - t2, 3), "query_seconds": 0.0, "infer_seconds": 0.0, "select_seconds": 0.0,
             }
             # line 8: stop when the budget is exhausted or U is empty
             done = (pool.n_labeled >= budget.max_labels or pool.n_unlabeled == 0
@@ -150,6 +150,8 @@ def run_active_learning(
                 pool.add(picked.tolist())
                 selected += [{"round": t + 1, "pool_index": int(i)} for i in picked]
                 record["query_seconds"] = round(time.perf_counter() - t3, 3)
+                record["infer_seconds"] = round(ctx.infer_seconds, 3)
+                record["select_seconds"] = round(record["query_seconds"] - ctx.infer_seconds, 3)
             record["round_seconds"] = round(time.perf_counter() - t0, 3)
             rounds.append(record)
             log.info("round %d  labels %d  accuracy %.4f  arch %s  %.1fs", t, record["n_labeled"], acc,

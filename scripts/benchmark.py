@@ -1,6 +1,8 @@
-"""Time and memory of every query strategy's selection step on a synthetic pool.
+"""Time and memory of every query strategy's selection step on a synthetic pool; with
+``--suite training`` or ``all``, training and inference throughput and one active-iNAS round.
 
     python scripts/benchmark.py --pool 50000 --dim 512 --classes 10 --picks 1000 --out sel.json
+    python scripts/benchmark.py --suite all --device cuda --out gpu.json      # everything, one run
 
 The pool: probabilities = softmax of standard normal logits, embeddings standard normal
 (float32), plus a labeled set of embeddings for core-set. Besides our strategies it times the
@@ -224,11 +226,15 @@ def bench_selection(n_pool: int = 50_000, dim: int = 512, n_classes: int = 10, k
             results.append({"method": name, "failed": proc.stderr.strip().splitlines()[-1:]})
             continue
         results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    return {"config": config, "machine": _machine(device), "results": results}
+
+
+def _machine(device: str) -> Dict:
     machine = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
                "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
     if device.startswith("cuda") and torch.cuda.is_available():
         machine["gpu"] = torch.cuda.get_device_name()
-    return {"config": config, "machine": machine, "results": results}
+    return machine
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -244,19 +250,43 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--timeout", type=float, default=None, help="seconds per method")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--out", default=None, help="write the JSON here (default: print it)")
+    ap.add_argument("--suite", choices=["selection", "training", "all"], default="selection",
+                    help="selection: every query strategy; training: training / inference images/s and one "
+                         "active-iNAS round (scripts/benchmark_training.py); all: both, in one run")
+    ap.add_argument("--train-steps", type=int, default=200, help="timed training steps (batch 128)")
+    ap.add_argument("--warmup-steps", type=int, default=20)
+    ap.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
+                    help="DataLoader workers of the reference loop")
+    ap.add_argument("--infer-images", type=int, default=50_000)
+    ap.add_argument("--eval-batch", type=int, default=2048)
+    ap.add_argument("--round-steps", type=int, default=390,
+                    help="steps of the one epoch the timed active-iNAS round trains (0: skip the round)")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
         print(json.dumps(measure(args.worker, args.pool, args.dim, args.classes, args.picks, args.labeled,
                                  args.device, args.threads)))
         return 0
-    report = bench_selection(args.pool, args.dim, args.classes, args.picks, args.device, args.labeled,
-                             args.skip_reference, args.only, args.timeout, args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    report = {}
+    if args.suite in ("selection", "all"):
+        report = bench_selection(args.pool, args.dim, args.classes, args.picks, args.device, args.labeled,
+                                 args.skip_reference, args.only, args.timeout, args.threads)
+    if args.suite in ("training", "all"):
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from benchmark_training import bench_training
+
+        report["training"] = bench_training(args.device, args.train_steps, args.warmup_steps, args.workers,
+                                            args.infer_images, args.eval_batch, args.round_steps)
+        report.setdefault("machine", _machine(args.device))
+        for key, value in report["training"].items():
+            print(key, value)
     text = json.dumps(report, indent=2)
     if args.out:
         with open(args.out, "w") as f:
             f.write(text + "\n")
-    for r in report["results"]:
+    for r in report.get("results", []):
         print(r)
     return 0
 

@@ -7,6 +7,7 @@ strategy asks for once, batched, on the data's device.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Dict, Optional
 
@@ -26,11 +27,16 @@ class QueryContext:
     batch_size: int = 1024
     y: Optional[torch.Tensor] = None  # pool labels; strategies may read only the labeled entries (ALBL)
     _cache: Dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    infer_seconds: float = 0.0  # time spent in pool inference (the rest of a query is selection)
 
     def _infer(self, which: str) -> None:
+        started = time.perf_counter()
         idx = self.unlabeled if which == "unlabeled" else self.labeled
         probs, emb = infer(self.model, self.x[idx.to(self.x.device)], self.batch_size, embeddings=True)
+        if probs.device.type == "cuda":
+            torch.cuda.synchronize(probs.device)
         self._cache[f"{which}_probs"], self._cache[f"{which}_emb"] = probs, emb
+        self.infer_seconds += time.perf_counter() - started
 
     def probs(self, which: str = "unlabeled") -> torch.Tensor:
         if f"{which}_probs" not in self._cache:

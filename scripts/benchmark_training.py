@@ -1,0 +1,195 @@
+"""Throughput of what an active-iNAS round spends its time on; called by scripts/benchmark.py.
+
+- training: ResNet-18 (CIFAR variant, A(basic, 2, 4), width 64) images/s on CIFAR-shaped data
+  (synthetic uint8 images, 10 classes), with our trainer (`dal_runner.train.fit`: data on the
+  device as uint8, augmentation on the device, bf16 autocast and channels_last on CUDA, no
+  DataLoader) and with a plain PyTorch reference loop: the usual CIFAR recipe, a DataLoader over
+  a Dataset whose per-image transforms (pad-and-crop, flip, to float, normalise) run in worker
+  processes, fp32, default memory format, one .to(device) per batch.
+- inference: pool images/s of `dal_runner.features.infer` (probabilities and embeddings).
+- round: one round of the active-iNAS CIFAR-10 protocol (`+experiment=active_inas_cifar10`) on a
+  synthetic CIFAR-shaped pool through the real loop, its training cut to one epoch of
+  `--round-steps` steps; its split (search, final training, evaluation, inference, selection),
+  projected to the protocol's steps, and the whole protocol projected from it (training time per
+  round is fixed by steps_per_epoch=390, whatever |S| is).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def synthetic_cifar(n: int, seed: int = 0):
+    """n CIFAR-shaped uint8 images (N x 3 x 32 x 32) with labels 0..9, on the CPU."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 256, (n, 3, 32, 32), generator=g, dtype=torch.uint8)
+    y = torch.randint(0, 10, (n,), generator=g)
+    return x, y
+
+
+def resnet18(device: torch.device, normalize: bool = True):
+    from dal_runner.arch import ArchSpec, build_network
+    from dal_runner.data import Normalize
+    from dal_runner.train import prepare
+
+    norm = Normalize(255.0, CIFAR_MEAN, CIFAR_STD, True) if normalize else Normalize(1.0, (0,) * 3, (1,) * 3, True)
+    spec = ArchSpec("resnet", block="basic", n_blocks=2, n_stacks=4, stem="cifar", width=64)
+    torch.manual_seed(0)
+    net = build_network(spec, (3, 32, 32), 10, norm, 0.0)
+    return prepare(net, device, True) if normalize else net.to(device)
+
+
+def _trainer(steps: int):
+    from dal_runner.config import TrainerConfig
+
+    return TrainerConfig(optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4, epochs=1,
+                         batch_size=128, steps_per_epoch=steps, divergence_factor=None)
+
+
+def ours_training(device: torch.device, steps: int, warmup: int, n: int = 50_000) -> Dict:
+    from dal_runner.augment import Augment
+    from dal_runner.train import fit
+
+    x, y = synthetic_cifar(n)
+    x, y = x.to(device), y.to(device)
+    model = resnet18(device)
+    augment = Augment(crop_padding=4, hflip=True)
+    fit(model, x, y, _trainer(warmup), 0, augment)  # cuDNN autotuning, allocator warm-up
+    _sync(device)
+    started = time.perf_counter()
+    fit(model, x, y, _trainer(steps), 1, augment)
+    _sync(device)
+    seconds = time.perf_counter() - started
+    return {"steps": steps, "batch_size": 128, "seconds": round(seconds, 3),
+            "images_per_s": round(steps * 128 / seconds, 1),
+            "recipe": "uint8 on the device, augmentation on the device"
+                      + (", bf16 autocast, channels_last" if device.type == "cuda" else ", fp32")}
+
+
+class _CifarLike(torch.utils.data.Dataset):
+    """What a CIFAR script hands a DataLoader: HWC uint8 images, transformed one at a time."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor):
+        from torchvision.transforms import v2
+
+        self.x, self.y = x.permute(0, 2, 3, 1).contiguous().numpy(), y.numpy()
+        self.transform = v2.Compose([v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip(),
+                                     v2.ToDtype(torch.float32, scale=True), v2.Normalize(CIFAR_MEAN, CIFAR_STD)])
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int):
+        return self.transform(torch.from_numpy(self.x[i]).permute(2, 0, 1)), int(self.y[i])
+
+
+def reference_training(device: torch.device, steps: int, warmup: int, workers: int, n: int = 50_000) -> Dict:
+    x, y = synthetic_cifar(n)
+    loader = torch.utils.data.DataLoader(_CifarLike(x, y), batch_size=128, shuffle=True, num_workers=workers,
+                                         pin_memory=device.type == "cuda", drop_last=True,
+                                         persistent_workers=workers > 0)
+    model = resnet18(device, normalize=False)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    model.train()
+    done, started = 0, None
+    while done < warmup + steps:
+        for xb, yb in loader:
+            if done == warmup:
+                _sync(device)
+                started = time.perf_counter()
+            xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+            loss = F.cross_entropy(model(xb), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            done += 1
+            if done == warmup + steps:
+                break
+    _sync(device)
+    seconds = time.perf_counter() - started
+    return {"steps": steps, "batch_size": 128, "seconds": round(seconds, 3),
+            "images_per_s": round(steps * 128 / seconds, 1), "dataloader_workers": workers,
+            "recipe": "DataLoader with per-image transforms in workers, fp32"}
+
+
+def inference(device: torch.device, n: int, batch_size: int) -> Dict:
+    from dal_runner.features import infer
+
+    x, _ = synthetic_cifar(n)
+    x = x.to(device)
+    model = resnet18(device)
+    infer(model, x[: 2 * batch_size], batch_size, embeddings=True)  # warm-up
+    _sync(device)
+    started = time.perf_counter()
+    infer(model, x, batch_size, embeddings=True)
+    _sync(device)
+    seconds = time.perf_counter() - started
+    return {"images": n, "batch_size": batch_size, "seconds": round(seconds, 3),
+            "images_per_s": round(n / seconds, 1)}
+
+
+def protocol_round(device: torch.device, steps: int, pool: int = 50_000) -> Dict:
+    """Round 0 of the active-iNAS CIFAR-10 protocol (2,000 labels, one iNAS step, selection of
+    2,000) through the real loop, with the candidates and the final model trained for one epoch of
+    `steps` steps (the protocol: 50 and 200 epochs of 390 steps); the full round is projected by
+    scaling the training times to the protocol's steps."""
+    from hydra import compose, initialize_config_module
+
+    from dal_runner import run
+    from dal_runner.config import register_configs
+    from dal_runner.io import read_csv
+
+    x, y = synthetic_cifar(pool + 10_000)
+    register_configs()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "cifar_shaped.npz"
+        np.savez(path, x=x[:pool].numpy(), y=y[:pool].numpy(), x_test=x[pool:].numpy(), y_test=y[pool:].numpy())
+        overrides = ["+experiment=active_inas_cifar10", "dataset=npz", f"dataset.path={path}",
+                     "dataset.augment.hflip=true", "dataset.augment.rotation=15.0", "dataset.augment.shift=0.1",
+                     f"device={device.type}", "budget.max_rounds=2", "trainer.epochs=1", "trainer.lr_milestones=[]",
+                     f"trainer.steps_per_epoch={steps}", "search.epochs=1", "search.lr_milestones=[]"]
+        with initialize_config_module("dal_runner.conf", version_base="1.3"):
+            cfg = compose("config", overrides=overrides)
+        run.execute(run.build(cfg), Path(tmp) / "run")
+        row = read_csv(Path(tmp) / "run" / "rounds.csv")[0]
+        candidates = [r for r in read_csv(Path(tmp) / "run" / "search.csv") if r["round"] == "0"]
+    parts = {k: float(row[f"{k}_seconds"]) for k in ("search", "train", "eval", "infer", "select", "round")}
+    # training time is proportional to the steps: 50 x 390 per candidate, 200 x 390 for the model
+    projected = {"search": parts["search"] * 50 * 390 / steps, "train": parts["train"] * 200 * 390 / steps,
+                 "eval": parts["eval"], "infer": parts["infer"], "select": parts["select"]}
+    full_round = sum(projected.values())
+    n_rounds = len(range(2000, 10_000, 2000)) + len(range(10_000, 50_001, 5000))  # 2k..8k by 2k, 10k..50k by 5k
+    return {"timed_steps_per_epoch": steps, "candidates_trained": len(candidates), "measured_seconds": parts,
+            "projected_round_seconds": {k: round(v, 1) for k, v in projected.items()},
+            "projected_share": {k: round(v / full_round, 4) for k, v in projected.items()},
+            "projected_protocol_rounds": n_rounds,
+            "projected_protocol_seconds": round(full_round * n_rounds, 1),
+            "note": "synthetic CIFAR-shaped pool; later rounds train as many candidates as round 0 "
+                    "(one iNAS step: 2 or 3), and their models are larger once iNAS grows them"}
+
+
+def bench_training(device: str, steps: int, warmup: int, workers: int, infer_n: int, eval_batch: int,
+                   round_steps: int) -> Dict:
+    dev = torch.device(device)
+    out = {"training_ours": ours_training(dev, steps, warmup),
+           "training_reference": reference_training(dev, steps, warmup, workers),
+           "inference": inference(dev, infer_n, eval_batch)}
+    out["training_speedup"] = round(out["training_ours"]["images_per_s"] / out["training_reference"]["images_per_s"], 2)
+    if round_steps > 0:
+        out["round"] = protocol_round(dev, round_steps)
+    return out
+
