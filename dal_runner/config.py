@@ -95,8 +95,12 @@ class SearchConfig:
     name: str = MISSING
     # performance estimation of candidates, shared by every strategy that trains them (fixed ignores it)
     val_fraction: float = 0.2  # |V'| / |S|: S is split into S' (train) and V' (validation)
+    # lower fidelity (dal_runner/search/estimation.py): fewer epochs, a subset of S', early stopping
     epochs: Optional[int] = None  # candidates' epochs (null: trainer.epochs)
     lr_milestones: Optional[List[int]] = None  # candidates' lr milestones (null: trainer's)
+    subset: float = 1.0  # fraction of S' each candidate trains on (the same seeded subset in a round)
+    stop_at: Optional[float] = None  # fraction of the candidates' epochs at which clear losers stop (null: off)
+    stop_margin: float = 0.1  # clear loser: V' accuracy this much below the round's best at that epoch
 
 
 @dataclass
@@ -106,6 +110,25 @@ class INASConfig(SearchConfig):
     max_steps: int = 1  # T_iNAS: iNAS steps per round
     reuse_candidates: bool = True
     tie_break: str = "smaller"  # smaller | larger
+
+
+@dataclass
+class RandomSearchConfig(SearchConfig):
+    blocks: Optional[List[str]] = field(default_factory=lambda: ["basic", "bottleneck"])  # null: [arch.block]
+    space: List[int] = field(default_factory=lambda: [12, 5])  # A(B, 1..n_blocks, 1..n_stacks)
+    budget: int = 3  # candidate trainings per round (iNAS with max_steps=1 trains 3)
+    monotone: bool = False  # only sample n_blocks, n_stacks >= the previous round's
+
+
+@dataclass
+class ReinforceConfig(SearchConfig):
+    blocks: Optional[List[str]] = field(default_factory=lambda: ["basic", "bottleneck"])  # null: [arch.block]
+    space: List[int] = field(default_factory=lambda: [12, 5])
+    budget: int = 3  # candidate trainings per round = controller steps x children
+    children: int = 3  # m: children sampled per controller step
+    lr: float = 0.05  # the controller's Adam learning rate
+    baseline_decay: float = 0.8  # b <- decay b + (1 - decay) R
+    hidden: int = 32  # LSTM width of the controller
 
 
 # ---------------------------------------------------------------- query
@@ -189,7 +212,8 @@ SCHEMAS = {
                 "svhn": SVHNConfig, "mnist": TorchvisionConfig, "fashion_mnist": TorchvisionConfig,
                 "openml": OpenMLConfig, "npz": NPZConfig},
     "arch": {"mlp": MLPConfig, "cnn": CNNConfig, "resnet": ResNetConfig},
-    "search": {"fixed": SearchConfig, "inas": INASConfig},
+    "search": {"fixed": SearchConfig, "inas": INASConfig, "random": RandomSearchConfig,
+               "reinforce": ReinforceConfig},
     "query": {
         "random": QueryConfig,
         "softmax_response": QueryConfig,

@@ -54,7 +54,7 @@ def initial_set(pool_size: int, k: int, seed: int) -> torch.Tensor:
 
 
 SEARCH_FIELDS = ["round", "step", "arch", "n_blocks", "n_stacks", "n_params", "val_accuracy", "seconds",
-                 "reused", "chosen"]
+                 "reused", "chosen", "epochs", "n_train", "stopped_early"]
 
 
 def run_active_learning(
@@ -98,11 +98,17 @@ def run_active_learning(
         log.info("resuming at round %d with %d labels (%s)", t, pool.n_labeled, previous)
     started = time.perf_counter() - elapsed
 
-    def estimate(spec: ArchSpec, train_idx: torch.Tensor, val_idx: torch.Tensor, est_seed: int) -> float:
+    def estimate(spec: ArchSpec, train_idx: torch.Tensor, val_idx: torch.Tensor, est_seed: int,
+                 on_epoch: Optional[Callable[[int, Callable[[], float]], bool]] = None) -> float:
         model = training.prepare(build_model(spec), device, data.is_image)
         t_idx, v_idx = train_idx.to(device), val_idx.to(device)
-        training.fit(model, data.x_train[t_idx], data.y_train[t_idx], search_trainer or trainer, est_seed, augment)
-        return training.evaluate(model, data.x_train[v_idx], data.y_train[v_idx], trainer.eval_batch_size)[0]
+
+        def score() -> float:
+            return training.evaluate(model, data.x_train[v_idx], data.y_train[v_idx], trainer.eval_batch_size)[0]
+
+        training.fit(model, data.x_train[t_idx], data.y_train[t_idx], search_trainer or trainer, est_seed, augment,
+                     on_epoch=None if on_epoch is None else lambda epoch: on_epoch(epoch, score))
+        return score()
 
     with round_progress(budget.max_labels, pool.n_labeled) as progress:
         while True:

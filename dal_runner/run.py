@@ -160,23 +160,33 @@ def arch_spec(cfg: DictConfig, input_shape) -> ArchSpec:
     return ArchSpec(cfg.name, **params)
 
 
-def build_search(cfg: DictConfig, spec: ArchSpec, data: Dataset, seed: int):
+SEARCHES = ("fixed", "inas", "random", "reinforce")
+
+
+def build_search(cfg: DictConfig, spec: ArchSpec, data: Dataset, seed: int, candidate_epochs: Optional[int] = None):
+    """The search strategy named by cfg.name; `candidate_epochs` (the candidates' trainer) for the records."""
     from dal_runner.search.fixed import FixedSearch
 
-    check_choice("search", cfg.name, ("fixed", "inas"))
+    check_choice("search", cfg.name, SEARCHES)
     if cfg.name == "fixed":
         return FixedSearch(spec)
     from dal_runner.arch import resnet
+    from dal_runner.search.estimation import Fidelity
     from dal_runner.search.inas import INASSearch
+    from dal_runner.search.random import RandomSearch
+    from dal_runner.search.reinforce import ReinforceSearch
+    from dal_runner.search.space import ResNetSpace
 
     if spec.name != "resnet":
-        raise ConfigError("arch", spec.name, "resnet, resnet18 or resnet_small", "search=inas searches residual nets")
+        raise ConfigError("arch", spec.name, "resnet, resnet18 or resnet_small", f"search={cfg.name} searches residual nets")
     if not data.is_image:
-        raise ConfigError("search", "inas", "fixed (with arch=mlp) for tabular data", "iNAS needs image data")
-    for key in ("start", "space"):
+        raise ConfigError("search", cfg.name, "fixed (with arch=mlp) for tabular data",
+                          "architecture search needs image data")
+    for key in ("start", "space") if cfg.name == "inas" else ("space",):
         if len(cfg[key]) != 2 or any(v < 1 for v in cfg[key]):
             raise ConfigError(f"search.{key}", list(cfg[key]), "[n_blocks, n_stacks], both >= 1")
-    check_positive("search.max_steps", cfg.max_steps)
+    if cfg.name == "inas":
+        check_positive("search.max_steps", cfg.max_steps)
     if cfg.epochs is not None:
         check_positive("search.epochs", cfg.epochs)
     stem = spec.params["stem"]
@@ -186,19 +196,33 @@ def build_search(cfg: DictConfig, spec: ArchSpec, data: Dataset, seed: int):
         log.info("search space A(B, %d, %d) -> A(B, %d, %d): a %dx%d input with stem=%s supports %d stacks",
                  cfg.space[0], cfg.space[1], space[0], space[1], data.input_shape[1], data.input_shape[2], stem, most)
     c, k = data.input_shape[0], data.n_classes
+    extra = {"stem": stem, "width": spec.params["width"]}
+
+    def count(s: ArchSpec) -> int:
+        return resnet.n_params(in_channels=c, n_classes=k, **s.params)
+
     try:
-        return INASSearch(spec.params["block"], seed=seed, start=tuple(cfg.start), space=space,
-                          val_fraction=cfg.val_fraction, max_steps=cfg.max_steps,
-                          reuse_candidates=cfg.reuse_candidates, tie_break=cfg.tie_break,
-                          extra_params={"stem": stem, "width": spec.params["width"]},
-                          count_params=lambda s: resnet.n_params(in_channels=c, n_classes=k, **s.params))
+        fidelity = Fidelity(candidate_epochs, cfg.subset, cfg.stop_at, cfg.stop_margin)
+        if cfg.name == "inas":
+            return INASSearch(spec.params["block"], seed=seed, start=tuple(cfg.start), space=space,
+                              val_fraction=cfg.val_fraction, max_steps=cfg.max_steps,
+                              reuse_candidates=cfg.reuse_candidates, tie_break=cfg.tie_break,
+                              extra_params=extra, count_params=count, fidelity=fidelity)
+        blocks = [spec.params["block"]] if cfg.blocks is None else list(cfg.blocks)
+        choices = ResNetSpace(blocks, space, extra, count)
+        if cfg.name == "random":
+            return RandomSearch(choices, seed=seed, budget=cfg.budget, monotone=cfg.monotone,
+                                val_fraction=cfg.val_fraction, fidelity=fidelity)
+        return ReinforceSearch(choices, seed=seed, budget=cfg.budget, children=cfg.children, lr=cfg.lr,
+                               baseline_decay=cfg.baseline_decay, hidden=cfg.hidden, val_fraction=cfg.val_fraction,
+                               fidelity=fidelity)
     except ValueError as e:
         raise as_config_error(e) from None
 
 
 def search_trainer(cfg: DictConfig, trainer: TrainerConfig) -> TrainerConfig:
     """Candidates' training: the trainer with the search's own epochs / milestones where given."""
-    if cfg.name != "inas":
+    if cfg.name == "fixed":
         return trainer
     epochs = trainer.epochs if cfg.epochs is None else cfg.epochs
     milestones = trainer.lr_milestones if cfg.lr_milestones is None else list(cfg.lr_milestones)
@@ -271,7 +295,8 @@ def build(cfg: DictConfig, choices: Optional[Dict[str, str]] = None) -> Experime
     data = load_dataset(cfg.dataset, cfg.seed)
     spec = arch_spec(cfg.arch, data.input_shape)
     budget = build_budget(cfg.budget, data.x_train.shape[0])
-    search = build_search(cfg.search, spec, data, int(cfg.seed))  # logs the space: after the cheap checks
+    search = build_search(cfg.search, spec, data, int(cfg.seed),  # logs the space: after the cheap checks
+                          search_trainer(cfg.search, trainer).epochs)
     query = build_query(cfg.query, budget, trainer.eval_batch_size)
     if cfg.query.name == "mc_dropout" and cfg.arch.dropout == 0:
         log.warning("query=mc_dropout with arch.dropout=0: the passes are identical; set arch.dropout (e.g. 0.5)")
@@ -290,7 +315,8 @@ def build(cfg: DictConfig, choices: Optional[Dict[str, str]] = None) -> Experime
     build_model = partial(_build_model, input_shape=data.input_shape, n_classes=data.n_classes,
                           normalize=normalize, dropout=cfg.arch.dropout, seed=cfg.seed)
     choices = {k: v for k, v in (choices or {}).items() if not k.startswith("hydra")}
-    method = "active-iNAS" if cfg.search.name == "inas" else f"fixed {spec}"
+    method = {"inas": "active-iNAS", "random": "random search", "reinforce": "REINFORCE search"}.get(
+        cfg.search.name, f"fixed {spec}")
     title = f"{cfg.dataset.name} | {method} | {cfg.query.name} | seed {cfg.seed}"
     return Experiment(data, search, query, trainer, budget, build_model, int(cfg.seed), device, title,
                       choices, OmegaConf.to_container(cfg, resolve=True),

@@ -55,11 +55,12 @@ def fit(
     seed: int,
     augment: Optional[Callable[[torch.Tensor, torch.Generator], torch.Tensor]] = None,
     extra_loss: Optional[Callable[[nn.Module, int, torch.Generator], torch.Tensor]] = None,
-    on_epoch: Optional[Callable[[int], None]] = None,
+    on_epoch: Optional[Callable[[int], Optional[bool]]] = None,
 ) -> List[float]:
     """Train `model` (already on x's device) on (x, y); returns the mean loss of each epoch.
 
     `extra_loss(model, step, generator)` is added to every step's loss (the joint objective).
+    `on_epoch(epoch)` runs after every epoch and may evaluate the model; True stops the training.
     """
     device = x.device
     n = x.shape[0]
@@ -102,7 +103,10 @@ def fit(
                                        f"(lr={params.lr}; a smaller trainer.lr usually helps)")
             history.append(mean_loss)
             if on_epoch is not None:
-                on_epoch(epoch + 1)
+                stop = on_epoch(epoch + 1)
+                model.train()  # the callback may have evaluated the model
+                if stop:
+                    break
     return history
 
 

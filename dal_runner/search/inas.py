@@ -10,6 +10,8 @@
    12:   return A(B, i_t, j_t)
 
 Every candidate has at least as many blocks i*j as the current one, so capacity never shrinks.
+Candidates are trained on S' and scored on V' as in every search strategy, at the fidelity the
+config asks for (fewer epochs, a subset of S', early stopping): see estimation.py.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import torch
 
 from dal_runner.arch import ArchSpec
 from dal_runner.search import Estimator, SearchResult
-from dal_runner.seeding import derive_seed, torch_generator
+from dal_runner.search.estimation import Estimate, Fidelity, RoundEstimator, candidate_seed, round_split
 
 Position = Tuple[int, int]  # (n_blocks, n_stacks)
 BLOCKS = ("basic", "bottleneck")
@@ -54,7 +56,7 @@ class INASSearch:
     def __init__(self, block: str, *, seed: int, start: Sequence[int] = (1, 1), space: Sequence[int] = (12, 5),
                  val_fraction: float = 0.2, max_steps: int = 1, reuse_candidates: bool = True,
                  tie_break: str = "smaller", extra_params: Optional[Dict] = None,
-                 count_params: Optional[Callable[[ArchSpec], int]] = None):
+                 count_params: Optional[Callable[[ArchSpec], int]] = None, fidelity: Fidelity = Fidelity()):
         if block not in BLOCKS:
             raise ValueError(f"search.block={block!r} is not a block type; accepted: {list(BLOCKS)}")
         if tie_break not in TIE_BREAKS:
@@ -73,6 +75,7 @@ class INASSearch:
         self.tie_break = tie_break
         self.extra_params = dict(extra_params or {})
         self.count_params = count_params
+        self.fidelity = fidelity
 
     def _in_space(self, position: Position, what: str) -> Position:
         if not (1 <= position[0] <= self.space[0] and 1 <= position[1] <= self.space[1]):
@@ -85,13 +88,7 @@ class INASSearch:
 
     def split(self, round_index: int, labeled: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """Line 2: S', V' <- a seeded random split of S; |V'| = round(val_fraction |S|), in [1, |S| - 1]."""
-        n = labeled.numel()
-        if n < 2:
-            raise ValueError(f"iNAS needs at least 2 labeled points to split into S' and V'; got {n}")
-        n_val = min(max(int(n * self.val_fraction + 0.5), 1), n - 1)
-        order = torch.randperm(n, generator=torch_generator(self.seed, "inas_split", round_index))
-        order = order.to(labeled.device)
-        return labeled[order[n_val:]], labeled[order[:n_val]]
+        return round_split(self.seed, round_index, labeled, self.val_fraction)
 
     def _position(self, previous: ArchSpec) -> Position:
         params = previous.params
@@ -101,10 +98,11 @@ class INASSearch:
 
     def select(self, round_index: int, labeled: torch.Tensor, previous: Optional[ArchSpec],
                estimate: Estimator) -> SearchResult:
-        s_prime, v_prime = self.split(round_index, labeled)  # line 2
+        score = RoundEstimator(estimate, self.fidelity, self.seed, round_index, labeled,
+                               self.val_fraction)  # line 2: S', V'
         current = self.start if previous is None else self._position(previous)
         first = current
-        scored: Dict[Position, float] = {}
+        scored: Dict[Position, Estimate] = {}
         rows: List[Dict] = []
         for step in range(1, self.max_steps + 1):  # line 3
             options = candidates(current, self.space)  # lines 4-5
@@ -114,12 +112,11 @@ class INASSearch:
                 reused = self.reuse_candidates and position in scored
                 started = time.perf_counter()
                 if not reused:
-                    seed = derive_seed(self.seed, "inas", round_index, repr(spec))
-                    scored[position] = float(estimate(spec, s_prime, v_prime, seed))
+                    scored[position] = score(spec, candidate_seed(self.seed, round_index, spec))
                 step_rows.append({
                     "step": step, "arch": repr(spec), "n_blocks": position[0], "n_stacks": position[1],
                     "n_params": self.count_params(spec) if self.count_params else None,
-                    "val_accuracy": scored[position], "seconds": round(time.perf_counter() - started, 3),
+                    **scored[position].fields(), "seconds": round(time.perf_counter() - started, 3),
                     "reused": reused, "chosen": False,
                 })
             # line 6: argmin of the validation error = argmax of the validation accuracy
@@ -136,5 +133,6 @@ class INASSearch:
     def _rank(self, row: Dict, order: int) -> Tuple:
         size = row["n_params"] if row["n_params"] is not None else row["n_blocks"] * row["n_stacks"]
         sign = 1 if self.tie_break == "smaller" else -1
-        # candidate order puts the current architecture first, so it wins ties between equal sizes
-        return (-row["val_accuracy"], sign * size, order)
+        # candidate order puts the current architecture first, so it wins ties between equal sizes;
+        # a candidate stopped early (estimation.py) is out of the running
+        return (row["stopped_early"], -row["val_accuracy"], sign * size, order)

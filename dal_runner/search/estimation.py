@@ -1,0 +1,142 @@
+"""Performance estimation of candidate architectures, shared by every strategy that trains them.
+
+NAS is a search space, a search strategy and a performance estimation strategy (Elsken et al.
+2019, Fig. 1). Every strategy here estimates a candidate the same way:
+
+    S', V' <- holdout_split(S)          iNAS's split (Algorithm 1, line 2), seeded per round
+    train the candidate on S' (or a seeded subset of it), score it by its accuracy on V'
+
+Lower-fidelity estimates (Elsken et al. 2019, "speed-up methods", first row), each from config:
+    fewer epochs     search.epochs (the candidates' trainer; recorded per estimate)
+    a subset of S'   search.subset: every candidate of a round trains on the same seeded subset
+    early stopping   search.stop_at, search.stop_margin: at epoch e = round(stop_at * epochs) a
+                     candidate whose V' accuracy is more than stop_margin below the best V'
+                     accuracy an earlier candidate of the same round had at epoch e is clearly
+                     losing; its training stops there and its score is that accuracy.
+The rule compares like with like (the same epoch, S' and V'), needs no parallel candidates (so
+iNAS's 3 candidates, random samples and REINFORCE children use it alike), and never stops the
+first candidate of a round.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Optional, Tuple
+
+import torch
+
+from dal_runner.arch import ArchSpec
+from dal_runner.search import Estimator
+from dal_runner.seeding import derive_seed, torch_generator
+
+
+def holdout_split(labeled: torch.Tensor, val_fraction: float, generator: torch.Generator
+                  ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """S', V' <- a random split of S; |V'| = round(val_fraction |S|), kept in [1, |S| - 1]."""
+    n = labeled.numel()
+    if n < 2:
+        raise ValueError(f"the search needs at least 2 labeled points to split into S' and V'; got {n}")
+    n_val = min(max(int(n * val_fraction + 0.5), 1), n - 1)
+    order = torch.randperm(n, generator=generator).to(labeled.device)
+    return labeled[order[n_val:]], labeled[order[:n_val]]
+
+
+def round_split(seed: int, round_index: int, labeled: torch.Tensor, val_fraction: float
+                ) -> Tuple[torch.Tensor, torch.Tensor]:
+    # the purpose name predates the other strategies; kept so that iNAS runs reproduce, and so that
+    # every strategy of a seed scores its candidates on the same V'
+    return holdout_split(labeled, val_fraction, torch_generator(seed, "inas_split", round_index))
+
+
+def candidate_seed(seed: int, round_index: int, spec: ArchSpec) -> int:
+    """The training seed of a candidate: the run seed, the round and the architecture only.
+
+    The purpose name is iNAS's (so its runs reproduce); every strategy uses it, so strategies that
+    try the same architecture in the same round get the same estimate (common random numbers).
+    """
+    return derive_seed(seed, "inas", round_index, repr(spec))
+
+
+def _bad(key: str, value, accepted: str) -> ValueError:
+    return ValueError(f"{key}={value}: accepted: {accepted}")
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    """How faithfully a candidate is estimated. The defaults are full fidelity."""
+
+    epochs: Optional[int] = None  # the candidates' epochs (search.epochs or trainer.epochs), for the records
+    subset: float = 1.0  # fraction of S' a candidate trains on
+    stop_at: Optional[float] = None  # fraction of the epochs at which a clearly losing candidate stops
+    stop_margin: float = 0.1  # "clearly": this much V' accuracy below the round's best at that epoch
+
+    def __post_init__(self):
+        if not 0.0 < self.subset <= 1.0:
+            raise _bad("search.subset", self.subset, "a fraction of S' in (0, 1]")
+        if self.stop_at is not None and not 0.0 < self.stop_at < 1.0:
+            raise _bad("search.stop_at", self.stop_at, "null (no early stopping) or a fraction of the epochs in (0, 1)")
+        if self.stop_margin < 0:
+            raise _bad("search.stop_margin", self.stop_margin, "an accuracy difference >= 0")
+        if self.stop_at is not None and self.epochs is None:
+            raise ValueError("search.stop_at needs the candidates' epochs (Fidelity.epochs)")
+
+    @property
+    def stop_epoch(self) -> Optional[int]:
+        """The epoch of the early-stopping check; None when no candidate can stop early."""
+        if self.stop_at is None:
+            return None
+        epoch = max(1, int(self.stop_at * self.epochs + 0.5))
+        return epoch if epoch < self.epochs else None
+
+
+@dataclass
+class Estimate:
+    accuracy: float  # on V'
+    epochs: Optional[int]  # epochs trained (fewer when stopped early)
+    n_train: int  # points of S' trained on
+    stopped_early: bool
+
+    def fields(self) -> Dict:
+        """The columns of search.csv that record the estimate and its fidelity."""
+        return {"val_accuracy": self.accuracy, "epochs": self.epochs, "n_train": self.n_train,
+                "stopped_early": self.stopped_early}
+
+
+class RoundEstimator:
+    """One round's estimates: the split S'/V', the training subset and the early-stopping reference.
+
+    ``RoundEstimator(...)(spec, seed) -> Estimate``; the loop's ``estimate`` does the training.
+    """
+
+    def __init__(self, estimate: Estimator, fidelity: Fidelity, seed: int, round_index: int,
+                 labeled: torch.Tensor, val_fraction: float):
+        self.estimate, self.fidelity = estimate, fidelity
+        self.s_prime, self.v_prime = round_split(seed, round_index, labeled, val_fraction)
+        self.train_idx = self.s_prime
+        if fidelity.subset < 1.0:
+            n = self.s_prime.numel()
+            keep = min(max(int(fidelity.subset * n + 0.5), 1), n)
+            order = torch.randperm(n, generator=torch_generator(seed, "search_subset", round_index))
+            self.train_idx = self.s_prime[order[:keep].to(self.s_prime.device)]
+        self.best_at_check: Optional[float] = None  # best V' accuracy at the stop epoch so far
+
+    def __call__(self, spec: ArchSpec, seed: int) -> Estimate:
+        n_train, check = self.train_idx.numel(), self.fidelity.stop_epoch
+        if check is None:
+            accuracy = float(self.estimate(spec, self.train_idx, self.v_prime, seed))
+            return Estimate(accuracy, self.fidelity.epochs, n_train, False)
+        seen: Dict[str, float] = {}
+
+        def on_epoch(epoch: int, score) -> bool:
+            if epoch != check:
+                return False
+            seen["check"] = accuracy = float(score())
+            best = self.best_at_check
+            seen["stopped"] = best is not None and accuracy < best - self.fidelity.stop_margin
+            return seen["stopped"]
+
+        accuracy = float(self.estimate(spec, self.train_idx, self.v_prime, seed, on_epoch=on_epoch))
+        if "check" in seen:
+            self.best_at_check = max(seen["check"], -1.0 if self.best_at_check is None else self.best_at_check)
+        stopped = bool(seen.get("stopped", False))
+        return Estimate(accuracy, check if stopped else self.fidelity.epochs, n_train, stopped)
