@@ -353,3 +353,39 @@ def test_reinforce_runs_end_to_end_with_lower_fidelity(small_run):
     assert [int(r["n_train"]) for r in rows] == [20] * 4 + [40] * 4 + [60] * 4  # half of S'
     assert {(r["stopped_early"], r["epochs"]) for r in rows} == {("False", "4"), ("True", "2")}  # some stopped
     assert sum(1 for r in rows if r["chosen"] == "True") == 3
+
+
+def test_reinforce_resumes_with_its_controller_state(small_run, tmp_path, monkeypatch):
+    """A run stopped after round 0 and resumed from state/ equals an uninterrupted run: the
+    controller's weights, optimiser and baseline travel in the state."""
+    from dal_runner import run
+    from dal_runner.io import read_csv
+    from dal_runner.query.softmax_response import SoftmaxResponse
+
+    args = ("search=reinforce", *TINY_RESNET, "search.epochs=2", "search.budget=2", "search.children=2")
+    small_run(*args, folder=tmp_path / "full")
+
+    calls = {"n": 0}
+    original = SoftmaxResponse.select
+
+    def stop_in_round_1(self, ctx, k):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # stands for a kill: the state of round 0 is on disk
+        return original(self, ctx, k)
+
+    monkeypatch.setattr(SoftmaxResponse, "select", stop_in_round_1)
+    with pytest.raises(KeyboardInterrupt):
+        small_run(*args, folder=tmp_path / "cut")
+    monkeypatch.setattr(SoftmaxResponse, "select", original)
+    from conftest import compose
+
+    cfg = compose(["search=fixed", "arch=mlp", "budget.initial=50", "budget.batch=50", "budget.max_labels=150",
+                   "trainer.epochs=15", *args])
+    exp = run.build(cfg)
+    run.execute(exp, tmp_path / "cut", run.resume_state(exp, tmp_path / "cut"))
+    assert read_csv(tmp_path / "cut" / "selected.csv") == read_csv(tmp_path / "full" / "selected.csv")
+    strip = lambda rows: [{k: v for k, v in r.items() if not k.endswith("seconds")} for r in rows]  # noqa: E731
+    for name in ("search.csv", "rounds.csv"):
+        assert strip(read_csv(tmp_path / "cut" / name)) == strip(read_csv(tmp_path / "full" / name))
+    assert len({r["arch"] for r in read_csv(tmp_path / "full" / "search.csv")}) > 1  # the controller explored
