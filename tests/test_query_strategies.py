@@ -61,7 +61,10 @@ def test_k_center_greedy_equals_brute_force(seed, n_labeled):
     pool, labeled = rng.normal(size=(60, 5)), rng.normal(size=(n_labeled, 5))
     picks = k_center_greedy(pool, labeled, 12)
     assert isinstance(picks, np.ndarray) and picks.dtype == np.int64
-    assert picks.tolist() == brute_force_k_center(pool, labeled, 12)
+    reference = brute_force_k_center(pool, labeled, 12)
+    assert picks.tolist() == reference
+    for block in (1, 2, 5):  # centres applied in blocks of `block`: the same picks
+        assert k_center_greedy(pool, labeled, 12, block=block).tolist() == reference
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -72,11 +75,13 @@ def test_k_center_greedy_chunked_equals_unchunked(seed):
     assert isinstance(whole, torch.Tensor) and whole.dtype == torch.long
     for chunk in (3, 7, 64):
         assert torch.equal(k_center_greedy(pool, labeled, 30, chunk_size=chunk), whole)
+        assert torch.equal(k_center_greedy(pool, labeled, 30, chunk_size=chunk, block=4), whole)
 
 
 def test_k_center_greedy_on_duplicates_returns_distinct_points():
     pool = torch.randn(5, 3, generator=gen(0)).repeat(4, 1)  # 5 points, each 4 times
     picks = k_center_greedy(pool, None, 8)
+    assert torch.equal(k_center_greedy(pool, None, 8, block=3), picks)
     assert len(set(picks.tolist())) == 8
     assert len(set((picks % 5).tolist())) == 5  # every distinct point before any duplicate
 
