@@ -84,7 +84,10 @@ def help_text() -> str:
               "  dal-run                                       # the default: active-iNAS on digits, softmax response",
               "  dal-run query=margin budget.batch=50 seed=1   # change an option and keys",
               "  dal-run -m query=random,entropy seed=0,1,2    # a sweep of 6 runs",
-              "  dal-report outputs/multirun/<date>/<time>     # tables and figures of a sweep", "",
+              "  dal-report outputs/multirun/<date>/<time>     # tables and figures of a sweep",
+              "  dal-run -m hydra/launcher=slurm hydra.launcher.partition=gpu hydra.launcher.gpus_per_node=1 seed=0,1,2",
+              "                                                # the sweep as SLURM jobs (hydra/launcher=local: subprocesses)",
+              "  dal-run resume=outputs/runs/<date>/<time>     # continue a stopped run after its last complete round", "",
               "Hydra's own flags: dal-run --hydra-help"]
     return "\n".join(lines)
 
