@@ -19,7 +19,7 @@ import torch
 
 from dal_runner import state
 from dal_runner import train as training
-from dal_runner.arch import ArchSpec, Network, n_parameters
+from dal_runner.arch import ArchSpec, Network, n_parameters, resnet
 from dal_runner.config import TrainerConfig
 from dal_runner.data import Dataset
 from dal_runner.figures import arch_growth, learning_curve
@@ -71,6 +71,7 @@ def run_active_learning(
     augment: Optional[Callable[[torch.Tensor, torch.Generator], torch.Tensor]] = None,
     config: Optional[Dict] = None,
     resume: Optional[Dict] = None,
+    inherit_weights: bool = False,
 ) -> Dict:
     """Run Algorithm 2; with `resume` (a `dal_runner.state` dict), continue after its last round.
 
@@ -87,6 +88,7 @@ def run_active_learning(
         search_rows: List[Dict] = []
         previous: Optional[ArchSpec] = None
         t, elapsed = 0, 0.0
+        last_model = None  # the last round's trained model (candidates inherit from it)
     else:
         selected, rounds, search_rows = resume["selected"], resume["rounds"], resume["search"]
         pool.add([row["pool_index"] for row in selected])
@@ -95,12 +97,18 @@ def run_active_learning(
         state.restore_component(search, resume.get("search_state"), "search")
         state.restore_component(query, resume.get("query_state"), "query")
         state.restore_rng(resume["rng"], device)
+        last_model = None
+        if resume.get("model") is not None:
+            last_model = training.prepare(build_model(previous), device, data.is_image)
+            last_model.load_state_dict(resume["model"])
         log.info("resuming at round %d with %d labels (%s)", t, pool.n_labeled, previous)
     started = time.perf_counter() - elapsed
 
     def estimate(spec: ArchSpec, train_idx: torch.Tensor, val_idx: torch.Tensor, est_seed: int,
                  on_epoch: Optional[Callable[[int, Callable[[], float]], bool]] = None) -> float:
         model = training.prepare(build_model(spec), device, data.is_image)
+        if inherit_weights and last_model is not None and spec.name == "resnet":
+            resnet.inherit(model, last_model)
         t_idx, v_idx = train_idx.to(device), val_idx.to(device)
 
         def score() -> float:
@@ -174,7 +182,11 @@ def run_active_learning(
                     "search": search_rows, "arch": {"name": previous.name, "params": dict(previous.params)},
                     "search_state": state.component_state(search), "query_state": state.component_state(query),
                     "rng": state.rng_states(device), "elapsed": time.perf_counter() - started,
+                    # with inheritance the next candidates start from this model: it is part of the state
+                    "model": ({k: v.detach().cpu() for k, v in model.state_dict().items()}
+                              if inherit_weights else None),
                 })
+            last_model = model
             progress.update(pool.n_labeled, f"round {t}: done")
             if done:
                 break

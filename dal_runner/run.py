@@ -50,6 +50,7 @@ class Experiment:
     config: Dict[str, Any] = field(default_factory=dict)
     search_trainer: Optional[TrainerConfig] = None
     augment: Optional[Augment] = None
+    inherit_weights: bool = False  # search.inherit
 
 
 # ------------------------------------------------------------------------------ pieces
@@ -320,7 +321,8 @@ def build(cfg: DictConfig, choices: Optional[Dict[str, str]] = None) -> Experime
     title = f"{cfg.dataset.name} | {method} | {cfg.query.name} | seed {cfg.seed}"
     return Experiment(data, search, query, trainer, budget, build_model, int(cfg.seed), device, title,
                       choices, OmegaConf.to_container(cfg, resolve=True),
-                      search_trainer(cfg.search, trainer), augment if augment.active else None)
+                      search_trainer(cfg.search, trainer), augment if augment.active else None,
+                      bool(cfg.search.get("inherit", False)) and cfg.search.name != "fixed")
 
 
 def _build_model(spec: ArchSpec, input_shape, n_classes, normalize, dropout, seed) -> Network:
@@ -370,7 +372,7 @@ def execute(exp: Experiment, run_dir: Path, resume: Optional[Dict[str, Any]] = N
     try:
         result = run_active_learning(exp.data, exp.search, exp.query, exp.trainer, exp.budget, exp.build_model,
                                      exp.seed, folder, exp.title, exp.search_trainer, exp.augment,
-                                     config=exp.config, resume=resume)
+                                     config=exp.config, resume=resume, inherit_weights=exp.inherit_weights)
     except (KeyboardInterrupt, SystemExit) as e:  # Ctrl-C, or SLURM preemption (submitit requeues the job)
         mark_failed(run_dir, "interrupted by the user" if isinstance(e, KeyboardInterrupt) else
                     "interrupted (preempted or timed out); resume continues it", state_name="interrupted")

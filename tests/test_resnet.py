@@ -97,3 +97,25 @@ def test_max_stacks_deep_net_reaches_a_1x1_map_in_its_last_stack():
     for layer in list(model.body)[:-2]:  # up to, not including, the pooling
         h = layer(h)
     assert h.shape[-2:] == (1, 1)
+
+
+def test_inherit_copies_what_fits_and_added_blocks_start_as_identity():
+    from dal_runner.arch.resnet import inherit
+
+    torch.manual_seed(0)
+    small = ResNet("basic", 1, 2, 3, 10, width=8).eval()
+    for m in small.modules():  # non-trivial batch-norm statistics, as after training
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    x = torch.randn(4, 3, 16, 16)
+    deeper = ResNet("basic", 2, 2, 3, 10, width=8).eval()  # one block more per stack
+    assert inherit(deeper, small) == len(small.state_dict())
+    assert torch.allclose(deeper(x), small(x), atol=1e-5)  # the function is unchanged
+    wider = ResNet("basic", 1, 3, 3, 10, width=8).eval()  # one stack more: a new width, new head
+    copied = inherit(wider, small)
+    assert 0 < copied < len(small.state_dict())
+    assert torch.equal(wider.body[0][0].weight, small.body[0][0].weight)
+    assert not torch.allclose(wider(x), small(x))

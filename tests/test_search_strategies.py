@@ -355,14 +355,17 @@ def test_reinforce_runs_end_to_end_with_lower_fidelity(small_run):
     assert sum(1 for r in rows if r["chosen"] == "True") == 3
 
 
-def test_reinforce_resumes_with_its_controller_state(small_run, tmp_path, monkeypatch):
+@pytest.mark.parametrize("search", [("search=reinforce", "search.budget=2", "search.children=2"),
+                                    ("search=inas", "search.inherit=true")], ids=["reinforce", "inas-inherit"])
+def test_a_stateful_search_resumes_to_the_uninterrupted_run(small_run, tmp_path, monkeypatch, search):
     """A run stopped after round 0 and resumed from state/ equals an uninterrupted run: the
-    controller's weights, optimiser and baseline travel in the state."""
+    controller's weights, optimiser and baseline (REINFORCE), or the last model that candidates
+    inherit from (search.inherit), travel in the state."""
     from dal_runner import run
     from dal_runner.io import read_csv
     from dal_runner.query.softmax_response import SoftmaxResponse
 
-    args = ("search=reinforce", *TINY_RESNET, "search.epochs=2", "search.budget=2", "search.children=2")
+    args = (*search, *TINY_RESNET, "search.epochs=2")
     small_run(*args, folder=tmp_path / "full")
 
     calls = {"n": 0}
@@ -388,4 +391,18 @@ def test_reinforce_resumes_with_its_controller_state(small_run, tmp_path, monkey
     strip = lambda rows: [{k: v for k, v in r.items() if not k.endswith("seconds")} for r in rows]  # noqa: E731
     for name in ("search.csv", "rounds.csv"):
         assert strip(read_csv(tmp_path / "cut" / name)) == strip(read_csv(tmp_path / "full" / name))
-    assert len({r["arch"] for r in read_csv(tmp_path / "full" / "search.csv")}) > 1  # the controller explored
+    assert len({r["arch"] for r in read_csv(tmp_path / "full" / "search.csv")}) > 1  # the search explored
+
+
+def test_inherited_candidates_score_differently_from_scratch(small_run, tmp_path):
+    from dal_runner.io import read_csv
+
+    scores = {}
+    for inherit in ("false", "true"):
+        small_run("search=inas", *TINY_RESNET, "search.epochs=2", f"search.inherit={inherit}",
+                  folder=tmp_path / inherit)
+        scores[inherit] = [r["val_accuracy"] for r in read_csv(tmp_path / inherit / "search.csv")]
+    first_round = sum(1 for r in read_csv(tmp_path / "true" / "search.csv") if r["round"] == "0")
+    # round 0 has no model to inherit from; later rounds' candidates start from the last model
+    assert scores["true"][:first_round] == scores["false"][:first_round]
+    assert scores["true"][first_round:] != scores["false"][first_round:]

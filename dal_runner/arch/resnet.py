@@ -135,3 +135,27 @@ def max_stacks(image_size: Union[int, Tuple[int, int]], stem: str = "cifar") -> 
         size = (size + 1) // 2
         stacks += 1
     return stacks
+
+
+@torch.no_grad()
+def inherit(dst: nn.Module, src: nn.Module) -> int:
+    """Start `dst` from the trained `src` (network morphism, as far as it goes for A(B, i, j)).
+
+    Every parameter and buffer found in both at the same place with the same shape is copied:
+    the stem, the blocks `src` had in each stack, the head when the embedding width matches.
+    A block `src` did not have starts with its last batch-norm scale at 0, so its residual
+    branch adds nothing at first: a block added to a stack leaves the function unchanged. A new
+    stack (new resolution and width) and a head of a new width keep their random start.
+    Returns the number of tensors copied.
+    """
+    theirs = src.state_dict()
+    copied = 0
+    for name, tensor in dst.state_dict().items():
+        other = theirs.get(name)
+        if other is not None and other.shape == tensor.shape:
+            tensor.copy_(other)
+            copied += 1
+    for name, module in dst.named_modules():
+        if isinstance(module, (BasicBlock, Bottleneck)) and f"{name}.conv1.weight" not in theirs:
+            nn.init.zeros_((module.bn3 if isinstance(module, Bottleneck) else module.bn2).weight)
+    return copied
