@@ -48,6 +48,10 @@ def _array_job_id(sweep: Path, task: int, timeout: float = 60) -> str:
     raise AssertionError("no submitit folder for the job")
 
 
+def _logs(sweep: Path, job: str) -> str:
+    return "".join(p.read_text(errors="replace") for p in (sweep / ".submitit" / job).glob("*_log.*"))
+
+
 def test_slurm_sweep_2x2_with_a_preempted_job_matches_uninterrupted(tmp_path, uninterrupted_run):
     args = [a for a in RESUME_ARGS if not a.startswith("query=")]
     cmd = [str(BIN / "dal-run"), "-m", "hydra/launcher=slurm", "hydra.launcher.partition=debug",
@@ -62,9 +66,15 @@ def test_slurm_sweep_2x2_with_a_preempted_job_matches_uninterrupted(tmp_path, un
         assert wait_for_round(sweep / "0", 2, until=lambda: proc.poll() is not None)
         job = _array_job_id(sweep, 0)
         # SLURM's preemption signal. slurmctld delivers it at once but may answer "cannot be
-        # altered now" while the job is being requeued, and scancel then retries: do not wait on it
+        # altered now" while the job array is in transition, and scancel then retries every few
+        # seconds, which would also signal the requeued job when it starts again: stop scancel
+        # as soon as the job has caught the signal
         signal = subprocess.Popen(["scancel", "--signal=USR2", job], stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL)
+        deadline = time.time() + 60
+        while time.time() < deadline and signal.poll() is None and "Caught signal SIGUSR2" not in _logs(sweep, job):
+            time.sleep(0.05)
+        signal.kill()
         proc.wait(timeout=600)
     finally:
         for p in (proc, locals().get("signal")):
@@ -79,7 +89,7 @@ def test_slurm_sweep_2x2_with_a_preempted_job_matches_uninterrupted(tmp_path, un
         assert read_json(sweep / str(job_num) / "status.json")["state"] == "completed", job_num
     assert len(read_csv(sweep / "report" / "auc.csv")) == 2  # albl and random, 2 seeds each
     # job 0 was preempted, requeued by submitit, and continued from its state
-    job_logs = "".join(p.read_text() for p in (sweep / ".submitit" / job).glob("*_log.*"))
+    job_logs = _logs(sweep, job)
     assert "this job is preempted" in job_logs and "Requeued job" in job_logs, job_logs[-2000:]
     assert "resuming at round" in (sweep / "0" / "dal-run.log").read_text()
     assert without_timings(read_csv(sweep / "0" / "rounds.csv")) == \
