@@ -48,6 +48,11 @@ class Budget:
         return self.batch[max(t for t in self.batch if t <= n_labeled)]
 
 
+def _rounded(value):
+    """An accuracy as the CSV shows it: 6 decimals (float32 scores would print 0.20000000298...)."""
+    return round(value, 6) if isinstance(value, float) else value
+
+
 def initial_set(pool_size: int, k: int, seed: int) -> torch.Tensor:
     """Line 3 of Algorithm 2: k pool indices drawn uniformly at random, from the run seed alone."""
     return torch.randperm(pool_size, generator=torch_generator(seed, "initial"))[:k]
@@ -129,7 +134,8 @@ def run_active_learning(
             if previous is not None and result.spec != previous:
                 log.info("round %d: architecture %s -> %s", t, previous, result.spec)
             previous = result.spec
-            search_rows += [{"round": t, **row} for row in result.candidates]
+            search_rows += [{"round": t, **row, "val_accuracy": _rounded(row.get("val_accuracy"))}
+                            for row in result.candidates]
             t1 = time.perf_counter()
             # line 7: train f in A_t using S (from scratch)
             progress.update(pool.n_labeled, f"round {t}: train")
