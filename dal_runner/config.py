@@ -191,6 +191,8 @@ class TrainerConfig:
     objective: str = "cross_entropy"  # cross_entropy | joint_entropy (Ranganathan et al. 2017)
     entropy_lambda: float = 0.1  # joint_entropy: weight of the mean entropy of unlabeled predictions
     eval_batch_size: int = 1024
+    precision: str = "auto"  # auto (bf16 on GPUs that have it natively, else fp32) | bf16 | fp32
+    channels_last: Optional[bool] = None  # image models; null: on CUDA only
     deterministic: bool = False  # CUDA: deterministic kernels (slower); CPU runs repeat exactly either way
     divergence_factor: Optional[float] = 100.0  # fail when an epoch's loss exceeds this x the first's
 

@@ -9,11 +9,31 @@ import torch
 from torch import nn
 
 
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA; fp32 on the CPU (bf16 is slower there)."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def amp_dtype(precision: str, device: torch.device) -> Optional[torch.dtype]:
+    """trainer.precision -> the autocast dtype (None: fp32).
+
+    auto: bf16 on a GPU that has it natively (compute capability 8.0 and later: A100, H100, ...),
+    fp32 elsewhere (older GPUs only emulate bf16, and on the CPU bf16 is slower than fp32).
+    bf16 needs no loss scaling, unlike fp16, which is therefore not offered."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"trainer.precision={precision!r}: expected one of {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return torch.bfloat16 if precision == "bf16" else None
+    if device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False):
+        return torch.bfloat16
+    return None
+
+
+def autocast(model: nn.Module, device: torch.device):
+    """The model's forward passes in the precision it was prepared for (`train.prepare`);
+    fp32 for a model that was not prepared."""
+    dtype = getattr(model, "amp_dtype", None)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
 
 
 @torch.no_grad()
@@ -24,7 +44,7 @@ def infer(model: nn.Module, x: torch.Tensor, batch_size: int, embeddings: bool =
     probs, embs = [], []
     for start in range(0, x.shape[0], batch_size):
         xb = x[start:start + batch_size]
-        with autocast(xb.device):
+        with autocast(model, xb.device):
             h = model.embed(xb)
             logits = model.head(h)
         probs.append(torch.softmax(logits.float(), dim=1))

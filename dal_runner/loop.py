@@ -84,6 +84,10 @@ def run_active_learning(
     """
     device = data.x_train.device
     pool = Pool(data.x_train.shape[0])
+
+    def new_model(spec: ArchSpec) -> Network:
+        return training.prepare(build_model(spec), device, data.is_image, trainer.precision, trainer.channels_last)
+
     if resume is None:
         # line 3: S_1 <- k points sampled at random from U
         first = initial_set(pool.size, budget.initial, seed)
@@ -104,14 +108,14 @@ def run_active_learning(
         state.restore_rng(resume["rng"], device)
         last_model = None
         if resume.get("model") is not None:
-            last_model = training.prepare(build_model(previous), device, data.is_image)
+            last_model = new_model(previous)
             last_model.load_state_dict(resume["model"])
         log.info("resuming at round %d with %d labels (%s)", t, pool.n_labeled, previous)
     started = time.perf_counter() - elapsed
 
     def estimate(spec: ArchSpec, train_idx: torch.Tensor, val_idx: torch.Tensor, est_seed: int,
                  on_epoch: Optional[Callable[[int, Callable[[], float]], bool]] = None) -> float:
-        model = training.prepare(build_model(spec), device, data.is_image)
+        model = new_model(spec)
         if inherit_weights and last_model is not None and spec.name == "resnet":
             resnet.inherit(model, last_model)
         t_idx, v_idx = train_idx.to(device), val_idx.to(device)
@@ -139,7 +143,7 @@ def run_active_learning(
             t1 = time.perf_counter()
             # line 7: train f in A_t using S (from scratch)
             progress.update(pool.n_labeled, f"round {t}: train")
-            model = training.prepare(build_model(result.spec), device, data.is_image)
+            model = new_model(result.spec)
             idx = labeled.to(device)
             extra = None
             if trainer.objective == "joint_entropy" and pool.n_unlabeled > 0:

@@ -24,6 +24,7 @@ from dal_runner.config import TrainerConfig
 from dal_runner.data import Dataset, Normalize
 from dal_runner.augment import Augment
 from dal_runner.errors import ConfigError, as_config_error, check_choice, check_positive
+from dal_runner.features import PRECISIONS, amp_dtype
 from dal_runner.io import STATUS_JSON, RunFolder, read_json
 from dal_runner import state
 from dal_runner.loop import Budget, run_active_learning
@@ -121,6 +122,7 @@ def check_budget(b: Budget, pool_size: int) -> Budget:
 def check_trainer(t: TrainerConfig) -> TrainerConfig:
     check_choice("trainer.optimizer", t.optimizer, OPTIMIZERS)
     check_choice("trainer.objective", t.objective, OBJECTIVES)
+    check_choice("trainer.precision", t.precision, PRECISIONS)
     check_positive("trainer.lr", t.lr)
     check_positive("trainer.epochs", t.epochs)
     check_positive("trainer.batch_size", t.batch_size)
@@ -381,6 +383,7 @@ def execute(exp: Experiment, run_dir: Path, resume: Optional[Dict[str, Any]] = N
         mark_failed(run_dir, e)
         raise
     summary = {**result, "seconds": round(time.time() - started, 3), "device": device_name(exp.device),
+               "precision": "bf16" if amp_dtype(exp.trainer.precision, exp.device) else "fp32",
                "versions": versions(), "seed": exp.seed, "choices": exp.choices,
                "budget": {"initial": exp.budget.initial, "batch": exp.budget.batch,
                           "max_labels": exp.budget.max_labels}}

@@ -1,7 +1,8 @@
 """Training and evaluation of one model on one index set.
 
 Data stays as one tensor on the device; batches are gathered by index (no DataLoader, no
-per-sample Python). On CUDA the forward pass runs under bf16 autocast with channels_last.
+per-sample Python). On a GPU with native bf16 the forward passes run under bf16 autocast, and
+image models use channels_last (trainer.precision, trainer.channels_last).
 """
 
 from __future__ import annotations
@@ -14,16 +15,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from dal_runner.config import TrainerConfig
-from dal_runner.features import autocast, infer
+from dal_runner.features import amp_dtype, autocast, infer
 
 
 class TrainingDiverged(RuntimeError):
     pass
 
 
-def prepare(model: nn.Module, device: torch.device, is_image: bool) -> nn.Module:
+def prepare(model: nn.Module, device: torch.device, is_image: bool, precision: str = "auto",
+            channels_last: Optional[bool] = None) -> nn.Module:
+    """The model on the device, with the precision its forward passes use (`model.amp_dtype`,
+    read by training, evaluation and queries alike) and, for images, its memory format
+    (channels_last=None: on CUDA only)."""
     model = model.to(device)
-    if device.type == "cuda" and is_image:
+    model.amp_dtype = amp_dtype(precision, device)
+    if is_image and (device.type == "cuda" if channels_last is None else channels_last):
         model = model.to(memory_format=torch.channels_last)
     return model
 
@@ -83,7 +89,7 @@ def fit(
                 xb, yb = x[idx], y[idx]
                 if augment is not None:
                     xb = augment(xb, aug_gen)
-                with autocast(device):
+                with autocast(model, device):
                     loss = F.cross_entropy(model(xb), yb)
                     if extra_loss is not None:
                         loss = loss + extra_loss(model, step, gen)

@@ -91,6 +91,20 @@ def test_same_seed_gives_identical_results_and_another_seed_does_not(tmp_path):
     assert (a / "selected.csv").read_text() != (c / "selected.csv").read_text()
 
 
+def test_the_gpu_fast_path_bf16_and_channels_last_runs_end_to_end_on_the_cpu(tmp_path):
+    # on a GPU these are the defaults; forcing them here runs the same code in CI (which has no GPU)
+    args = ["search=fixed", "arch=resnet_small", "budget.initial=100", "budget.batch=100", "budget.max_labels=200",
+            "arch.width=8", "trainer.epochs=30", "query=mc_dropout", "query.passes=5", "trainer.precision=bf16",
+            "trainer.channels_last=true"]
+    res = run_cli(args, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    (run,) = run_dirs(tmp_path / "outputs" / "runs")
+    assert json.loads((run / "summary.json").read_text())["precision"] == "bf16"
+    rounds = _rows(run / "rounds.csv")
+    assert [int(r["n_labeled"]) for r in rounds] == [100, 200]
+    assert float(rounds[-1]["test_accuracy"]) > 0.6  # 10 classes: chance is 0.1
+
+
 def test_help_shows_every_group_its_options_and_an_example(tmp_path):
     res = run_cli(["--help"], cwd=tmp_path)
     assert res.returncode == 0

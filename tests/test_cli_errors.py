@@ -44,6 +44,7 @@ CASES = {
     "wrong type bool": (["dataset=cifar10", "dataset.download=maybe"], ["dataset.download=maybe", "true or false"]),
     "unknown device": (["device=tpu"], ["device=tpu", "auto", "cpu", "cuda"]),
     "unknown optimizer": (["trainer.optimizer=lbfgs"], ["trainer.optimizer=lbfgs", "adam", "sgd"]),
+    "unknown precision": (["trainer.precision=fp16"], ["trainer.precision=fp16", "auto", "bf16", "fp32"]),
     "unknown dataset": (["dataset=imagenet"], ["dataset=imagenet", "cifar10", "digits"]),
     "negative learning rate": (["trainer.lr=-0.1"], ["trainer.lr=-0.1", "> 0"]),
     "dropout out of range": (["arch.dropout=1.5"], ["arch.dropout=1.5", "[0, 1)"]),

@@ -1,4 +1,4 @@
-"""Trainer: the Ranganathan joint objective and the divergence check."""
+"""Trainer: the Ranganathan joint objective, the divergence check, precision and memory format."""
 
 from __future__ import annotations
 
@@ -54,3 +54,67 @@ def test_diverging_loss_is_reported_with_its_epoch():
     model = nn.Linear(3, 2)
     with pytest.raises(train.TrainingDiverged, match="epoch 1"):
         train.fit(model, x * float("nan"), y, TrainerConfig(epochs=2, batch_size=8), 0)
+
+
+# ---- precision and memory format (the GPU's fast path, exercised on the CPU) ----------------
+
+def _small_resnet():
+    from dal_runner.arch import ArchSpec, build_network
+    from dal_runner.data import Normalize
+
+    torch.manual_seed(0)
+    return build_network(ArchSpec("resnet", block="basic", n_blocks=1, n_stacks=2, stem="cifar", width=8),
+                         (3, 8, 8), 4, Normalize(255.0, (0.5,) * 3, (0.25,) * 3, True), 0.0)
+
+
+def _conv_output_dtypes(model):
+    seen = []
+    first_conv = next(m for m in model.body.modules() if isinstance(m, nn.Conv2d))
+    first_conv.register_forward_hook(lambda mod, inp, out: seen.append(out.dtype))
+    return seen
+
+
+def test_auto_precision_is_fp32_on_the_cpu_and_bf16_only_when_asked():
+    cpu = torch.device("cpu")
+    assert train.amp_dtype("auto", cpu) is None
+    assert train.amp_dtype("fp32", cpu) is None
+    assert train.amp_dtype("bf16", cpu) is torch.bfloat16
+    with pytest.raises(ValueError, match="trainer.precision='fp16'.*auto, bf16, fp32"):
+        train.amp_dtype("fp16", cpu)
+
+
+@pytest.mark.parametrize("precision, expected", [("auto", torch.float32), ("bf16", torch.bfloat16)])
+def test_training_evaluation_and_queries_run_in_the_prepared_precision(precision, expected):
+    from dal_runner.features import infer
+
+    model = train.prepare(_small_resnet(), torch.device("cpu"), True, precision, channels_last=True)
+    conv = next(m for m in model.body.modules() if isinstance(m, nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    seen = _conv_output_dtypes(model)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (64, 3, 8, 8), dtype=torch.uint8, generator=g)
+    y = torch.randint(0, 4, (64,), generator=g)
+    params = TrainerConfig(epochs=2, batch_size=16, lr=1e-2)
+    history = train.fit(model, x, y, params, seed=0)
+    assert len(history) == 2 and all(math.isfinite(v) for v in history)
+    assert seen and set(seen) == {expected}  # every training forward pass
+    seen.clear()
+    probs, emb = infer(model, x, batch_size=32, embeddings=True)
+    assert set(seen) == {expected}
+    # whatever the compute precision, the outputs that selection works on are float32
+    assert probs.dtype == emb.dtype == torch.float32
+    assert torch.allclose(probs.sum(1), torch.ones(64), atol=1e-5)
+    acc, loss = train.evaluate(model, x, y, batch_size=32)
+    assert 0.0 <= acc <= 1.0 and math.isfinite(loss)
+
+
+def test_bf16_forward_passes_agree_with_fp32_to_bf16_accuracy():
+    from dal_runner.features import infer
+
+    x = torch.randint(0, 256, (32, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    fp32 = train.prepare(_small_resnet(), torch.device("cpu"), True, "fp32")
+    bf16 = train.prepare(_small_resnet(), torch.device("cpu"), True, "bf16", channels_last=True)
+    p32, _ = infer(fp32, x, 32)
+    p16, _ = infer(bf16, x, 32)
+    assert not torch.equal(p32, p16)  # the bf16 path really ran
+    assert torch.allclose(p32, p16, atol=0.05)

@@ -109,7 +109,7 @@ def mc_probs(model: nn.Module, x: torch.Tensor, passes: int, batch_size: int,
     out = []
     for start in range(0, x.shape[0], batch_size):
         xb = x[start:start + batch_size]
-        with autocast(xb.device):
+        with autocast(model, xb.device):
             h = model.embed(xb)
         out.append(dropout_passes(model.head, h.float(), p, passes, g))
     if not out:
