@@ -8,6 +8,7 @@ value, what is accepted) with exit status 2, before any run folder exists.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import sys
 from importlib.resources import files
@@ -316,6 +317,10 @@ def preflight(argv: List[str]) -> List[str]:
                 cfg = compose("config", overrides=job, return_hydra_config=True)
                 check_schema(cfg)
                 _check_resume(cfg)
+                if cfg.trainer.get("deterministic"):
+                    # read once, at cuBLAS's first use: in a sweep whose jobs share this process,
+                    # that may be an earlier job's, so it is set before any job runs
+                    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
                 target = str(cfg.hydra["sweep" if multirun else "run"].dir)
                 check_writable(target)
             except Exception as e:

@@ -22,7 +22,7 @@ def amp_dtype(precision: str, device: torch.device) -> Optional[torch.dtype]:
         raise ValueError(f"trainer.precision={precision!r}: expected one of {', '.join(PRECISIONS)}")
     if precision != "auto":
         return torch.bfloat16 if precision == "bf16" else None
-    if device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False):
+    if device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 0):
         return torch.bfloat16
     return None
 
@@ -45,10 +45,10 @@ def infer(model: nn.Module, x: torch.Tensor, batch_size: int, embeddings: bool =
     for start in range(0, x.shape[0], batch_size):
         xb = x[start:start + batch_size]
         with autocast(model, xb.device):
-            h = model.embed(xb)
-            logits = model.head(h)
-        probs.append(torch.softmax(logits.float(), dim=1))
+            h = model.embed(xb).float()
+        # the head (small) in fp32: bf16 logits would round scores and create ties that decide queries
+        probs.append(torch.softmax(model.head(h).float(), dim=1))
         if embeddings:
-            embs.append(h.float())
+            embs.append(h)
     p = torch.cat(probs) if probs else torch.empty(0, device=x.device)
     return p, (torch.cat(embs) if embeddings and embs else None)

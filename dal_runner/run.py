@@ -332,7 +332,7 @@ def _build_model(spec: ArchSpec, input_shape, n_classes, normalize, dropout, see
 
     # the initialisation depends on the run seed and the architecture only
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(derive_seed(seed, "init", repr(spec)))
+        torch.default_generator.manual_seed(derive_seed(seed, "init", repr(spec)))
         return build_network(spec, input_shape, n_classes, normalize, dropout)
 
 

@@ -146,6 +146,29 @@ def test_the_seed_alone_decides_the_initial_set_and_the_initialisation():
     assert not torch.equal(w0, w1) and len(set(s0.tolist()) & set(s1.tolist())) < 50
 
 
+def test_building_a_model_leaves_the_global_random_state_alone():
+    from conftest import compose
+
+    from dal_runner import run
+
+    exp = run.build(compose(["search=fixed", "arch=resnet_small", "seed=3"]))
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    exp.build_model(exp.search.spec)
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_a_deterministic_job_sets_the_cublas_workspace_before_any_job_runs(deterministic, monkeypatch):
+    # cuBLAS reads it once, at its first use, which may be an earlier job's in a sweep
+    from dal_runner import cli
+
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    sweep = ["-m", "search=fixed", "arch=mlp", f"trainer.deterministic=false,{str(deterministic).lower()}"]
+    cli.preflight(sweep)
+    assert os.environ.get("CUBLAS_WORKSPACE_CONFIG") == (":4096:8" if deterministic else None)
+
+
 def test_resume_of_a_run_still_going_is_refused(tmp_path, killed_run, monkeypatch, capsys):
     import socket
 

@@ -30,6 +30,14 @@ class Network(nn.Module):
         return self.head(self.dropout(self.embed(x)))
 
 
+class GlobalAvgPool(nn.Module):
+    """N x C x H x W -> N x C. A mean over H and W rather than AdaptiveAvgPool2d(1), whose CUDA
+    backward has no deterministic kernel (trainer.deterministic would only warn)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3))
+
+
 def n_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 

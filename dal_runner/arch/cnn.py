@@ -6,7 +6,7 @@ from typing import Sequence
 
 from torch import nn
 
-from dal_runner.arch import InputShape
+from dal_runner.arch import GlobalAvgPool, InputShape
 
 
 def body(input_shape: InputShape, channels: Sequence[int]) -> nn.Module:
@@ -18,5 +18,5 @@ def body(input_shape: InputShape, channels: Sequence[int]) -> nn.Module:
         if k < len(channels) - 1:
             layers.append(nn.MaxPool2d(2))
         c_in = c_out
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    layers.append(GlobalAvgPool())
     return nn.Sequential(*layers)

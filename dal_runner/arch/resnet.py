@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
-from dal_runner.arch import InputShape
+from dal_runner.arch import GlobalAvgPool, InputShape
 
 BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
 STEMS = ("cifar", "paper")
@@ -69,7 +69,7 @@ def residual_body(in_channels: int, block: str, n_blocks: int, n_stacks: int, st
         planes = width * 2 ** k
         layers.append(_stack(block_type, inplanes, planes, n_blocks, stride=1 if k == 0 else 2))
         inplanes = planes * block_type.expansion
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    layers.append(GlobalAvgPool())
     body = nn.Sequential(*layers)
     for m in body.modules():  # torchvision's ResNet initialisation of the convolutions
         if isinstance(m, nn.Conv2d):

@@ -82,7 +82,7 @@ class ReinforceSearch:
         self.children, self.steps = int(children), int(budget) // int(children)
         self.baseline_decay, self.val_fraction = float(baseline_decay), float(val_fraction)
         with torch.random.fork_rng(devices=[]):  # the controller's initialisation depends on the run seed only
-            torch.manual_seed(derive_seed(self.seed, "controller"))
+            torch.default_generator.manual_seed(derive_seed(self.seed, "controller"))
             self.controller = Controller(space.sizes, int(hidden))
         self.optimizer = torch.optim.Adam(self.controller.parameters(), lr=float(lr))
         self.baseline: Optional[float] = None  # b: moving average of the children's rewards
