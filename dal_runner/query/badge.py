@@ -41,24 +41,31 @@ def explicit_gradient_embedding(probs: Array, embeddings: Array) -> torch.Tensor
     return (a.unsqueeze(2) * h.unsqueeze(1)).reshape(a.shape[0], -1)
 
 
-def sq_distances_to(a: torch.Tensor, h: torch.Tensor, sq: torch.Tensor, j: int) -> torch.Tensor:
+def sq_distances_to(a: torch.Tensor, h: torch.Tensor, sq: torch.Tensor, j: Union[int, torch.Tensor]) -> torch.Tensor:
     """|g_i - g_j|^2 for every i from the factors alone (N), exactly 0 where rounding hides it.
 
+    j: a position, or a 1-element LongTensor on the factors' device (no host round trip on a GPU).
     Rounding in the factorised form is at most about 2 (C + D) eps (|g_i|^2 + |g_j|^2); a
     distance below that cannot be told from 0 and is set to 0 (this also clamps the negatives),
     so a duplicate of a centre has D^2 = 0 exactly and is never sampled."""
-    d2 = sq + sq[j] - 2.0 * (a @ a[j]) * (h @ h[j])
-    floor = 2.0 * (a.shape[1] + h.shape[1]) * torch.finfo(d2.dtype).eps * (sq + sq[j])
+    j = torch.as_tensor(j, device=a.device).view(1)
+    a_j, h_j, sq_j = a.index_select(0, j)[0], h.index_select(0, j)[0], sq.index_select(0, j)
+    d2 = sq + sq_j - 2.0 * (a @ a_j) * (h @ h_j)
+    floor = 2.0 * (a.shape[1] + h.shape[1]) * torch.finfo(d2.dtype).eps * (sq + sq_j)
     return torch.where(d2 > floor, d2, torch.zeros_like(d2))
 
 
-def _sample(weights: torch.Tensor, generator: torch.Generator) -> int:
-    """One index drawn with probability weights / sum(weights), on the generator's device."""
-    w = weights.to(device=generator.device, dtype=torch.float64)
-    while True:
-        i = int(torch.multinomial(w, 1, replacement=True, generator=generator))
-        if w[i] > 0:  # torch never returns a zero-weight index in practice; make it a guarantee
-            return i
+def _draw(min_d2: torch.Tensor, not_chosen: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """One position (a 1-element LongTensor) drawn with probability D^2 / sum D^2, by inverting the
+    cumulative weights at u * total for u in (0, 1]; uniformly among the points not yet chosen
+    when every D^2 is 0. Runs where the weights are, with no host synchronisation."""
+    cdf = torch.cumsum(min_d2, 0, dtype=torch.float64)
+    weights = torch.where(cdf[-1] > 0, min_d2.double(), not_chosen)
+    cdf = torch.where(cdf[-1] > 0, cdf, torch.cumsum(not_chosen, 0))
+    # the first position whose cumulative weight reaches u * total > 0 has a positive weight
+    c = torch.searchsorted(cdf, (u * cdf[-1]).view(1)).clamp_(max=cdf.shape[0] - 1)
+    # a guarantee, not a likely case: a parallel prefix sum may round a zero weight's step to non-zero
+    return torch.where(weights.index_select(0, c) > 0, c, weights.argmax().view(1))
 
 
 def kmeans_pp(probs: Array, embeddings: Array, k: int, generator: torch.Generator,
@@ -66,42 +73,41 @@ def kmeans_pp(probs: Array, embeddings: Array, k: int, generator: torch.Generato
     """k distinct positions chosen by k-means++ seeding on the implicit gradient embeddings.
 
     probs: N x C softmax outputs; embeddings: N x D penultimate features (same device).
-    Returns a CPU LongTensor (numpy int64 if probs was numpy)."""
+    generator: a CPU generator; its k - 1 uniform draws are made up front, so a GPU selection
+    uses the same random stream and never waits on the host. Returns a CPU LongTensor (numpy
+    int64 if probs was numpy)."""
     if first not in FIRST:
         raise ValueError(f"query.first={first!r}: expected one of {', '.join(FIRST)}")
     as_numpy = isinstance(probs, np.ndarray)
     p = torch.as_tensor(probs).float()
     h = torch.as_tensor(embeddings).to(device=p.device, dtype=torch.float32)
-    n = p.shape[0]
+    n, dev = p.shape[0], p.device
     if not 0 <= k <= n:
         raise ValueError(f"kmeans_pp: k={k} but the pool has {n} points")
-    a = gradient_factors(p)
-    # |g_x|^2 = |a|^2 |h|^2 (norm reductions: no N x D temporary)
-    sq = torch.linalg.vector_norm(a, dim=1).square_() * torch.linalg.vector_norm(h, dim=1).square_()
-    picks = []
+    picks = torch.empty(k, dtype=torch.long, device=dev)
     if k > 0:
+        a = gradient_factors(p)
+        # |g_x|^2 = |a|^2 |h|^2 (norm reductions: no N x D temporary)
+        sq = torch.linalg.vector_norm(a, dim=1).square_() * torch.linalg.vector_norm(h, dim=1).square_()
         # Algorithm 2, line 1: c_1 uniform at random from G, or (authors' code) argmax |g_x|
         if first == "uniform":
-            c = int(torch.randint(0, n, (1,), generator=generator))
+            c = torch.randint(0, n, (1,), generator=generator).to(dev)
         else:
-            c = int(torch.argmax(sq))
-        picks.append(c)
-        min_d2 = sq_distances_to(a, h, sq, c)  # D(x)^2 with C_1 = {c_1}
-        min_d2[c] = 0.0
-    for _ in range(1, k):
-        if bool((min_d2 > 0).any()):
-            # line 4: c_t ~ D_t(x)^2 / sum_x D_t(x)^2
-            c = _sample(min_d2, generator)
-        else:
-            # every point coincides with a centre: D^2 = 0 everywhere; take any other point
-            chosen = torch.zeros(n, dtype=torch.float64)
-            chosen[picks] = 1.0
-            c = _sample(1.0 - chosen, generator)
-        picks.append(c)
-        # line 5: C_t = C_{t-1} u {c_t}; D_{t+1}(x)^2 = min(D_t(x)^2, |g_x - g_c|^2)
-        torch.minimum(min_d2, sq_distances_to(a, h, sq, c), out=min_d2)
-        min_d2[c] = 0.0
-    out = torch.tensor(picks, dtype=torch.long)
+            c = torch.argmax(sq).view(1)
+        draws = (1.0 - torch.rand(k - 1, generator=generator, dtype=torch.float64)).to(dev)  # in (0, 1]
+        not_chosen = torch.ones(n, dtype=torch.float64, device=dev)
+        min_d2 = None
+        for t in range(k):
+            if t > 0:
+                # line 4: c_t ~ D_t(x)^2 / sum_x D_t(x)^2
+                c = _draw(min_d2, not_chosen, draws[t - 1])
+            picks[t:t + 1] = c
+            not_chosen.index_fill_(0, c, 0.0)
+            # line 5: C_t = C_{t-1} u {c_t}; D_{t+1}(x)^2 = min(D_t(x)^2, |g_x - g_c|^2)
+            d2 = sq_distances_to(a, h, sq, c)
+            min_d2 = d2 if min_d2 is None else torch.minimum(min_d2, d2, out=min_d2)
+            min_d2.index_fill_(0, c, 0.0)
+    out = picks.cpu()
     return out.numpy() if as_numpy else out
 
 
