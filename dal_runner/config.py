@@ -149,6 +149,7 @@ class MCDropoutConfig(QueryConfig):
 @dataclass
 class CoresetConfig(QueryConfig):
     chunk_size: int = 4096  # pool rows per distance block (bounds memory)
+    block: Optional[int] = None  # centres applied per pass over the pool; null: 128 on the CPU, 0 on CUDA
 
 
 @dataclass

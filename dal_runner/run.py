@@ -264,7 +264,9 @@ def build_query(cfg: DictConfig, budget: Budget, eval_batch_size: int):
         return mc_dropout.MCDropout(cfg.passes, cfg.acquisition, eval_batch_size)
     if cfg.name == "coreset":
         check_positive("query.chunk_size", cfg.chunk_size)
-        return coreset.Coreset(cfg.chunk_size)
+        if cfg.block is not None:
+            check_positive("query.block", cfg.block, allow_zero=True)
+        return coreset.Coreset(cfg.chunk_size, cfg.block)
     if cfg.name == "badge":
         check_choice("query.first", cfg.first, ("uniform", "largest_norm"))
         return badge.Badge(cfg.first)

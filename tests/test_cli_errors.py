@@ -45,6 +45,7 @@ CASES = {
     "unknown device": (["device=tpu"], ["device=tpu", "auto", "cpu", "cuda"]),
     "unknown optimizer": (["trainer.optimizer=lbfgs"], ["trainer.optimizer=lbfgs", "adam", "sgd"]),
     "unknown precision": (["trainer.precision=fp16"], ["trainer.precision=fp16", "auto", "bf16", "fp32"]),
+    "negative core-set block": (["query=coreset", "query.block=-1"], ["query.block=-1", ">= 0"]),
     "unknown dataset": (["dataset=imagenet"], ["dataset=imagenet", "cifar10", "digits"]),
     "negative learning rate": (["trainer.lr=-0.1"], ["trainer.lr=-0.1", "> 0"]),
     "dropout out of range": (["arch.dropout=1.5"], ["arch.dropout=1.5", "[0, 1)"]),

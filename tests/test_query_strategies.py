@@ -63,7 +63,7 @@ def test_k_center_greedy_equals_brute_force(seed, n_labeled):
     assert isinstance(picks, np.ndarray) and picks.dtype == np.int64
     reference = brute_force_k_center(pool, labeled, 12)
     assert picks.tolist() == reference
-    for block in (1, 2, 5):  # centres applied in blocks of `block`: the same picks
+    for block in (0, 1, 2, 5):  # centres applied in blocks of `block` (0: the plain greedy): the same picks
         assert k_center_greedy(pool, labeled, 12, block=block).tolist() == reference
 
 
@@ -76,12 +76,14 @@ def test_k_center_greedy_chunked_equals_unchunked(seed):
     for chunk in (3, 7, 64):
         assert torch.equal(k_center_greedy(pool, labeled, 30, chunk_size=chunk), whole)
         assert torch.equal(k_center_greedy(pool, labeled, 30, chunk_size=chunk, block=4), whole)
+        assert torch.equal(k_center_greedy(pool, labeled, 30, chunk_size=chunk, block=0), whole)
 
 
 def test_k_center_greedy_on_duplicates_returns_distinct_points():
     pool = torch.randn(5, 3, generator=gen(0)).repeat(4, 1)  # 5 points, each 4 times
     picks = k_center_greedy(pool, None, 8)
     assert torch.equal(k_center_greedy(pool, None, 8, block=3), picks)
+    assert torch.equal(k_center_greedy(pool, None, 8, block=0), picks)
     assert len(set(picks.tolist())) == 8
     assert len(set((picks % 5).tolist())) == 5  # every distinct point before any duplicate
 

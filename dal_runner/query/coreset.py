@@ -51,7 +51,7 @@ def min_sq_distances(pool: torch.Tensor, centres: torch.Tensor, chunk_size: int 
 
 
 def k_center_greedy(pool_emb: Array, labeled_emb: Optional[Array], k: int, chunk_size: int = 4096,
-                    block: int = 128) -> Array:
+                    block: Optional[int] = None) -> Array:
     """k positions into pool_emb, chosen greedily to minimise the largest distance to a centre.
 
     Runs on the device of pool_emb, in float32. Returns numpy int64 if pool_emb is numpy, else
@@ -66,6 +66,10 @@ def k_center_greedy(pool_emb: Array, labeled_emb: Optional[Array], k: int, chunk
     against the waiting centres, widening the set until its best exact value beats every bound
     outside it (see `_pick`). Reading the pool k / block times instead of k times is what makes
     this several times faster than a full distance matrix on the CPU.
+
+    block=0 is the plain greedy: one pass over the pool per pick, entirely on the device with no
+    host synchronisation, which suits a GPU (memory bandwidth is plenty, a round trip to the host
+    per pick is not). block=None: 0 on CUDA, 128 elsewhere.
     """
     as_numpy = isinstance(pool_emb, np.ndarray)
     pool = _as_float32(pool_emb)
@@ -77,6 +81,10 @@ def k_center_greedy(pool_emb: Array, labeled_emb: Optional[Array], k: int, chunk
     if k == 0:
         return picks.cpu().numpy() if as_numpy else picks
 
+    if block is None:
+        block = 0 if pool.device.type == "cuda" else 128
+    if block < 0:
+        raise ValueError(f"query.block={block}: expected 0 (plain greedy) or a positive block size")
     pool_sq = _sq_norms(pool)
     start = 0
     if labeled is not None and labeled.shape[0] > 0:
@@ -89,6 +97,9 @@ def k_center_greedy(pool_emb: Array, labeled_emb: Optional[Array], k: int, chunk
         bound = (pool_sq + pool_sq[u] - 2.0 * torch.mv(pool, pool[u])).clamp_min_(0.0)
         bound[u] = -1.0  # a centre is never picked again, even where duplicates leave every distance at 0
         start = 1
+    if block == 0:
+        _plain_greedy(pool, pool_sq, bound, picks, start)
+        return picks.cpu().numpy() if as_numpy else picks
     waiting: list = []
     for t in range(start, k):
         # line 3: u = argmax_{i in U} min_{j in s} delta(x_i, x_j)
@@ -101,6 +112,19 @@ def k_center_greedy(pool_emb: Array, labeled_emb: Optional[Array], k: int, chunk
             _apply(pool, pool_sq, bound, waiting, chunk_size)
             waiting = []
     return picks.cpu().numpy() if as_numpy else picks
+
+
+def _plain_greedy(pool: torch.Tensor, pool_sq: torch.Tensor, dist: torch.Tensor, picks: torch.Tensor,
+                  start: int) -> None:
+    """picks[start:] by the textbook greedy, every centre applied at once; no host synchronisation."""
+    for t in range(start, picks.numel()):
+        # line 3: u = argmax_{i in U} min_{j in s} delta(x_i, x_j) (argmax: the first index on ties)
+        u = torch.argmax(dist).view(1)
+        picks[t:t + 1] = u
+        # line 4: s = s u {u}
+        d2 = torch.addmv(pool_sq + pool_sq.index_select(0, u), pool, pool.index_select(0, u)[0], alpha=-2.0)
+        torch.minimum(dist, d2.clamp_min_(0.0), out=dist)
+        dist.index_fill_(0, u, -1.0)  # a centre is never picked again
 
 
 def _to_waiting(pool: torch.Tensor, pool_sq: torch.Tensor, idx: torch.Tensor, waiting: list) -> torch.Tensor:
@@ -144,10 +168,10 @@ def _apply(pool: torch.Tensor, pool_sq: torch.Tensor, bound: torch.Tensor, waiti
 
 
 class Coreset:
-    def __init__(self, chunk_size: int = 4096):
-        self.chunk_size = chunk_size
+    def __init__(self, chunk_size: int = 4096, block: Optional[int] = None):
+        self.chunk_size, self.block = chunk_size, block
 
     def select(self, ctx: QueryContext, k: int) -> torch.Tensor:
         # ctx.embeddings("labeled") is None when S is empty: greedy then starts from the pool alone
         labeled = ctx.embeddings("labeled") if len(ctx.labeled) else None
-        return k_center_greedy(ctx.embeddings("unlabeled"), labeled, k, self.chunk_size).cpu()
+        return k_center_greedy(ctx.embeddings("unlabeled"), labeled, k, self.chunk_size, self.block).cpu()
