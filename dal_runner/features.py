@@ -37,13 +37,17 @@ def autocast(model: nn.Module, device: torch.device):
 
 
 @torch.no_grad()
-def infer(model: nn.Module, x: torch.Tensor, batch_size: int, embeddings: bool = False
-          ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """Softmax probabilities (float32, N x C) and optionally penultimate embeddings (N x D)."""
+def infer(model: nn.Module, x: torch.Tensor, batch_size: int, embeddings: bool = False,
+          index: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Softmax probabilities (float32, N x C) and optionally penultimate embeddings (N x D) of x,
+    or of x[index], gathered batch by batch (no copy of the indexed part of the pool)."""
     model.eval()
     probs, embs = [], []
-    for start in range(0, x.shape[0], batch_size):
-        xb = x[start:start + batch_size]
+    if index is not None:
+        index = index.to(x.device)
+    n = x.shape[0] if index is None else index.numel()
+    for start in range(0, n, batch_size):
+        xb = x[start:start + batch_size] if index is None else x[index[start:start + batch_size]]
         with autocast(model, xb.device):
             h = model.embed(xb).float()
         # the head (small) in fp32: bf16 logits would round scores and create ties that decide queries

@@ -118,3 +118,15 @@ def test_bf16_forward_passes_agree_with_fp32_to_bf16_accuracy():
     p16, _ = infer(bf16, x, 32)
     assert not torch.equal(p32, p16)  # the bf16 path really ran
     assert torch.allclose(p32, p16, atol=0.05)
+
+
+def test_inference_on_indexed_rows_equals_inference_on_their_copy():
+    from dal_runner.features import infer
+
+    model = train.prepare(_small_resnet(), torch.device("cpu"), True)
+    x = torch.randint(0, 256, (50, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
+    idx = torch.tensor([49, 3, 3, 17, 0, 22, 8])
+    p_idx, e_idx = infer(model, x, 3, embeddings=True, index=idx)  # batches of 3: a ragged last batch
+    p_copy, e_copy = infer(model, x[idx], 3, embeddings=True)
+    assert torch.equal(p_idx, p_copy) and torch.equal(e_idx, e_copy)
+    assert infer(model, x, 3, index=torch.tensor([], dtype=torch.long))[0].shape[0] == 0

@@ -32,7 +32,7 @@ class QueryContext:
     def _infer(self, which: str) -> None:
         started = time.perf_counter()
         idx = self.unlabeled if which == "unlabeled" else self.labeled
-        probs, emb = infer(self.model, self.x[idx.to(self.x.device)], self.batch_size, embeddings=True)
+        probs, emb = infer(self.model, self.x, self.batch_size, embeddings=True, index=idx)
         if probs.device.type == "cuda":
             torch.cuda.synchronize(probs.device)
         self._cache[f"{which}_probs"], self._cache[f"{which}_emb"] = probs, emb

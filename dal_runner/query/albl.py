@@ -123,7 +123,7 @@ class ALBL:
         if not self.drawn_index:
             return 0.0
         idx = torch.tensor(self.drawn_index, dtype=torch.long)
-        probs, _ = infer(model, x[idx.to(x.device)], self.batch_size)
+        probs, _ = infer(model, x, self.batch_size, index=idx)
         correct = (probs.argmax(dim=1).cpu() == y[idx.to(y.device)].cpu()).double()
         iw = (torch.tensor(self.drawn_weight, dtype=torch.float64) * correct).sum() / (self.n_arms * self._horizon)
         return float(iw.clamp(0.0, 1.0))
@@ -220,7 +220,7 @@ class ALBL:
                     advice[i] = 1.0 / max(1, len(listed))
             prob = self.bandit.distribution(advice, n_arms)
             # free draws (labeled, or drawn this round) repeat; every draw is an IW-ACC term
-            n_free = n_arms - n_unlabeled + int(taken.sum())
+            n_free = n_arms - n_unlabeled + len(picks)  # every pick so far is taken
             while True:
                 arm, col, p = self._draw(prob, listed, ctx.generator)
                 self.drawn_index.append(int(unlabeled[arm] if arm < n_unlabeled else labeled[arm - n_unlabeled]))
