@@ -41,7 +41,7 @@ def synthetic_cifar(n: int, seed: int = 0):
     return x, y
 
 
-def resnet18(device: torch.device, normalize: bool = True):
+def resnet18(device: torch.device, normalize: bool = True, precision: str = "auto"):
     from dal_runner.arch import ArchSpec, build_network
     from dal_runner.data import Normalize
     from dal_runner.train import prepare
@@ -50,7 +50,7 @@ def resnet18(device: torch.device, normalize: bool = True):
     spec = ArchSpec("resnet", block="basic", n_blocks=2, n_stacks=4, stem="cifar", width=64)
     torch.manual_seed(0)
     net = build_network(spec, (3, 32, 32), 10, norm, 0.0)
-    return prepare(net, device, True) if normalize else net.to(device)
+    return prepare(net, device, True, precision) if normalize else net.to(device)
 
 
 def _trainer(steps: int):
@@ -60,13 +60,13 @@ def _trainer(steps: int):
                          batch_size=128, steps_per_epoch=steps, divergence_factor=None)
 
 
-def ours_training(device: torch.device, steps: int, warmup: int, n: int = 50_000) -> Dict:
+def ours_training(device: torch.device, steps: int, warmup: int, n: int = 50_000, precision: str = "auto") -> Dict:
     from dal_runner.augment import Augment
     from dal_runner.train import fit
 
     x, y = synthetic_cifar(n)
     x, y = x.to(device), y.to(device)
-    model = resnet18(device)
+    model = resnet18(device, precision=precision)
     augment = Augment(crop_padding=4, hflip=True)
     fit(model, x, y, _trainer(warmup), 0, augment)  # cuDNN autotuning, allocator warm-up
     _sync(device)
@@ -76,8 +76,9 @@ def ours_training(device: torch.device, steps: int, warmup: int, n: int = 50_000
     seconds = time.perf_counter() - started
     return {"steps": steps, "batch_size": 128, "seconds": round(seconds, 3),
             "images_per_s": round(steps * 128 / seconds, 1),
-            "recipe": "uint8 on the device, augmentation on the device"
-                      + (", bf16 autocast, channels_last" if device.type == "cuda" else ", fp32")}
+            "recipe": "uint8 on the device, augmentation on the device, "
+                      + ("bf16 autocast" if model.amp_dtype is not None else "fp32")
+                      + (", channels_last" if device.type == "cuda" else "")}
 
 
 class _CifarLike(torch.utils.data.Dataset):
@@ -185,10 +186,16 @@ def protocol_round(device: torch.device, steps: int, pool: int = 50_000) -> Dict
 def bench_training(device: str, steps: int, warmup: int, workers: int, infer_n: int, eval_batch: int,
                    round_steps: int) -> Dict:
     dev = torch.device(device)
+    torch.backends.cudnn.benchmark = True  # as dal-run sets it (trainer.deterministic=false), for every loop here
     out = {"training_ours": ours_training(dev, steps, warmup),
            "training_reference": reference_training(dev, steps, warmup, workers),
            "inference": inference(dev, infer_n, eval_batch)}
     out["training_speedup"] = round(out["training_ours"]["images_per_s"] / out["training_reference"]["images_per_s"], 2)
+    if out["training_ours"]["recipe"].count("bf16"):
+        # the same trainer in fp32: how much of the speed-up is the data path, how much the precision
+        out["training_ours_fp32"] = ours_training(dev, steps, warmup, precision="fp32")
+        out["training_speedup_fp32"] = round(out["training_ours_fp32"]["images_per_s"]
+                                             / out["training_reference"]["images_per_s"], 2)
     if round_steps > 0:
         out["round"] = protocol_round(dev, round_steps)
     return out
