@@ -204,7 +204,7 @@ def run_active_learning(
     return {
         "final_accuracy": rounds[-1]["test_accuracy"],
         "final_n_labeled": rounds[-1]["n_labeled"],
-        "auc": auc([r["n_labeled"] for r in rounds], [r["test_accuracy"] for r in rounds]),
+        "auc": round(auc([r["n_labeled"] for r in rounds], [r["test_accuracy"] for r in rounds]), 6),  # as rounds.csv
         "n_rounds": len(rounds),
         "loop_seconds": round(time.perf_counter() - started, 3),
     }

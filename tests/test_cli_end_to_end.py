@@ -34,7 +34,7 @@ def test_default_run_learns_digits_and_writes_every_result_file(tmp_path):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["final_accuracy"] >= 0.90
     assert summary["final_accuracy"] == float(rounds[-1]["test_accuracy"])
-    assert abs(summary["auc"] - auc(labels, [float(r["test_accuracy"]) for r in rounds])) < 1e-9
+    assert abs(summary["auc"] - auc(labels, [float(r["test_accuracy"]) for r in rounds])) <= 5e-7  # 6 decimals, like rounds.csv
     assert summary["device"].startswith("cpu") and "torch" in summary["versions"]
     assert json.loads((run / "status.json").read_text())["state"] == "completed"
     selected = _rows(run / "selected.csv")
