@@ -43,12 +43,15 @@ def _optimizer(model: nn.Module, p: TrainerConfig) -> torch.optim.Optimizer:
     raise ValueError(f"unknown optimizer {p.optimizer!r}")
 
 
-def _batches(n: int, batch_size: int, steps: int, generator: torch.Generator):
-    """`steps` index batches drawn from consecutive random permutations of range(n)."""
-    perm, pos = torch.randperm(n, generator=generator), 0
+def _batches(n: int, batch_size: int, steps: int, generator: torch.Generator, device: torch.device):
+    """`steps` index batches drawn from consecutive random permutations of range(n).
+
+    Each permutation is drawn on the CPU (the same order on every device) and copied to the
+    device once, so a GPU step never waits on a host-to-device copy of its indices."""
+    perm, pos = torch.randperm(n, generator=generator).to(device), 0
     for _ in range(steps):
         if pos + batch_size > n and pos > 0:
-            perm, pos = torch.randperm(n, generator=generator), 0
+            perm, pos = torch.randperm(n, generator=generator).to(device), 0
         yield perm[pos:pos + batch_size]
         pos += batch_size
 
@@ -84,8 +87,7 @@ def fit(
         model.train()
         for epoch in range(params.epochs):
             total = torch.zeros((), device=device)
-            for step, idx in enumerate(_batches(n, bs, steps, gen)):
-                idx = idx.to(device, non_blocking=True)
+            for step, idx in enumerate(_batches(n, bs, steps, gen, device)):
                 xb, yb = x[idx], y[idx]
                 if augment is not None:
                     xb = augment(xb, aug_gen)
