@@ -58,10 +58,12 @@ class ReportOnMultirunEnd(Callback):
     in place for a later `dal-report`.
     """
 
-    def __init__(self, reference: Optional[Sequence[str]] = None, alpha: float = 0.05, out: Optional[str] = None):
+    def __init__(self, reference: Optional[Sequence[str]] = None, alpha: float = 0.05, out: Optional[str] = None,
+                 strategy: Optional[Sequence[str]] = None):
         self.reference = list(reference) if reference else None
         self.alpha = alpha
         self.out = out
+        self.strategy = list(strategy) if strategy else None  # dal-report --strategy (e.g. trainer.objective)
 
     def argv(self, sweep_dir: str) -> List[str]:
         argv = [str(sweep_dir), "--alpha", str(self.alpha)]
@@ -69,6 +71,8 @@ class ReportOnMultirunEnd(Callback):
             argv += ["--out", str(self.out)]
         if self.reference:
             argv += ["--reference", *map(str, self.reference)]
+        if self.strategy:
+            argv += ["--strategy", *map(str, self.strategy)]
         return argv
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:

@@ -261,6 +261,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--eval-batch", type=int, default=2048)
     ap.add_argument("--round-steps", type=int, default=390,
                     help="steps of the one epoch the timed active-iNAS round trains (0: skip the round)")
+    ap.add_argument("--inherit-rounds", type=int, default=4,
+                    help="rounds of the weight-inheritance comparison (search.inherit false vs true; 0: skip)")
+    ap.add_argument("--inherit-steps", type=int, default=150, help="steps per epoch in that comparison")
+    ap.add_argument("--inherit-pool", type=int, default=20_000, help="pool size in that comparison")
+    ap.add_argument("--inherit-initial", type=int, default=2_000,
+                    help="initial labels and batch size in that comparison")
+    ap.add_argument("--inherit-epochs", type=int, nargs=2, default=[3, 6], metavar=("CANDIDATES", "MODEL"),
+                    help="epochs of the candidates and of the round's model in that comparison")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
@@ -278,7 +286,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         from benchmark_training import bench_training
 
         report["training"] = bench_training(args.device, args.train_steps, args.warmup_steps, args.workers,
-                                            args.infer_images, args.eval_batch, args.round_steps)
+                                            args.infer_images, args.eval_batch, args.round_steps,
+                                            args.inherit_rounds, args.inherit_steps, args.inherit_pool,
+                                            args.inherit_initial, tuple(args.inherit_epochs))
         report.setdefault("machine", _machine(args.device))
         for key, value in report["training"].items():
             print(key, value)

@@ -12,6 +12,9 @@
   `--round-steps` steps; its split (search, final training, evaluation, inference, selection),
   projected to the protocol's steps, and the whole protocol projected from it (training time per
   round is fixed by steps_per_epoch=390, whatever |S| is).
+- inheritance: the same protocol, shortened (a few rounds, short training), with iNAS's candidates
+  from scratch and with `search.inherit=true`, on a learnable CIFAR-shaped pool (`templated_cifar`):
+  search and round seconds per round, accuracies and AUC of each.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from __future__ import annotations
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Tuple
 
 import numpy as np
 import torch
@@ -143,31 +146,64 @@ def inference(device: torch.device, n: int, batch_size: int) -> Dict:
             "images_per_s": round(n / seconds, 1)}
 
 
-def protocol_round(device: torch.device, steps: int, pool: int = 50_000) -> Dict:
-    """Round 0 of the active-iNAS CIFAR-10 protocol (2,000 labels, one iNAS step, selection of
-    2,000) through the real loop, with the candidates and the final model trained for one epoch of
-    `steps` steps (the protocol: 50 and 200 epochs of 390 steps); the full round is projected by
-    scaling the training times to the protocol's steps."""
+def templated_cifar(n: int, seed: int = 0, signal: float = 0.15):
+    """n CIFAR-shaped uint8 images that can be learned, though not trivially: a smooth random
+    colour pattern per class (4 x 4 upsampled to 40 x 40), cropped to 32 x 32 at a random offset
+    per image, mixed with noise of the same kind (an image's own smooth random pattern) and pixel
+    noise: ``signal`` of the class pattern, the rest half and half. For accuracies that mean
+    something where real CIFAR-10 cannot be fetched (a GPU machine without a network); chance 0.1."""
+    g = torch.Generator().manual_seed(seed)
+
+    def smooth(m: int, size: int) -> torch.Tensor:
+        return F.interpolate(torch.rand(m, 3, 4, 4, generator=g), size=size, mode="bilinear", align_corners=False)
+
+    templates = smooth(10, 40)
+    y = torch.randint(0, 10, (n,), generator=g)
+    dx, dy = torch.randint(0, 9, (2, n), generator=g)
+    rows, cols = dy.view(n, 1) + torch.arange(32), dx.view(n, 1) + torch.arange(32)  # n x 32 each
+    # image i = templates[y_i] cropped at (dy_i, dx_i): n x 3 x 32 x 32 by advanced indexing
+    crop = templates[y.view(n, 1, 1, 1), torch.arange(3).view(1, 3, 1, 1), rows.view(n, 1, 32, 1),
+                     cols.view(n, 1, 1, 32)]
+    noise = 0.5 * smooth(n, 32) + 0.5 * torch.rand(n, 3, 32, 32, generator=g)
+    x = signal * crop + (1.0 - signal) * noise
+    return (x * 255).round().clamp_(0, 255).to(torch.uint8), y
+
+
+def _protocol_run(device: torch.device, x: torch.Tensor, y: torch.Tensor, n_train: int, overrides) -> Dict:
+    """The active-iNAS CIFAR-10 protocol (+experiment=active_inas_cifar10) through the real loop on
+    x[:n_train] (pool) and x[n_train:] (test), with `overrides` on top: its rounds.csv and search.csv."""
     from hydra import compose, initialize_config_module
 
     from dal_runner import run
     from dal_runner.config import register_configs
     from dal_runner.io import read_csv
 
-    x, y = synthetic_cifar(pool + 10_000)
     register_configs()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "cifar_shaped.npz"
-        np.savez(path, x=x[:pool].numpy(), y=y[:pool].numpy(), x_test=x[pool:].numpy(), y_test=y[pool:].numpy())
-        overrides = ["+experiment=active_inas_cifar10", "dataset=npz", f"dataset.path={path}",
-                     "dataset.augment.hflip=true", "dataset.augment.rotation=15.0", "dataset.augment.shift=0.1",
-                     f"device={device.type}", "budget.max_rounds=2", "trainer.epochs=1", "trainer.lr_milestones=[]",
-                     f"trainer.steps_per_epoch={steps}", "search.epochs=1", "search.lr_milestones=[]"]
+        np.savez(path, x=x[:n_train].numpy(), y=y[:n_train].numpy(), x_test=x[n_train:].numpy(),
+                 y_test=y[n_train:].numpy())
+        base = ["+experiment=active_inas_cifar10", "dataset=npz", f"dataset.path={path}",
+                "dataset.augment.hflip=true", "dataset.augment.rotation=15.0", "dataset.augment.shift=0.1",
+                f"device={device.type}"]
         with initialize_config_module("dal_runner.conf", version_base="1.3"):
-            cfg = compose("config", overrides=overrides)
-        run.execute(run.build(cfg), Path(tmp) / "run")
-        row = read_csv(Path(tmp) / "run" / "rounds.csv")[0]
-        candidates = [r for r in read_csv(Path(tmp) / "run" / "search.csv") if r["round"] == "0"]
+            cfg = compose("config", overrides=base + list(overrides))
+        summary = run.execute(run.build(cfg), Path(tmp) / "run")
+        return {"rounds": read_csv(Path(tmp) / "run" / "rounds.csv"),
+                "search": read_csv(Path(tmp) / "run" / "search.csv"), "summary": summary}
+
+
+def protocol_round(device: torch.device, steps: int, pool: int = 50_000) -> Dict:
+    """Round 0 of the active-iNAS CIFAR-10 protocol (2,000 labels, one iNAS step, selection of
+    2,000) through the real loop, with the candidates and the final model trained for one epoch of
+    `steps` steps (the protocol: 50 and 200 epochs of 390 steps); the full round is projected by
+    scaling the training times to the protocol's steps."""
+    x, y = synthetic_cifar(pool + 10_000)
+    result = _protocol_run(device, x, y, pool, [
+        "budget.max_rounds=2", "trainer.epochs=1", "trainer.lr_milestones=[]", f"trainer.steps_per_epoch={steps}",
+        "search.epochs=1", "search.lr_milestones=[]"])
+    row = result["rounds"][0]
+    candidates = [r for r in result["search"] if r["round"] == "0"]
     parts = {k: float(row[f"{k}_seconds"]) for k in ("search", "train", "eval", "infer", "select", "round")}
     # training time is proportional to the steps: 50 x 390 per candidate, 200 x 390 for the model
     projected = {"search": parts["search"] * 50 * 390 / steps, "train": parts["train"] * 200 * 390 / steps,
@@ -183,8 +219,44 @@ def protocol_round(device: torch.device, steps: int, pool: int = 50_000) -> Dict
                     "(one iNAS step: 2 or 3), and their models are larger once iNAS grows them"}
 
 
+def inheritance(device: torch.device, rounds: int, steps: int, pool: int = 20_000, n_test: int = 5_000,
+                initial: int = 2_000, search_epochs: int = 3, epochs: int = 6) -> Dict:
+    """search.inherit=false vs true on the same learnable CIFAR-shaped pool (`templated_cifar`):
+    the active-iNAS CIFAR-10 protocol, shortened to `rounds` rounds of `initial` labels each, with
+    candidates trained `search_epochs` and models `epochs` epochs of `steps` steps; per variant
+    the search and round seconds of every round, the test accuracies, the AUC and the architectures."""
+    x, y = templated_cifar(pool + n_test)
+    out = {"pool": pool, "test": n_test, "rounds": rounds, "steps_per_epoch": steps,
+           "search_epochs": search_epochs, "epochs": epochs, "data": "templated_cifar (learnable, chance 0.1)"}
+    for inherit in (False, True):
+        result = _protocol_run(device, x, y, pool, [
+            f"budget.initial={initial}", f"budget.batch={initial}", f"budget.max_labels={initial * rounds}",
+            f"budget.max_rounds={rounds}",
+            f"trainer.epochs={epochs}", "trainer.lr_milestones=[]", f"trainer.steps_per_epoch={steps}",
+            f"search.epochs={search_epochs}", "search.lr_milestones=[]", f"search.inherit={str(inherit).lower()}"])
+        rows = result["rounds"]
+        out["inherited" if inherit else "from_scratch"] = {
+            "auc": result["summary"]["auc"],
+            "test_accuracy": [float(r["test_accuracy"]) for r in rows],
+            "arch": [r["arch"] for r in rows],
+            "search_seconds": [float(r["search_seconds"]) for r in rows],
+            "round_seconds": [float(r["round_seconds"]) for r in rows],
+            "candidates_trained": len(result["search"]),
+            "candidates": [{"round": int(r["round"]), "arch": r["arch"], "seconds": float(r["seconds"]),
+                            "val_accuracy": float(r["val_accuracy"])} for r in result["search"]],
+        }
+    scratch, inherited = out["from_scratch"], out["inherited"]
+    later = slice(1, None)  # round 0 has no model to inherit from: the two variants are the same there
+    if rounds > 1:
+        out["search_seconds_ratio_after_round_0"] = round(sum(inherited["search_seconds"][later])
+                                                          / max(sum(scratch["search_seconds"][later]), 1e-9), 3)
+    out["auc_difference"] = round(inherited["auc"] - scratch["auc"], 6)
+    return out
+
+
 def bench_training(device: str, steps: int, warmup: int, workers: int, infer_n: int, eval_batch: int,
-                   round_steps: int) -> Dict:
+                   round_steps: int, inherit_rounds: int = 0, inherit_steps: int = 150, inherit_pool: int = 20_000,
+                   inherit_initial: int = 2_000, inherit_epochs: Tuple[int, int] = (3, 6)) -> Dict:
     dev = torch.device(device)
     torch.backends.cudnn.benchmark = True  # as dal-run sets it (trainer.deterministic=false), for every loop here
     out = {"training_ours": ours_training(dev, steps, warmup),
@@ -198,5 +270,9 @@ def bench_training(device: str, steps: int, warmup: int, workers: int, infer_n: 
                                              / out["training_reference"]["images_per_s"], 2)
     if round_steps > 0:
         out["round"] = protocol_round(dev, round_steps)
+    if inherit_rounds > 0:
+        out["inheritance"] = inheritance(dev, inherit_rounds, inherit_steps, inherit_pool,
+                                         n_test=max(inherit_pool // 4, 100), initial=inherit_initial,
+                                         search_epochs=inherit_epochs[0], epochs=inherit_epochs[1])
     return out
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,17 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
     torch.set_num_threads(1)
 
-BIN = Path(sys.executable).parent
+
+
+def _scripts_dir() -> Path:
+    """Where the dal-run console script is: beside the interpreter (a venv, `make test`), else on
+    PATH (an install with pip --target, as scripts/gpu_check.sh makes on a bare PyTorch image)."""
+    here = Path(sys.executable).parent
+    found = shutil.which("dal-run")
+    return Path(found).parent if not (here / "dal-run").exists() and found else here
+
+
+BIN = _scripts_dir()
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -11,9 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
 from conftest import ONE_THREAD
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
+sys.path.insert(0, str(SCRIPT.parent))  # benchmark_training
 
 
 def _benchmark(tmp_path, *args):
@@ -38,10 +41,51 @@ def test_selection_benchmark_times_ours_and_the_references_with_their_memory(tmp
 
 def test_training_benchmark_compares_our_trainer_with_the_dataloader_reference(tmp_path):
     result = _benchmark(tmp_path, "--suite", "training", "--train-steps", "1", "--warmup-steps", "1",
-                        "--workers", "0", "--infer-images", "128", "--eval-batch", "64", "--round-steps", "0")
+                        "--workers", "0", "--infer-images", "128", "--eval-batch", "64", "--round-steps", "0",
+                        "--inherit-rounds", "1", "--inherit-steps", "1", "--inherit-pool", "200",
+                        "--inherit-initial", "50", "--inherit-epochs", "1", "1")
     t = result["training"]
     assert t["training_ours"]["recipe"].endswith("fp32")  # the CPU's fast path
     assert t["training_ours"]["images_per_s"] > 0 and t["training_reference"]["images_per_s"] > 0
     assert t["training_speedup"] == round(t["training_ours"]["images_per_s"]
                                           / t["training_reference"]["images_per_s"], 2)
     assert t["inference"]["images"] == 128 and t["inference"]["images_per_s"] > 0
+    inh = t["inheritance"]
+    assert (inh["rounds"], inh["steps_per_epoch"], inh["search_epochs"], inh["epochs"]) == (1, 1, 1, 1)
+    assert len(inh["from_scratch"]["arch"]) == len(inh["inherited"]["arch"]) == 1
+
+
+def test_templated_cifar_is_cifar_shaped_and_learnable_but_not_trivially():
+    from benchmark_training import templated_cifar
+
+    x, y = templated_cifar(2000, seed=1)
+    assert x.shape == (2000, 3, 32, 32) and x.dtype == torch.uint8 and sorted(set(y.tolist())) == list(range(10))
+    assert torch.equal(x, templated_cifar(2000, seed=1)[0])
+    # nearest class mean on raw pixels, fitted on half: well above chance (0.1), well below perfect
+    f = x.float().view(2000, -1)
+    means = torch.stack([f[:1000][y[:1000] == c].mean(dim=0) for c in range(10)])
+    accuracy = float((torch.cdist(f[1000:], means).argmin(dim=1) == y[1000:]).float().mean())
+    assert 0.3 < accuracy < 0.95
+
+
+def test_inheritance_benchmark_runs_both_variants_through_the_real_loop():
+    from benchmark_training import inheritance
+
+    inh = inheritance(torch.device("cpu"), rounds=2, steps=1, pool=300, n_test=100, initial=50,
+                      search_epochs=1, epochs=1)
+    scratch, inherited = inh["from_scratch"], inh["inherited"]
+    for variant in (scratch, inherited):
+        assert len(variant["test_accuracy"]) == len(variant["arch"]) == len(variant["search_seconds"]) == 2
+        assert variant["candidates_trained"] >= 4  # round 0: A(1,1) and its 2 growths; round 1: at least 2
+    # round 0 has no model to inherit from: both variants train the same candidates from the same seeds
+    assert scratch["test_accuracy"][0] == inherited["test_accuracy"][0] and scratch["arch"][0] == inherited["arch"][0]
+    def scores(variant, round_):
+        return {c["arch"]: c["val_accuracy"] for c in variant["candidates"] if c["round"] == round_}
+
+    assert scores(scratch, 0) == scores(inherited, 0)
+    # round 1: inherited candidates start from round 0's trained model, so they score differently
+    later, later_inherited = scores(scratch, 1), scores(inherited, 1)
+    shared = sorted(set(later) & set(later_inherited))
+    assert shared and any(later[c] != later_inherited[c] for c in shared)
+    assert inh["auc_difference"] == round(inherited["auc"] - scratch["auc"], 6)
+    assert inh["search_seconds_ratio_after_round_0"] > 0

@@ -12,7 +12,6 @@ import math
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,8 @@ from dal_runner import report
 from dal_runner.metrics.auc import auc
 from dal_runner.metrics.curves import auc_between, auc_gain, summarize
 
-BIN = Path(sys.executable).parent
+from conftest import BIN
+
 TABLES = ["curves.csv", "auc.csv", "auc_gain.csv", "penalty.csv", "penalty_skipped.csv", "excluded.csv"]
 
 

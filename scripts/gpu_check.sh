@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Every check that needs a CUDA GPU, in one run: tests/test_cuda.py, then the whole benchmark
+# (selection of every query on a 50,000 x 512 pool beside the references, training and inference
+# images/s beside a plain DataLoader loop, one active-iNAS CIFAR-10 round split by phase, weight
+# inheritance on CIFAR-shaped data, the chunked strategies on a 1M pool).
+#
+#   scripts/gpu_check.sh [OUT_DIR [PART...]]   # OUT_DIR default: $OUT if set, else outputs/gpu_check
+#
+# PART: tests (limit 4 min), bench (7 min), big (2 min); default all three. Where one command
+# may run at most 10 minutes, run `tests big` and `bench` as two commands. The limits are
+# generous guesses: this script has not run on a GPU yet.
+#
+# On a machine with `make test` done, it uses .venv. On a bare PyTorch image with no network
+# (torch, numpy, scipy, scikit-learn, pandas, rich, matplotlib there; hydra-core & co missing)
+# it installs the wheels in .whl/ (made here by scripts/gpu_wheels.sh) and this checkout into
+# a temporary folder first. Writes, into OUT_DIR: environment.txt, test_cuda.log (tests),
+# gpu.json + benchmark.log (bench), gpu_1m.json + benchmark_1m.log (big). Exit status: non-zero if the tests or the benchmark failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-${OUT:-outputs/gpu_check}}
+shift || true
+parts=" ${*:-tests bench big} "
+mkdir -p "$out"
+if [ -x .venv/bin/python ]; then
+  py=.venv/bin/python
+else
+  py=${PYTHON:-python3}
+  if ! "$py" -c 'import hydra, omegaconf, submitit, hydra_plugins.hydra_submitit_launcher, dal_runner.conf' 2>/dev/null; then
+    ls .whl/*.whl >/dev/null 2>&1 || { echo "gpu_check: no .whl/ here; run scripts/gpu_wheels.sh where pip has a network" >&2; exit 2; }
+    site=$(mktemp -d)
+    # with the package itself, in one go (a second --target install leaves bin/ as it was): conf/
+    # ships as dal_runner.conf only through an install
+    "$py" -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --target "$site" .whl/*.whl . \
+      2>&1 | grep -v -e BuildBackendWarning -e '^ ' || true
+    [ -x "$site/bin/dal-run" ] || { echo "gpu_check: installing into $site failed" >&2; exit 2; }
+    export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}" PATH="$site/bin:$PATH"
+  fi
+fi
+export PYTHONUNBUFFERED=1
+{
+  date -u
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1
+  "$py" -c 'import sys, torch; print("python", sys.version.split()[0], "torch", torch.__version__,
+    "cuda", torch.version.cuda, torch.cuda.get_device_name() if torch.cuda.is_available() else "NO CUDA")'
+  nproc
+} >"$out/environment.txt" 2>&1
+cat "$out/environment.txt"
+
+status=0
+if [[ $parts == *" tests "* ]]; then
+  # the CUDA tests; the rest of the suite is CPU-only and runs in CI
+  timeout 240 "$py" -m pytest tests/test_cuda.py -p no:cacheprovider -n 0 -q -rs --durations=5 2>&1 \
+    | tee "$out/test_cuda.log" || status=1
+fi
+if [[ $parts == *" bench "* ]]; then
+  # selection on a 50,000 x 512 pool (ours and the CPU references, each in its own process), training,
+  # inference, one active-iNAS round, weight inheritance
+  timeout 420 "$py" scripts/benchmark.py --suite all --device cuda --timeout 60 --out "$out/gpu.json" 2>&1 \
+    | tee "$out/benchmark.log" || status=1
+fi
+if [[ $parts == *" big "* ]]; then
+  # the chunked strategies on a 1,000,000 x 512 pool with 100 classes: peak GPU memory (target: under 8 GB)
+  timeout 120 "$py" scripts/benchmark.py --pool 1000000 --classes 100 --only coreset badge mc_dropout \
+    --device cuda --timeout 40 --out "$out/gpu_1m.json" 2>&1 | tee "$out/benchmark_1m.log" || status=1
+fi
+exit $status
