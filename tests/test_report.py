@@ -327,3 +327,31 @@ def test_strategy_option_moves_a_config_key_from_the_environment_into_the_strate
     groups = {(r["environment"], r["strategy"]) for r in rows(out / "auc.csv")}
     assert ("dataset=digits", "budget.batch=30 query=margin") in groups
     assert ("dataset=digits", "budget.batch=45 query=random") in groups and len(groups) == 4
+
+
+def test_the_ranganathan_experiment_reports_objectives_as_strategies_against_cross_entropy(tmp_path):
+    from hydra import compose, initialize_config_module
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from dal_runner.config import register_configs
+
+    register_configs()
+    with initialize_config_module("dal_runner.conf", version_base="1.3"):
+        cfg = compose("config", overrides=["+experiment=ranganathan_digits"], return_hydra_config=True)
+    callback = instantiate(cfg.hydra.callbacks.report)
+    # runs where only the objective differs: joint entropy is ahead by MARGIN_DELTA after the start
+    for job, (objective, seed) in enumerate([(o, s) for o in ("joint_entropy", "cross_entropy") for s in range(3)]):
+        folder = make_run(tmp_path / "sweep" / str(job), query="entropy", seed=seed,
+                          curve=margin_curve(seed) if objective == "joint_entropy" else RANDOM[seed])
+        config = yaml.safe_load((folder / ".hydra" / "config.yaml").read_text())
+        config["trainer"].update(objective=objective, entropy_lambda=0.1)
+        (folder / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    callback.on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path / "sweep")}}}))
+    out = tmp_path / "sweep" / "report"
+    assert {(r["environment"], r["strategy"]) for r in rows(out / "auc.csv")} == {
+        ("dataset=digits", "trainer.objective=cross_entropy"), ("dataset=digits", "trainer.objective=joint_entropy")}
+    gain = {r["strategy"]: (r["reference"], float(r["mean"])) for r in rows(out / "auc_gain.csv")}
+    # margin_curve adds delta from 60 labels on; AUC over 30..90: delta * (1/2 * 1/2 + 1/2) = 0.75 delta
+    assert gain["trainer.objective=joint_entropy"][0] == "trainer.objective=cross_entropy"
+    assert math.isclose(gain["trainer.objective=joint_entropy"][1], 0.75 * sum(MARGIN_DELTA) / 3, abs_tol=1e-6)
