@@ -90,6 +90,19 @@ def choose_reference(runs: Sequence[Run], given: Dict[str, str], search_compared
     return {"query": "random"}
 
 
+def check_strategy_keys(runs: Sequence[Run], strategy: Sequence[str]) -> None:
+    """Every --strategy KEY must be a config key or group of the runs (a typo would silently leave
+    the grouping as it was)."""
+    known = {k for r in runs for k in r.attrs}
+    for key in strategy:
+        if key not in known and key not in {_group_of(k) for k in known}:
+            varying = sorted((k for k in known if k != "seed" and len({r.attrs.get(k) for r in runs}) > 1),
+                             key=_key_order)
+            hint = f"; keys that differ between these runs: {', '.join(varying)}" if varying else ""
+            raise ReportError(f"--strategy {key}: unknown key; accepted: a config key or group of the runs, "
+                              f"e.g. trainer.objective or budget{hint}")
+
+
 def build_report(paths: Sequence[Path], reference: Optional[Dict[str, str]] = None, alpha: float = 0.05,
                  skip: Sequence[Path] = (), strategy: Sequence[str] = ()) -> Report:
     from dal_runner.metrics import curves as C
@@ -104,6 +117,7 @@ def build_report(paths: Sequence[Path], reference: Optional[Dict[str, str]] = No
         raise ReportError(f"no run folders (a folder with .hydra/config.yaml) under {', '.join(map(str, paths))}")
     base = Path(os.path.commonpath([p.resolve() for p in paths]))
     runs = [load_run(f, str(f.relative_to(base)) if f != base else ".") for f in folders]
+    check_strategy_keys(runs, strategy)
     included, excluded, env_keys, strategy_keys, search_compared = group_runs(runs, strategy)
     report = Report(included, excluded, env_keys, strategy_keys, {}, alpha)
     if not included:

@@ -229,6 +229,9 @@ def test_two_reports_of_the_same_runs_are_byte_identical(tmp_path):
     (["{tmp}/sweep", "--reference", "query"], "--reference query: accepted: KEY=VALUE"),
     (["{tmp}/sweep", "--reference", "qery=random"], "--reference qery=random: unknown key; accepted: one of dataset,"),
     (["{tmp}/sweep", "--reference", "query=badge"], "--reference query=badge: no completed run has it; accepted: one of margin, random"),
+    (["{tmp}/sweep", "--strategy", "trainer.objektive"],
+     "--strategy trainer.objektive: unknown key; accepted: a config key or group of the runs, e.g. trainer.objective "
+     "or budget; keys that differ between these runs: query"),
     (["{tmp}/failed"], "none of the 1 run folder(s) completed"),
 ])
 def test_user_errors_are_one_line_with_exit_status_2_and_nothing_written(tmp_path, capsys, args, message):
