@@ -261,6 +261,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--eval-batch", type=int, default=2048)
     ap.add_argument("--round-steps", type=int, default=390,
                     help="steps of the one epoch the timed active-iNAS round trains (0: skip the round)")
+    ap.add_argument("--bounds-rounds", type=int, default=13,
+                    help="rounds of the protocol whose training time is bounded from measured step times of "
+                         "every architecture iNAS can reach (0: skip)")
     ap.add_argument("--inherit-rounds", type=int, default=4,
                     help="rounds of the weight-inheritance comparison (search.inherit false vs true; 0: skip)")
     ap.add_argument("--inherit-steps", type=int, default=150, help="steps per epoch in that comparison")
@@ -288,7 +291,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         report["training"] = bench_training(args.device, args.train_steps, args.warmup_steps, args.workers,
                                             args.infer_images, args.eval_batch, args.round_steps,
                                             args.inherit_rounds, args.inherit_steps, args.inherit_pool,
-                                            args.inherit_initial, tuple(args.inherit_epochs))
+                                            args.inherit_initial, tuple(args.inherit_epochs), args.bounds_rounds)
         report.setdefault("machine", _machine(args.device))
         for key, value in report["training"].items():
             print(key, value)

@@ -12,6 +12,9 @@
   `--round-steps` steps; its split (search, final training, evaluation, inference, selection),
   projected to the protocol's steps, and the whole protocol projected from it (training time per
   round is fixed by steps_per_epoch=390, whatever |S| is).
+- protocol_bounds: the training time of the whole protocol bounded from below (iNAS never grows)
+  and above (it always moves to the costliest candidate) from the measured step time of every
+  architecture iNAS can reach in its 13 rounds.
 - inheritance: the same protocol, shortened (a few rounds, short training), with iNAS's candidates
   from scratch and with `search.inherit=true`, on a learnable CIFAR-shaped pool (`templated_cifar`):
   search and round seconds per round, accuracies and AUC of each.
@@ -44,16 +47,24 @@ def synthetic_cifar(n: int, seed: int = 0):
     return x, y
 
 
-def resnet18(device: torch.device, normalize: bool = True, precision: str = "auto"):
+def resnet(device: torch.device, n_blocks: int = 2, n_stacks: int = 4, stem: str = "cifar", dropout: float = 0.0,
+           normalize: bool = True, precision: str = "auto"):
+    """A(basic, n_blocks, n_stacks) of width 64 for 32 x 32 x 3 inputs and 10 classes; the defaults
+    are ResNet-18 (CIFAR variant). Prepared as dal-run prepares it (precision, memory format)
+    unless normalize=False (the reference loop's plain model: fp32, inputs normalised by the loader)."""
     from dal_runner.arch import ArchSpec, build_network
     from dal_runner.data import Normalize
     from dal_runner.train import prepare
 
     norm = Normalize(255.0, CIFAR_MEAN, CIFAR_STD, True) if normalize else Normalize(1.0, (0,) * 3, (1,) * 3, True)
-    spec = ArchSpec("resnet", block="basic", n_blocks=2, n_stacks=4, stem="cifar", width=64)
+    spec = ArchSpec("resnet", block="basic", n_blocks=n_blocks, n_stacks=n_stacks, stem=stem, width=64)
     torch.manual_seed(0)
-    net = build_network(spec, (3, 32, 32), 10, norm, 0.0)
+    net = build_network(spec, (3, 32, 32), 10, norm, dropout)
     return prepare(net, device, True, precision) if normalize else net.to(device)
+
+
+def resnet18(device: torch.device, normalize: bool = True, precision: str = "auto"):
+    return resnet(device, normalize=normalize, precision=precision)
 
 
 def _trainer(steps: int):
@@ -254,9 +265,60 @@ def inheritance(device: torch.device, rounds: int, steps: int, pool: int = 20_00
     return out
 
 
+def protocol_bounds(device: torch.device, steps: int, warmup: int, n_rounds: int = 13) -> Dict:
+    """Bounds on the training time of the whole active-iNAS CIFAR-10 protocol, from the measured
+    step time of every architecture iNAS can reach in it (paper stem, width 64, dropout 0.5, the
+    protocol's augmentation, batch 128, our trainer).
+
+    Each round trains the current architecture's candidates (Algorithm 1, lines 4-5: 2 or 3) for 50
+    epochs and the round's choice for 200, of 390 steps each. With T_iNAS = 1 iNAS moves at most one
+    step per round, so the training time lies between the path that never grows (A(1, 1) in every
+    round: the lower bound) and the path that always moves to the costliest candidate (the upper
+    bound). Every real run's path lies between the two."""
+    from dal_runner.arch.resnet import max_stacks
+    from dal_runner.augment import Augment
+    from dal_runner.search.inas import candidates
+    from dal_runner.train import fit
+
+    space = (12, min(5, max_stacks(32, "paper")))  # the protocol's A(B, 12, 5), cut by the resolution
+    x, y = synthetic_cifar(2000)
+    x, y = x.to(device), y.to(device)
+    augment = Augment(hflip=True, rotation=15.0, shift=0.1)
+    step_seconds: Dict = {}
+
+    def seconds_per_step(position) -> float:
+        if position not in step_seconds:
+            model = resnet(device, *position, stem="paper", dropout=0.5)
+            fit(model, x, y, _trainer(warmup), 0, augment)  # cuDNN autotuning for this shape
+            _sync(device)
+            started = time.perf_counter()
+            fit(model, x, y, _trainer(steps), 1, augment)
+            _sync(device)
+            step_seconds[position] = (time.perf_counter() - started) / steps
+        return step_seconds[position]
+
+    def walk(grow: bool) -> Dict:
+        position, seconds, path = (1, 1), 0.0, []
+        for _ in range(n_rounds):
+            options = candidates(position, space)
+            seconds += sum(seconds_per_step(c) for c in options) * 50 * 390
+            if grow:
+                position = max(options, key=seconds_per_step)
+            seconds += seconds_per_step(position) * 200 * 390
+            path.append(f"A({position[0]}, {position[1]})")
+        return {"training_seconds": round(seconds, 1), "path": path}
+
+    lower, upper = walk(False), walk(True)
+    return {"rounds": n_rounds, "timed_steps": steps, "lower": lower, "upper": upper,
+            "images_per_s": {f"A({i}, {j})": round(128 / t, 1) for (i, j), t in sorted(step_seconds.items())},
+            "note": "training only (candidates 50 and models 200 epochs of 390 steps); add eval, inference "
+                    "and selection per round from 'round'"}
+
+
 def bench_training(device: str, steps: int, warmup: int, workers: int, infer_n: int, eval_batch: int,
                    round_steps: int, inherit_rounds: int = 0, inherit_steps: int = 150, inherit_pool: int = 20_000,
-                   inherit_initial: int = 2_000, inherit_epochs: Tuple[int, int] = (3, 6)) -> Dict:
+                   inherit_initial: int = 2_000, inherit_epochs: Tuple[int, int] = (3, 6),
+                   bounds_rounds: int = 0) -> Dict:
     dev = torch.device(device)
     torch.backends.cudnn.benchmark = True  # as dal-run sets it (trainer.deterministic=false), for every loop here
     out = {"training_ours": ours_training(dev, steps, warmup),
@@ -270,9 +332,16 @@ def bench_training(device: str, steps: int, warmup: int, workers: int, infer_n: 
                                              / out["training_reference"]["images_per_s"], 2)
     if round_steps > 0:
         out["round"] = protocol_round(dev, round_steps)
+    if bounds_rounds > 0:
+        out["protocol_bounds"] = protocol_bounds(dev, max(1, steps // 10), max(1, warmup // 4), bounds_rounds)
+        if "round" in out:
+            # eval, inference and selection as measured in round 0 (the largest unlabeled pool), every round
+            per_round = sum(out["round"]["projected_round_seconds"][k] for k in ("eval", "infer", "select"))
+            for side in ("lower", "upper"):
+                bound = out["protocol_bounds"][side]
+                bound["protocol_seconds"] = round(bound["training_seconds"] + per_round * bounds_rounds, 1)
     if inherit_rounds > 0:
         out["inheritance"] = inheritance(dev, inherit_rounds, inherit_steps, inherit_pool,
                                          n_test=max(inherit_pool // 4, 100), initial=inherit_initial,
                                          search_epochs=inherit_epochs[0], epochs=inherit_epochs[1])
     return out
-

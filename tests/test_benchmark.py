@@ -43,13 +43,21 @@ def test_training_benchmark_compares_our_trainer_with_the_dataloader_reference(t
     result = _benchmark(tmp_path, "--suite", "training", "--train-steps", "1", "--warmup-steps", "1",
                         "--workers", "0", "--infer-images", "128", "--eval-batch", "64", "--round-steps", "0",
                         "--inherit-rounds", "1", "--inherit-steps", "1", "--inherit-pool", "200",
-                        "--inherit-initial", "50", "--inherit-epochs", "1", "1")
+                        "--inherit-initial", "50", "--inherit-epochs", "1", "1", "--bounds-rounds", "1")
     t = result["training"]
     assert t["training_ours"]["recipe"].endswith("fp32")  # the CPU's fast path
     assert t["training_ours"]["images_per_s"] > 0 and t["training_reference"]["images_per_s"] > 0
     assert t["training_speedup"] == round(t["training_ours"]["images_per_s"]
                                           / t["training_reference"]["images_per_s"], 2)
     assert t["inference"]["images"] == 128 and t["inference"]["images_per_s"] > 0
+    # one round from A(1, 1): its 3 candidates for 50 epochs, then A(1, 1) (lower) or the costliest (upper) for 200
+    bounds, ips = t["protocol_bounds"], t["protocol_bounds"]["images_per_s"]
+    assert sorted(ips) == ["A(1, 1)", "A(1, 2)", "A(2, 1)"]
+    step = {a: 128 / v for a, v in ips.items()}
+    assert bounds["lower"]["path"] == ["A(1, 1)"] and bounds["upper"]["path"] == [max(step, key=step.get)]
+    for side, chosen in (("lower", "A(1, 1)"), ("upper", bounds["upper"]["path"][0])):
+        expected = sum(step.values()) * 50 * 390 + step[chosen] * 200 * 390
+        assert abs(bounds[side]["training_seconds"] - expected) < 0.01 * expected + 0.1
     inh = t["inheritance"]
     assert (inh["rounds"], inh["steps_per_epoch"], inh["search_epochs"], inh["epochs"]) == (1, 1, 1, 1)
     assert len(inh["from_scratch"]["arch"]) == len(inh["inherited"]["arch"]) == 1
