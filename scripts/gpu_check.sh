@@ -45,6 +45,8 @@ export PYTHONUNBUFFERED=1
   nproc
 } >"$out/environment.txt" 2>&1
 cat "$out/environment.txt"
+"$py" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' \
+  || { echo "gpu_check: torch sees no CUDA GPU here; nothing to check" >&2; exit 2; }
 
 status=0
 if [[ $parts == *" tests "* ]]; then
