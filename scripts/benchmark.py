@@ -207,26 +207,29 @@ def bench_selection(n_pool: int = 50_000, dim: int = 512, n_classes: int = 10, k
     results = []
     available = _available_bytes()
     for name in names:
-        if name in REFERENCES and available is not None:
-            need = reference_bytes(name, n_pool, dim, n_classes, n_labeled)
-            if need > 0.8 * available:
-                results.append({"method": name, "skipped": f"needs ~{need / 2 ** 30:.1f} GiB, "
-                                                           f"{available / 2 ** 30:.1f} GiB available"})
-                continue
-        cmd = [sys.executable, os.path.abspath(__file__), "--worker", name, "--pool", str(n_pool), "--dim", str(dim),
-               "--classes", str(n_classes), "--picks", str(k), "--labeled", str(n_labeled), "--device", device]
-        if threads:
-            cmd += ["--threads", str(threads)]
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            results.append({"method": name, "skipped": f"timed out after {timeout} s"})
-            continue
-        if proc.returncode != 0:
-            results.append({"method": name, "failed": proc.stderr.strip().splitlines()[-1:]})
-            continue
-        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        row = _measure_in_subprocess(name, n_pool, dim, n_classes, k, n_labeled, device, timeout, threads, available)
+        print(row, flush=True)
+        results.append(row)
     return {"config": config, "machine": _machine(device), "results": results}
+
+
+def _measure_in_subprocess(name: str, n_pool: int, dim: int, n_classes: int, k: int, n_labeled: int, device: str,
+                           timeout: Optional[float], threads: Optional[int], available: Optional[int]) -> Dict:
+    if name in REFERENCES and available is not None:
+        need = reference_bytes(name, n_pool, dim, n_classes, n_labeled)
+        if need > 0.8 * available:
+            return {"method": name, "skipped": f"needs ~{need / 2 ** 30:.1f} GiB, {available / 2 ** 30:.1f} GiB available"}
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", name, "--pool", str(n_pool), "--dim", str(dim),
+           "--classes", str(n_classes), "--picks", str(k), "--labeled", str(n_labeled), "--device", device]
+    if threads:
+        cmd += ["--threads", str(threads)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"method": name, "skipped": f"timed out after {timeout} s"}
+    if proc.returncode != 0:
+        return {"method": name, "failed": proc.stderr.strip().splitlines()[-1:]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def _machine(device: str) -> Dict:
@@ -253,7 +256,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--suite", choices=["selection", "training", "all"], default="selection",
                     help="selection: every query strategy; training: training / inference images/s and one "
                          "active-iNAS round (scripts/benchmark_training.py); all: both, in one run")
-    ap.add_argument("--train-steps", type=int, default=200, help="timed training steps (batch 128)")
+    ap.add_argument("--train-steps", type=int, default=200, help="timed training steps")
+    ap.add_argument("--train-batch", type=int, default=128,
+                    help="batch size of the ResNet-18 training comparison (the protocol's 128)")
     ap.add_argument("--warmup-steps", type=int, default=20)
     ap.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1),
                     help="DataLoader workers of the reference loop")
@@ -280,27 +285,35 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
     if args.threads:
         torch.set_num_threads(args.threads)
-    report = {}
+
+    def write(report: Dict) -> None:
+        if args.out:  # after every part, so that a run stopped by a time limit keeps what it measured
+            tmp = args.out + ".tmp"
+            with open(tmp, "w") as f:
+                f.write(json.dumps(report, indent=2) + "\n")
+            os.replace(tmp, args.out)
+
+    report: Dict = {"machine": _machine(args.device)}
     if args.suite in ("selection", "all"):
-        report = bench_selection(args.pool, args.dim, args.classes, args.picks, args.device, args.labeled,
-                                 args.skip_reference, args.only, args.timeout, args.threads)
+        report.update(bench_selection(args.pool, args.dim, args.classes, args.picks, args.device, args.labeled,
+                                      args.skip_reference, args.only, args.timeout, args.threads))
+        write(report)
     if args.suite in ("training", "all"):
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         from benchmark_training import bench_training
 
+        def on_section(training: Dict) -> None:
+            report["training"] = training
+            write(report)
+
         report["training"] = bench_training(args.device, args.train_steps, args.warmup_steps, args.workers,
                                             args.infer_images, args.eval_batch, args.round_steps,
                                             args.inherit_rounds, args.inherit_steps, args.inherit_pool,
-                                            args.inherit_initial, tuple(args.inherit_epochs), args.bounds_rounds)
-        report.setdefault("machine", _machine(args.device))
-        for key, value in report["training"].items():
-            print(key, value)
-    text = json.dumps(report, indent=2)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
-    for r in report.get("results", []):
-        print(r)
+                                            args.inherit_initial, tuple(args.inherit_epochs), args.bounds_rounds,
+                                            on_section, args.train_batch)
+    write(report)
+    if not args.out:
+        print(json.dumps(report, indent=2))
     return 0
 
 

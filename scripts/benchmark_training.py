@@ -25,7 +25,7 @@ from __future__ import annotations
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -67,14 +67,15 @@ def resnet18(device: torch.device, normalize: bool = True, precision: str = "aut
     return resnet(device, normalize=normalize, precision=precision)
 
 
-def _trainer(steps: int):
+def _trainer(steps: int, batch_size: int = 128):
     from dal_runner.config import TrainerConfig
 
     return TrainerConfig(optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4, epochs=1,
-                         batch_size=128, steps_per_epoch=steps, divergence_factor=None)
+                         batch_size=batch_size, steps_per_epoch=steps, divergence_factor=None)
 
 
-def ours_training(device: torch.device, steps: int, warmup: int, n: int = 50_000, precision: str = "auto") -> Dict:
+def ours_training(device: torch.device, steps: int, warmup: int, n: int = 50_000, precision: str = "auto",
+                  batch_size: int = 128) -> Dict:
     from dal_runner.augment import Augment
     from dal_runner.train import fit
 
@@ -82,14 +83,14 @@ def ours_training(device: torch.device, steps: int, warmup: int, n: int = 50_000
     x, y = x.to(device), y.to(device)
     model = resnet18(device, precision=precision)
     augment = Augment(crop_padding=4, hflip=True)
-    fit(model, x, y, _trainer(warmup), 0, augment)  # cuDNN autotuning, allocator warm-up
+    fit(model, x, y, _trainer(warmup, batch_size), 0, augment)  # cuDNN autotuning, allocator warm-up
     _sync(device)
     started = time.perf_counter()
-    fit(model, x, y, _trainer(steps), 1, augment)
+    fit(model, x, y, _trainer(steps, batch_size), 1, augment)
     _sync(device)
     seconds = time.perf_counter() - started
-    return {"steps": steps, "batch_size": 128, "seconds": round(seconds, 3),
-            "images_per_s": round(steps * 128 / seconds, 1),
+    return {"steps": steps, "batch_size": batch_size, "seconds": round(seconds, 3),
+            "images_per_s": round(steps * batch_size / seconds, 1),
             "recipe": "uint8 on the device, augmentation on the device, "
                       + ("bf16 autocast" if model.amp_dtype is not None else "fp32")
                       + (", channels_last" if device.type == "cuda" else "")}
@@ -112,9 +113,10 @@ class _CifarLike(torch.utils.data.Dataset):
         return self.transform(torch.from_numpy(self.x[i]).permute(2, 0, 1)), int(self.y[i])
 
 
-def reference_training(device: torch.device, steps: int, warmup: int, workers: int, n: int = 50_000) -> Dict:
+def reference_training(device: torch.device, steps: int, warmup: int, workers: int, n: int = 50_000,
+                       batch_size: int = 128) -> Dict:
     x, y = synthetic_cifar(n)
-    loader = torch.utils.data.DataLoader(_CifarLike(x, y), batch_size=128, shuffle=True, num_workers=workers,
+    loader = torch.utils.data.DataLoader(_CifarLike(x, y), batch_size=batch_size, shuffle=True, num_workers=workers,
                                          pin_memory=device.type == "cuda", drop_last=True,
                                          persistent_workers=workers > 0)
     model = resnet18(device, normalize=False)
@@ -136,8 +138,8 @@ def reference_training(device: torch.device, steps: int, warmup: int, workers: i
                 break
     _sync(device)
     seconds = time.perf_counter() - started
-    return {"steps": steps, "batch_size": 128, "seconds": round(seconds, 3),
-            "images_per_s": round(steps * 128 / seconds, 1), "dataloader_workers": workers,
+    return {"steps": steps, "batch_size": batch_size, "seconds": round(seconds, 3),
+            "images_per_s": round(steps * batch_size / seconds, 1), "dataloader_workers": workers,
             "recipe": "DataLoader with per-image transforms in workers, fp32"}
 
 
@@ -318,30 +320,50 @@ def protocol_bounds(device: torch.device, steps: int, warmup: int, n_rounds: int
 def bench_training(device: str, steps: int, warmup: int, workers: int, infer_n: int, eval_batch: int,
                    round_steps: int, inherit_rounds: int = 0, inherit_steps: int = 150, inherit_pool: int = 20_000,
                    inherit_initial: int = 2_000, inherit_epochs: Tuple[int, int] = (3, 6),
-                   bounds_rounds: int = 0) -> Dict:
+                   bounds_rounds: int = 0, on_section: Callable[[Dict], None] = lambda out: None,
+                   batch_size: int = 128) -> Dict:
+    """Every measurement above, each in its own section: one that fails is recorded as
+    {"failed": "..."} and the others still run; `on_section(out)` is called after each (the
+    caller writes the JSON then, so a run cut off by a time limit keeps what it measured)."""
     dev = torch.device(device)
     torch.backends.cudnn.benchmark = True  # as dal-run sets it (trainer.deterministic=false), for every loop here
-    out = {"training_ours": ours_training(dev, steps, warmup),
-           "training_reference": reference_training(dev, steps, warmup, workers),
-           "inference": inference(dev, infer_n, eval_batch)}
-    out["training_speedup"] = round(out["training_ours"]["images_per_s"] / out["training_reference"]["images_per_s"], 2)
-    if out["training_ours"]["recipe"].count("bf16"):
+    out: Dict = {}
+
+    def section(name: str, measure: Callable[[], Dict]) -> bool:
+        try:
+            out[name] = measure()
+        except Exception as e:  # one failing part must not lose the figures of the others
+            out[name] = {"failed": f"{type(e).__name__}: {e}"}
+        print(name, out[name], flush=True)
+        on_section(out)
+        return "failed" not in out[name]
+
+    def speedup(ours: str) -> Optional[float]:
+        if "failed" in out[ours] or "failed" in out["training_reference"]:
+            return None
+        return round(out[ours]["images_per_s"] / out["training_reference"]["images_per_s"], 2)
+
+    section("training_ours", lambda: ours_training(dev, steps, warmup, batch_size=batch_size))
+    section("training_reference", lambda: reference_training(dev, steps, warmup, workers, batch_size=batch_size))
+    out["training_speedup"] = speedup("training_ours")
+    section("inference", lambda: inference(dev, infer_n, eval_batch))
+    if "bf16" in out["training_ours"].get("recipe", ""):
         # the same trainer in fp32: how much of the speed-up is the data path, how much the precision
-        out["training_ours_fp32"] = ours_training(dev, steps, warmup, precision="fp32")
-        out["training_speedup_fp32"] = round(out["training_ours_fp32"]["images_per_s"]
-                                             / out["training_reference"]["images_per_s"], 2)
+        section("training_ours_fp32", lambda: ours_training(dev, steps, warmup, precision="fp32",
+                                                            batch_size=batch_size))
+        out["training_speedup_fp32"] = speedup("training_ours_fp32")
     if round_steps > 0:
-        out["round"] = protocol_round(dev, round_steps)
-    if bounds_rounds > 0:
-        out["protocol_bounds"] = protocol_bounds(dev, max(1, steps // 10), max(1, warmup // 4), bounds_rounds)
-        if "round" in out:
-            # eval, inference and selection as measured in round 0 (the largest unlabeled pool), every round
-            per_round = sum(out["round"]["projected_round_seconds"][k] for k in ("eval", "infer", "select"))
-            for side in ("lower", "upper"):
-                bound = out["protocol_bounds"][side]
-                bound["protocol_seconds"] = round(bound["training_seconds"] + per_round * bounds_rounds, 1)
+        section("round", lambda: protocol_round(dev, round_steps))
+    if bounds_rounds > 0 and section("protocol_bounds", lambda: protocol_bounds(
+            dev, max(1, steps // 10), max(1, warmup // 4), bounds_rounds)) and "failed" not in out.get("round", {"failed": 1}):
+        # eval, inference and selection as measured in round 0 (the largest unlabeled pool), every round
+        per_round = sum(out["round"]["projected_round_seconds"][k] for k in ("eval", "infer", "select"))
+        for side in ("lower", "upper"):
+            bound = out["protocol_bounds"][side]
+            bound["protocol_seconds"] = round(bound["training_seconds"] + per_round * bounds_rounds, 1)
+        on_section(out)
     if inherit_rounds > 0:
-        out["inheritance"] = inheritance(dev, inherit_rounds, inherit_steps, inherit_pool,
-                                         n_test=max(inherit_pool // 4, 100), initial=inherit_initial,
-                                         search_epochs=inherit_epochs[0], epochs=inherit_epochs[1])
+        section("inheritance", lambda: inheritance(dev, inherit_rounds, inherit_steps, inherit_pool,
+                                                   n_test=max(inherit_pool // 4, 100), initial=inherit_initial,
+                                                   search_epochs=inherit_epochs[0], epochs=inherit_epochs[1]))
     return out

@@ -41,11 +41,12 @@ def test_selection_benchmark_times_ours_and_the_references_with_their_memory(tmp
 
 def test_training_benchmark_compares_our_trainer_with_the_dataloader_reference(tmp_path):
     result = _benchmark(tmp_path, "--suite", "training", "--train-steps", "1", "--warmup-steps", "1",
-                        "--workers", "0", "--infer-images", "128", "--eval-batch", "64", "--round-steps", "0",
-                        "--inherit-rounds", "1", "--inherit-steps", "1", "--inherit-pool", "200",
+                        "--train-batch", "8", "--workers", "0", "--infer-images", "128", "--eval-batch", "64",
+                        "--round-steps", "0", "--inherit-rounds", "1", "--inherit-steps", "1", "--inherit-pool", "200",
                         "--inherit-initial", "50", "--inherit-epochs", "1", "1", "--bounds-rounds", "1")
     t = result["training"]
     assert t["training_ours"]["recipe"].endswith("fp32")  # the CPU's fast path
+    assert t["training_ours"]["batch_size"] == t["training_reference"]["batch_size"] == 8
     assert t["training_ours"]["images_per_s"] > 0 and t["training_reference"]["images_per_s"] > 0
     assert t["training_speedup"] == round(t["training_ours"]["images_per_s"]
                                           / t["training_reference"]["images_per_s"], 2)

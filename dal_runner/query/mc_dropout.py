@@ -24,8 +24,13 @@ ACQUISITIONS = ("bald", "max_entropy", "variation_ratio", "predicted_class_varia
 
 
 # ---- acquisition functions: samples (T x N x C) -> scores (N), larger = query first --------
-# Computed in float64: the mean of T identical passes is then exactly the pass itself (T * p is
-# exact in float64 for float32 p), so a deterministic network scores exactly 0 on BALD.
+# Computed in float64, the mean as sum / T: the mean of T identical passes is then exactly the pass
+# itself (T * p is exact in float64 for float32 p, and so is the division), so a deterministic
+# network scores exactly 0 on BALD. (Tensor.mean on CUDA multiplies by a rounded 1 / T instead.)
+
+def _mean_over_passes(s: torch.Tensor) -> torch.Tensor:
+    return s.sum(dim=0) / s.shape[0]
+
 
 def _entropy(p: torch.Tensor) -> torch.Tensor:
     return -(p * torch.log(p.clamp_min(1e-12))).sum(dim=-1)  # 0 log 0 = 0
@@ -33,7 +38,7 @@ def _entropy(p: torch.Tensor) -> torch.Tensor:
 
 def max_entropy(samples: torch.Tensor) -> torch.Tensor:
     # H[y | x, D] with p(y | x, D) ~ (1/T) sum_t p_t(y | x)
-    return _entropy(samples.double().mean(dim=0))
+    return _entropy(_mean_over_passes(samples.double()))
 
 
 def bald(samples: torch.Tensor) -> torch.Tensor:
@@ -41,7 +46,7 @@ def bald(samples: torch.Tensor) -> torch.Tensor:
     # written as the mean KL(p_t || p_mean), which is exactly 0 when all passes agree
     s = samples.double()
     log_s = torch.log(s.clamp_min(1e-12))
-    log_mean = torch.log(s.mean(dim=0).clamp_min(1e-12))
+    log_mean = torch.log(_mean_over_passes(s).clamp_min(1e-12))
     return (s * (log_s - log_mean)).sum(dim=-1).mean(dim=0).clamp_min(0.0)
 
 
@@ -58,7 +63,7 @@ def predicted_class_variance(samples: torch.Tensor) -> torch.Tensor:
     # active-iNAS (Geifman & El-Yaniv): the variance over the T passes of the probability of
     # the class that the mean prediction picks (population variance, 1/T)
     s = samples.double()
-    predicted = s.mean(dim=0).argmax(dim=1)  # N
+    predicted = _mean_over_passes(s).argmax(dim=1)  # N
     p_hat = s.gather(2, predicted.view(1, -1, 1).expand(s.shape[0], -1, 1)).squeeze(2)  # T x N
     return p_hat.var(dim=0, unbiased=False)
 
