@@ -12,9 +12,9 @@
   `--round-steps` steps; its split (search, final training, evaluation, inference, selection),
   projected to the protocol's steps, and the whole protocol projected from it (training time per
   round is fixed by steps_per_epoch=390, whatever |S| is).
-- protocol_bounds: the training time of the whole protocol bounded from below (iNAS never grows)
-  and above (it always moves to the costliest candidate) from the measured step time of every
-  architecture iNAS can reach in its 13 rounds.
+- protocol_bounds: the training time of the whole protocol (13 rounds) along the path where iNAS
+  never grows (a lower bound) and the one where it always moves to the costliest candidate (a
+  pessimistic path), from the measured step time of every architecture on them.
 - inheritance: the same protocol, shortened (a few rounds, short training), with iNAS's candidates
   from scratch and with `search.inherit=true`, on a learnable CIFAR-shaped pool (`templated_cifar`):
   search and round seconds per round, accuracies and AUC of each.
@@ -268,15 +268,16 @@ def inheritance(device: torch.device, rounds: int, steps: int, pool: int = 20_00
 
 
 def protocol_bounds(device: torch.device, steps: int, warmup: int, n_rounds: int = 13) -> Dict:
-    """Bounds on the training time of the whole active-iNAS CIFAR-10 protocol, from the measured
-    step time of every architecture iNAS can reach in it (paper stem, width 64, dropout 0.5, the
+    """The training time of the whole active-iNAS CIFAR-10 protocol along two paths of iNAS, from
+    the measured step time of every architecture on them (paper stem, width 64, dropout 0.5, the
     protocol's augmentation, batch 128, our trainer).
 
     Each round trains the current architecture's candidates (Algorithm 1, lines 4-5: 2 or 3) for 50
     epochs and the round's choice for 200, of 390 steps each. With T_iNAS = 1 iNAS moves at most one
-    step per round, so the training time lies between the path that never grows (A(1, 1) in every
-    round: the lower bound) and the path that always moves to the costliest candidate (the upper
-    bound). Every real run's path lies between the two."""
+    step per round. ``never_grows`` keeps A(1, 1) in every round: a lower bound for any run (a larger
+    architecture costs more per step). ``grows_to_costliest`` moves every round to the candidate with
+    the largest step time: a pessimistic path (iNAS grows whenever it can), though not a strict upper
+    bound, since a path that is cheaper early could reach costlier architectures later."""
     from dal_runner.arch.resnet import max_stacks
     from dal_runner.augment import Augment
     from dal_runner.search.inas import candidates
@@ -310,8 +311,9 @@ def protocol_bounds(device: torch.device, steps: int, warmup: int, n_rounds: int
             path.append(f"A({position[0]}, {position[1]})")
         return {"training_seconds": round(seconds, 1), "path": path}
 
-    lower, upper = walk(False), walk(True)
-    return {"rounds": n_rounds, "timed_steps": steps, "lower": lower, "upper": upper,
+    never_grows, grows_to_costliest = walk(False), walk(True)
+    return {"rounds": n_rounds, "timed_steps": steps, "never_grows": never_grows,
+            "grows_to_costliest": grows_to_costliest,
             "images_per_s": {f"A({i}, {j})": round(128 / t, 1) for (i, j), t in sorted(step_seconds.items())},
             "note": "training only (candidates 50 and models 200 epochs of 390 steps); add eval, inference "
                     "and selection per round from 'round'"}
@@ -358,7 +360,7 @@ def bench_training(device: str, steps: int, warmup: int, workers: int, infer_n: 
             dev, max(1, steps // 10), max(1, warmup // 4), bounds_rounds)) and "failed" not in out.get("round", {"failed": 1}):
         # eval, inference and selection as measured in round 0 (the largest unlabeled pool), every round
         per_round = sum(out["round"]["projected_round_seconds"][k] for k in ("eval", "infer", "select"))
-        for side in ("lower", "upper"):
+        for side in ("never_grows", "grows_to_costliest"):
             bound = out["protocol_bounds"][side]
             bound["protocol_seconds"] = round(bound["training_seconds"] + per_round * bounds_rounds, 1)
         on_section(out)

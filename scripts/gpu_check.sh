@@ -14,7 +14,8 @@
 # (torch, numpy, scipy, scikit-learn, pandas, rich, matplotlib there; hydra-core & co missing)
 # it installs the wheels in .whl/ (made here by scripts/gpu_wheels.sh) and this checkout into
 # a temporary folder first. Writes, into OUT_DIR: environment.txt, test_cuda.log (tests),
-# gpu.json + benchmark.log (bench), gpu_1m.json + benchmark_1m.log (big). Exit status: non-zero if the tests or the benchmark failed.
+# gpu.json + benchmark.log (bench), gpu_1m.json + benchmark_1m.log (big). Exit status: non-zero
+# if the tests or the benchmark failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-outputs/gpu_check}

@@ -51,12 +51,13 @@ def test_training_benchmark_compares_our_trainer_with_the_dataloader_reference(t
     assert t["training_speedup"] == round(t["training_ours"]["images_per_s"]
                                           / t["training_reference"]["images_per_s"], 2)
     assert t["inference"]["images"] == 128 and t["inference"]["images_per_s"] > 0
-    # one round from A(1, 1): its 3 candidates for 50 epochs, then A(1, 1) (lower) or the costliest (upper) for 200
+    # one round from A(1, 1): its 3 candidates for 50 epochs, then A(1, 1) or the costliest for 200
     bounds, ips = t["protocol_bounds"], t["protocol_bounds"]["images_per_s"]
     assert sorted(ips) == ["A(1, 1)", "A(1, 2)", "A(2, 1)"]
     step = {a: 128 / v for a, v in ips.items()}
-    assert bounds["lower"]["path"] == ["A(1, 1)"] and bounds["upper"]["path"] == [max(step, key=step.get)]
-    for side, chosen in (("lower", "A(1, 1)"), ("upper", bounds["upper"]["path"][0])):
+    costliest = bounds["grows_to_costliest"]["path"]
+    assert bounds["never_grows"]["path"] == ["A(1, 1)"] and costliest == [max(step, key=step.get)]
+    for side, chosen in (("never_grows", "A(1, 1)"), ("grows_to_costliest", costliest[0])):
         expected = sum(step.values()) * 50 * 390 + step[chosen] * 200 * 390
         assert abs(bounds[side]["training_seconds"] - expected) < 0.01 * expected + 0.1
     inh = t["inheritance"]
