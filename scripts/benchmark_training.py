@@ -354,16 +354,19 @@ def bench_training(device: str, steps: int, warmup: int, workers: int, infer_n: 
         section("training_ours_fp32", lambda: ours_training(dev, steps, warmup, precision="fp32",
                                                             batch_size=batch_size))
         out["training_speedup_fp32"] = speedup("training_ours_fp32")
-    if round_steps > 0:
-        section("round", lambda: protocol_round(dev, round_steps))
-    if bounds_rounds > 0 and section("protocol_bounds", lambda: protocol_bounds(
-            dev, max(1, steps // 10), max(1, warmup // 4), bounds_rounds)) and "failed" not in out.get("round", {"failed": 1}):
-        # eval, inference and selection as measured in round 0 (the largest unlabeled pool), every round
-        per_round = sum(out["round"]["projected_round_seconds"][k] for k in ("eval", "infer", "select"))
-        for side in ("never_grows", "grows_to_costliest"):
-            bound = out["protocol_bounds"][side]
-            bound["protocol_seconds"] = round(bound["training_seconds"] + per_round * bounds_rounds, 1)
-        on_section(out)
+    round_ok = round_steps > 0 and section("round", lambda: protocol_round(dev, round_steps))
+
+    def bounds() -> Dict:
+        result = protocol_bounds(dev, max(1, steps // 10), max(1, warmup // 4), bounds_rounds)
+        if round_ok:
+            # eval, inference and selection as measured in round 0 (the largest unlabeled pool), every round
+            per_round = sum(out["round"]["projected_round_seconds"][k] for k in ("eval", "infer", "select"))
+            for path in ("never_grows", "grows_to_costliest"):
+                result[path]["protocol_seconds"] = round(result[path]["training_seconds"] + per_round * bounds_rounds, 1)
+        return result
+
+    if bounds_rounds > 0:
+        section("protocol_bounds", bounds)
     if inherit_rounds > 0:
         section("inheritance", lambda: inheritance(dev, inherit_rounds, inherit_steps, inherit_pool,
                                                    n_test=max(inherit_pool // 4, 100), initial=inherit_initial,

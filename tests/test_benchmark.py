@@ -99,3 +99,21 @@ def test_inheritance_benchmark_runs_both_variants_through_the_real_loop():
     assert shared and any(later[c] != later_inherited[c] for c in shared)
     assert inh["auc_difference"] == round(inherited["auc"] - scratch["auc"], 6)
     assert inh["search_seconds_ratio_after_round_0"] > 0
+
+
+def test_a_failing_training_section_is_recorded_and_the_others_still_run(monkeypatch):
+    import benchmark_training
+
+    def no_shared_memory(*args, **kwargs):
+        raise RuntimeError("DataLoader worker killed by a bus error")
+
+    monkeypatch.setattr(benchmark_training, "reference_training", no_shared_memory)
+    seen = []
+    out = benchmark_training.bench_training("cpu", 1, 1, 0, 16, 16, round_steps=0, batch_size=4,
+                                            on_section=lambda o: seen.append(sorted(o)))
+    assert out["training_reference"] == {"failed": "RuntimeError: DataLoader worker killed by a bus error"}
+    assert out["training_speedup"] is None
+    assert out["training_ours"]["images_per_s"] > 0 and out["inference"]["images"] == 16
+    # the caller is handed the results after every section, so it can write them as they come
+    assert seen == [["training_ours"], ["training_ours", "training_reference"],
+                    ["inference", "training_ours", "training_reference", "training_speedup"]]
