@@ -113,6 +113,13 @@ def run_active_learning(
         log.info("resuming at round %d with %d labels (%s)", t, pool.n_labeled, previous)
     started = time.perf_counter() - elapsed
 
+    def regulariser(params: TrainerConfig) -> Optional[Callable]:
+        """The joint objective's unlabeled term (Ranganathan et al.) over U, for final models and
+        search estimates alike, so the search scores architectures under the objective it trains."""
+        if params.objective != "joint_entropy" or pool.n_unlabeled == 0:
+            return None
+        return training.entropy_regulariser(data.x_train, pool.unlabeled(), params.entropy_lambda, params.batch_size)
+
     def estimate(spec: ArchSpec, train_idx: torch.Tensor, val_idx: torch.Tensor, est_seed: int,
                  on_epoch: Optional[Callable[[int, Callable[[], float]], bool]] = None) -> float:
         model = new_model(spec)
@@ -123,7 +130,9 @@ def run_active_learning(
         def score() -> float:
             return training.evaluate(model, data.x_train[v_idx], data.y_train[v_idx], trainer.eval_batch_size)[0]
 
-        training.fit(model, data.x_train[t_idx], data.y_train[t_idx], search_trainer or trainer, est_seed, augment,
+        params = search_trainer or trainer
+        training.fit(model, data.x_train[t_idx], data.y_train[t_idx], params, est_seed, augment,
+                     extra_loss=regulariser(params),
                      on_epoch=None if on_epoch is None else lambda epoch: on_epoch(epoch, score))
         return score()
 
@@ -145,12 +154,8 @@ def run_active_learning(
             progress.update(pool.n_labeled, f"round {t}: train")
             model = new_model(result.spec)
             idx = labeled.to(device)
-            extra = None
-            if trainer.objective == "joint_entropy" and pool.n_unlabeled > 0:
-                extra = training.entropy_regulariser(data.x_train, pool.unlabeled(), trainer.entropy_lambda,
-                                                     trainer.batch_size)
             training.fit(model, data.x_train[idx], data.y_train[idx], trainer, derive_seed(seed, "train", t), augment,
-                         extra_loss=extra)
+                         extra_loss=regulariser(trainer))
             t2 = time.perf_counter()
             acc, loss = training.evaluate(model, data.x_test, data.y_test, trainer.eval_batch_size)
             t3 = time.perf_counter()

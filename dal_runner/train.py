@@ -68,13 +68,15 @@ def fit(
 ) -> List[float]:
     """Train `model` (already on x's device) on (x, y); returns the mean loss of each epoch.
 
-    `extra_loss(model, step, generator)` is added to every step's loss (the joint objective).
+    `extra_loss(model, step, generator)` is added to every step's loss (the joint objective); its
+    generator is its own (seed + 3), so the labeled batches are the same with or without it.
     `on_epoch(epoch)` runs after every epoch and may evaluate the model; True stops the training.
     """
     device = x.device
     n = x.shape[0]
     gen = torch.Generator().manual_seed(seed)
     aug_gen = torch.Generator(device=device).manual_seed(seed + 1)
+    extra_gen = torch.Generator().manual_seed(seed + 3)
     opt = _optimizer(model, params)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(params.lr_milestones), gamma=params.lr_gamma)
     bs = min(params.batch_size, n)
@@ -94,7 +96,7 @@ def fit(
                 with autocast(model, device):
                     loss = F.cross_entropy(model(xb), yb)
                     if extra_loss is not None:
-                        loss = loss + extra_loss(model, step, gen)
+                        loss = loss + extra_loss(model, step, extra_gen)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

@@ -1,5 +1,6 @@
 """MC-dropout, core-set, BADGE and ALBL: against brute force, hand computations and their invariants."""
 
+import copy
 import math
 
 import numpy as np
@@ -9,14 +10,14 @@ from torch import nn
 
 from dal_runner.arch import ArchSpec, build_network
 from dal_runner.data import Normalize
-from dal_runner.query import QueryContext
+from dal_runner.query import QueryContext, top_k
 from dal_runner.query.albl import ALBL, Exp4P, default_p_min
 from dal_runner.query.badge import (Badge, explicit_gradient_embedding, gradient_factors, kmeans_pp,
                                     sq_distances_to)
 from dal_runner.query.coreset import Coreset, k_center_greedy
 from dal_runner.query.entropy import Entropy
 from dal_runner.query.margin import Margin
-from dal_runner.query.mc_dropout import (MCDropout, bald, max_entropy, mc_probs, mc_scores,
+from dal_runner.query.mc_dropout import (MCDropout, bald, dropout_passes, max_entropy, mc_probs, mc_scores,
                                          predicted_class_variance, variation_ratio)
 from dal_runner.query.random import RandomQuery
 from dal_runner.query.softmax_response import SoftmaxResponse
@@ -229,11 +230,38 @@ def test_mc_scores_batched_equals_mc_probs_scored_at_once():
     assert torch.allclose(mc_scores(model, x, 5, "max_entropy", 7, gen(0)), at_once)
 
 
+def test_dropout_passes_in_chunks_equal_the_passes_at_once():
+    # the mask tensor is drawn in chunks of passes; the stream of draws, and so the samples, are the same
+    head = nn.Linear(6, 3)
+    h = torch.rand(5, 6, generator=gen(0))
+    at_once = dropout_passes(head, h, 0.5, 9, gen(1))
+    for max_elements in (1, 30, 80):
+        assert torch.equal(dropout_passes(head, h, 0.5, 9, gen(1), max_elements=max_elements), at_once)
+    assert not torch.equal(at_once[0], at_once[1])  # the passes differ: dropout is on
+
+
+@pytest.mark.parametrize("acquisition", ["bald", "variation_ratio", "predicted_class_variance"])
+def test_mc_dropout_selects_the_top_scores_of_the_unlabeled_points(acquisition):
+    model = small_network(dropout=0.5)
+    x = torch.rand(40, 1, 8, 8, generator=gen(0))
+    unlabeled = torch.arange(3, 40, 2)
+    scores = mc_scores(model, x[unlabeled], 16, acquisition, 7, gen(2))
+    assert float(scores.max()) > float(scores.min())  # dropout makes the passes disagree
+    ctx = QueryContext(model, x, torch.arange(0, 40, 2), unlabeled, gen(2))
+    assert torch.equal(MCDropout(16, acquisition, batch_size=7).select(ctx, 5), top_k(scores, 5))
+
+
+def test_top_k_keeps_float64_scores_exact():
+    # 1 + 1e-9 rounds to 1 in float32; its rank must not
+    assert top_k(torch.tensor([1.0, 1.0 + 1e-9, 0.5], dtype=torch.float64), 1).tolist() == [1]
+    assert top_k(torch.tensor([0.25, 0.5, 0.5], dtype=torch.float16), 2).tolist() == [1, 2]
+
+
 # ---- ALBL ----------------------------------------------------------------------------------
 
 def test_exp4p_expert_with_high_reward_gains_weight():
     # 2 experts, 4 arms; expert 0 advises arm 0 (reward 1), expert 1 advises arm 1 (reward 0)
-    bandit = Exp4P(n_experts=2, delta=0.1, p_min=0.05, generator=gen(0))
+    bandit = Exp4P(n_experts=2, n_arms=4, horizon=300, delta=0.1, p_min=0.05, generator=gen(0))
     advice = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]])
     for _ in range(300):
         prob = bandit.distribution(advice)
@@ -246,7 +274,7 @@ def test_exp4p_expert_with_high_reward_gains_weight():
 
 def test_exp4p_zero_reward_keeps_symmetric_experts_equal():
     # reward 0: only the exploration bonus v_hat moves the weights, equally for mirrored experts
-    bandit = Exp4P(2, 0.1, 0.05, gen(0))
+    bandit = Exp4P(2, 2, 50, 0.1, 0.05, gen(0))
     advice = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     for _ in range(50):
         prob = bandit.distribution(advice)
@@ -304,8 +332,16 @@ def test_albl_reads_labels_from_the_context_and_updates_its_weights():
         ctx = QueryContext(ParityModel(), x, labeled, unlabeled, gen(t))
         ctx.y = torch.zeros(n, dtype=torch.long)
         labeled = torch.cat([labeled, unlabeled[albl.select(ctx, 2)]])
-    assert len(albl.pending) == 2  # the last round's queries wait for their reward
+        if t == 1:  # before the last select: what its reward update must do
+            reward = albl.importance_weighted_accuracy(ParityModel(), x, torch.zeros(n, dtype=torch.long))
+            expected_bandit = copy.deepcopy(albl.bandit)
+            for advice, prob, chosen in albl.pending:
+                expected_bandit.update(chosen, reward, advice, prob)
+    assert reward > 0.0
+    # the last select applied IW-ACC of the context's model and labels to the previous round's queries
+    assert torch.allclose(albl.bandit.log_w, expected_bandit.log_w, rtol=0, atol=1e-15)
     assert not torch.equal(albl.bandit.log_w, torch.zeros(2, dtype=torch.float64))
+    assert len(albl.pending) == 2  # the last round's queries wait for their reward
     drawn = torch.tensor(albl.drawn_index)
     expected = float((torch.tensor(albl.drawn_weight) * (drawn % 2 == 0)).sum()) / (n * 10)
     assert albl.importance_weighted_accuracy(ParityModel(), x, ctx.y) == pytest.approx(min(1.0, expected))
@@ -320,7 +356,27 @@ def test_albl_without_labels_keeps_its_weights():
         unlabeled = torch.tensor(sorted(set(range(n)) - set(labeled.tolist())))
         labeled = torch.cat([labeled, unlabeled[albl.select(QueryContext(ParityModel(), x, labeled, unlabeled,
                                                                          gen(t)), 2)]])
-    assert torch.equal(albl.bandit.weights, torch.tensor([0.5, 0.5], dtype=torch.float64))
+    assert torch.equal(albl.bandit.log_w, torch.zeros(2, dtype=torch.float64))  # no update at all
+
+
+def test_albl_picks_at_most_the_unlabeled_points():
+    n = 12
+    ctx = QueryContext(ParityModel(), torch.rand(n, 2), torch.arange(8), torch.arange(8, n), gen(0))
+    assert sorted(ALBL([FixedRanking(0), FixedRanking(1)]).select(ctx, 4).tolist()) == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="k=5 picks from 4 unlabeled points"):
+        ALBL([FixedRanking(0), FixedRanking(1)]).select(ctx, 5)
+
+
+def test_albl_rejects_a_p_min_above_one_over_the_pool_size():
+    ctx = QueryContext(ParityModel(), torch.rand(20, 2), torch.arange(5), torch.arange(5, 20), gen(0))
+    with pytest.raises(ValueError, match=r"query.p_min: 0.1 for a pool of K = 20 points"):
+        ALBL([FixedRanking(0), FixedRanking(1)], p_min=0.1).select(ctx, 2)
+
+
+def test_exp4p_confidence_width_is_sqrt_log_n_over_delta_over_k_t():
+    # Beygelzimer et al., Algorithm 1: sqrt(ln(N / delta) / (K T)), whatever p_min is
+    for p_min in (1e-4, 1e-3):
+        assert Exp4P(2, 100, 10, 0.1, p_min).width == pytest.approx(math.sqrt(math.log(20) / 1000))
 
 
 def test_albl_importance_weights_are_inverse_draw_probabilities():

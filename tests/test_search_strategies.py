@@ -406,3 +406,15 @@ def test_inherited_candidates_score_differently_from_scratch(small_run, tmp_path
     # round 0 has no model to inherit from; later rounds' candidates start from the last model
     assert scores["true"][:first_round] == scores["false"][:first_round]
     assert scores["true"][first_round:] != scores["false"][first_round:]
+
+
+def test_search_estimates_train_under_the_joint_objective_too(small_run, tmp_path):
+    from dal_runner.io import read_csv
+
+    scores = {}
+    for objective in ("cross_entropy", "joint_entropy"):
+        small_run("search=inas", *TINY_RESNET, "search.epochs=2", f"trainer.objective={objective}",
+                  "trainer.entropy_lambda=1.0", folder=tmp_path / objective)
+        scores[objective] = [r["val_accuracy"] for r in read_csv(tmp_path / objective / "search.csv")]
+    # same seeds, same splits: only the unlabeled entropy term can move the candidates' scores
+    assert len(scores["joint_entropy"]) > 0 and scores["joint_entropy"] != scores["cross_entropy"]

@@ -12,23 +12,39 @@ from dal_runner import train
 from dal_runner.config import TrainerConfig
 
 
-class Uniform(nn.Module):
-    """Logits all zero: every prediction is uniform over C classes, entropy log C."""
+class Logits(nn.Module):
+    """Returns its input as the logits."""
 
-    def __init__(self, n_classes: int):
+    def __init__(self):
         super().__init__()
-        self.w = nn.Parameter(torch.zeros(1))
-        self.n_classes = n_classes
+        self.w = nn.Parameter(torch.ones(1))
 
     def forward(self, x):
-        return self.w * torch.zeros(x.shape[0], self.n_classes)
+        return self.w * x
 
 
 def test_joint_entropy_term_is_lambda_times_mean_unlabeled_entropy():
-    x = torch.randn(50, 4)
-    loss = train.entropy_regulariser(x, torch.arange(10, 50), lam=0.3, batch_size=16)
-    value = loss(Uniform(5), 0, torch.Generator().manual_seed(0))
+    # labeled points 0..39 are confident (entropy ~ 0), unlabeled 40..49 uniform (entropy log 5):
+    # the term is lambda log 5 only if every draw is an unlabeled point
+    x = torch.zeros(50, 5)
+    x[:40, 0] = 50.0
+    loss = train.entropy_regulariser(x, torch.arange(40, 50), lam=0.3, batch_size=16)
+    value = loss(Logits(), 0, torch.Generator().manual_seed(0))
     assert value.item() == pytest.approx(0.3 * math.log(5), rel=1e-6)
+
+
+def test_the_joint_term_draws_from_its_own_generator():
+    # with lambda = 0 the joint objective must train exactly as cross-entropy: same labeled batches
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 3, generator=g)
+    y = (x[:, 0] > 0).long()
+    weights = {}
+    for name, reg in (("ce", None), ("joint", train.entropy_regulariser(x, torch.arange(40, 200), 0.0, 16))):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 2))
+        train.fit(model, x[:40], y[:40], TrainerConfig(epochs=4, batch_size=8, lr=0.01), 1, extra_loss=reg)
+        weights[name] = torch.cat([p.detach().flatten() for p in model.parameters()])
+    assert torch.equal(weights["ce"], weights["joint"])
 
 
 def test_joint_objective_lowers_entropy_on_unlabeled_points():

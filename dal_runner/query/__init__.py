@@ -51,7 +51,10 @@ class QueryContext:
 
 def top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
     """Positions of the k largest scores, ties broken by position (deterministic)."""
-    order = torch.argsort(scores.float().cpu(), descending=True, stable=True)
+    scores = scores.cpu()
+    if scores.dtype not in (torch.float32, torch.float64):  # half precision sorts in float32; float64 stays exact
+        scores = scores.float()
+    order = torch.argsort(scores, descending=True, stable=True)
     return order[:k]
 
 

@@ -23,7 +23,15 @@ Choices the paper leaves open for a deep, batch-mode loop (documented here, not 
 - p_min. EXP4.P's p_min = sqrt(ln N / (K T)) needs K p_min <= 1, which fails whenever the
   number of queries T is below K ln N (always, in pool-based active learning); the default is
   therefore that value capped at 1 / (2K): at most half the mass goes to uniform exploration.
-  T (``horizon``) defaults to K. IW-ACC = sum_tau W_tau [f(x_tau) = y_tau] / (K T), clipped
+  Where the cap binds (T < 4 K ln N, e.g. any pool much larger than its budget) exactly half
+  of the draws are uniform over the pool. p_min is also EXP4.P's learning rate (the log-weights
+  move by p_min / 2 (y_hat + v_hat * width) per query), so on a large pool the weights move
+  slowly: with one-hot advice over a run of T queries by at most about 2 T p_min (1 + width).
+  That is the algorithm as published (its pools had hundreds to a few thousand points); a
+  larger ``p_min`` (at most 1 / K) is the one knob that speeds it up.
+  T (``horizon``) defaults to K in this class; ``dal-run`` passes budget.max_labels -
+  budget.initial. The confidence width is EXP4.P's sqrt(ln(N / delta) / (K T)), computed from
+  K and T whatever p_min is. IW-ACC = sum_tau W_tau [f(x_tau) = y_tau] / (K T), clipped
   to [0, 1] as EXP4.P requires rewards in [0, 1].
 The bandit state lives in the strategy object for the length of a run (not in resume state).
 """
@@ -46,21 +54,25 @@ class Exp4P:
     """EXP4.P (Beygelzimer et al. 2011, Algorithm 1) for N experts; rewards in [0, 1].
 
     ``advice`` is N x m: row i is expert i's probability over m listed arms out of ``n_arms``
-    (arms not listed get no advice from anyone; by default every arm is listed)."""
+    (K; arms not listed get no advice from anyone; by default every arm is listed). ``horizon``
+    is T, the number of draws the bandit is tuned for."""
 
-    def __init__(self, n_experts: int, delta: float = 0.1, p_min: float = 0.01,
+    def __init__(self, n_experts: int, n_arms: int, horizon: int, delta: float = 0.1, p_min: float = 0.01,
                  generator: Optional[torch.Generator] = None):
         if n_experts < 2:
             raise ValueError(f"Exp4P: n_experts={n_experts}; a bandit needs at least 2 experts")
         if not 0.0 < delta < 1.0:
             raise ValueError(f"Exp4P: delta={delta}; expected a probability in (0, 1)")
-        if not p_min > 0.0:
-            raise ValueError(f"Exp4P: p_min={p_min}; expected p_min > 0 (it is also the learning rate)")
+        if n_arms < 1 or horizon < 1:
+            raise ValueError(f"Exp4P: n_arms={n_arms}, horizon={horizon}; expected both >= 1")
+        if not 0.0 < p_min <= 1.0 / n_arms:
+            raise ValueError(f"Exp4P: p_min={p_min}; expected 0 < p_min <= 1 / K = {1.0 / n_arms:.3g} "
+                             "(it is also the learning rate)")
         self.n_experts, self.delta, self.p_min, self.generator = n_experts, delta, p_min, generator
+        self.n_arms, self.horizon = n_arms, horizon
         self.log_w = torch.zeros(n_experts, dtype=torch.float64)  # w_i(1) = 1, kept as logs
-        # EXP4.P tunes p_min = sqrt(ln N / (K T)); its confidence width sqrt(ln(N/delta) / (K T))
-        # is then p_min * sqrt(ln(N/delta) / ln N), a function of p_min, N and delta alone
-        self.width = p_min * math.sqrt(math.log(n_experts / delta) / math.log(n_experts))
+        # Algorithm 1's confidence width sqrt(ln(N / delta) / (K T)), independent of p_min
+        self.width = math.sqrt(math.log(n_experts / delta) / (n_arms * horizon))
 
     @property
     def weights(self) -> torch.Tensor:
@@ -149,7 +161,7 @@ class ALBL:
         if not state.get("started"):
             return
         self.n_arms, self._horizon = int(state["n_arms"]), int(state["horizon"])
-        self.bandit = Exp4P(len(self.strategies), self.delta, float(state["p_min"]), None)
+        self.bandit = Exp4P(len(self.strategies), self.n_arms, self._horizon, self.delta, float(state["p_min"]), None)
         if self.bandit.log_w.shape != state["log_w"].shape:
             raise ValueError(f"ALBL: the saved state has {state['log_w'].numel()} experts, "
                              f"this run {len(self.strategies)}")
@@ -163,7 +175,10 @@ class ALBL:
         self.n_arms = n_arms
         self._horizon = self.horizon if self.horizon is not None else n_arms
         p_min = self.p_min if self.p_min is not None else default_p_min(len(self.strategies), n_arms, self._horizon)
-        self.bandit = Exp4P(len(self.strategies), self.delta, p_min, generator)
+        if not 0.0 < p_min <= 1.0 / n_arms:
+            raise ValueError(f"query.p_min: {p_min} for a pool of K = {n_arms} points; expected "
+                             f"0 < p_min <= 1 / K = {1.0 / n_arms:.3g}, or null for EXP4.P's default")
+        self.bandit = Exp4P(len(self.strategies), n_arms, self._horizon, self.delta, p_min, generator)
 
     def _draw(self, prob: torch.Tensor, listed: torch.Tensor, generator: torch.Generator) -> tuple:
         """One arm from the mixture: a listed arm with its p, else uniform over the unlisted arms
@@ -179,6 +194,8 @@ class ALBL:
 
     def select(self, ctx: QueryContext, k: int) -> torch.Tensor:
         n_unlabeled = len(ctx.unlabeled)
+        if not 0 <= k <= n_unlabeled:
+            raise ValueError(f"ALBL: k={k} picks from {n_unlabeled} unlabeled points; expected 0 <= k <= {n_unlabeled}")
         n_arms = n_unlabeled + len(ctx.labeled)  # arms 0..|U|-1: unlabeled positions; then labeled
         if self.bandit is None:
             self._start(n_arms, ctx.generator)

@@ -14,6 +14,8 @@ query is reproducible from the run seed.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import nn
 
@@ -124,12 +126,17 @@ def mc_probs(model: nn.Module, x: torch.Tensor, passes: int, batch_size: int,
 
 @torch.no_grad()
 def mc_scores(model: nn.Module, x: torch.Tensor, passes: int, acquisition: str, batch_size: int,
-              generator: torch.Generator) -> torch.Tensor:
-    """Acquisition scores (float64, N), batch by batch, so only T x B x C samples are held."""
+              generator: torch.Generator, index: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Acquisition scores (float64, N) of x (or of x[index]), batch by batch, so only T x B x C
+    samples are held and no copy of the indexed part of x is made."""
     score = SCORES[acquisition]
     g = _device_generator(generator, x.device)
-    return torch.cat([score(mc_probs(model, x[s:s + batch_size], passes, batch_size, g))
-                      for s in range(0, x.shape[0], batch_size)] or [torch.empty(0, dtype=torch.float64)])
+    n = x.shape[0] if index is None else len(index)
+    index = None if index is None else index.to(x.device)
+    scores = [score(mc_probs(model, x[s:s + batch_size] if index is None else x[index[s:s + batch_size]],
+                             passes, batch_size, g))
+              for s in range(0, n, batch_size)]
+    return torch.cat(scores) if scores else torch.empty(0, dtype=torch.float64)
 
 
 class MCDropout:
@@ -141,10 +148,5 @@ class MCDropout:
         self.passes, self.acquisition, self.batch_size = passes, acquisition, batch_size
 
     def select(self, ctx: QueryContext, k: int) -> torch.Tensor:
-        # the unlabeled points batch by batch: no copy of the whole unlabeled part of the pool
-        idx = ctx.unlabeled.to(ctx.x.device)
-        g = _device_generator(ctx.generator, ctx.x.device)
-        score = SCORES[self.acquisition]
-        scores = [score(mc_probs(ctx.model, ctx.x[idx[s:s + self.batch_size]], self.passes, self.batch_size, g))
-                  for s in range(0, len(idx), self.batch_size)]
-        return top_k(torch.cat(scores), k) if scores else torch.empty(0, dtype=torch.long)
+        return top_k(mc_scores(ctx.model, ctx.x, self.passes, self.acquisition, self.batch_size, ctx.generator,
+                               index=ctx.unlabeled), k)
