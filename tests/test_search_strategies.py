@@ -276,6 +276,23 @@ def test_a_candidate_stopped_early_is_never_chosen():
     assert best(rows) == 1  # the same rule for random search and REINFORCE
 
 
+@pytest.mark.parametrize("reuse", [True, False])
+def test_early_stopping_gives_the_same_choice_with_or_without_reuse(reuse):
+    # step 1 moves to A(1,2) (0.9 at the end); step 2 retrains it without reuse, where its 0.3 at
+    # the check is below A(2,1)'s 0.8 from step 1: it must not be stopped and lose its place
+    curves = {resnet("basic", 1, 1): [0.1, 0.1, 0.1, 0.1], resnet("basic", 1, 2): [0.2, 0.3, 0.6, 0.9],
+              resnet("basic", 2, 1): [0.5, 0.8, 0.8, 0.8], resnet("basic", 1, 3): [0.2, 0.5, 0.7, 0.77],
+              resnet("basic", 2, 2): [0.2, 0.5, 0.7, 0.7]}
+    search = INASSearch("basic", seed=0, max_steps=3, reuse_candidates=reuse,
+                        fidelity=Fidelity(epochs=4, stop_at=0.5, stop_margin=0.1))
+    scores = Scores(curves=curves)
+    result = search.select(0, LABELED, None, scores)
+    assert result.spec == resnet("basic", 1, 2)
+    step2 = [r for r in result.candidates if r["step"] == 2]
+    assert step2[0]["arch"] == "A(basic,1,2)" and step2[0]["val_accuracy"] == 0.9
+    assert step2[0]["reused"] is reuse and not step2[0]["stopped_early"]
+
+
 def test_fit_stops_when_the_epoch_callback_says_so():
     torch.manual_seed(0)
     model = torch.nn.Linear(3, 2)

@@ -120,7 +120,9 @@ class RoundEstimator:
             self.train_idx = self.s_prime[order[:keep].to(self.s_prime.device)]
         self.best_at_check: Optional[float] = None  # best V' accuracy at the stop epoch so far
 
-    def __call__(self, spec: ArchSpec, seed: int) -> Estimate:
+    def __call__(self, spec: ArchSpec, seed: int, may_stop: bool = True) -> Estimate:
+        """``may_stop=False``: train to the end whatever the check says (an architecture this round
+        already trained to the end, retrained: stopping it now would only drop a finished estimate)."""
         n_train, check = self.train_idx.numel(), self.fidelity.stop_epoch
         if check is None:
             accuracy = float(self.estimate(spec, self.train_idx, self.v_prime, seed))
@@ -132,7 +134,7 @@ class RoundEstimator:
                 return False
             seen["check"] = accuracy = float(score())
             best = self.best_at_check
-            seen["stopped"] = best is not None and accuracy < best - self.fidelity.stop_margin
+            seen["stopped"] = may_stop and best is not None and accuracy < best - self.fidelity.stop_margin
             return seen["stopped"]
 
         accuracy = float(self.estimate(spec, self.train_idx, self.v_prime, seed, on_epoch=on_epoch))

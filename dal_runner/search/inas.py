@@ -48,7 +48,8 @@ class INASSearch:
     """iNAS over homogeneous residual networks ``ArchSpec("resnet", block, n_blocks, n_stacks, ...)``.
 
     ``reuse_candidates``: within one round (one split), an architecture already scored is not
-    retrained; its score is reused (it would get the same seed and data anyway).
+    retrained; its score is reused (it would get the same seed and data anyway). Without reuse it
+    is retrained, never stopped early the second time, so the flag does not change the choice.
     ``tie_break``: on equal validation accuracy, "smaller" prefers fewer parameters (the current
     architecture first), "larger" more. Size is ``count_params(spec)`` when given, else i*j blocks.
     """
@@ -112,7 +113,8 @@ class INASSearch:
                 reused = self.reuse_candidates and position in scored
                 started = time.perf_counter()
                 if not reused:
-                    scored[position] = score(spec, candidate_seed(self.seed, round_index, spec))
+                    scored[position] = score(spec, candidate_seed(self.seed, round_index, spec),
+                                             may_stop=position not in scored)
                 step_rows.append({
                     "step": step, "arch": repr(spec), "n_blocks": position[0], "n_stacks": position[1],
                     "n_params": self.count_params(spec) if self.count_params else None,
