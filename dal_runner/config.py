@@ -101,9 +101,12 @@ class SearchConfig:
     subset: float = 1.0  # fraction of S' each candidate trains on (the same seeded subset in a round)
     stop_at: Optional[float] = None  # fraction of the candidates' epochs at which clear losers stop (null: off)
     stop_margin: float = 0.1  # clear loser: V' accuracy this much below the round's best at that epoch
-    # network morphism: candidates start from the last round's model (same-place weights copied,
-    # added blocks as identity maps); the paper trains every candidate from scratch
+    # network morphism: candidates start from the previous round's chosen candidate (same-place
+    # weights copied, added blocks as identity maps); the paper trains every candidate from scratch
     inherit: bool = False
+    # S'/V' per round: random (a fresh split each round, the paper) | nested (a point keeps its side
+    # as S grows); null: nested with inherit, else random
+    split: Optional[str] = None
 
 
 @dataclass

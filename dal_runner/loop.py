@@ -97,7 +97,7 @@ def run_active_learning(
         search_rows: List[Dict] = []
         previous: Optional[ArchSpec] = None
         t, elapsed = 0, 0.0
-        last_model = None  # the last round's trained model (candidates inherit from it)
+        parent = None  # search.inherit: the weights (CPU) the next round's candidates start from
     else:
         selected, rounds, search_rows = resume["selected"], resume["rounds"], resume["search"]
         pool.add([row["pool_index"] for row in selected])
@@ -106,10 +106,7 @@ def run_active_learning(
         state.restore_component(search, resume.get("search_state"), "search")
         state.restore_component(query, resume.get("query_state"), "query")
         state.restore_rng(resume["rng"], device)
-        last_model = None
-        if resume.get("model") is not None:
-            last_model = new_model(previous)
-            last_model.load_state_dict(resume["model"])
+        parent = resume.get("parent")
         log.info("resuming at round %d with %d labels (%s)", t, pool.n_labeled, previous)
     started = time.perf_counter() - elapsed
 
@@ -120,21 +117,45 @@ def run_active_learning(
             return None
         return training.entropy_regulariser(data.x_train, pool.unlabeled(), params.entropy_lambda, params.batch_size)
 
+    # search.inherit: candidates start from the weights of the previous round's CHOSEN CANDIDATE,
+    # which trained on that round's S' only; with the nested split (estimation.nested_split) no V'
+    # point was ever trained on, so inherited scores stay honest. (The round's final model trained
+    # on all of S, V' included, so inheriting from it would score candidates on memorised points.)
+    best_trained: Dict[str, Dict] = {}  # this round: repr(spec) -> CPU weights of the best-scoring candidates
+    best_score: List[float] = []
+
+    def keep_if_best(spec: ArchSpec, model: Network, accuracy: float) -> None:
+        # every strategy chooses a candidate of the round's highest V' accuracy that was not stopped early
+        if best_score and accuracy < best_score[0]:
+            return
+        if not best_score or accuracy > best_score[0]:
+            best_trained.clear()
+            best_score[:] = [accuracy]
+        best_trained[repr(spec)] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
     def estimate(spec: ArchSpec, train_idx: torch.Tensor, val_idx: torch.Tensor, est_seed: int,
                  on_epoch: Optional[Callable[[int, Callable[[], float]], bool]] = None) -> float:
         model = new_model(spec)
-        if inherit_weights and last_model is not None and spec.name == "resnet":
-            resnet.inherit(model, last_model)
+        if inherit_weights and parent is not None and spec.name == "resnet":
+            resnet.inherit(model, parent)
         t_idx, v_idx = train_idx.to(device), val_idx.to(device)
+        stopped = []
 
         def score() -> float:
             return training.evaluate(model, data.x_train[v_idx], data.y_train[v_idx], trainer.eval_batch_size)[0]
 
+        def epoch_end(epoch: int) -> bool:
+            stop = bool(on_epoch(epoch, score))
+            stopped.append(stop)
+            return stop
+
         params = search_trainer or trainer
         training.fit(model, data.x_train[t_idx], data.y_train[t_idx], params, est_seed, augment,
-                     extra_loss=regulariser(params),
-                     on_epoch=None if on_epoch is None else lambda epoch: on_epoch(epoch, score))
-        return score()
+                     extra_loss=regulariser(params), on_epoch=None if on_epoch is None else epoch_end)
+        accuracy = score()
+        if inherit_weights and not any(stopped):
+            keep_if_best(spec, model, accuracy)
+        return accuracy
 
     with round_progress(budget.max_labels, pool.n_labeled) as progress:
         while True:
@@ -143,7 +164,15 @@ def run_active_learning(
             labeled = pool.labeled()
             # line 6: A_t <- search(S, A_{t-1})
             progress.update(pool.n_labeled, f"round {t}: search")
+            best_trained.clear()
+            best_score.clear()
             result = search.select(t, labeled, previous, estimate)
+            if inherit_weights:
+                parent = best_trained.get(repr(result.spec))
+                if parent is None:
+                    log.info("round %d: %s was not trained this round; the next candidates start from scratch",
+                             t, result.spec)
+                best_trained.clear()
             if previous is not None and result.spec != previous:
                 log.info("round %d: architecture %s -> %s", t, previous, result.spec)
             previous = result.spec
@@ -197,11 +226,9 @@ def run_active_learning(
                     "search": search_rows, "arch": {"name": previous.name, "params": dict(previous.params)},
                     "search_state": state.component_state(search), "query_state": state.component_state(query),
                     "rng": state.rng_states(device), "elapsed": time.perf_counter() - started,
-                    # with inheritance the next candidates start from this model: it is part of the state
-                    "model": ({k: v.detach().cpu() for k, v in model.state_dict().items()}
-                              if inherit_weights else None),
+                    # with inheritance the next candidates start from these weights: part of the state
+                    "parent": parent if inherit_weights else None,
                 })
-            last_model = model
             progress.update(pool.n_labeled, f"round {t}: done")
             if done:
                 break

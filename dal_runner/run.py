@@ -166,6 +166,22 @@ def arch_spec(cfg: DictConfig, input_shape) -> ArchSpec:
 SEARCHES = ("fixed", "inas", "random", "reinforce")
 
 
+SPLITS = ("random", "nested")
+
+
+def nested_split(cfg: DictConfig) -> bool:
+    """search.split: null means nested with inherit, else random. Inherited weights trained on an
+    earlier round's S', so with a fresh random split V' would hold points they memorised."""
+    split = cfg.get("split")
+    if split is None:
+        return bool(cfg.inherit)
+    check_choice("search.split", split, SPLITS)
+    if split == "random" and cfg.inherit:
+        raise ConfigError("search.split", split, "nested or null with search.inherit=true",
+                          "V' would hold points the inherited weights trained on")
+    return split == "nested"
+
+
 def build_search(cfg: DictConfig, spec: ArchSpec, data: Dataset, seed: int, candidate_epochs: Optional[int] = None):
     """The search strategy named by cfg.name; `candidate_epochs` (the candidates' trainer) for the records."""
     from dal_runner.search.fixed import FixedSearch
@@ -205,7 +221,8 @@ def build_search(cfg: DictConfig, spec: ArchSpec, data: Dataset, seed: int, cand
         return resnet.n_params(in_channels=c, n_classes=k, **s.params)
 
     try:
-        fidelity = Fidelity(candidate_epochs, cfg.subset, cfg.stop_at, cfg.stop_margin)
+        fidelity = Fidelity(candidate_epochs, cfg.subset, cfg.stop_at, cfg.stop_margin,
+                            nested_split=nested_split(cfg))
         if cfg.name == "inas":
             return INASSearch(spec.params["block"], seed=seed, start=tuple(cfg.start), space=space,
                               val_fraction=cfg.val_fraction, max_steps=cfg.max_steps,

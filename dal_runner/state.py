@@ -6,8 +6,9 @@ round's architecture, the records written so far, the states of a stateful searc
 (the REINFORCE controller, ALBL's bandit), torch's global RNG states, and the resolved config
 it was made with. Every other random choice derives from (seed, purpose, round)
 (`dal_runner.seeding`), so a resumed run repeats an uninterrupted one bit for bit on the same
-device. Model weights are not stored: every round trains its model from scratch (Algorithm 2,
-line 7), so they would save no work.
+device. The round's model is not stored: every round trains its model from scratch (Algorithm 2,
+line 7), so it would save no work. Only with ``search.inherit`` are weights stored: those of the
+round's chosen candidate, which the next round's candidates start from ("parent").
 
 The file holds only tensors, numbers, strings, lists and dicts, and is read with
 ``torch.load(weights_only=True)``.

@@ -119,3 +119,15 @@ def test_inherit_copies_what_fits_and_added_blocks_start_as_identity():
     assert 0 < copied < len(small.state_dict())
     assert torch.equal(wider.body[0][0].weight, small.body[0][0].weight)
     assert not torch.allclose(wider(x), small(x))
+
+
+def test_inherit_copies_nothing_across_block_types():
+    # a bottleneck net shares tensor names with a basic one (conv1, bn1, head) but no function
+    from dal_runner.arch.resnet import inherit
+
+    torch.manual_seed(0)
+    basic = ResNet("basic", 1, 3, 3, 10, width=4)
+    bottleneck = ResNet("bottleneck", 1, 1, 3, 10, width=4)
+    before = {k: v.clone() for k, v in bottleneck.state_dict().items()}
+    assert inherit(bottleneck, basic) == 0 and inherit(basic, bottleneck.state_dict()) == 0
+    assert all(torch.equal(v, before[k]) for k, v in bottleneck.state_dict().items())

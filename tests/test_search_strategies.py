@@ -10,7 +10,7 @@ import torch
 from dal_runner.arch import ArchSpec
 from dal_runner.errors import ConfigError
 from dal_runner.search import SearchStrategy
-from dal_runner.search.estimation import Fidelity, RoundEstimator, round_split
+from dal_runner.search.estimation import Fidelity, RoundEstimator, nested_split, round_split
 from dal_runner.search.fixed import FixedSearch
 from dal_runner.search.inas import INASSearch
 from dal_runner.search.random import RandomSearch
@@ -415,14 +415,62 @@ def test_inherited_candidates_score_differently_from_scratch(small_run, tmp_path
     from dal_runner.io import read_csv
 
     scores = {}
-    for inherit in ("false", "true"):
-        small_run("search=inas", *TINY_RESNET, "search.epochs=2", f"search.inherit={inherit}",
+    for inherit in ("false", "true"):  # the same (nested) split both ways
+        small_run("search=inas", *TINY_RESNET, "search.epochs=2", f"search.inherit={inherit}", "search.split=nested",
                   folder=tmp_path / inherit)
         scores[inherit] = [r["val_accuracy"] for r in read_csv(tmp_path / inherit / "search.csv")]
     first_round = sum(1 for r in read_csv(tmp_path / "true" / "search.csv") if r["round"] == "0")
-    # round 0 has no model to inherit from; later rounds' candidates start from the last model
+    # round 0 has nothing to inherit from; later rounds' candidates start from the last chosen one
     assert scores["true"][:first_round] == scores["false"][:first_round]
     assert scores["true"][first_round:] != scores["false"][first_round:]
+
+
+def test_candidates_inherit_the_chosen_candidate_which_never_saw_v_prime(small_run, tmp_path):
+    # the weights the next round starts from (in the resume state) are the chosen candidate's: on
+    # this round's V' they score exactly its recorded val_accuracy (the round's final model, trained
+    # on V' too, would not)
+    from dal_runner import run, state, train
+    from dal_runner.io import read_csv
+    from dal_runner.search.estimation import nested_split
+
+    args = ("search=inas", *TINY_RESNET, "arch.width=8", "trainer.epochs=15", "search.epochs=10", "search.inherit=true")
+    small_run(*args, folder=tmp_path / "run")
+    saved = state.load(tmp_path / "run")
+    t = saved["next_round"] - 1
+    chosen = [r for r in read_csv(tmp_path / "run" / "search.csv") if r["round"] == str(t) and r["chosen"] == "True"]
+    labeled = torch.tensor([r["pool_index"] for r in saved["selected"] if r["round"] <= t])
+    _, v_prime = nested_split(0, labeled, 0.2)
+    exp = run.build(compose(["budget.initial=50", "budget.batch=50", "budget.max_labels=150", *args]))
+    spec = exp.search.spec((int(chosen[-1]["n_blocks"]), int(chosen[-1]["n_stacks"])))
+    model = train.prepare(exp.build_model(spec), exp.device, exp.data.is_image)
+    model.load_state_dict(saved["parent"])
+    accuracy, _ = train.evaluate(model, exp.data.x_train[v_prime], exp.data.y_train[v_prime], 256)
+    assert round(accuracy, 6) == float(chosen[-1]["val_accuracy"])
+
+
+def test_nested_split_keeps_every_point_on_its_side_as_s_grows():
+    pool = torch.randperm(20_000, generator=torch.Generator().manual_seed(3))
+    seen_train, seen_val = set(), set()
+    for n in (40, 400, 4000, 20_000):  # labeled sets that only grow, across blocks of pool indices
+        s_prime, v_prime = nested_split(7, pool[:n], 0.2)
+        s_set, v_set = set(s_prime.tolist()), set(v_prime.tolist())
+        assert s_set | v_set == set(pool[:n].tolist()) and not s_set & v_set
+        assert not v_set & seen_train and seen_val <= v_set  # no point changes side
+        seen_train, seen_val = s_set, v_set
+    assert abs(len(v_set) / 20_000 - 0.2) < 0.01
+    assert torch.equal(nested_split(7, pool[:400], 0.2)[1], nested_split(7, pool[:400], 0.2)[1])
+    assert not torch.equal(nested_split(8, pool[:400], 0.2)[1], nested_split(7, pool[:400], 0.2)[1])
+    # a side left empty takes one point
+    for fraction in (1e-6, 1 - 1e-6):
+        s_prime, v_prime = nested_split(7, pool[:3], fraction)
+        assert len(s_prime) >= 1 and len(v_prime) >= 1
+
+
+def test_random_split_with_inheritance_is_refused():
+    from dal_runner import run
+
+    with pytest.raises(ConfigError, match="search.split=random: V' would hold points the inherited weights"):
+        run.build(compose(["search=inas", "search.inherit=true", "search.split=random"]))
 
 
 def test_search_estimates_train_under_the_joint_objective_too(small_run, tmp_path):

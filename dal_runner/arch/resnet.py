@@ -10,7 +10,7 @@ The blocks are torchvision's ``BasicBlock`` and ``Bottleneck`` (expansion 4, str
 
 from __future__ import annotations
 
-from typing import Tuple, Union
+from typing import Mapping, Tuple, Union
 
 import torch
 from torch import nn
@@ -137,20 +137,29 @@ def max_stacks(image_size: Union[int, Tuple[int, int]], stem: str = "cifar") -> 
     return stacks
 
 
+def _is_bottleneck(state: Mapping[str, torch.Tensor]) -> bool:
+    return any(name.endswith("conv3.weight") for name in state)
+
+
 @torch.no_grad()
-def inherit(dst: nn.Module, src: nn.Module) -> int:
-    """Start `dst` from the trained `src` (network morphism, as far as it goes for A(B, i, j)).
+def inherit(dst: nn.Module, src: Union[nn.Module, Mapping[str, torch.Tensor]]) -> int:
+    """Start `dst` from the trained `src` (a network or its state dict; network morphism, as far
+    as it goes for A(B, i, j)).
 
     Every parameter and buffer found in both at the same place with the same shape is copied:
     the stem, the blocks `src` had in each stack, the head when the embedding width matches.
     A block `src` did not have starts with its last batch-norm scale at 0, so its residual
     branch adds nothing at first: a block added to a stack leaves the function unchanged. A new
-    stack (new resolution and width) and a head of a new width keep their random start.
+    stack (new resolution and width) and a head of a new width keep their random start. Nets of
+    different block types share no function (their tensors only share names): nothing is copied.
     Returns the number of tensors copied.
     """
-    theirs = src.state_dict()
+    theirs = src.state_dict() if isinstance(src, nn.Module) else src
+    mine = dst.state_dict()
+    if _is_bottleneck(theirs) != _is_bottleneck(mine):
+        return 0
     copied = 0
-    for name, tensor in dst.state_dict().items():
+    for name, tensor in mine.items():
         other = theirs.get(name)
         if other is not None and other.shape == tensor.shape:
             tensor.copy_(other)

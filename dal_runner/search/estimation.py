@@ -41,8 +41,37 @@ def holdout_split(labeled: torch.Tensor, val_fraction: float, generator: torch.G
     return labeled[order[n_val:]], labeled[order[:n_val]]
 
 
-def round_split(seed: int, round_index: int, labeled: torch.Tensor, val_fraction: float
+NESTED_BLOCK = 4096  # pool indices per block of the nested split's fixed uniforms
+
+
+def nested_split(seed: int, labeled: torch.Tensor, val_fraction: float) -> Tuple[torch.Tensor, torch.Tensor]:
+    """S', V' with V' = {i in S : u_i < val_fraction}, u_i a fixed uniform per pool index (drawn in
+    seeded blocks of NESTED_BLOCK indices, so no pool size is needed). A point keeps its side as S
+    grows: no later V' holds a point an earlier S' trained on, which inherited weights need. |V'| is
+    then binomial around val_fraction |S|; an empty side takes the one point nearest the threshold."""
+    n = labeled.numel()
+    if n < 2:
+        raise ValueError(f"the search needs at least 2 labeled points to split into S' and V'; got {n}")
+    idx = labeled.cpu()
+    blocks = idx // NESTED_BLOCK
+    u = torch.empty(n, dtype=torch.float64)
+    for b in blocks.unique().tolist():
+        draws = torch.rand(NESTED_BLOCK, generator=torch_generator(seed, "nested_split", b), dtype=torch.float64)
+        here = blocks == b
+        u[here] = draws[idx[here] % NESTED_BLOCK]
+    val = u < val_fraction
+    if not val.any():
+        val[u.argmin()] = True
+    if val.all():
+        val[u.argmax()] = False
+    val = val.to(labeled.device)
+    return labeled[~val], labeled[val]
+
+
+def round_split(seed: int, round_index: int, labeled: torch.Tensor, val_fraction: float, nested: bool = False
                 ) -> Tuple[torch.Tensor, torch.Tensor]:
+    if nested:
+        return nested_split(seed, labeled, val_fraction)
     # the purpose name predates the other strategies; kept so that iNAS runs reproduce, and so that
     # every strategy of a seed scores its candidates on the same V'
     return holdout_split(labeled, val_fraction, torch_generator(seed, "inas_split", round_index))
@@ -69,6 +98,7 @@ class Fidelity:
     subset: float = 1.0  # fraction of S' a candidate trains on
     stop_at: Optional[float] = None  # fraction of the epochs at which a clearly losing candidate stops
     stop_margin: float = 0.1  # "clearly": this much V' accuracy below the round's best at that epoch
+    nested_split: bool = False  # S'/V' nested across rounds (nested_split): set with search.inherit
 
     def __post_init__(self):
         if not 0.0 < self.subset <= 1.0:
@@ -111,7 +141,7 @@ class RoundEstimator:
     def __init__(self, estimate: Estimator, fidelity: Fidelity, seed: int, round_index: int,
                  labeled: torch.Tensor, val_fraction: float):
         self.estimate, self.fidelity = estimate, fidelity
-        self.s_prime, self.v_prime = round_split(seed, round_index, labeled, val_fraction)
+        self.s_prime, self.v_prime = round_split(seed, round_index, labeled, val_fraction, fidelity.nested_split)
         self.train_idx = self.s_prime
         if fidelity.subset < 1.0:
             n = self.s_prime.numel()

@@ -89,7 +89,7 @@ class INASSearch:
 
     def split(self, round_index: int, labeled: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """Line 2: S', V' <- a seeded random split of S; |V'| = round(val_fraction |S|), in [1, |S| - 1]."""
-        return round_split(self.seed, round_index, labeled, self.val_fraction)
+        return round_split(self.seed, round_index, labeled, self.val_fraction, self.fidelity.nested_split)
 
     def _position(self, previous: ArchSpec) -> Position:
         params = previous.params
