@@ -270,7 +270,7 @@ _BATCH_ACCEPTED = "an integer > 0, or a schedule {0: b0, from_labels: b, ...} of
 QUERIES = ("random", "softmax_response", "margin", "entropy", "mc_dropout", "coreset", "badge", "albl")
 
 
-def build_query(cfg: DictConfig, budget: Budget, eval_batch_size: int):
+def build_query(cfg: DictConfig, budget: Budget, eval_batch_size: int, pool_size: Optional[int] = None):
     """The query strategy named by cfg.name, its keys from cfg (ALBL's experts with their defaults)."""
     from dal_runner.query import albl, badge, coreset, entropy, margin, mc_dropout, random, softmax_response
 
@@ -294,6 +294,13 @@ def build_query(cfg: DictConfig, budget: Budget, eval_batch_size: int):
             experts.append(_default_query(name, budget, eval_batch_size))
         if len(experts) < 2:
             raise ConfigError("query.strategies", list(cfg.strategies), "a list of at least 2 strategies")
+        if not 0.0 < cfg.delta < 1.0:
+            raise ConfigError("query.delta", cfg.delta, "a probability in (0, 1)")
+        if cfg.p_min is not None and not (0.0 < cfg.p_min and (pool_size is None or cfg.p_min <= 1.0 / pool_size)):
+            limit = "> 0" if pool_size is None else f"in (0, 1 / K] = (0, {1.0 / pool_size:.3g}] (K = the pool size {pool_size})"
+            raise ConfigError("query.p_min", cfg.p_min, f"null (EXP4.P's default) or a number {limit}")
+        if cfg.horizon is not None:
+            check_positive("query.horizon", cfg.horizon)
         horizon = cfg.horizon if cfg.horizon is not None else max(budget.max_labels - budget.initial, 1)
         return albl.ALBL(experts, cfg.delta, cfg.p_min, horizon, eval_batch_size)
     simple = {"random": random.RandomQuery, "softmax_response": softmax_response.SoftmaxResponse,
@@ -317,9 +324,12 @@ def build(cfg: DictConfig, choices: Optional[Dict[str, str]] = None) -> Experime
     data = load_dataset(cfg.dataset, cfg.seed)
     spec = arch_spec(cfg.arch, data.input_shape)
     budget = build_budget(cfg.budget, data.x_train.shape[0])
+    if cfg.search.name != "fixed" and budget.initial < 2:
+        raise ConfigError("budget.initial", budget.initial, f"at least 2 with search={cfg.search.name}",
+                          "the search splits the labeled set into S' and V'")
+    query = build_query(cfg.query, budget, trainer.eval_batch_size, data.x_train.shape[0])
     search = build_search(cfg.search, spec, data, int(cfg.seed),  # logs the space: after the cheap checks
                           search_trainer(cfg.search, trainer).epochs)
-    query = build_query(cfg.query, budget, trainer.eval_batch_size)
     if cfg.query.name == "mc_dropout" and cfg.arch.dropout == 0:
         log.warning("query=mc_dropout with arch.dropout=0: the passes are identical; set arch.dropout (e.g. 0.5)")
     augment = Augment(**OmegaConf.to_container(cfg.dataset.augment))

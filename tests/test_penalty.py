@@ -45,6 +45,14 @@ def test_a_clearly_better_strategy_gets_one_per_environment_in_its_row(n_environ
     np.testing.assert_allclose(column_means(matrix), [0.0, n_environments / 2])
 
 
+def test_a_winner_that_sorts_last_gets_its_point_in_its_own_row():
+    # "random" sorts after "badge": the win must land in P[random, badge], not P[badge, random]
+    recs = records("e", "badge", BASE) + records("e", "random", shifted(BASE, CLEAR_MARGIN))
+    names, matrix = penalty_matrix(recs)
+    assert names == ["badge", "random"]
+    np.testing.assert_allclose(matrix, [[0.0, 0.0], [1.0, 0.0]], atol=1e-12)
+
+
 def test_winning_at_one_of_two_sizes_counts_half_an_environment():
     better = {10: BASE[10], 20: [a + d for a, d in zip(BASE[20], CLEAR_MARGIN)]}
     recs = records("e", "margin", better) + records("e", "random", {10: BASE[10], 20: BASE[20]})
