@@ -33,7 +33,7 @@ Choices the paper leaves open for a deep, batch-mode loop (documented here, not 
   budget.initial. The confidence width is EXP4.P's sqrt(ln(N / delta) / (K T)), computed from
   K and T whatever p_min is. IW-ACC = sum_tau W_tau [f(x_tau) = y_tau] / (K T), clipped
   to [0, 1] as EXP4.P requires rewards in [0, 1].
-The bandit state lives in the strategy object for the length of a run (not in resume state).
+The bandit state lives in the strategy object and travels in the resume state (state_dict).
 """
 
 from __future__ import annotations
