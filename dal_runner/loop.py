@@ -62,6 +62,38 @@ SEARCH_FIELDS = ["round", "step", "arch", "n_blocks", "n_stacks", "n_params", "v
                  "reused", "chosen", "epochs", "n_train", "stopped_early"]
 
 
+class BestCandidates:
+    """The weights (on the CPU) of this round's best-scoring candidates, for ``search.inherit``.
+
+    The next round's candidates start from the CHOSEN candidate, which trained on this round's S'
+    only; with the nested split (estimation.nested_split) no later V' holds a point it trained on,
+    so inherited scores stay honest. (The round's final model trained on all of S, V' included:
+    inheriting from it would score candidates on points they memorised.) Every strategy chooses a
+    candidate of the round's highest V' accuracy that was not stopped early, so only those are kept.
+    """
+
+    def __init__(self):
+        self.accuracy: Optional[float] = None
+        self.weights: Dict[str, Dict[str, torch.Tensor]] = {}  # repr(spec) -> state dict
+
+    def offer(self, spec: ArchSpec, model: Network, accuracy: float) -> None:
+        if self.accuracy is not None and accuracy < self.accuracy:
+            return
+        if self.accuracy is None or accuracy > self.accuracy:
+            self.weights.clear()
+            self.accuracy = accuracy
+        self.weights[repr(spec)] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+    def take(self, spec: ArchSpec) -> Optional[Dict[str, torch.Tensor]]:
+        """The chosen candidate's weights (None if it was not trained this round); clears the rest."""
+        weights = self.weights.get(repr(spec))
+        self.clear()
+        return weights
+
+    def clear(self) -> None:
+        self.accuracy, self.weights = None, {}
+
+
 def run_active_learning(
     data: Dataset,
     search: SearchStrategy,
@@ -117,21 +149,7 @@ def run_active_learning(
             return None
         return training.entropy_regulariser(data.x_train, pool.unlabeled(), params.entropy_lambda, params.batch_size)
 
-    # search.inherit: candidates start from the weights of the previous round's CHOSEN CANDIDATE,
-    # which trained on that round's S' only; with the nested split (estimation.nested_split) no V'
-    # point was ever trained on, so inherited scores stay honest. (The round's final model trained
-    # on all of S, V' included, so inheriting from it would score candidates on memorised points.)
-    best_trained: Dict[str, Dict] = {}  # this round: repr(spec) -> CPU weights of the best-scoring candidates
-    best_score: List[float] = []
-
-    def keep_if_best(spec: ArchSpec, model: Network, accuracy: float) -> None:
-        # every strategy chooses a candidate of the round's highest V' accuracy that was not stopped early
-        if best_score and accuracy < best_score[0]:
-            return
-        if not best_score or accuracy > best_score[0]:
-            best_trained.clear()
-            best_score[:] = [accuracy]
-        best_trained[repr(spec)] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    best = BestCandidates()  # search.inherit: where the next round's parent comes from
 
     def estimate(spec: ArchSpec, train_idx: torch.Tensor, val_idx: torch.Tensor, est_seed: int,
                  on_epoch: Optional[Callable[[int, Callable[[], float]], bool]] = None) -> float:
@@ -154,7 +172,7 @@ def run_active_learning(
                      extra_loss=regulariser(params), on_epoch=None if on_epoch is None else epoch_end)
         accuracy = score()
         if inherit_weights and not any(stopped):
-            keep_if_best(spec, model, accuracy)
+            best.offer(spec, model, accuracy)
         return accuracy
 
     with round_progress(budget.max_labels, pool.n_labeled) as progress:
@@ -164,15 +182,13 @@ def run_active_learning(
             labeled = pool.labeled()
             # line 6: A_t <- search(S, A_{t-1})
             progress.update(pool.n_labeled, f"round {t}: search")
-            best_trained.clear()
-            best_score.clear()
+            best.clear()
             result = search.select(t, labeled, previous, estimate)
             if inherit_weights:
-                parent = best_trained.get(repr(result.spec))
+                parent = best.take(result.spec)
                 if parent is None:
                     log.info("round %d: %s was not trained this round; the next candidates start from scratch",
                              t, result.spec)
-                best_trained.clear()
             if previous is not None and result.spec != previous:
                 log.info("round %d: architecture %s -> %s", t, previous, result.spec)
             previous = result.spec

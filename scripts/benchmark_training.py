@@ -237,7 +237,8 @@ def inheritance(device: torch.device, rounds: int, steps: int, pool: int = 20_00
     """search.inherit=false vs true on the same learnable CIFAR-shaped pool (`templated_cifar`):
     the active-iNAS CIFAR-10 protocol, shortened to `rounds` rounds of `initial` labels each, with
     candidates trained `search_epochs` and models `epochs` epochs of `steps` steps; per variant
-    the search and round seconds of every round, the test accuracies, the AUC and the architectures."""
+    the search and round seconds of every round, the test accuracies, the AUC and the architectures.
+    Both variants use the nested split (inheritance needs it), so inheritance is the only difference."""
     x, y = templated_cifar(pool + n_test)
     out = {"pool": pool, "test": n_test, "rounds": rounds, "steps_per_epoch": steps,
            "search_epochs": search_epochs, "epochs": epochs, "data": "templated_cifar (learnable, chance 0.1)"}
@@ -246,7 +247,8 @@ def inheritance(device: torch.device, rounds: int, steps: int, pool: int = 20_00
             f"budget.initial={initial}", f"budget.batch={initial}", f"budget.max_labels={initial * rounds}",
             f"budget.max_rounds={rounds}",
             f"trainer.epochs={epochs}", "trainer.lr_milestones=[]", f"trainer.steps_per_epoch={steps}",
-            f"search.epochs={search_epochs}", "search.lr_milestones=[]", f"search.inherit={str(inherit).lower()}"])
+            f"search.epochs={search_epochs}", "search.lr_milestones=[]", f"search.inherit={str(inherit).lower()}",
+            "search.split=nested"])
         rows = result["rounds"]
         out["inherited" if inherit else "from_scratch"] = {
             "auc": result["summary"]["auc"],
