@@ -11,7 +11,7 @@ DAL_RUN=${DAL_RUN:-dal-run}; DAL_REPORT=${DAL_REPORT:-dal-report}
 out=${OUT:-outputs/reproduce/badge}
 if [ "${1:-}" = "--smoke" ]; then
   "$DAL_RUN" -m search=fixed query=badge,random arch=mlp,cnn budget.batch=20,40 \
-    seed=0,1 budget.initial=20 budget.max_labels=100 trainer.epochs=5 ~hydra.callbacks.report \
+    seed=0,1 budget.initial=20 budget.max_labels=60 trainer.epochs=5 ~hydra.callbacks.report \
     hydra.sweep.dir=$out/digits
   "$DAL_REPORT" $out/digits --out $out/report
   exit 0
