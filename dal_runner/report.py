@@ -36,7 +36,7 @@ from dal_runner.run_folders import (  # noqa: F401  (re-exported: the report's p
 
 FILES = {  # name -> columns; every file dal-report writes (stale ones are removed)
     "curves.csv": ["group", "environment", "strategy", "n_labeled", "mean", "std", "n"],
-    "auc.csv": ["group", "environment", "strategy", "mean", "std", "n", "seeds"],
+    "auc.csv": ["group", "environment", "strategy", "mean", "std", "n", "seeds", "from_labels", "to_labels"],
     "auc_gain.csv": ["group", "environment", "strategy", "reference", "mean", "std", "n", "from_labels", "to_labels"],
     "penalty.csv": ["split", "subset", "kind", "row", "column", "value"],
     "penalty_skipped.csv": ["environment", "n_labeled", "reason"],
@@ -135,8 +135,14 @@ def build_report(paths: Sequence[Path], reference: Optional[Dict[str, str]] = No
                            "mean": mean, "std": std, "n": count})
         mean, std, count = C.summarize(auc(*zip(*r.curve)) for r in members)
         seeds = " ".join(sorted((_fmt(r.seed) for r in members), key=_natural_key))
+        # each run's AUC is over its own label range; a mean over runs of different ranges is flagged
+        ranges = sorted({(min(n for n, _ in r.curve), max(n for n, _ in r.curve)) for r in members})
+        if len(ranges) > 1:
+            report.notes.append(f"AUC of {name}: its runs cover different label ranges "
+                                f"({', '.join(f'{a}-{b}' for a, b in ranges)}); the mean mixes them")
         aucs.append({"group": name, "environment": env, "strategy": strategy, "mean": mean, "std": std,
-                     "n": count, "seeds": seeds})
+                     "n": count, "seeds": seeds, "from_labels": min(a for a, _ in ranges),
+                     "to_labels": max(b for _, b in ranges)})
         ref = _reference_of(members[0], report.reference, strategy_keys,
                             [g for (e, _), g in sorted(groups.items()) if e == env])
         if ref is None:

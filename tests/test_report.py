@@ -104,6 +104,15 @@ def sweep(root: Path, n_seeds=3, start=0, **kwargs) -> Path:
     return root
 
 
+def test_an_auc_mean_over_runs_of_different_label_ranges_is_flagged(tmp_path, capsys):
+    make_run(tmp_path / "sweep" / "0", seed=0, curve=RANDOM[0])
+    make_run(tmp_path / "sweep" / "1", seed=1, curve=RANDOM[1][:2])  # stopped at 60 labels
+    assert report.main([str(tmp_path / "sweep")]) == 0
+    (row,) = rows(tmp_path / "sweep" / "report" / "auc.csv")
+    assert (row["from_labels"], row["to_labels"]) == ("30", "90")
+    assert "its runs cover different label ranges (30-60, 30-90); the mean mixes them" in capsys.readouterr().out
+
+
 def test_seeds_are_averaged_and_every_table_matches_a_hand_computation(tmp_path, capsys):
     sweep(tmp_path / "sweep")
     assert report.main([str(tmp_path / "sweep")]) == 0
@@ -118,6 +127,7 @@ def test_seeds_are_averaged_and_every_table_matches_a_hand_computation(tmp_path,
     assert random_aucs[0] == pytest.approx(0.6)
     assert float(aucs["query=random"]["mean"]) == pytest.approx(sum(random_aucs) / 3, abs=1e-6)
     assert aucs["query=random"]["seeds"] == "0 1 2"
+    assert (aucs["query=random"]["from_labels"], aucs["query=random"]["to_labels"]) == ("30", "90")
     # margin gains d/2 over 30..60 and d over 60..90: AUC-gain = 0.75 d per seed
     gain = {r["strategy"]: r for r in rows(out / "auc_gain.csv")}["query=margin"]
     assert float(gain["mean"]) == pytest.approx(0.75 * 0.11, abs=1e-6)
