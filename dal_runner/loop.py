@@ -63,35 +63,33 @@ SEARCH_FIELDS = ["round", "step", "arch", "n_blocks", "n_stacks", "n_params", "v
 
 
 class BestCandidates:
-    """The weights (on the CPU) of this round's best-scoring candidates, for ``search.inherit``.
+    """The weights (on the CPU) of this round's candidates, for ``search.inherit``.
 
     The next round's candidates start from the CHOSEN candidate, which trained on this round's S'
     only; with the nested split (estimation.nested_split) no later V' holds a point it trained on,
     so inherited scores stay honest. (The round's final model trained on all of S, V' included:
-    inheriting from it would score candidates on points they memorised.) Every strategy chooses a
-    candidate of the round's highest V' accuracy that was not stopped early, so only those are kept.
+    inheriting from it would score candidates on points they memorised.) The latest weights of
+    every architecture trained to the end are kept (a retrained one replaces its first run, as the
+    search's score does), so the choice is there whatever rule picked it; a round trains a few.
     """
 
     def __init__(self):
-        self.accuracy: Optional[float] = None
         self.weights: Dict[str, Dict[str, torch.Tensor]] = {}  # repr(spec) -> state dict
 
-    def offer(self, spec: ArchSpec, model: Network, accuracy: float) -> None:
-        if self.accuracy is not None and accuracy < self.accuracy:
-            return
-        if self.accuracy is None or accuracy > self.accuracy:
-            self.weights.clear()
-            self.accuracy = accuracy
-        self.weights[repr(spec)] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    def offer(self, spec: ArchSpec, model: Network, stopped_early: bool) -> None:
+        if stopped_early:  # never chosen: and its latest estimate replaces any earlier one
+            self.weights.pop(repr(spec), None)
+        else:
+            self.weights[repr(spec)] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
     def take(self, spec: ArchSpec) -> Optional[Dict[str, torch.Tensor]]:
-        """The chosen candidate's weights (None if it was not trained this round); clears the rest."""
+        """The chosen candidate's weights (None if it was stopped early or not trained); clears the rest."""
         weights = self.weights.get(repr(spec))
         self.clear()
         return weights
 
     def clear(self) -> None:
-        self.accuracy, self.weights = None, {}
+        self.weights = {}
 
 
 def run_active_learning(
@@ -149,7 +147,7 @@ def run_active_learning(
             return None
         return training.entropy_regulariser(data.x_train, pool.unlabeled(), params.entropy_lambda, params.batch_size)
 
-    best = BestCandidates()  # search.inherit: where the next round's parent comes from
+    best = BestCandidates()  # search.inherit: the next round's parent comes from these
 
     def estimate(spec: ArchSpec, train_idx: torch.Tensor, val_idx: torch.Tensor, est_seed: int,
                  on_epoch: Optional[Callable[[int, Callable[[], float]], bool]] = None) -> float:
@@ -171,8 +169,8 @@ def run_active_learning(
         training.fit(model, data.x_train[t_idx], data.y_train[t_idx], params, est_seed, augment,
                      extra_loss=regulariser(params), on_epoch=None if on_epoch is None else epoch_end)
         accuracy = score()
-        if inherit_weights and not any(stopped):
-            best.offer(spec, model, accuracy)
+        if inherit_weights:
+            best.offer(spec, model, any(stopped))
         return accuracy
 
     with round_progress(budget.max_labels, pool.n_labeled) as progress:
@@ -187,7 +185,7 @@ def run_active_learning(
             if inherit_weights:
                 parent = best.take(result.spec)
                 if parent is None:
-                    log.info("round %d: %s was not trained this round; the next candidates start from scratch",
+                    log.info("round %d: %s was not trained to the end this round; the next candidates start from scratch",
                              t, result.spec)
             if previous is not None and result.spec != previous:
                 log.info("round %d: architecture %s -> %s", t, previous, result.spec)

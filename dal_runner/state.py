@@ -25,7 +25,7 @@ import torch
 from dal_runner.io import STATE_DIR, write_bytes_atomic
 
 STATE_FILE = "state.pt"
-VERSION = 1
+VERSION = 2  # 2: search.inherit keeps the chosen candidate ("parent"), not the final model
 # keys that may differ between a run and its resumption: where it runs and where data lives
 NOT_PROTOCOL = ("resume", "output_root", "device", "dataset.root", "dataset.download")
 

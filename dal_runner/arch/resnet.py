@@ -150,8 +150,9 @@ def inherit(dst: nn.Module, src: Union[nn.Module, Mapping[str, torch.Tensor]]) -
     the stem, the blocks `src` had in each stack, the head when the embedding width matches.
     A block `src` did not have starts with its last batch-norm scale at 0, so its residual
     branch adds nothing at first: a block added to a stack leaves the function unchanged. A new
-    stack (new resolution and width) and a head of a new width keep their random start. Nets of
-    different block types share no function (their tensors only share names): nothing is copied.
+    stack (new resolution and width) and a head of a new width keep their random start. Between
+    nets of different block types only the stem would fit, and their blocks' tensors only share
+    names: nothing is copied, the net starts from scratch.
     Returns the number of tensors copied.
     """
     theirs = src.state_dict() if isinstance(src, nn.Module) else src

@@ -48,7 +48,9 @@ def nested_split(seed: int, labeled: torch.Tensor, val_fraction: float) -> Tuple
     """S', V' with V' = {i in S : u_i < val_fraction}, u_i a fixed uniform per pool index (drawn in
     seeded blocks of NESTED_BLOCK indices, so no pool size is needed). A point keeps its side as S
     grows: no later V' holds a point an earlier S' trained on, which inherited weights need. |V'| is
-    then binomial around val_fraction |S|; an empty side takes the one point nearest the threshold."""
+    then binomial around val_fraction |S|; an empty side takes the one point nearest the threshold.
+    (So while every labeled point falls under the threshold, a tiny S such as 2 initial labels, one
+    of them trains and returns to V' once S has a point above it: the one exception to nesting.)"""
     n = labeled.numel()
     if n < 2:
         raise ValueError(f"the search needs at least 2 labeled points to split into S' and V'; got {n}")

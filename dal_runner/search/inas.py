@@ -88,7 +88,7 @@ class INASSearch:
         return ArchSpec("resnet", block=self.block, n_blocks=position[0], n_stacks=position[1], **self.extra_params)
 
     def split(self, round_index: int, labeled: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Line 2: S', V' <- a seeded random split of S; |V'| = round(val_fraction |S|), in [1, |S| - 1]."""
+        """Line 2: S', V' <- a seeded split of S (estimation.round_split: random, or nested with inheritance)."""
         return round_split(self.seed, round_index, labeled, self.val_fraction, self.fidelity.nested_split)
 
     def _position(self, previous: ArchSpec) -> Position:
@@ -113,8 +113,10 @@ class INASSearch:
                 reused = self.reuse_candidates and position in scored
                 started = time.perf_counter()
                 if not reused:
+                    # trained to the end before: never stop it now; stopped before: it may stop again
+                    finished = position in scored and not scored[position].stopped_early
                     scored[position] = score(spec, candidate_seed(self.seed, round_index, spec),
-                                             may_stop=position not in scored)
+                                             may_stop=not finished)
                 step_rows.append({
                     "step": step, "arch": repr(spec), "n_blocks": position[0], "n_stacks": position[1],
                     "n_params": self.count_params(spec) if self.count_params else None,
