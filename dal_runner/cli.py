@@ -328,6 +328,18 @@ def preflight(argv: List[str]) -> List[str]:
     return argv
 
 
+def _completed_summary(run_dir: Path) -> Optional[dict]:
+    """summary.json of a run folder whose status is completed, else None."""
+    from dal_runner.io import STATUS_JSON, read_json
+
+    try:
+        if read_json(run_dir / STATUS_JSON).get("state") == "completed":
+            return read_json(run_dir / "summary.json")
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 # ------------------------------------------------------------------------------ entry points
 @hydra.main(config_path=f"pkg://{CONFIG_MODULE}", config_name="config", version_base="1.3")
 def _dal_run(cfg: DictConfig) -> Optional[float]:
@@ -349,6 +361,10 @@ def _dal_run(cfg: DictConfig) -> Optional[float]:
         if not resuming:  # nothing ran: leave no folder behind that looks like a result
             shutil.rmtree(run_dir, ignore_errors=True)
         fail(str(e))
+    done = _completed_summary(run_dir) if resume is not None else None
+    if done is not None:  # a sweep launched again into its folder: this job is done, with this config
+        log.info("%s: already completed with this config; kept as it is", run_dir)
+        return done["final_accuracy"]
     try:
         summary = run.execute(experiment, run_dir, resume)
     except Exception as e:

@@ -119,6 +119,15 @@ def test_one_failing_job_neither_stops_nor_corrupts_the_sweep(tmp_path):
     assert ok["state"] == "completed" and len(read_csv(sweep / "1" / "rounds.csv")) == 3
     excluded = read_csv(sweep / "report" / "excluded.csv")
     assert [r["run"] for r in excluded] == ["0"] and excluded[0]["state"] == "failed"
+    # the same sweep launched again into its folder: the completed job is kept, not rerun
+    before = {f.name: f.stat().st_mtime_ns for f in (sweep / "1").iterdir() if f.is_file()}
+    res = run_cli(["-m", "search=fixed", "arch=mlp", "budget.initial=50", "budget.batch=50",
+                   "budget.max_labels=5000,150", "trainer.epochs=5", "output_root=out", f"hydra.sweep.dir={sweep}"],
+                  cwd=tmp_path, env=ENV)
+    assert res.returncode == 1 and "already completed with this config; kept as it is" in res.stdout + res.stderr
+    after = {f.name: f.stat().st_mtime_ns for f in (sweep / "1").iterdir() if f.is_file()}
+    assert {k: after[k] for k in ("rounds.csv", "selected.csv", "summary.json")} == \
+        {k: before[k] for k in ("rounds.csv", "selected.csv", "summary.json")}
 
 
 def test_diverging_loss_fails_the_run_with_its_round(small_run, tmp_path):
