@@ -169,7 +169,7 @@ SEARCHES = ("fixed", "inas", "random", "reinforce")
 SPLITS = ("random", "nested")
 
 
-def nested_split(cfg: DictConfig) -> bool:
+def split_is_nested(cfg: DictConfig) -> bool:
     """search.split: null means nested with inherit, else random. Inherited weights trained on an
     earlier round's S', so with a fresh random split V' would hold points they memorised."""
     split = cfg.get("split")
@@ -222,7 +222,7 @@ def build_search(cfg: DictConfig, spec: ArchSpec, data: Dataset, seed: int, cand
 
     try:
         fidelity = Fidelity(candidate_epochs, cfg.subset, cfg.stop_at, cfg.stop_margin,
-                            nested_split=nested_split(cfg))
+                            nested_split=split_is_nested(cfg))
         if cfg.name == "inas":
             return INASSearch(spec.params["block"], seed=seed, start=tuple(cfg.start), space=space,
                               val_fraction=cfg.val_fraction, max_steps=cfg.max_steps,

@@ -65,9 +65,8 @@ class Exp4P:
             raise ValueError(f"Exp4P: delta={delta}; expected a probability in (0, 1)")
         if n_arms < 1 or horizon < 1:
             raise ValueError(f"Exp4P: n_arms={n_arms}, horizon={horizon}; expected both >= 1")
-        if not 0.0 < p_min <= 1.0 / n_arms:
-            raise ValueError(f"Exp4P: p_min={p_min}; expected 0 < p_min <= 1 / K = {1.0 / n_arms:.3g} "
-                             "(it is also the learning rate)")
+        if not p_min > 0.0:  # (K p_min <= 1 is checked where the mixture is formed)
+            raise ValueError(f"Exp4P: p_min={p_min}; expected p_min > 0 (it is also the learning rate)")
         self.n_experts, self.delta, self.p_min, self.generator = n_experts, delta, p_min, generator
         self.n_arms, self.horizon = n_arms, horizon
         self.log_w = torch.zeros(n_experts, dtype=torch.float64)  # w_i(1) = 1, kept as logs
