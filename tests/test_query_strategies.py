@@ -82,11 +82,15 @@ def test_k_center_greedy_chunked_equals_unchunked(seed):
 
 def test_k_center_greedy_on_duplicates_returns_distinct_points():
     pool = torch.randn(5, 3, generator=gen(0)).repeat(4, 1)  # 5 points, each 4 times
-    picks = k_center_greedy(pool, None, 8)
-    assert torch.equal(k_center_greedy(pool, None, 8, block=3), picks)
-    assert torch.equal(k_center_greedy(pool, None, 8, block=0), picks)
-    assert len(set(picks.tolist())) == 8
-    assert len(set((picks % 5).tolist())) == 5  # every distinct point before any duplicate
+    first = None
+    for block in (None, 3, 0):
+        picks = k_center_greedy(pool, None, 8, block=block)
+        assert len(set(picks.tolist())) == 8
+        assert len(set((picks[:5] % 5).tolist())) == 5  # every distinct point before any duplicate
+        # the first 5 picks are the same whatever the block; the 3 duplicates after them are at
+        # distance 0 up to rounding, which depends on the CPU's kernels for each product shape
+        first = picks[:5] if first is None else first
+        assert torch.equal(picks[:5], first)
 
 
 def test_k_center_greedy_rejects_k_larger_than_pool():
@@ -232,7 +236,8 @@ def test_mc_scores_batched_equals_mc_probs_scored_at_once():
 
 def test_dropout_passes_in_chunks_equal_the_passes_at_once():
     # the mask tensor is drawn in chunks of passes; the stream of draws, and so the samples, are the same
-    head = nn.Linear(6, 3)
+    # (an identity head, so bitwise: a Linear head on chunks of another shape may round differently)
+    head = nn.Identity()
     h = torch.rand(5, 6, generator=gen(0))
     at_once = dropout_passes(head, h, 0.5, 9, gen(1))
     for max_elements in (1, 30, 80):

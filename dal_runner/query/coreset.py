@@ -60,7 +60,9 @@ def k_center_greedy(pool_emb: Array, labeled_emb: Optional[Array], k: int, chunk
     and it is the point that an empty centre set at the mean would pick.
 
     Picks are exactly those of the plain greedy (argmax of the distance to the nearest centre,
-    the first index on ties), but the pool is not read once per pick: new centres wait in a
+    the first index on ties; where two distances differ by no more than float32 rounding, as
+    duplicates of a centre do, the products of the two paths may round them in another order),
+    but the pool is not read once per pick: new centres wait in a
     block of up to ``block`` and update every distance with one matrix product per block. Until
     then the stored distances are upper bounds; each pick refreshes only the largest bounds
     against the waiting centres, widening the set until its best exact value beats every bound
