@@ -43,12 +43,25 @@ def _optimizer(model: nn.Module, p: TrainerConfig) -> torch.optim.Optimizer:
     raise ValueError(f"unknown optimizer {p.optimizer!r}")
 
 
-def _batches(n: int, batch_size: int, steps: int, generator: torch.Generator, device: torch.device):
-    """`steps` index batches drawn from consecutive random permutations of range(n).
+def _batches(n: int, batch_size: int, steps: Optional[int], generator: torch.Generator, device: torch.device):
+    """The index batches of one epoch, from random permutations of range(n).
 
-    Each permutation is drawn on the CPU (the same order on every device) and copied to the
-    device once, so a GPU step never waits on a host-to-device copy of its indices."""
-    perm, pos = torch.randperm(n, generator=generator).to(device), 0
+    steps=None: one pass over the n points, one permutation cut into batches of `batch_size`,
+    the last one the remainder (as a DataLoader without drop_last; a remainder of one point
+    joins the batch before it). An int: that many full
+    batches from consecutive permutations, each started where the one before has fewer points
+    left than a batch (the authors' fixed steps per epoch). Each permutation is drawn
+    on the CPU (the same order on every device) and copied to the device once, so a GPU step
+    never waits on a host-to-device copy of its indices."""
+    perm = torch.randperm(n, generator=generator).to(device)
+    if steps is None:
+        batches = list(perm.split(batch_size))
+        if len(batches) > 1 and len(batches[-1]) == 1:
+            # a batch of one point is no batch for batch norm (one value per channel on a 1 x 1 map)
+            batches[-2:] = [torch.cat(batches[-2:])]
+        yield from batches
+        return
+    pos = 0
     for _ in range(steps):
         if pos + batch_size > n and pos > 0:
             perm, pos = torch.randperm(n, generator=generator).to(device), 0
@@ -69,7 +82,8 @@ def fit(
     """Train `model` (already on x's device) on (x, y); returns the mean loss of each epoch.
 
     `extra_loss(model, step, generator)` is added to every step's loss (the joint objective); its
-    generator is its own (seed + 3), so the labeled batches are the same with or without it.
+    generator is its own (seed + 3), so the labeled batches and their augmentation are the same
+    with or without it (dropout masks are not: its forward pass draws dropout too).
     `on_epoch(epoch)` runs after every epoch and may evaluate the model; True stops the training.
     """
     device = x.device
@@ -80,7 +94,6 @@ def fit(
     opt = _optimizer(model, params)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(params.lr_milestones), gamma=params.lr_gamma)
     bs = min(params.batch_size, n)
-    steps = params.steps_per_epoch or math.ceil(n / bs)
     history = []
     # dropout draws from the global generator: fork it so the run's seed alone decides it
     devices = [device] if device.type == "cuda" else []
@@ -88,8 +101,8 @@ def fit(
         torch.manual_seed(seed + 2)
         model.train()
         for epoch in range(params.epochs):
-            total = torch.zeros((), device=device)
-            for step, idx in enumerate(_batches(n, bs, steps, gen, device)):
+            total, steps = torch.zeros((), device=device), 0
+            for step, idx in enumerate(_batches(n, bs, params.steps_per_epoch, gen, device)):
                 xb, yb = x[idx], y[idx]
                 if augment is not None:
                     xb = augment(xb, aug_gen)
@@ -101,6 +114,7 @@ def fit(
                 loss.backward()
                 opt.step()
                 total += loss.detach()
+                steps += 1
             sched.step()
             mean_loss = float(total) / steps
             if not math.isfinite(mean_loss):
@@ -132,7 +146,8 @@ def entropy_regulariser(x: torch.Tensor, unlabeled: torch.Tensor, lam: float, ba
                         ) -> Callable[[nn.Module, int, torch.Generator], torch.Tensor]:
     """Ranganathan et al. (2017), joint objective: + lambda/n_u * sum_i H(f(x_i)) over unlabeled x_i.
 
-    Estimated per step on an unlabeled batch of `batch_size` points drawn alongside the labeled one.
+    Estimated per step on an unlabeled batch of `batch_size` points drawn alongside the labeled one,
+    in training mode like the labeled batch (batch-norm statistics, dropout), without augmentation.
     """
     unlabeled = unlabeled.to(x.device)
 

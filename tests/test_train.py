@@ -146,3 +146,22 @@ def test_inference_on_indexed_rows_equals_inference_on_their_copy():
     p_copy, e_copy = infer(model, x[idx], 3, embeddings=True)
     assert torch.equal(p_idx, p_copy) and torch.equal(e_idx, e_copy)
     assert infer(model, x, 3, index=torch.tensor([], dtype=torch.long))[0].shape[0] == 0
+
+
+def test_an_epoch_is_one_pass_over_the_labeled_set_unless_its_steps_are_fixed():
+    from dal_runner.train import _batches
+
+    cpu = torch.device("cpu")
+    # steps_per_epoch=null: every point once, batches of 64 and the remainder (130 = 64 + 64 + 2)
+    batches = list(_batches(130, 64, None, torch.Generator().manual_seed(0), cpu))
+    assert [len(b) for b in batches] == [64, 64, 2]
+    assert sorted(torch.cat(batches).tolist()) == list(range(130))
+    # a remainder of one point joins the batch before it (batch norm needs two values per channel)
+    assert [len(b) for b in _batches(129, 64, None, torch.Generator().manual_seed(0), cpu)] == [64, 65]
+    assert [len(b) for b in _batches(1, 64, None, torch.Generator().manual_seed(0), cpu)] == [1]
+    # a fixed number of steps: full batches only, a new permutation where the last has too few left
+    batches = list(_batches(130, 64, 5, torch.Generator().manual_seed(0), cpu))
+    assert [len(b) for b in batches] == [64] * 5
+    assert sorted(torch.cat(batches[:2]).tolist()) != sorted(torch.cat(batches[2:4]).tolist())
+    for first, second in ((0, 1), (2, 3)):  # within one permutation, no point twice
+        assert not set(batches[first].tolist()) & set(batches[second].tolist())
