@@ -39,10 +39,22 @@ def fail(message: str, status: int = 2) -> None:
 
 # ------------------------------------------------------------------------------ help
 def _first_comment(text: str) -> str:
+    """The first sentence of a config file's leading comment, over as many lines as it takes."""
+    import re
+
+    words = []
     for line in text.splitlines():
-        if line.startswith("#") and not line.startswith("# @package"):
-            return line.lstrip("# ").strip()
-    return ""
+        if line.startswith("# @package"):
+            continue
+        if not line.startswith("#") or line.startswith("#  ") or not line.strip("# "):
+            if words:
+                break
+            continue
+        words.append(line.lstrip("# ").strip())
+        for end in re.finditer(r"(\S*)\.(\s|$)", " ".join(words)):
+            if end.group(1).lower() not in ("al", "e.g", "i.e", "cf", "vs"):  # not an abbreviation's point
+                return " ".join(words)[:end.start(2)]
+    return " ".join(words)
 
 
 def group_options() -> dict:
@@ -60,7 +72,8 @@ def help_text() -> str:
     from hydra import compose, initialize_config_module
 
     with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
-        cfg = compose("config")
+        cfg = compose("config", return_hydra_config=True)
+    chosen = cfg.hydra.runtime.choices
     lines = ["dal-run: one deep active-learning experiment (the active loop of active-iNAS), configured",
              "with Hydra. Results go to outputs/runs/<date>/<time>/ (multirun: outputs/multirun/...):",
              "rounds.csv, selected.csv, summary.json, status.json, learning_curve.png.", "",
@@ -68,7 +81,7 @@ def help_text() -> str:
              "       dal-run -m key=a,b ...                          a sweep (Hydra multirun)",
              "       dal-run --cfg job [...]                         print the composed config", ""]
     for group, options in group_options().items():
-        default = cfg.get(group, {}).get("name") if group in ("dataset", "arch", "search", "query") else None
+        default = chosen.get(group)
         head = f"{group}" + (f" (default: {default})" if default else "")
         prefix = "+experiment=" if group == "experiment" else f"{group}="
         lines.append(f"== {head}: choose with {prefix}<option> ==")
@@ -191,9 +204,21 @@ def check_schema(cfg: DictConfig) -> None:
         for key in node:
             if key not in allowed:
                 raise ConfigError(f"{group}.{key}", node[key], "one of " + ", ".join(sorted(allowed)), "unknown key")
+    from omegaconf import OmegaConf
+
+    for group in (k for k in cfg if k != "hydra"):  # keys left ??? (MISSING) by the chosen options
+        node = cfg._get_node(group)
+        missing = (OmegaConf.missing_keys(node) if isinstance(node, DictConfig)
+                   else {group} if OmegaConf.is_missing(cfg, group) else set())
+        for key in sorted(missing):
+            option = node.get("name") if isinstance(node, DictConfig) else None
+            needed = f" (required with {group}={option})" if option else ""
+            raise ConfigError(key, "???", f"{key}=<value> on the command line{needed}", "no value given")
+    if not str(cfg.output_root).strip():
+        raise ConfigError("output_root", "''", "a folder for the run folders (the default: outputs)", "empty")
 
 
-def check_writable(directory: str) -> None:
+def check_writable(directory: str, key: str = "hydra.run.dir / output_root") -> None:
     """The nearest existing ancestor of the output folder must be a folder we can write in."""
     import tempfile
 
@@ -207,7 +232,7 @@ def check_writable(directory: str) -> None:
         with tempfile.TemporaryFile(dir=ancestor):
             pass
     except OSError as e:
-        raise ConfigError("hydra.run.dir / output_root", str(path), "a folder this user can create and write",
+        raise ConfigError(key, str(path), "a folder this user can create and write",
                           f"cannot write there ({e.strerror or e})") from None
 
 
@@ -224,8 +249,11 @@ def _resume_argv(argv: List[str], overrides: List[str], multirun: bool) -> List[
 
     given = next(o for o in overrides if o.split("=", 1)[0] == "resume")
     raw = given.split("=", 1)[1].strip("'\"")
-    if raw in ("", "null"):
+    if raw == "null":
         return argv
+    if not raw.strip():
+        fail(f"resume=: no run folder given; accepted: resume=PATH (a folder under outputs/runs/<date>/<time>), "
+             f"or resume=null for a new run")
     if multirun:
         fail(f"{given}: resume continues one run; accepted: dal-run resume=PATH without -m "
              f"(jobs of a sweep on SLURM continue by themselves when requeued)")
@@ -322,7 +350,7 @@ def preflight(argv: List[str]) -> List[str]:
                     # that may be an earlier job's, so it is set before any job runs
                     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
                 target = str(cfg.hydra["sweep" if multirun else "run"].dir)
-                check_writable(target)
+                check_writable(target, "hydra.sweep.dir / output_root" if multirun else "hydra.run.dir / output_root")
             except Exception as e:
                 fail(explain(e, job))
     return argv
@@ -348,6 +376,8 @@ def _dal_run(cfg: DictConfig) -> Optional[float]:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = str(hydra_cfg.mode) == "RunMode.MULTIRUN"
+    _CURRENT["run_dir"], _CURRENT["sweep_dir"] = run_dir, Path(hydra_cfg.sweep.dir) if multirun else None
+    _stop_on_sigterm()
     choices = dict(hydra_cfg.runtime.choices)
     resuming = bool(cfg.get("resume")) or state_exists(run_dir)
     try:
@@ -360,6 +390,7 @@ def _dal_run(cfg: DictConfig) -> Optional[float]:
             return None
         if not resuming:  # nothing ran: leave no folder behind that looks like a result
             shutil.rmtree(run_dir, ignore_errors=True)
+            _remove_empty_parents(run_dir, Path(str(cfg.output_root)))
         fail(str(e))
     done = _completed_summary(run_dir) if resume is not None else None
     if done is not None:  # a sweep launched again into its folder: this job is done, with this config
@@ -373,7 +404,54 @@ def _dal_run(cfg: DictConfig) -> Optional[float]:
             log.error("%s: run failed%s: %s", run_dir, where, e)
             return None
         fail(f"run failed{where}: {type(e).__name__}: {e} (details in {run_dir}/status.json)", status=1)
+    log.info("done: final accuracy %.4f at %d labels, AUC %.4f over %d rounds, %.0fs; results in %s",
+             summary["final_accuracy"], summary["final_n_labeled"], summary["auc"], summary["n_rounds"],
+             summary["seconds"], run_dir)
     return summary["final_accuracy"]
+
+
+class Terminated(SystemExit):
+    """SIGTERM (kill, scancel outside submitit): leaves the run interrupted, as Ctrl-C does."""
+
+
+_CURRENT: dict = {"run_dir": None, "sweep_dir": None}  # the job running now, for the message on a stop
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM ends the run through its except clauses (status.json: interrupted) instead of at
+    once; left alone where a handler is set already (submitit's, which requeues on SLURM)."""
+    import signal
+    import threading
+
+    def stop(signum, frame):
+        raise Terminated(128 + signal.SIGTERM)
+
+    if threading.current_thread() is threading.main_thread() and \
+            signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, stop)
+
+
+def _stopped(how: str, status: int) -> None:
+    """One line for a run stopped by Ctrl-C or SIGTERM: where, and how to continue."""
+    run_dir, sweep_dir = _CURRENT["run_dir"], _CURRENT["sweep_dir"]
+    if run_dir is None:
+        fail(how, status)
+    if sweep_dir is not None:
+        fail(f"{how}{_failed_round(run_dir)} of {run_dir}; the same command with hydra.sweep.dir={sweep_dir} "
+             f"finishes the sweep (completed jobs are kept, this one continues)", status)
+    fail(f"{how}{_failed_round(run_dir)} of {run_dir}; dal-run resume={run_dir} continues it", status)
+
+
+def _remove_empty_parents(run_dir: Path, root: Path) -> None:
+    """The <date>/ and runs/ folders Hydra made for a run that never started, where they are empty."""
+    root = root.expanduser().absolute()
+    for parent in run_dir.absolute().parents:
+        if parent == root or root not in parent.parents:
+            return
+        try:
+            parent.rmdir()  # only an empty folder
+        except OSError:
+            return
 
 
 def state_exists(run_dir: Path) -> bool:
@@ -403,7 +481,12 @@ def run_main() -> None:
     from dal_runner import callbacks
 
     callbacks.FAILED_RUNS.clear()
-    _dal_run()
+    try:
+        _dal_run()
+    except KeyboardInterrupt:
+        _stopped("interrupted (Ctrl-C)", 130)
+    except Terminated:
+        _stopped("terminated (SIGTERM)", 143)
     if callbacks.FAILED_RUNS:
         n, total = len(callbacks.FAILED_RUNS), callbacks.FAILED_RUNS[0][2]
         for folder, reason, _ in callbacks.FAILED_RUNS:

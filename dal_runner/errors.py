@@ -35,5 +35,6 @@ def check_choice(key: str, value: str, options: Iterable[str]) -> str:
 
 def check_positive(key: str, value: Any, allow_zero: bool = False) -> Any:
     if value is None or (value < 0 if allow_zero else value <= 0):
-        raise ConfigError(key, value, "a number >= 0" if allow_zero else "a number > 0")
+        kind = "an integer" if isinstance(value, int) and not isinstance(value, bool) else "a number"
+        raise ConfigError(key, value, f"{kind} >= 0" if allow_zero else f"{kind} > 0")
     return value

@@ -42,12 +42,14 @@ def arch_growth(rounds: List[Dict], title: str, path: Path) -> None:
     x = [r["n_labeled"] for r in rounds]
     y = [r["n_params"] for r in rounds]
     ax.step(x, y, where="post", marker="o", ms=3)
-    last = None
+    last, middle = None, (min(x) + max(x)) / 2
     for r in rounds:
-        if r["arch"] != last:
+        if r["arch"] != last:  # labels on the right half extend leftwards, so they stay in the frame
+            right = r["n_labeled"] > middle
             ax.annotate(r["arch"], (r["n_labeled"], r["n_params"]), fontsize=7, rotation=20,
-                        xytext=(3, 4), textcoords="offset points")
+                        xytext=(-3 if right else 3, 4), textcoords="offset points", ha="right" if right else "left")
             last = r["arch"]
+    ax.margins(x=0.05, y=0.15)  # room for the labels above the highest step, inside the frame
     ax.set_xlabel("labeled examples")
     ax.set_ylabel("parameters")
     ax.set_title(title, fontsize=9)

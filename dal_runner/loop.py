@@ -26,7 +26,7 @@ from dal_runner.figures import arch_growth, learning_curve
 from dal_runner.io import RunFolder
 from dal_runner.metrics.auc import auc
 from dal_runner.pool import Pool
-from dal_runner.progress import round_progress
+from dal_runner.progress import Heartbeat, round_progress
 from dal_runner.query import QueryContext
 from dal_runner.search import SearchStrategy
 from dal_runner.seeding import derive_seed, torch_generator
@@ -166,11 +166,16 @@ def run_active_learning(
             return stop
 
         params = search_trainer or trainer
+        started_at = time.perf_counter()
+        progress.update(pool.n_labeled, f"round {t}: search {spec}")
         training.fit(model, data.x_train[t_idx], data.y_train[t_idx], params, est_seed, augment,
-                     extra_loss=regulariser(params), on_epoch=None if on_epoch is None else epoch_end)
+                     extra_loss=regulariser(params), on_epoch=None if on_epoch is None else epoch_end,
+                     heartbeat=Heartbeat(f"round {t}: candidate {spec}", params.epochs))
         accuracy = score()
         if inherit_weights:
             best.offer(spec, model, any(stopped))
+        log.info("round %d: candidate %s  V' accuracy %.4f  %.1fs%s", t, spec, accuracy,
+                 time.perf_counter() - started_at, "  (stopped early)" if any(stopped) else "")
         return accuracy
 
     with round_progress(budget.max_labels, pool.n_labeled) as progress:
@@ -198,7 +203,8 @@ def run_active_learning(
             model = new_model(result.spec)
             idx = labeled.to(device)
             training.fit(model, data.x_train[idx], data.y_train[idx], trainer, derive_seed(seed, "train", t), augment,
-                         extra_loss=regulariser(trainer))
+                         extra_loss=regulariser(trainer), heartbeat=Heartbeat(f"round {t}: train {result.spec}",
+                                                                              trainer.epochs))
             t2 = time.perf_counter()
             acc, loss = training.evaluate(model, data.x_test, data.y_test, trainer.eval_batch_size)
             t3 = time.perf_counter()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from contextlib import contextmanager
 from typing import Iterator, Optional
 
@@ -26,6 +27,22 @@ class RoundProgress:
     def update(self, n_labeled: int, status: str) -> None:
         if self._progress is not None:
             self._progress.update(self._task, completed=n_labeled, description=status)
+
+
+class Heartbeat:
+    """A log line during a long training, at most one per `every` seconds, so that a log without
+    a terminal (a SLURM job's) shows how far it is; a training shorter than that says nothing."""
+
+    def __init__(self, what: str, epochs: int, every: float = 30.0):
+        self.what, self.epochs, self.every = what, epochs, every
+        self.started = self.last = time.perf_counter()
+
+    def __call__(self, epoch: int, loss: float) -> None:
+        now = time.perf_counter()
+        if now - self.last >= self.every and epoch < self.epochs:
+            logging.getLogger("dal_runner").info("%s: epoch %d/%d, loss %.4f, %.0fs", self.what, epoch, self.epochs,
+                                                 loss, now - self.started)
+            self.last = now
 
 
 def _is_console(handler: logging.Handler) -> bool:

@@ -116,7 +116,7 @@ def build_report(paths: Sequence[Path], reference: Optional[Dict[str, str]] = No
     if not folders:
         raise ReportError(f"no run folders (a folder with .hydra/config.yaml) under {', '.join(map(str, paths))}")
     base = Path(os.path.commonpath([p.resolve() for p in paths]))
-    runs = [load_run(f, str(f.relative_to(base)) if f != base else ".") for f in folders]
+    runs = [load_run(f, str(f.relative_to(base)) if f != base else str(f)) for f in folders]
     check_strategy_keys(runs, strategy)
     included, excluded, env_keys, strategy_keys, search_compared = group_runs(runs, strategy)
     report = Report(included, excluded, env_keys, strategy_keys, {}, alpha)

@@ -130,10 +130,22 @@ def check_trainer(t: TrainerConfig) -> TrainerConfig:
     if t.steps_per_epoch is not None:
         check_positive("trainer.steps_per_epoch", t.steps_per_epoch)
     check_positive("trainer.weight_decay", t.weight_decay, allow_zero=True)
+    if not 0.0 <= t.momentum < 1.0:
+        raise ConfigError("trainer.momentum", t.momentum, "a number in [0, 1)")
+    check_positive("trainer.lr_gamma", t.lr_gamma)
+    check_milestones("trainer.lr_milestones", t.lr_milestones, t.epochs, "trainer.epochs")
     check_positive("trainer.entropy_lambda", t.entropy_lambda, allow_zero=True)
     if t.divergence_factor is not None and t.divergence_factor <= 1:
         raise ConfigError("trainer.divergence_factor", t.divergence_factor, "a number > 1, or null (NaN/inf only)")
     return t
+
+
+def check_milestones(key: str, milestones, epochs: int, epochs_key: str) -> None:
+    """Learning-rate milestones: increasing epochs before the last (a later one never acts)."""
+    m = list(milestones)
+    if any(not 1 <= e < epochs for e in m) or m != sorted(set(m)):
+        raise ConfigError(key, m, f"increasing epochs in 1..{epochs - 1} ({epochs_key}={epochs}), or []",
+                          "a milestone at or after the last epoch never lowers the learning rate")
 
 
 def arch_spec(cfg: DictConfig, input_shape) -> ArchSpec:
@@ -191,10 +203,6 @@ def build_search(cfg: DictConfig, spec: ArchSpec, data: Dataset, seed: int, cand
         return FixedSearch(spec)
     from dal_runner.arch import resnet
     from dal_runner.search.estimation import Fidelity
-    from dal_runner.search.inas import INASSearch
-    from dal_runner.search.random import RandomSearch
-    from dal_runner.search.reinforce import ReinforceSearch
-    from dal_runner.search.space import ResNetSpace
 
     if spec.name != "resnet":
         raise ConfigError("arch", spec.name, "resnet, resnet18 or resnet_small", f"search={cfg.name} searches residual nets")
@@ -206,14 +214,9 @@ def build_search(cfg: DictConfig, spec: ArchSpec, data: Dataset, seed: int, cand
             raise ConfigError(f"search.{key}", list(cfg[key]), "[n_blocks, n_stacks], both >= 1")
     if cfg.name == "inas":
         check_positive("search.max_steps", cfg.max_steps)
-    if cfg.epochs is not None:
-        check_positive("search.epochs", cfg.epochs)
     stem = spec.params["stem"]
     most = resnet.max_stacks(data.input_shape[1:], stem)
     space = (int(cfg.space[0]), min(int(cfg.space[1]), most))
-    if space[1] < cfg.space[1]:
-        log.info("search space A(B, %d, %d) -> A(B, %d, %d): a %dx%d input with stem=%s supports %d stacks",
-                 cfg.space[0], cfg.space[1], space[0], space[1], data.input_shape[1], data.input_shape[2], stem, most)
     c, k = data.input_shape[0], data.n_classes
     extra = {"stem": stem, "width": spec.params["width"]}
 
@@ -223,29 +226,53 @@ def build_search(cfg: DictConfig, spec: ArchSpec, data: Dataset, seed: int, cand
     try:
         fidelity = Fidelity(candidate_epochs, cfg.subset, cfg.stop_at, cfg.stop_margin,
                             nested_split=split_is_nested(cfg))
-        if cfg.name == "inas":
-            return INASSearch(spec.params["block"], seed=seed, start=tuple(cfg.start), space=space,
-                              val_fraction=cfg.val_fraction, max_steps=cfg.max_steps,
-                              reuse_candidates=cfg.reuse_candidates, tie_break=cfg.tie_break,
-                              extra_params=extra, count_params=count, fidelity=fidelity)
-        blocks = [spec.params["block"]] if cfg.blocks is None else list(cfg.blocks)
-        choices = ResNetSpace(blocks, space, extra, count)
-        if cfg.name == "random":
-            return RandomSearch(choices, seed=seed, budget=cfg.budget, monotone=cfg.monotone,
-                                val_fraction=cfg.val_fraction, fidelity=fidelity)
-        return ReinforceSearch(choices, seed=seed, budget=cfg.budget, children=cfg.children, lr=cfg.lr,
-                               baseline_decay=cfg.baseline_decay, hidden=cfg.hidden, val_fraction=cfg.val_fraction,
-                               fidelity=fidelity)
+        search = _search(cfg, spec, seed, space, extra, count, fidelity)
     except ValueError as e:
         raise as_config_error(e) from None
+    if space[1] < cfg.space[1]:  # after the checks: a bad value's error is the only output
+        log.info("search space A(B, %d, %d) -> A(B, %d, %d): a %dx%d input with stem=%s supports %d stacks",
+                 cfg.space[0], cfg.space[1], space[0], space[1], data.input_shape[1], data.input_shape[2], stem, most)
+    return search
+
+
+def _search(cfg: DictConfig, spec: ArchSpec, seed: int, space, extra, count, fidelity):
+    from dal_runner.search.inas import INASSearch
+    from dal_runner.search.random import RandomSearch
+    from dal_runner.search.reinforce import ReinforceSearch
+    from dal_runner.search.space import ResNetSpace
+
+    if cfg.name == "inas":
+        return INASSearch(spec.params["block"], seed=seed, start=tuple(cfg.start), space=space,
+                          val_fraction=cfg.val_fraction, max_steps=cfg.max_steps,
+                          reuse_candidates=cfg.reuse_candidates, tie_break=cfg.tie_break,
+                          extra_params=extra, count_params=count, fidelity=fidelity)
+    blocks = [spec.params["block"]] if cfg.blocks is None else list(cfg.blocks)
+    choices = ResNetSpace(blocks, space, extra, count)
+    if cfg.name == "random":
+        return RandomSearch(choices, seed=seed, budget=cfg.budget, monotone=cfg.monotone,
+                            val_fraction=cfg.val_fraction, fidelity=fidelity)
+    return ReinforceSearch(choices, seed=seed, budget=cfg.budget, children=cfg.children, lr=cfg.lr,
+                           baseline_decay=cfg.baseline_decay, hidden=cfg.hidden, val_fraction=cfg.val_fraction,
+                           fidelity=fidelity)
 
 
 def search_trainer(cfg: DictConfig, trainer: TrainerConfig) -> TrainerConfig:
     """Candidates' training: the trainer with the search's own epochs / milestones where given."""
     if cfg.name == "fixed":
         return trainer
+    if cfg.epochs is not None:
+        check_positive("search.epochs", cfg.epochs)
     epochs = trainer.epochs if cfg.epochs is None else cfg.epochs
-    milestones = trainer.lr_milestones if cfg.lr_milestones is None else list(cfg.lr_milestones)
+    if cfg.lr_milestones is None:  # the trainer's: those the candidates' epochs reach
+        milestones = [e for e in trainer.lr_milestones if e < epochs]
+        if len(milestones) < len(trainer.lr_milestones):
+            log.warning("search.epochs=%d: the candidates skip trainer.lr_milestones %s past it; set "
+                        "search.lr_milestones for their own schedule", epochs,
+                        [e for e in trainer.lr_milestones if e >= epochs])
+    else:
+        milestones = list(cfg.lr_milestones)
+        check_milestones("search.lr_milestones", milestones, epochs,
+                         "search.epochs" if cfg.epochs is not None else "trainer.epochs")
     return dataclasses.replace(trainer, epochs=epochs, lr_milestones=milestones)
 
 
@@ -317,6 +344,7 @@ def _default_query(name: str, budget: Budget, eval_batch_size: int):
 
 # ------------------------------------------------------------------------------ build / execute
 def build(cfg: DictConfig, choices: Optional[Dict[str, str]] = None) -> Experiment:
+    check_positive("seed", cfg.seed, allow_zero=True)
     device = resolve_device(cfg.device)
     trainer = check_trainer(OmegaConf.to_object(cfg.trainer))
     set_determinism(trainer.deterministic, device)
@@ -328,8 +356,8 @@ def build(cfg: DictConfig, choices: Optional[Dict[str, str]] = None) -> Experime
         raise ConfigError("budget.initial", budget.initial, f"at least 2 with search={cfg.search.name}",
                           "the search splits the labeled set into S' and V'")
     query = build_query(cfg.query, budget, trainer.eval_batch_size, data.x_train.shape[0])
-    search = build_search(cfg.search, spec, data, int(cfg.seed),  # logs the space: after the cheap checks
-                          search_trainer(cfg.search, trainer).epochs)
+    candidates_trainer = search_trainer(cfg.search, trainer)
+    search = build_search(cfg.search, spec, data, int(cfg.seed), candidates_trainer.epochs)
     if cfg.query.name == "mc_dropout" and cfg.arch.dropout == 0:
         log.warning("query=mc_dropout with arch.dropout=0: the passes are identical; set arch.dropout (e.g. 0.5)")
     augment = Augment(**OmegaConf.to_container(cfg.dataset.augment))
@@ -352,7 +380,7 @@ def build(cfg: DictConfig, choices: Optional[Dict[str, str]] = None) -> Experime
     title = f"{cfg.dataset.name} | {method} | {cfg.query.name} | seed {cfg.seed}"
     return Experiment(data, search, query, trainer, budget, build_model, int(cfg.seed), device, title,
                       choices, OmegaConf.to_container(cfg, resolve=True),
-                      search_trainer(cfg.search, trainer), augment if augment.active else None,
+                      candidates_trainer, augment if augment.active else None,
                       bool(cfg.search.get("inherit", False)) and cfg.search.name != "fixed")
 
 
@@ -406,7 +434,7 @@ def execute(exp: Experiment, run_dir: Path, resume: Optional[Dict[str, Any]] = N
                                      config=exp.config, resume=resume, inherit_weights=exp.inherit_weights)
     except (KeyboardInterrupt, SystemExit) as e:  # Ctrl-C, or SLURM preemption (submitit requeues the job)
         mark_failed(run_dir, "interrupted by the user" if isinstance(e, KeyboardInterrupt) else
-                    "interrupted (preempted or timed out); resume continues it", state_name="interrupted")
+                    "interrupted (SIGTERM: killed, preempted or timed out); resume continues it", state_name="interrupted")
         raise
     except BaseException as e:
         mark_failed(run_dir, e)
@@ -429,5 +457,8 @@ def mark_failed(run_dir: Path, error: Any, round_index: Optional[int] = None, st
             round_index = read_json(path).get("round")
         except (OSError, ValueError):
             pass
-    detail = "".join(traceback.format_exception_only(type(error), error)).strip() if isinstance(error, BaseException) else str(error)
+    if isinstance(error, ConfigError) or not isinstance(error, BaseException):
+        detail = str(error)  # a bad input: its one line says it all
+    else:
+        detail = "".join(traceback.format_exception_only(type(error), error)).strip()
     RunFolder(run_dir).status(state_name, error=detail, round=round_index)

@@ -78,6 +78,7 @@ def fit(
     augment: Optional[Callable[[torch.Tensor, torch.Generator], torch.Tensor]] = None,
     extra_loss: Optional[Callable[[nn.Module, int, torch.Generator], torch.Tensor]] = None,
     on_epoch: Optional[Callable[[int], Optional[bool]]] = None,
+    heartbeat: Optional[Callable[[int, float], None]] = None,
 ) -> List[float]:
     """Train `model` (already on x's device) on (x, y); returns the mean loss of each epoch.
 
@@ -85,6 +86,7 @@ def fit(
     generator is its own (seed + 3), so the labeled batches and their augmentation are the same
     with or without it (dropout masks are not: its forward pass draws dropout too).
     `on_epoch(epoch)` runs after every epoch and may evaluate the model; True stops the training.
+    `heartbeat(epoch, mean_loss)` too, for progress (`dal_runner.progress.Heartbeat`).
     """
     device = x.device
     n = x.shape[0]
@@ -126,6 +128,8 @@ def fit(
                                        f"trainer.divergence_factor={factor:g} x the first epoch's {history[0]:.4g} "
                                        f"(lr={params.lr}; a smaller trainer.lr usually helps)")
             history.append(mean_loss)
+            if heartbeat is not None:
+                heartbeat(epoch + 1, mean_loss)
             if on_epoch is not None:
                 stop = on_epoch(epoch + 1)
                 model.train()  # the callback may have evaluated the model

@@ -49,8 +49,20 @@ CASES = {
     "unknown dataset": (["dataset=imagenet"], ["dataset=imagenet", "cifar10", "digits"]),
     "negative learning rate": (["trainer.lr=-0.1"], ["trainer.lr=-0.1", "> 0"]),
     "dropout out of range": (["arch.dropout=1.5"], ["arch.dropout=1.5", "[0, 1)"]),
-    "validation fraction out of range": (["search.val_fraction=1.5"], ["search.val_fraction=1.5", "between 0 and 1"]),
-    "search start outside the space": (["search.start=[20,1]"], ["search.start", "outside the search space"]),
+    "validation fraction out of range": (["search.val_fraction=1.5"], ["search.val_fraction=1.5", "(0, 1)"]),
+    "search start outside the space": (["search.start=[20,1]"],
+                                       ["search.start=[20, 1]", "outside the search space", "[1..12, 1..4]"]),
+    "unknown tie break": (["search.tie_break=foo"], ["search.tie_break=foo", "unknown option", "smaller, larger"]),
+    "negative seed": (["seed=-1"], ["seed=-1", "an integer >= 0"]),
+    "data file not given": (["dataset=npz"], ["dataset.path=???", "no value given", "required with dataset=npz"]),
+    "empty output root": (["output_root="], ["output_root=''", "empty"]),
+    "empty resume": (["resume="], ["resume=", "no run folder given", "resume=null"]),
+    "momentum of 1 or more": (["trainer.optimizer=sgd", "trainer.momentum=1.5"], ["trainer.momentum=1.5", "[0, 1)"]),
+    "negative lr decay": (["trainer.lr_gamma=-1"], ["trainer.lr_gamma=-1.0", "> 0"]),
+    "milestone never reached": (["trainer.epochs=2", "trainer.lr_milestones=[100]"],
+                                ["trainer.lr_milestones=[100]", "never lowers", "1..1 (trainer.epochs=2)"]),
+    "candidates' milestone never reached": (["search.epochs=5", "search.lr_milestones=[3,8]"],
+                                            ["search.lr_milestones=[3, 8]", "1..4 (search.epochs=5)"]),
     "too many stacks for the input": (["search=fixed", "arch=resnet18", "arch.stem=paper"],
                                       ["arch.n_stacks=4", "at most 3", "8x8"]),
     "iNAS over an MLP": (["arch=mlp"], ["arch=mlp", "search=inas searches residual nets"]),
@@ -64,6 +76,7 @@ CASES = {
     "random split with inheritance": (["search.inherit=true", "search.split=random"],
                                       ["search.split=random", "nested or null"]),
     "negative weight decay": (["trainer.weight_decay=-0.1"], ["trainer.weight_decay=-0.1", "a number >= 0"]),
+    "zero epochs": (["trainer.epochs=0"], ["trainer.epochs=0", "an integer > 0"]),
     "divergence factor below 1": (["trainer.divergence_factor=0.5"], ["trainer.divergence_factor=0.5", "> 1"]),
     "missing data, download off": (_missing_cifar, ["dataset.root", "download=true"]),
     "missing data file": (["dataset=npz", "dataset.path=/no/such/file.npz"], ["dataset.path", "file not found"]),
@@ -86,9 +99,9 @@ def test_bad_input_gives_one_line_error_and_no_run_folder(tmp_path, monkeypatch,
     assert "Traceback" not in err + out
     for word in expected:
         assert word in lines[0], (word, lines[0])
-    for folder in ("runs", "multirun"):
-        runs = tmp_path / "outputs" / folder
-        assert not runs.exists() or not any(runs.rglob("*.csv")) and not any(runs.rglob(".hydra"))
+    assert "[INFO]" not in out + err  # the error is the only output
+    for folder in ("runs", "multirun"):  # no run folder, not even an empty <date>/ folder
+        assert not (tmp_path / "outputs" / folder).exists(), list((tmp_path / "outputs").rglob("*"))
 
 
 def test_unwritable_output_directory_is_refused_before_running(tmp_path, monkeypatch, capsys):

@@ -190,3 +190,27 @@ def test_resume_of_a_run_still_going_is_refused(tmp_path, killed_run, monkeypatc
         code, _, err = run_cli_inprocess([f"resume={busy}"], tmp_path, monkeypatch, capsys)
         other.kill()
     assert code == 2 and f"still going (pid {other.pid}" in err
+
+
+@pytest.mark.parametrize("sig, status, how", [(signal.SIGTERM, 143, "terminated (SIGTERM)"),
+                                              (signal.SIGINT, 130, "interrupted (Ctrl-C)")])
+def test_sigterm_or_ctrl_c_leaves_an_interrupted_run_that_resumes(tmp_path, uninterrupted_run, sig, status, how):
+    folder = tmp_path / "run"
+    proc = subprocess.Popen([str(BIN / "dal-run"), *BASE, f"hydra.run.dir={folder}"], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, **ENV})
+    try:
+        assert wait_for_round(folder, 1, until=lambda: proc.poll() is not None)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == status, err
+    lines = err.strip().splitlines()
+    assert lines == [f"dal-run: error: {how} in round 1 of {folder}; dal-run resume={folder} continues it"], err
+    assert read_json(folder / "status.json")["state"] == "interrupted"
+    assert read_json(folder / "status.json")["round"] == 1
+    if sig == signal.SIGTERM:  # it stopped cleanly: the resumed run is the uninterrupted one
+        res = run_cli([f"resume={folder}"], cwd=tmp_path, env=ENV)
+        assert res.returncode == 0, res.stderr
+        assert without_timings(read_csv(folder / "rounds.csv")) == without_timings(
+            read_csv(uninterrupted_run / "rounds.csv"))

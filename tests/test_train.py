@@ -165,3 +165,16 @@ def test_an_epoch_is_one_pass_over_the_labeled_set_unless_its_steps_are_fixed():
     assert sorted(torch.cat(batches[:2]).tolist()) != sorted(torch.cat(batches[2:4]).tolist())
     for first, second in ((0, 1), (2, 3)):  # within one permutation, no point twice
         assert not set(batches[first].tolist()) & set(batches[second].tolist())
+
+
+def test_a_long_training_logs_a_heartbeat_and_a_short_one_stays_quiet(caplog):
+    from dal_runner.progress import Heartbeat
+
+    x, y = torch.randn(8, 3, generator=torch.Generator().manual_seed(0)), torch.arange(8) % 3
+    params = TrainerConfig(epochs=3, batch_size=4)
+    with caplog.at_level("INFO", logger="dal_runner"):
+        train.fit(Logits(), x, y, params, 0, heartbeat=Heartbeat("round 2: train A", 3, every=0.0))
+        train.fit(Logits(), x, y, params, 0, heartbeat=Heartbeat("round 3: train B", 3, every=3600.0))
+    lines = [r.getMessage() for r in caplog.records]
+    # every epoch but the last (the round's own line follows it), none for the quick one
+    assert [m.split(", loss")[0] for m in lines] == ["round 2: train A: epoch 1/3", "round 2: train A: epoch 2/3"]

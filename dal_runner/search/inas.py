@@ -59,13 +59,13 @@ class INASSearch:
                  tie_break: str = "smaller", extra_params: Optional[Dict] = None,
                  count_params: Optional[Callable[[ArchSpec], int]] = None, fidelity: Fidelity = Fidelity()):
         if block not in BLOCKS:
-            raise ValueError(f"search.block={block!r} is not a block type; accepted: {list(BLOCKS)}")
+            raise ValueError(f"search.block={block}: unknown option; accepted: one of {', '.join(BLOCKS)}")
         if tie_break not in TIE_BREAKS:
-            raise ValueError(f"search.tie_break={tie_break!r}; accepted: {list(TIE_BREAKS)}")
+            raise ValueError(f"search.tie_break={tie_break}: unknown option; accepted: one of {', '.join(TIE_BREAKS)}")
         if not 0.0 < val_fraction < 1.0:
-            raise ValueError(f"search.val_fraction={val_fraction!r} must lie strictly between 0 and 1")
+            raise ValueError(f"search.val_fraction={val_fraction}: accepted: a fraction in (0, 1)")
         if int(max_steps) < 1:
-            raise ValueError(f"search.max_steps={max_steps!r} must be at least 1")
+            raise ValueError(f"search.max_steps={max_steps}: accepted: an integer >= 1")
         self.block = block
         self.seed = int(seed)
         self.space = (int(space[0]), int(space[1]))
@@ -80,8 +80,8 @@ class INASSearch:
 
     def _in_space(self, position: Position, what: str) -> Position:
         if not (1 <= position[0] <= self.space[0] and 1 <= position[1] <= self.space[1]):
-            raise ValueError(f"{what}=A({position[0]}, {position[1]}) lies outside the search space "
-                             f"A(1..{self.space[0]}, 1..{self.space[1]})")
+            raise ValueError(f"{what}=[{position[0]}, {position[1]}]: outside the search space; accepted: "
+                             f"[n_blocks, n_stacks] within [1..{self.space[0]}, 1..{self.space[1]}]")
         return position
 
     def spec(self, position: Position) -> ArchSpec:
