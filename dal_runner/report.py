@@ -219,7 +219,9 @@ def write_report(report: Report, out: Path) -> List[Path]:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise ReportError(f"--out {out}: cannot create the folder ({e.strerror or e})") from None
+        why = "it is a file" if out.is_file() else e.strerror or e
+        raise ReportError(f"--out {out}: cannot create the folder ({why}); accepted: a folder this user "
+                          f"can create and write") from None
     if not os.access(out, os.W_OK):
         raise ReportError(f"--out {out}: cannot write in this folder")
     tables = {**report.tables, "excluded.csv": [{"run": r.name, "state": r.state, "reason": r.reason}

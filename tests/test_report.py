@@ -243,6 +243,7 @@ def test_two_reports_of_the_same_runs_are_byte_identical(tmp_path):
      "--strategy trainer.objektive: unknown key; accepted: a config key or group of the runs, e.g. trainer.objective "
      "or budget; keys that differ between these runs: query"),
     (["{tmp}/failed"], "none of the 1 run folder(s) completed"),
+    (["{tmp}/sweep", "--out", "{tmp}/sweep/0/rounds.csv"], "cannot create the folder (it is a file)"),
 ])
 def test_user_errors_are_one_line_with_exit_status_2_and_nothing_written(tmp_path, capsys, args, message):
     sweep(tmp_path / "sweep", n_seeds=2)
