@@ -16,7 +16,7 @@ queries=softmax_response,mc_dropout,coreset; seeds=0,1,2; extra=()
 if [ $smoke = 1 ]; then
   [ $# -gt 0 ] || datasets=(cifar10)
   queries=softmax_response; seeds=0,1
-  extra=(budget.initial=60 "budget.batch={0:60}" budget.max_labels=120 search.epochs=2 ~hydra.callbacks.report)
+  extra=(budget.initial=60 "budget.batch={0:60}" budget.max_labels=120 search.epochs=2 "search.lr_milestones=[1]" ~hydra.callbacks.report)
 fi
 for ds in "${datasets[@]}"; do
   exp=active_inas_${ds}; [ $smoke = 1 ] && exp=${exp}_smoke

@@ -50,8 +50,12 @@ def test_default_run_learns_digits_and_writes_every_result_file(tmp_path):
     chosen = [r for r in search if r["chosen"] == "True"]
     assert [c["arch"] for c in chosen] == archs  # one iNAS step per round: its choice is trained
     # the one-line log per round, as plain lines when stdout is not a terminal
-    round_lines = [ln for ln in res.stdout.splitlines() if "labels" in ln and "accuracy" in ln]
+    round_lines = [ln for ln in res.stdout.splitlines() if "labels" in ln and "accuracy" in ln and "done:" not in ln]
     assert len(round_lines) == 6
+    candidate_lines = [ln for ln in res.stdout.splitlines() if ": candidate A(basic," in ln]
+    assert len(candidate_lines) == len([r for r in search if r["reused"] != "True"])  # one per trained candidate
+    last = res.stdout.strip().splitlines()[-1]  # the closing line: accuracy, AUC and where the results are
+    assert f"done: final accuracy {summary['final_accuracy']:.4f} at 600 labels" in last and str(run) in last
 
 
 def test_paper_protocol_smoke_experiment_runs_on_digits(tmp_path):

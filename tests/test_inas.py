@@ -196,7 +196,7 @@ def test_bad_settings_are_refused_with_the_key_named():
         INASSearch("basic", seed=0, tie_break="first")
     with pytest.raises(ValueError, match="search.val_fraction=1.0"):
         INASSearch("basic", seed=0, val_fraction=1.0)
-    with pytest.raises(ValueError, match="search.start=A\\(13, 1\\)"):
+    with pytest.raises(ValueError, match=r"search.start=\[13, 1\]: outside the search space"):
         INASSearch("basic", seed=0, start=(13, 1))
     with pytest.raises(ValueError, match="cannot continue from"):
         INASSearch("basic", seed=0).select(1, LABELED, spec(1, 1, block="bottleneck"), TableEstimator({}))
