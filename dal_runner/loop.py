@@ -47,6 +47,13 @@ class Budget:
             return self.batch
         return self.batch[max(t for t in self.batch if t <= n_labeled)]
 
+    def n_rounds(self, pool_size: int) -> int:
+        """The rounds the loop trains: one per labeled-set size until max_labels, max_rounds or the pool ends."""
+        n, rounds, end = self.initial, 1, min(self.max_labels, pool_size)
+        while n < end and (self.max_rounds is None or rounds < self.max_rounds):
+            n, rounds = n + min(self.batch_at(n), end - n), rounds + 1
+        return rounds
+
 
 def _rounded(value):
     """An accuracy as the CSV shows it: 6 decimals (float32 scores would print 0.20000000298...)."""
@@ -167,7 +174,7 @@ def run_active_learning(
 
         params = search_trainer or trainer
         started_at = time.perf_counter()
-        progress.update(pool.n_labeled, f"round {t}: search {spec}")
+        progress.update(t, f"round {t}: search {spec}")
         training.fit(model, data.x_train[t_idx], data.y_train[t_idx], params, est_seed, augment,
                      extra_loss=regulariser(params), on_epoch=None if on_epoch is None else epoch_end,
                      heartbeat=Heartbeat(f"round {t}: candidate {spec}", params.epochs))
@@ -178,13 +185,13 @@ def run_active_learning(
                  time.perf_counter() - started_at, "  (stopped early)" if any(stopped) else "")
         return accuracy
 
-    with round_progress(budget.max_labels, pool.n_labeled) as progress:
+    with round_progress(budget.n_rounds(pool.size), t) as progress:
         while True:
             folder.status("running", round=t, n_labeled=pool.n_labeled)  # the round in progress
             t0 = time.perf_counter()
             labeled = pool.labeled()
             # line 6: A_t <- search(S, A_{t-1})
-            progress.update(pool.n_labeled, f"round {t}: search")
+            progress.update(t, f"round {t}: search")
             best.clear()
             result = search.select(t, labeled, previous, estimate)
             if inherit_weights:
@@ -199,7 +206,7 @@ def run_active_learning(
                             for row in result.candidates]
             t1 = time.perf_counter()
             # line 7: train f in A_t using S (from scratch)
-            progress.update(pool.n_labeled, f"round {t}: train")
+            progress.update(t, f"round {t}: train")
             model = new_model(result.spec)
             idx = labeled.to(device)
             training.fit(model, data.x_train[idx], data.y_train[idx], trainer, derive_seed(seed, "train", t), augment,
@@ -219,7 +226,7 @@ def run_active_learning(
                     or (budget.max_rounds is not None and t + 1 >= budget.max_rounds))
             if not done:
                 # lines 11-13: S' <- Q(f, S, U, b); S <- S u S'; U <- U \ S'
-                progress.update(pool.n_labeled, f"round {t}: query")
+                progress.update(t, f"round {t}: query")
                 k = min(budget.batch_at(pool.n_labeled), budget.max_labels - pool.n_labeled, pool.n_unlabeled)
                 unlabeled = pool.unlabeled()
                 ctx = QueryContext(model, data.x_train, pool.labeled(), unlabeled,
@@ -249,7 +256,7 @@ def run_active_learning(
                     # with inheritance the next candidates start from these weights: part of the state
                     "parent": parent if inherit_weights else None,
                 })
-            progress.update(pool.n_labeled, f"round {t}: done")
+            progress.update(t + 1, f"round {t}: done")
             if done:
                 break
             t += 1

@@ -20,13 +20,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 
 class RoundProgress:
-    def __init__(self, progress: Optional[Progress], total_labels: int, start_labels: int):
-        self._progress = progress
-        self._task = progress.add_task("labels", total=total_labels, completed=start_labels) if progress else None
+    """The bar counts rounds done (of those the budget allows) and names the round's phase."""
 
-    def update(self, n_labeled: int, status: str) -> None:
+    def __init__(self, progress: Optional[Progress], total_rounds: int, rounds_done: int):
+        self._progress = progress
+        self._task = progress.add_task("rounds", total=total_rounds, completed=rounds_done) if progress else None
+
+    def update(self, rounds_done: int, status: str) -> None:
         if self._progress is not None:
-            self._progress.update(self._task, completed=n_labeled, description=status)
+            self._progress.update(self._task, completed=rounds_done, description=status)
 
 
 class Heartbeat:
@@ -51,11 +53,11 @@ def _is_console(handler: logging.Handler) -> bool:
 
 
 @contextmanager
-def round_progress(total_labels: int, start_labels: int, enabled: Optional[bool] = None) -> Iterator[RoundProgress]:
+def round_progress(total_rounds: int, rounds_done: int, enabled: Optional[bool] = None) -> Iterator[RoundProgress]:
     if enabled is None:
         enabled = sys.stderr.isatty()
     if not enabled:
-        yield RoundProgress(None, total_labels, start_labels)
+        yield RoundProgress(None, total_rounds, rounds_done)
         return
     console = Console(stderr=True)
     root = logging.getLogger()
@@ -68,7 +70,7 @@ def round_progress(total_labels: int, start_labels: int, enabled: Optional[bool]
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
         with Progress(*columns, console=console, transient=False) as progress:
-            yield RoundProgress(progress, total_labels, start_labels)
+            yield RoundProgress(progress, total_rounds, rounds_done)
     finally:
         root.removeHandler(rich_handler)
         for h in swapped:

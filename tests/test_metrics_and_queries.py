@@ -70,3 +70,15 @@ def test_last_batch_is_cut_to_the_budget_and_each_query_runs(small_run):
 def test_max_rounds_stops_the_loop_early(small_run):
     summary, _ = small_run("budget.max_rounds=2")
     assert summary["n_rounds"] == 2 and summary["final_n_labeled"] == 100
+
+
+def test_the_progress_bar_knows_how_many_rounds_the_budget_allows(small_run):
+    from dal_runner.loop import Budget
+
+    assert Budget(100, 100, 600).n_rounds(1257) == 6  # 100, 200, ..., 600
+    assert Budget(60, {0: 60, 180: 120}, 300).n_rounds(1257) == 4  # 60, 120, 180, 300
+    assert Budget(2000, {0: 2000, 10000: 5000}, 50000).n_rounds(50000) == 13  # the active-iNAS protocol
+    assert Budget(50, 50, 130, max_rounds=2).n_rounds(1257) == 2
+    assert Budget(50, 50, 600).n_rounds(120) == 3  # 50, 100, 120: the pool runs out
+    summary, _ = small_run("budget.max_labels=130")  # and it is what a run does: 50, 100, 130
+    assert summary["n_rounds"] == Budget(50, 50, 130).n_rounds(1257) == 3
