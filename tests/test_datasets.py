@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import pickle
 import struct
+import warnings
 from pathlib import Path
 from urllib.error import URLError
 
@@ -454,6 +455,25 @@ def test_openml_offline_without_cache_names_id_and_root(tmp_path, monkeypatch):
     with pytest.raises(ConfigError) as err:
         openml.load(6, tmp_path, 0.3, 0)
     assert err.value.key == "dataset.id" and "dataset.root=" + str(tmp_path) in str(err.value)
+
+
+def test_a_failed_openml_fetch_leaves_no_folders_and_no_retry_warnings(tmp_path, monkeypatch, recwarn):
+    def offline(data_home, **kwargs):  # as scikit-learn does offline: makes its cache folder, warns, retries
+        (Path(data_home) / "openml" / "openml.org").mkdir(parents=True)
+        warnings.warn("A network error occurred while downloading https://api.openml.org. Retrying...", UserWarning)
+        raise URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(openml, "fetch_openml", offline)
+    root = tmp_path / "new-root"
+    with pytest.raises(ConfigError):
+        openml.load(6, root, 0.3, 0)
+    assert not root.exists() and not [w for w in recwarn if "network error" in str(w.message)]
+    kept = tmp_path / "kept"  # a root that held a file before is left as it was
+    (kept / "openml").mkdir(parents=True)
+    (kept / "openml" / "other.txt").write_text("mine")
+    with pytest.raises(ConfigError):
+        openml.load(6, kept, 0.3, 0)
+    assert (kept / "openml" / "other.txt").read_text() == "mine"
 
 
 def test_openml_regression_target_and_bad_ids_are_config_errors(tmp_path, monkeypatch):

@@ -18,6 +18,8 @@ identity) and scale is 1.0.
 from __future__ import annotations
 
 import os
+import shutil
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -36,6 +38,11 @@ from dal_runner.errors import ConfigError
 from dal_runner.seeding import derive_seed
 
 
+def _only_folders(folder: Path) -> bool:
+    """True if `folder` holds no file at any depth (what a failed fetch leaves behind)."""
+    return folder.is_dir() and not any(p.is_file() for p in folder.rglob("*"))
+
+
 def load(data_id: int, root: Optional[str | os.PathLike], test_fraction: float, seed: int) -> Dataset:
     if isinstance(data_id, bool) or not isinstance(data_id, (int, np.integer)) or data_id <= 0:
         raise ConfigError("dataset.id", data_id, "a positive OpenML data id, e.g. 6 (letter) or 61 (iris)")
@@ -44,9 +51,15 @@ def load(data_id: int, root: Optional[str | os.PathLike], test_fraction: float, 
     data_id = int(data_id)
     root = default_root() if root is None or str(root) == "" else Path(root).expanduser()
 
+    created = [p for p in (root, root / "openml") if not p.exists()]  # removed again if the fetch fails
     try:
-        bunch = fetch_openml(data_id=data_id, data_home=str(root), as_frame=True, parser="auto")
+        with warnings.catch_warnings():  # "network error ... Retrying": the one-line error below says it
+            warnings.filterwarnings("ignore", message=".*network error", category=UserWarning)
+            bunch = fetch_openml(data_id=data_id, data_home=str(root), as_frame=True, parser="auto")
     except (OSError, ValueError, KeyError) as exc:  # URLError is an OSError; OpenMLError a ValueError
+        for folder in reversed(created):
+            if _only_folders(folder):
+                shutil.rmtree(folder, ignore_errors=True)
         detail = " ".join(f"{type(exc).__name__}: {exc}".split())
         raise ConfigError(
             "dataset.id", data_id,
