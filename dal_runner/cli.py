@@ -13,7 +13,7 @@ import shutil
 import sys
 from importlib.resources import files
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -204,6 +204,10 @@ def check_schema(cfg: DictConfig) -> None:
         for key in node:
             if key not in allowed:
                 raise ConfigError(f"{group}.{key}", node[key], "one of " + ", ".join(sorted(allowed)), "unknown key")
+
+
+def check_values_given(cfg: DictConfig) -> None:
+    """Keys a run cannot do without: none left ??? by the chosen options, an output_root."""
     from omegaconf import OmegaConf
 
     for group in (k for k in cfg if k != "hydra"):  # keys left ??? (MISSING) by the chosen options
@@ -218,11 +222,11 @@ def check_schema(cfg: DictConfig) -> None:
         raise ConfigError("output_root", "''", "a folder for the run folders (the default: outputs)", "empty")
 
 
-def check_writable(directory: str, key: str = "hydra.run.dir / output_root") -> None:
-    """The nearest existing ancestor of the output folder must be a folder we can write in."""
+def check_writable(directory: str, key: str = "hydra.run.dir / output_root") -> Path:
+    """The nearest existing ancestor of the output folder must be a folder we can write in; returns it."""
     import tempfile
 
-    path = Path(directory).expanduser().absolute()
+    path = Path(os.path.abspath(directory))  # as Hydra makes it (no ~ expansion, .. resolved)
     ancestor = path
     while not ancestor.exists():
         ancestor = ancestor.parent
@@ -234,6 +238,7 @@ def check_writable(directory: str, key: str = "hydra.run.dir / output_root") -> 
     except OSError as e:
         raise ConfigError(key, str(path), "a folder this user can create and write",
                           f"cannot write there ({e.strerror or e})") from None
+    return ancestor
 
 
 def _resume_argv(argv: List[str], overrides: List[str], multirun: bool) -> List[str]:
@@ -331,6 +336,7 @@ def preflight(argv: List[str]) -> List[str]:
     overrides, multirun, custom_config = _split_argv(argv)
     if custom_config:
         return argv  # the user brought their own config tree; Hydra reports its errors
+    printing = any(a in ("--cfg", "-c") or a.startswith("--cfg=") for a in argv)
     if any(o.split("=", 1)[0] == "resume" for o in overrides):
         argv = _resume_argv(argv, overrides, multirun)
         overrides, multirun, _ = _split_argv(argv)
@@ -344,13 +350,19 @@ def preflight(argv: List[str]) -> List[str]:
             try:
                 cfg = compose("config", overrides=job, return_hydra_config=True)
                 check_schema(cfg)
+                if printing:  # --cfg shows a config as it is, ??? included; nothing runs or is written
+                    continue
+                check_values_given(cfg)
                 _check_resume(cfg)
                 if cfg.trainer.get("deterministic"):
                     # read once, at cuBLAS's first use: in a sweep whose jobs share this process,
                     # that may be an earlier job's, so it is set before any job runs
                     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
                 target = str(cfg.hydra["sweep" if multirun else "run"].dir)
-                check_writable(target, "hydra.sweep.dir / output_root" if multirun else "hydra.run.dir / output_root")
+                existing = check_writable(target, "hydra.sweep.dir / output_root" if multirun
+                                          else "hydra.run.dir / output_root")
+                if not multirun:  # what Hydra will create below it is removed again if the run cannot start
+                    _CURRENT["existing"] = existing
             except Exception as e:
                 fail(explain(e, job))
     return argv
@@ -377,7 +389,18 @@ def _dal_run(cfg: DictConfig) -> Optional[float]:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = str(hydra_cfg.mode) == "RunMode.MULTIRUN"
     _CURRENT["run_dir"], _CURRENT["sweep_dir"] = run_dir, Path(hydra_cfg.sweep.dir) if multirun else None
-    _stop_on_sigterm()
+    restore = _stop_on_sigterm()
+    try:
+        result = _job(cfg, hydra_cfg, run_dir, multirun)
+    finally:
+        restore()
+    _CURRENT["run_dir"] = None  # a stop from here on (the next job's start, the report) is no job's
+    return result
+
+
+def _job(cfg: DictConfig, hydra_cfg, run_dir: Path, multirun: bool) -> Optional[float]:
+    from dal_runner import run
+
     choices = dict(hydra_cfg.runtime.choices)
     resuming = bool(cfg.get("resume")) or state_exists(run_dir)
     try:
@@ -389,8 +412,7 @@ def _dal_run(cfg: DictConfig) -> Optional[float]:
             log.error("%s: %s", run_dir, e)
             return None
         if not resuming:  # nothing ran: leave no folder behind that looks like a result
-            shutil.rmtree(run_dir, ignore_errors=True)
-            _remove_empty_parents(run_dir, Path(str(cfg.output_root)))
+            _remove_failed_start(run_dir, _CURRENT.get("existing"))
         fail(str(e))
     done = _completed_summary(run_dir) if resume is not None else None
     if done is not None:  # a sweep launched again into its folder: this job is done, with this config
@@ -414,21 +436,26 @@ class Terminated(SystemExit):
     """SIGTERM (kill, scancel outside submitit): leaves the run interrupted, as Ctrl-C does."""
 
 
-_CURRENT: dict = {"run_dir": None, "sweep_dir": None}  # the job running now, for the message on a stop
+# the job running now (for the message on a stop), and the nearest folder of a single run's
+# output path that existed before Hydra made the rest (preflight)
+_CURRENT: dict = {"run_dir": None, "sweep_dir": None, "existing": None}
 
 
-def _stop_on_sigterm() -> None:
+def _stop_on_sigterm() -> Callable[[], None]:
     """SIGTERM ends the run through its except clauses (status.json: interrupted) instead of at
-    once; left alone where a handler is set already (submitit's, which requeues on SLURM)."""
+    once; left alone where a handler is set already (submitit's, which requeues on SLURM).
+    Returns what puts the previous handler back."""
     import signal
     import threading
 
     def stop(signum, frame):
         raise Terminated(128 + signal.SIGTERM)
 
-    if threading.current_thread() is threading.main_thread() and \
-            signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-        signal.signal(signal.SIGTERM, stop)
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None):
+        return lambda: None
+    signal.signal(signal.SIGTERM, stop)
+    return lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _stopped(how: str, status: int) -> None:
@@ -436,20 +463,29 @@ def _stopped(how: str, status: int) -> None:
     run_dir, sweep_dir = _CURRENT["run_dir"], _CURRENT["sweep_dir"]
     if run_dir is None:
         fail(how, status)
+    if sweep_dir is None and not state_exists(run_dir):
+        fail(f"{how}{_failed_round(run_dir)} of {run_dir}, before its first round ended; nothing to resume: "
+             f"run the command again", status)
     if sweep_dir is not None:
         fail(f"{how}{_failed_round(run_dir)} of {run_dir}; the same command with hydra.sweep.dir={sweep_dir} "
              f"finishes the sweep (completed jobs are kept, this one continues)", status)
     fail(f"{how}{_failed_round(run_dir)} of {run_dir}; dal-run resume={run_dir} continues it", status)
 
 
-def _remove_empty_parents(run_dir: Path, root: Path) -> None:
-    """The <date>/ and runs/ folders Hydra made for a run that never started, where they are empty."""
-    root = root.expanduser().absolute()
-    for parent in run_dir.absolute().parents:
-        if parent == root or root not in parent.parents:
+def _remove_failed_start(run_dir: Path, existing: Optional[Path]) -> None:
+    """Undo what Hydra made for a run that could not start: its files in the run folder (.hydra/,
+    the log), then the folders it created, up to `existing` (nothing a user put there)."""
+    run_dir = Path(os.path.abspath(run_dir))
+    shutil.rmtree(run_dir / ".hydra", ignore_errors=True)
+    (run_dir / "dal-run.log").unlink(missing_ok=True)
+    for folder in (run_dir, *run_dir.parents):
+        if existing is None:  # not known what existed before: the run folder alone
+            if folder != run_dir:
+                return
+        elif folder == existing or existing not in folder.parents:
             return
         try:
-            parent.rmdir()  # only an empty folder
+            folder.rmdir()  # only an empty folder
         except OSError:
             return
 

@@ -130,7 +130,7 @@ def check_trainer(t: TrainerConfig) -> TrainerConfig:
     if t.steps_per_epoch is not None:
         check_positive("trainer.steps_per_epoch", t.steps_per_epoch)
     check_positive("trainer.weight_decay", t.weight_decay, allow_zero=True)
-    if not 0.0 <= t.momentum < 1.0:
+    if t.optimizer == "sgd" and not 0.0 <= t.momentum < 1.0:
         raise ConfigError("trainer.momentum", t.momentum, "a number in [0, 1)")
     check_positive("trainer.lr_gamma", t.lr_gamma)
     check_milestones("trainer.lr_milestones", t.lr_milestones, t.epochs, "trainer.epochs")
@@ -143,9 +143,14 @@ def check_trainer(t: TrainerConfig) -> TrainerConfig:
 def check_milestones(key: str, milestones, epochs: int, epochs_key: str) -> None:
     """Learning-rate milestones: increasing epochs before the last (a later one never acts)."""
     m = list(milestones)
-    if any(not 1 <= e < epochs for e in m) or m != sorted(set(m)):
-        raise ConfigError(key, m, f"increasing epochs in 1..{epochs - 1} ({epochs_key}={epochs}), or []",
-                          "a milestone at or after the last epoch never lowers the learning rate")
+    accepted = (f"increasing epochs in 1..{epochs - 1} ({epochs_key}={epochs}), or []" if epochs > 1 else
+                f"[] ({epochs_key}={epochs}: no epoch after which to lower it)")
+    if any(e < 1 for e in m):
+        raise ConfigError(key, m, accepted, "a milestone is the number of epochs after which lr *= lr_gamma")
+    if m != sorted(set(m)):
+        raise ConfigError(key, m, accepted, "milestones must increase")
+    if any(e >= epochs for e in m):
+        raise ConfigError(key, m, accepted, "a milestone at or after the last epoch never lowers the learning rate")
 
 
 def arch_spec(cfg: DictConfig, input_shape) -> ArchSpec:
@@ -433,8 +438,11 @@ def execute(exp: Experiment, run_dir: Path, resume: Optional[Dict[str, Any]] = N
                                      exp.seed, folder, exp.title, exp.search_trainer, exp.augment,
                                      config=exp.config, resume=resume, inherit_weights=exp.inherit_weights)
     except (KeyboardInterrupt, SystemExit) as e:  # Ctrl-C, or SLURM preemption (submitit requeues the job)
-        mark_failed(run_dir, "interrupted by the user" if isinstance(e, KeyboardInterrupt) else
-                    "interrupted (SIGTERM: killed, preempted or timed out); resume continues it", state_name="interrupted")
+        how = ("by the user (Ctrl-C)" if isinstance(e, KeyboardInterrupt) else
+               "by a signal (SIGTERM, or preempted or timed out)")
+        then = ("; dal-run resume=PATH continues it" if state.state_path(run_dir).is_file() else
+                " before its first round ended; nothing to resume: run it again")
+        mark_failed(run_dir, f"interrupted {how}{then}", state_name="interrupted")
         raise
     except BaseException as e:
         mark_failed(run_dir, e)

@@ -103,7 +103,7 @@ def fit(
         torch.manual_seed(seed + 2)
         model.train()
         for epoch in range(params.epochs):
-            total, steps = torch.zeros((), device=device), 0
+            total, seen = torch.zeros((), device=device), 0
             for step, idx in enumerate(_batches(n, bs, params.steps_per_epoch, gen, device)):
                 xb, yb = x[idx], y[idx]
                 if augment is not None:
@@ -115,10 +115,10 @@ def fit(
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                total += loss.detach()
-                steps += 1
+                total += loss.detach() * len(idx)  # the mean over the epoch's points, not over its batches
+                seen += len(idx)
             sched.step()
-            mean_loss = float(total) / steps
+            mean_loss = float(total) / seen
             if not math.isfinite(mean_loss):
                 raise TrainingDiverged(f"training loss became {mean_loss} at epoch {epoch + 1} "
                                        f"(lr={params.lr}; a smaller trainer.lr usually helps)")
