@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import sys
-from importlib.resources import files
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import List, Optional
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -21,9 +19,9 @@ from omegaconf import DictConfig
 
 from dal_runner.config import register_configs
 from dal_runner.errors import ConfigError
+from dal_runner.job_control import Terminated, remove_failed_start, stop_on_sigterm
+from dal_runner.cli_help import CONFIG_MODULE, help_text
 
-CONFIG_MODULE = "dal_runner.conf"
-GROUPS = ["dataset", "arch", "search", "query", "budget", "trainer", "experiment"]
 # Hydra flags that take a value (their value is not an override)
 _VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
                 "--config-dir", "-cd", "--info", "-i", "--experimental-rerun", "--shell-completion", "-sc"}
@@ -35,75 +33,6 @@ log = logging.getLogger("dal_runner")
 def fail(message: str, status: int = 2) -> None:
     print(f"dal-run: error: {message}", file=sys.stderr)
     sys.exit(status)
-
-
-# ------------------------------------------------------------------------------ help
-def _first_comment(text: str) -> str:
-    """The first sentence of a config file's leading comment, over as many lines as it takes."""
-    import re
-
-    words = []
-    for line in text.splitlines():
-        if line.startswith("# @package"):
-            continue
-        if not line.startswith("#") or line.startswith("#  ") or not line.strip("# "):
-            if words:
-                break
-            continue
-        words.append(line.lstrip("# ").strip())
-        for end in re.finditer(r"(\S*)\.(\s|$)", " ".join(words)):
-            if end.group(1).lower() not in ("al", "e.g", "i.e", "cf", "vs"):  # not an abbreviation's point
-                return " ".join(words)[:end.start(2)]
-    return " ".join(words)
-
-
-def group_options() -> dict:
-    conf = files(CONFIG_MODULE)
-    out = {}
-    for group in GROUPS:
-        folder = conf / group
-        if folder.is_dir():
-            out[group] = {p.name[:-5]: _first_comment(p.read_text())
-                          for p in sorted(folder.iterdir(), key=lambda p: p.name) if p.name.endswith(".yaml")}
-    return out
-
-
-def help_text() -> str:
-    from hydra import compose, initialize_config_module
-
-    with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
-        cfg = compose("config", return_hydra_config=True)
-    chosen = cfg.hydra.runtime.choices
-    lines = ["dal-run: one deep active-learning experiment (the active loop of active-iNAS), configured",
-             "with Hydra. Results go to outputs/runs/<date>/<time>/ (multirun: outputs/multirun/...):",
-             "rounds.csv, selected.csv, summary.json, status.json, learning_curve.png.", "",
-             "usage: dal-run [group=option ...] [key=value ...]      one run",
-             "       dal-run -m key=a,b ...                          a sweep (Hydra multirun)",
-             "       dal-run --cfg job [...]                         print the composed config", ""]
-    for group, options in group_options().items():
-        default = chosen.get(group)
-        head = f"{group}" + (f" (default: {default})" if default else "")
-        prefix = "+experiment=" if group == "experiment" else f"{group}="
-        lines.append(f"== {head}: choose with {prefix}<option> ==")
-        for name, doc in options.items():
-            lines.append(f"  {name:<22} {doc}")
-        if group not in ("experiment",) and group in cfg:
-            keys = ", ".join(f"{k}={cfg[group][k]}" for k in cfg[group] if k != "name")
-            if keys:
-                lines.append(f"  keys: {keys}")
-        lines.append("")
-    lines += ["== top-level keys ==",
-              "  " + ", ".join(f"{k}={cfg[k]}" for k in ("seed", "device", "output_root", "resume")), "",
-              "examples:",
-              "  dal-run                                       # the default: active-iNAS on digits, softmax response",
-              "  dal-run query=margin budget.batch=50 seed=1   # change an option and keys",
-              "  dal-run -m query=random,entropy seed=0,1,2    # a sweep of 6 runs",
-              "  dal-report outputs/multirun/<date>/<time>     # tables and figures of a sweep",
-              "  dal-run -m hydra/launcher=slurm hydra.launcher.partition=gpu hydra.launcher.gpus_per_node=1 seed=0,1,2",
-              "                                                # the sweep as SLURM jobs (hydra/launcher=local: subprocesses)",
-              "  dal-run resume=outputs/runs/<date>/<time>     # continue a stopped run after its last complete round", "",
-              "Hydra's own flags: dal-run --hydra-help"]
-    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------ preflight
@@ -257,8 +186,8 @@ def _resume_argv(argv: List[str], overrides: List[str], multirun: bool) -> List[
     if raw == "null":
         return argv
     if not raw.strip():
-        fail(f"resume=: no run folder given; accepted: resume=PATH (a folder under outputs/runs/<date>/<time>), "
-             f"or resume=null for a new run")
+        fail("resume=: no run folder given; accepted: resume=PATH (a folder under outputs/runs/<date>/<time>), "
+             "or resume=null for a new run")
     if multirun:
         fail(f"{given}: resume continues one run; accepted: dal-run resume=PATH without -m "
              f"(jobs of a sweep on SLURM continue by themselves when requeued)")
@@ -383,13 +312,11 @@ def _completed_summary(run_dir: Path) -> Optional[dict]:
 # ------------------------------------------------------------------------------ entry points
 @hydra.main(config_path=f"pkg://{CONFIG_MODULE}", config_name="config", version_base="1.3")
 def _dal_run(cfg: DictConfig) -> Optional[float]:
-    from dal_runner import run
-
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = str(hydra_cfg.mode) == "RunMode.MULTIRUN"
     _CURRENT["run_dir"], _CURRENT["sweep_dir"] = run_dir, Path(hydra_cfg.sweep.dir) if multirun else None
-    restore = _stop_on_sigterm()
+    restore = stop_on_sigterm()
     try:
         result = _job(cfg, hydra_cfg, run_dir, multirun)
     finally:
@@ -412,7 +339,7 @@ def _job(cfg: DictConfig, hydra_cfg, run_dir: Path, multirun: bool) -> Optional[
             log.error("%s: %s", run_dir, e)
             return None
         if not resuming:  # nothing ran: leave no folder behind that looks like a result
-            _remove_failed_start(run_dir, _CURRENT.get("existing"))
+            remove_failed_start(run_dir, _CURRENT.get("existing"))
         fail(str(e))
     done = _completed_summary(run_dir) if resume is not None else None
     if done is not None:  # a sweep launched again into its folder: this job is done, with this config
@@ -432,30 +359,9 @@ def _job(cfg: DictConfig, hydra_cfg, run_dir: Path, multirun: bool) -> Optional[
     return summary["final_accuracy"]
 
 
-class Terminated(SystemExit):
-    """SIGTERM (kill, scancel outside submitit): leaves the run interrupted, as Ctrl-C does."""
-
-
 # the job running now (for the message on a stop), and the nearest folder of a single run's
 # output path that existed before Hydra made the rest (preflight)
 _CURRENT: dict = {"run_dir": None, "sweep_dir": None, "existing": None}
-
-
-def _stop_on_sigterm() -> Callable[[], None]:
-    """SIGTERM ends the run through its except clauses (status.json: interrupted) instead of at
-    once; left alone where a handler is set already (submitit's, which requeues on SLURM).
-    Returns what puts the previous handler back."""
-    import signal
-    import threading
-
-    def stop(signum, frame):
-        raise Terminated(128 + signal.SIGTERM)
-
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None):
-        return lambda: None
-    signal.signal(signal.SIGTERM, stop)
-    return lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _stopped(how: str, status: int) -> None:
@@ -470,24 +376,6 @@ def _stopped(how: str, status: int) -> None:
         fail(f"{how}{_failed_round(run_dir)} of {run_dir}; the same command with hydra.sweep.dir={sweep_dir} "
              f"finishes the sweep (completed jobs are kept, this one continues)", status)
     fail(f"{how}{_failed_round(run_dir)} of {run_dir}; dal-run resume={run_dir} continues it", status)
-
-
-def _remove_failed_start(run_dir: Path, existing: Optional[Path]) -> None:
-    """Undo what Hydra made for a run that could not start: its files in the run folder (.hydra/,
-    the log), then the folders it created, up to `existing` (nothing a user put there)."""
-    run_dir = Path(os.path.abspath(run_dir))
-    shutil.rmtree(run_dir / ".hydra", ignore_errors=True)
-    (run_dir / "dal-run.log").unlink(missing_ok=True)
-    for folder in (run_dir, *run_dir.parents):
-        if existing is None:  # not known what existed before: the run folder alone
-            if folder != run_dir:
-                return
-        elif folder == existing or existing not in folder.parents:
-            return
-        try:
-            folder.rmdir()  # only an empty folder
-        except OSError:
-            return
 
 
 def state_exists(run_dir: Path) -> bool:

@@ -1,0 +1,76 @@
+"""`dal-run --help`: every config group, its options (each file's first sentence) and keys."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+CONFIG_MODULE = "dal_runner.conf"
+GROUPS = ["dataset", "arch", "search", "query", "budget", "trainer", "experiment"]
+
+
+def _first_comment(text: str) -> str:
+    """The first sentence of a config file's leading comment, over as many lines as it takes."""
+    import re
+
+    words = []
+    for line in text.splitlines():
+        if line.startswith("# @package"):
+            continue
+        if not line.startswith("#") or line.startswith("#  ") or not line.strip("# "):
+            if words:
+                break
+            continue
+        words.append(line.lstrip("# ").strip())
+        for end in re.finditer(r"(\S*)\.(\s|$)", " ".join(words)):
+            if end.group(1).lower() not in ("al", "e.g", "i.e", "cf", "vs"):  # not an abbreviation's point
+                return " ".join(words)[:end.start(2)]
+    return " ".join(words)
+
+
+def group_options() -> dict:
+    conf = files(CONFIG_MODULE)
+    out = {}
+    for group in GROUPS:
+        folder = conf / group
+        if folder.is_dir():
+            out[group] = {p.name[:-5]: _first_comment(p.read_text())
+                          for p in sorted(folder.iterdir(), key=lambda p: p.name) if p.name.endswith(".yaml")}
+    return out
+
+
+def help_text() -> str:
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
+        cfg = compose("config", return_hydra_config=True)
+    chosen = cfg.hydra.runtime.choices
+    lines = ["dal-run: one deep active-learning experiment (the active loop of active-iNAS), configured",
+             "with Hydra. Results go to outputs/runs/<date>/<time>/ (multirun: outputs/multirun/...):",
+             "rounds.csv, selected.csv, summary.json, status.json, learning_curve.png.", "",
+             "usage: dal-run [group=option ...] [key=value ...]      one run",
+             "       dal-run -m key=a,b ...                          a sweep (Hydra multirun)",
+             "       dal-run --cfg job [...]                         print the composed config", ""]
+    for group, options in group_options().items():
+        default = chosen.get(group)
+        head = f"{group}" + (f" (default: {default})" if default else "")
+        prefix = "+experiment=" if group == "experiment" else f"{group}="
+        lines.append(f"== {head}: choose with {prefix}<option> ==")
+        for name, doc in options.items():
+            lines.append(f"  {name:<22} {doc}")
+        if group not in ("experiment",) and group in cfg:
+            keys = ", ".join(f"{k}={cfg[group][k]}" for k in cfg[group] if k != "name")
+            if keys:
+                lines.append(f"  keys: {keys}")
+        lines.append("")
+    lines += ["== top-level keys ==",
+              "  " + ", ".join(f"{k}={cfg[k]}" for k in ("seed", "device", "output_root", "resume")), "",
+              "examples:",
+              "  dal-run                                       # the default: active-iNAS on digits, softmax response",
+              "  dal-run query=margin budget.batch=50 seed=1   # change an option and keys",
+              "  dal-run -m query=random,entropy seed=0,1,2    # a sweep of 6 runs",
+              "  dal-report outputs/multirun/<date>/<time>     # tables and figures of a sweep",
+              "  dal-run -m hydra/launcher=slurm hydra.launcher.partition=gpu hydra.launcher.gpus_per_node=1 seed=0,1,2",
+              "                                                # the sweep as SLURM jobs (hydra/launcher=local: subprocesses)",
+              "  dal-run resume=outputs/runs/<date>/<time>     # continue a stopped run after its last complete round", "",
+              "Hydra's own flags: dal-run --hydra-help"]
+    return "\n".join(lines)

@@ -1,0 +1,47 @@
+"""Job control of one dal-run job: SIGTERM as an interruption, and undoing a start that failed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Callable, Optional
+
+
+class Terminated(SystemExit):
+    """SIGTERM (kill, scancel outside submitit): leaves the run interrupted, as Ctrl-C does."""
+
+
+def stop_on_sigterm() -> Callable[[], None]:
+    """SIGTERM ends the run through its except clauses (status.json: interrupted) instead of at
+    once; left alone where a handler is set already (submitit's, which requeues on SLURM).
+    Returns what puts the previous handler back."""
+    import signal
+    import threading
+
+    def stop(signum, frame):
+        raise Terminated(128 + signal.SIGTERM)
+
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None):
+        return lambda: None
+    signal.signal(signal.SIGTERM, stop)
+    return lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def remove_failed_start(run_dir: Path, existing: Optional[Path]) -> None:
+    """Undo what Hydra made for a run that could not start: its files in the run folder (.hydra/,
+    the log), then the folders it created, up to `existing` (nothing a user put there)."""
+    run_dir = Path(os.path.abspath(run_dir))
+    shutil.rmtree(run_dir / ".hydra", ignore_errors=True)
+    (run_dir / "dal-run.log").unlink(missing_ok=True)
+    for folder in (run_dir, *run_dir.parents):
+        if existing is None:  # not known what existed before: the run folder alone
+            if folder != run_dir:
+                return
+        elif folder == existing or existing not in folder.parents:
+            return
+        try:
+            folder.rmdir()  # only an empty folder
+        except OSError:
+            return
