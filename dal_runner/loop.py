@@ -185,8 +185,11 @@ def run_active_learning(
                  time.perf_counter() - started_at, "  (stopped early)" if any(stopped) else "")
         return accuracy
 
+    finished = resume is not None and bool(resume.get("finished"))
+    if finished:
+        log.info("all %d rounds were done already; the results are written from them", len(rounds))
     with round_progress(budget.n_rounds(pool.size), t) as progress:
-        while True:
+        while not finished:
             folder.status("running", round=t, n_labeled=pool.n_labeled)  # the round in progress
             t0 = time.perf_counter()
             labeled = pool.labeled()
@@ -247,15 +250,16 @@ def run_active_learning(
                 folder.search(search_rows, SEARCH_FIELDS)
             learning_curve(rounds, title, folder.path / "learning_curve.png")
             arch_growth(rounds, title, folder.path / "arch_growth.png")
-            if not done:  # what a resumption needs to start round t + 1
-                state.save(folder.path, {
-                    "next_round": t + 1, "config": config or {}, "selected": selected, "rounds": rounds,
-                    "search": search_rows, "arch": {"name": previous.name, "params": dict(previous.params)},
-                    "search_state": state.component_state(search), "query_state": state.component_state(query),
-                    "rng": state.rng_states(device), "elapsed": time.perf_counter() - started,
-                    # with inheritance the next candidates start from these weights: part of the state
-                    "parent": parent if inherit_weights else None,
-                })
+            # what a resumption needs to start round t + 1; after the last round, the mark that
+            # nothing is left (a run launched again into its folder is then not run again)
+            state.save(folder.path, {
+                "next_round": t + 1, "finished": done, "config": config or {}, "selected": selected, "rounds": rounds,
+                "search": search_rows, "arch": {"name": previous.name, "params": dict(previous.params)},
+                "search_state": state.component_state(search), "query_state": state.component_state(query),
+                "rng": state.rng_states(device), "elapsed": time.perf_counter() - started,
+                # with inheritance the next candidates start from these weights: part of the state
+                "parent": parent if inherit_weights else None,
+            })
             progress.update(t + 1, f"round {t}: done")
             if done:
                 break

@@ -1,11 +1,12 @@
 """Resume state: what a run needs to continue after its last complete round.
 
 One file, ``<run>/state/state.pt``, replaced atomically at the end of every round (after the
-query, so it holds S_{t+1}): the labeled pool indices in the order they were added, the
-round's architecture, the records written so far, the states of a stateful search or query
-(the REINFORCE controller, ALBL's bandit), torch's global RNG states, and the resolved config
-it was made with. Every other random choice derives from (seed, purpose, round)
-(`dal_runner.seeding`), so a resumed run repeats an uninterrupted one bit for bit on the same
+query, so it holds S_{t+1}; after the last round it is marked ``finished``, so a run
+launched again into its completed folder is kept, not run again): the labeled pool indices in
+the order they were added, the round's architecture, the records written so far, the states
+of a stateful search or query (the REINFORCE controller, ALBL's bandit), torch's global RNG
+states, and the resolved config it was made with. Every other random choice derives from
+(seed, purpose, round) (`dal_runner.seeding`), so a resumed run repeats an uninterrupted one bit for bit on the same
 device. The round's model is not stored: every round trains its model from scratch (Algorithm 2,
 line 7), so it would save no work. Only with ``search.inherit`` are weights stored: those of the
 round's chosen candidate, which the next round's candidates start from ("parent").

@@ -112,3 +112,31 @@ def test_unwritable_output_directory_is_refused_before_running(tmp_path, monkeyp
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "output_root" in lines[0] and str(blocker) in lines[0]
     assert "Traceback" not in err
+
+
+def test_a_failed_start_in_a_users_folder_removes_only_what_hydra_made(tmp_path, monkeypatch, capsys):
+    """hydra.run.dir given by the user and holding their files: a run that cannot start (the pool
+    is checked only once the data set is loaded, inside Hydra's job) takes away .hydra/ and the log,
+    never the user's files; folders Hydra made below an existing one go too."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "keep.txt").write_text("a user's notes")
+    code, out, err = run_cli_inprocess([f"hydra.run.dir={mine}", "budget.max_labels=5000"],
+                                       tmp_path, monkeypatch, capsys)
+    assert code == 2 and "budget.max_labels=5000" in err, (code, err)
+    assert sorted(p.name for p in mine.iterdir()) == ["keep.txt"]
+    assert (mine / "keep.txt").read_text() == "a user's notes"
+
+    deep = tmp_path / "new" / "deeper" / "run"
+    code, out, err = run_cli_inprocess([f"hydra.run.dir={deep}", "budget.max_labels=5000"],
+                                       tmp_path, monkeypatch, capsys)
+    assert code == 2, (code, err)
+    assert not (tmp_path / "new").exists(), list((tmp_path / "new").rglob("*"))
+
+
+def test_cfg_job_prints_a_config_whose_required_value_is_missing(tmp_path, monkeypatch, capsys):
+    """`--cfg job dataset=npz` shows the config as composed, `???` included, and writes nothing."""
+    code, out, err = run_cli_inprocess(["--cfg", "job", "dataset=npz"], tmp_path, monkeypatch, capsys)
+    assert code == 0, (code, err)
+    assert "path: ???" in out and "dal-run: error" not in err
+    assert not (tmp_path / "outputs").exists()

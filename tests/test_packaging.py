@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import zipfile
 
 from conftest import REPO, run_dirs
 
@@ -13,9 +14,12 @@ def test_installed_wheel_runs_from_another_directory(tmp_path):
     wheels, target, elsewhere = tmp_path / "wheels", tmp_path / "site", tmp_path / "elsewhere"
     elsewhere.mkdir()
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run(pip + ["wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(REPO)],
-                   check=True, capture_output=True)
+    built = subprocess.run(pip + ["wheel", "--no-deps", "--no-build-isolation", "-v", "-w", str(wheels), str(REPO)],
+                           check=True, capture_output=True, text=True)
+    assert "Package would be ignored" not in built.stdout + built.stderr  # every conf/ folder is listed
     (wheel,) = wheels.glob("dal_runner-*.whl")
+    shipped = {n for n in zipfile.ZipFile(wheel).namelist() if n.startswith("dal_runner/conf/") and n.endswith(".yaml")}
+    assert shipped == {f"dal_runner/conf/{p.relative_to(REPO / 'conf').as_posix()}" for p in (REPO / "conf").rglob("*.yaml")}
     subprocess.run(pip + ["install", "--no-deps", "--target", str(target), str(wheel)], check=True, capture_output=True)
     env = {**os.environ, "PYTHONPATH": str(target)}
     where = subprocess.run([sys.executable, "-c", "import dal_runner.conf as c; print(c.__file__)"],

@@ -196,8 +196,11 @@ def test_resume_of_a_run_still_going_is_refused(tmp_path, killed_run, monkeypatc
                                               (signal.SIGINT, 130, "interrupted (Ctrl-C)")])
 def test_sigterm_or_ctrl_c_leaves_an_interrupted_run_that_resumes(tmp_path, uninterrupted_run, sig, status, how):
     folder = tmp_path / "run"
+    # as from a terminal: SIGINT's default action, even where pytest itself was started with SIGINT
+    # ignored (a background job of a non-interactive shell), which its children would inherit
     proc = subprocess.Popen([str(BIN / "dal-run"), *BASE, f"hydra.run.dir={folder}"], cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, **ENV})
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, **ENV},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert wait_for_round(folder, 1, until=lambda: proc.poll() is not None)
         proc.send_signal(sig)
@@ -214,3 +217,33 @@ def test_sigterm_or_ctrl_c_leaves_an_interrupted_run_that_resumes(tmp_path, unin
         assert res.returncode == 0, res.stderr
         assert without_timings(read_csv(folder / "rounds.csv")) == without_timings(
             read_csv(uninterrupted_run / "rounds.csv"))
+
+
+def test_a_single_round_run_launched_again_into_its_folder_is_kept(tmp_path, monkeypatch, capsys):
+    """One round leaves no next round to resume, yet its state is kept, marked finished: the same
+    run launched into its folder again is kept as it is; with status.json lost (a stop between the
+    last state and summary.json), it writes the results from the saved rounds without training."""
+    args = ["search=fixed", "arch=mlp", "budget.initial=50", "budget.max_rounds=1", "trainer.epochs=3",
+            f"hydra.run.dir={tmp_path / 'one'}"]
+    code, out, err = run_cli_inprocess(args, tmp_path, monkeypatch, capsys)
+    err += out  # the log, wherever Hydra's handler writes it
+    assert code == 0, err
+    one = tmp_path / "one"
+    saved = torch.load(one / "state" / "state.pt", weights_only=True)
+    assert saved["finished"] and saved["next_round"] == 1
+    before = {name: (one / name).read_bytes() for name in ("rounds.csv", "selected.csv", "summary.json")}
+    code, out, err = run_cli_inprocess(args, tmp_path, monkeypatch, capsys)
+    err += out  # the log, wherever Hydra's handler writes it
+    assert code == 0 and "already completed with this config; kept as it is" in err, err
+    assert {name: (one / name).read_bytes() for name in before} == before
+
+    (one / "status.json").write_text('{"state": "running", "round": 0}')
+    (one / "summary.json").unlink()
+    code, out, err = run_cli_inprocess(args, tmp_path, monkeypatch, capsys)
+    err += out  # the log, wherever Hydra's handler writes it
+    assert code == 0 and "all 1 rounds were done already" in err, err
+    assert "round 0: candidate" not in err and "round 0  labels" not in err  # nothing trained
+    assert read_json(one / "status.json")["state"] == "completed"
+    summary = read_json(one / "summary.json")
+    assert summary["final_accuracy"] == json.loads(before["summary.json"])["final_accuracy"]
+    assert (one / "rounds.csv").read_bytes() == before["rounds.csv"]
