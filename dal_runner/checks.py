@@ -1,0 +1,61 @@
+"""Checks of the plain objects run.py builds from the config (budget, trainer): each bad value
+is a ConfigError naming the key, the value and what is accepted."""
+
+from __future__ import annotations
+
+from dal_runner.config import TrainerConfig
+from dal_runner.errors import ConfigError, check_choice, check_positive
+from dal_runner.features import PRECISIONS
+from dal_runner.loop import Budget
+
+DEVICES = ("auto", "cpu", "cuda")
+OPTIMIZERS = ("adam", "sgd")
+OBJECTIVES = ("cross_entropy", "joint_entropy")
+
+
+def check_budget(b: Budget, pool_size: int) -> Budget:
+    check_positive("budget.initial", b.initial)
+    check_positive("budget.max_labels", b.max_labels)
+    if b.max_rounds is not None:
+        check_positive("budget.max_rounds", b.max_rounds)
+    if b.max_labels > pool_size:
+        raise ConfigError("budget.max_labels", b.max_labels, f"at most the pool size {pool_size}",
+                          "larger than the unlabeled pool")
+    if b.initial > b.max_labels:
+        raise ConfigError("budget.initial", b.initial, f"at most budget.max_labels={b.max_labels}",
+                          "more initial labels than the whole budget")
+    return b
+
+
+def check_trainer(t: TrainerConfig) -> TrainerConfig:
+    check_choice("trainer.optimizer", t.optimizer, OPTIMIZERS)
+    check_choice("trainer.objective", t.objective, OBJECTIVES)
+    check_choice("trainer.precision", t.precision, PRECISIONS)
+    check_positive("trainer.lr", t.lr)
+    check_positive("trainer.epochs", t.epochs)
+    check_positive("trainer.batch_size", t.batch_size)
+    check_positive("trainer.eval_batch_size", t.eval_batch_size)
+    if t.steps_per_epoch is not None:
+        check_positive("trainer.steps_per_epoch", t.steps_per_epoch)
+    check_positive("trainer.weight_decay", t.weight_decay, allow_zero=True)
+    if t.optimizer == "sgd" and not 0.0 <= t.momentum < 1.0:
+        raise ConfigError("trainer.momentum", t.momentum, "a number in [0, 1)")
+    check_positive("trainer.lr_gamma", t.lr_gamma)
+    check_milestones("trainer.lr_milestones", t.lr_milestones, t.epochs, "trainer.epochs")
+    check_positive("trainer.entropy_lambda", t.entropy_lambda, allow_zero=True)
+    if t.divergence_factor is not None and t.divergence_factor <= 1:
+        raise ConfigError("trainer.divergence_factor", t.divergence_factor, "a number > 1, or null (NaN/inf only)")
+    return t
+
+
+def check_milestones(key: str, milestones, epochs: int, epochs_key: str) -> None:
+    """Learning-rate milestones: increasing epochs before the last (a later one never acts)."""
+    m = list(milestones)
+    accepted = (f"increasing epochs in 1..{epochs - 1} ({epochs_key}={epochs}), or []" if epochs > 1 else
+                f"[] ({epochs_key}={epochs}: no epoch after which to lower it)")
+    if any(e < 1 for e in m):
+        raise ConfigError(key, m, accepted, "a milestone is the number of epochs after which lr *= lr_gamma")
+    if m != sorted(set(m)):
+        raise ConfigError(key, m, accepted, "milestones must increase")
+    if any(e >= epochs for e in m):
+        raise ConfigError(key, m, accepted, "a milestone at or after the last epoch never lowers the learning rate")
