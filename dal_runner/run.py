@@ -387,6 +387,14 @@ def execute(exp: Experiment, run_dir: Path, resume: Optional[Dict[str, Any]] = N
         result = run_active_learning(exp.data, exp.search, exp.query, exp.trainer, exp.budget, exp.build_model,
                                      exp.seed, folder, exp.title, exp.search_trainer, exp.augment,
                                      config=exp.config, resume=resume, inherit_weights=exp.inherit_weights)
+        # inside the try: a stop while the results are written leaves the run interrupted, not running
+        summary = {**result, "seconds": round(time.time() - started, 3), "device": device_name(exp.device),
+                   "precision": "bf16" if amp_dtype(exp.trainer.precision, exp.device) else "fp32",
+                   "versions": versions(), "seed": exp.seed, "choices": exp.choices,
+                   "budget": {"initial": exp.budget.initial, "batch": exp.budget.batch,
+                              "max_labels": exp.budget.max_labels}}
+        folder.summary(summary)
+        folder.status("completed", round=result["n_rounds"] - 1, n_labeled=result["final_n_labeled"])
     except (KeyboardInterrupt, SystemExit) as e:  # Ctrl-C, or SLURM preemption (submitit requeues the job)
         how = ("by the user (Ctrl-C)" if isinstance(e, KeyboardInterrupt) else
                "by a signal (SIGTERM, or preempted or timed out)")
@@ -397,13 +405,6 @@ def execute(exp: Experiment, run_dir: Path, resume: Optional[Dict[str, Any]] = N
     except BaseException as e:
         mark_failed(run_dir, e)
         raise
-    summary = {**result, "seconds": round(time.time() - started, 3), "device": device_name(exp.device),
-               "precision": "bf16" if amp_dtype(exp.trainer.precision, exp.device) else "fp32",
-               "versions": versions(), "seed": exp.seed, "choices": exp.choices,
-               "budget": {"initial": exp.budget.initial, "batch": exp.budget.batch,
-                          "max_labels": exp.budget.max_labels}}
-    folder.summary(summary)
-    folder.status("completed", round=result["n_rounds"] - 1, n_labeled=result["final_n_labeled"])
     return summary
 
 

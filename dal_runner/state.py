@@ -26,7 +26,8 @@ import torch
 from dal_runner.io import STATE_DIR, write_bytes_atomic
 
 STATE_FILE = "state.pt"
-VERSION = 2  # 2: search.inherit keeps the chosen candidate ("parent"), not the final model
+VERSION = 3  # 2: search.inherit keeps the chosen candidate ("parent"); 3: a state after the last round, "finished"
+READABLE = (2, 3)  # a version-2 state is never finished: it is read as one
 # keys that may differ between a run and its resumption: where it runs and where data lives
 NOT_PROTOCOL = ("resume", "output_root", "device", "dataset.root", "dataset.download")
 
@@ -60,8 +61,8 @@ def load(run_dir: Path) -> Dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated or foreign file
         raise ResumeError(f"{STATE_DIR}/{STATE_FILE} is corrupt or truncated ({type(e).__name__})") from None
-    if not isinstance(state, dict) or state.get("version") != VERSION:
-        raise ResumeError(f"{STATE_DIR}/{STATE_FILE} is not a dal-run state of version {VERSION}")
+    if not isinstance(state, dict) or state.get("version") not in READABLE:
+        raise ResumeError(f"{STATE_DIR}/{STATE_FILE} is not a dal-run state of version {' or '.join(map(str, READABLE))}")
     return state
 
 

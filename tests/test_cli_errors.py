@@ -118,6 +118,12 @@ def test_a_failed_start_in_a_users_folder_removes_only_what_hydra_made(tmp_path,
     """hydra.run.dir given by the user and holding their files: a run that cannot start (the pool
     is checked only once the data set is loaded, inside Hydra's job) takes away .hydra/ and the log,
     never the user's files; folders Hydra made below an existing one go too."""
+    from dal_runner import cli
+
+    undone = []  # the job started and was undone (not refused before Hydra made anything)
+    real = cli.remove_failed_start
+    monkeypatch.setattr(cli, "remove_failed_start", lambda run_dir, existing: (undone.append(run_dir),
+                                                                              real(run_dir, existing)))
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "keep.txt").write_text("a user's notes")
@@ -125,13 +131,14 @@ def test_a_failed_start_in_a_users_folder_removes_only_what_hydra_made(tmp_path,
                                        tmp_path, monkeypatch, capsys)
     assert code == 2 and "budget.max_labels=5000" in err, (code, err)
     assert sorted(p.name for p in mine.iterdir()) == ["keep.txt"]
-    assert (mine / "keep.txt").read_text() == "a user's notes"
+    assert (mine / "keep.txt").read_text() == "a user's notes" and undone == [mine]
 
     deep = tmp_path / "new" / "deeper" / "run"
     code, out, err = run_cli_inprocess([f"hydra.run.dir={deep}", "budget.max_labels=5000"],
                                        tmp_path, monkeypatch, capsys)
     assert code == 2, (code, err)
     assert not (tmp_path / "new").exists(), list((tmp_path / "new").rglob("*"))
+    assert undone == [mine, deep]
 
 
 def test_cfg_job_prints_a_config_whose_required_value_is_missing(tmp_path, monkeypatch, capsys):
