@@ -238,15 +238,20 @@ def _alive_here(host, pid) -> bool:
     return True
 
 
-def _check_resume(cfg: DictConfig) -> None:
-    """A resumed run's config must be the one its state was made with."""
+def _check_resume(cfg: DictConfig, run_dir: Optional[Path] = None) -> None:
+    """A resumed run's config must be the one its state was made with: `resume=PATH`, or a run
+    launched again into its folder (`run_dir`, hydra.run.dir). Checked before Hydra writes the
+    folder's .hydra/, so a refused config never replaces the one its results were made with."""
     from omegaconf import OmegaConf
 
     from dal_runner import state
 
-    if not cfg.get("resume"):
+    if cfg.get("resume"):
+        path, key = Path(cfg.resume), "resume"
+    elif run_dir is not None and state.state_path(run_dir).is_file():
+        path, key = run_dir, "hydra.run.dir"
+    else:
         return
-    path = Path(cfg.resume)
     try:
         saved = state.load(path)
         current = OmegaConf.to_container(cfg, resolve=False)
@@ -254,7 +259,7 @@ def _check_resume(cfg: DictConfig) -> None:
         current = OmegaConf.to_container(OmegaConf.create(current), resolve=True)
         state.check_same_config(path, saved["config"], current)
     except state.ResumeError as e:
-        raise ConfigError("resume", str(path), e.accepted, str(e)) from None
+        raise ConfigError(key, str(path), e.accepted, str(e)) from None
 
 
 def preflight(argv: List[str]) -> List[str]:
@@ -282,7 +287,6 @@ def preflight(argv: List[str]) -> List[str]:
                 if printing:  # --cfg shows a config as it is, ??? included; nothing runs or is written
                     continue
                 check_values_given(cfg)
-                _check_resume(cfg)
                 if cfg.trainer.get("deterministic"):
                     # read once, at cuBLAS's first use: in a sweep whose jobs share this process,
                     # that may be an earlier job's, so it is set before any job runs
@@ -290,6 +294,7 @@ def preflight(argv: List[str]) -> List[str]:
                 target = str(cfg.hydra["sweep" if multirun else "run"].dir)
                 existing = check_writable(target, "hydra.sweep.dir / output_root" if multirun
                                           else "hydra.run.dir / output_root")
+                _check_resume(cfg, None if multirun else Path(os.path.abspath(target)))
                 if not multirun:  # what Hydra will create below it is removed again if the run cannot start
                     _CURRENT["existing"] = existing
             except Exception as e:

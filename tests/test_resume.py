@@ -237,6 +237,12 @@ def test_a_single_round_run_launched_again_into_its_folder_is_kept(tmp_path, mon
     err += out  # the log, wherever Hydra's handler writes it
     assert code == 0 and "already completed with this config; kept as it is" in err, err
     assert {name: (one / name).read_bytes() for name in before} == before
+    # another config into it is refused before Hydra writes .hydra/: the folder keeps its own
+    hydra_config = (one / ".hydra" / "config.yaml").read_bytes()
+    code, out, err = run_cli_inprocess([*args, "trainer.epochs=4"], tmp_path, monkeypatch, capsys)
+    assert code == 2 and f"hydra.run.dir={one}: the run was made with another config (trainer.epochs: 3 there, 4 here)" in err
+    assert (one / ".hydra" / "config.yaml").read_bytes() == hydra_config
+    assert read_json(one / "status.json")["state"] == "completed"
 
     (one / "status.json").write_text('{"state": "running", "round": 0}')
     (one / "summary.json").unlink()
