@@ -33,7 +33,6 @@ from dal_runner.loop import Budget, run_active_learning
 log = logging.getLogger("dal_runner")
 
 
-
 @dataclass
 class Experiment:
     data: Dataset
