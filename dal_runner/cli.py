@@ -238,10 +238,11 @@ def _alive_here(host, pid) -> bool:
     return True
 
 
-def _check_resume(cfg: DictConfig, run_dir: Optional[Path] = None) -> None:
+def _check_resume(cfg: DictConfig, run_dir: Optional[Path] = None, job: Optional[int] = None) -> None:
     """A resumed run's config must be the one its state was made with: `resume=PATH`, or a run
-    launched again into its folder (`run_dir`, hydra.run.dir). Checked before Hydra writes the
-    folder's .hydra/, so a refused config never replaces the one its results were made with."""
+    launched again into its folder (`run_dir`: hydra.run.dir, or job `job`'s folder of a sweep
+    launched again into hydra.sweep.dir). Checked before Hydra writes the folder's .hydra/, so a
+    refused config never replaces the one its results were made with."""
     from omegaconf import OmegaConf
 
     from dal_runner import state
@@ -249,7 +250,7 @@ def _check_resume(cfg: DictConfig, run_dir: Optional[Path] = None) -> None:
     if cfg.get("resume"):
         path, key = Path(cfg.resume), "resume"
     elif run_dir is not None and state.state_path(run_dir).is_file():
-        path, key = run_dir, "hydra.run.dir"
+        path, key = run_dir, "hydra.run.dir" if job is None else "hydra.sweep.dir"
     else:
         return
     try:
@@ -259,7 +260,25 @@ def _check_resume(cfg: DictConfig, run_dir: Optional[Path] = None) -> None:
         current = OmegaConf.to_container(OmegaConf.create(current), resolve=True)
         state.check_same_config(path, saved["config"], current)
     except state.ResumeError as e:
-        raise ConfigError(key, str(path), e.accepted, str(e)) from None
+        if job is None:
+            raise ConfigError(key, str(path), e.accepted, str(e)) from None
+        raise ConfigError(key, str(path.parent), "the sweep's own overrides (its jobs are kept or continued), "
+                          "or another hydra.sweep.dir", f"its job {job} ({path}): {e}") from None
+
+
+def _sweep_job_dir(cfg: DictConfig, sweep_dir: str, job: int) -> Optional[Path]:
+    """The folder Hydra gives job number `job` of a sweep (hydra.sweep.subdir with hydra.job.num
+    set as the launchers set it: the job's index in the sweep), or None where the subdir needs
+    what only the launched job knows."""
+    from omegaconf import open_dict
+
+    node = cfg.copy()
+    try:
+        with open_dict(node):
+            node.hydra.job.num = job
+        return Path(os.path.abspath(sweep_dir)) / str(node.hydra.sweep.subdir)
+    except Exception:  # e.g. ${hydra.job.override_dirname}: the job's own check covers it
+        return None
 
 
 def preflight(argv: List[str]) -> List[str]:
@@ -280,7 +299,7 @@ def preflight(argv: List[str]) -> List[str]:
     except Exception as e:  # an override Hydra cannot parse
         fail(str(e).strip().splitlines()[0])
     with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
-        for job in jobs:
+        for number, job in enumerate(jobs):
             try:
                 cfg = compose("config", overrides=job, return_hydra_config=True)
                 check_schema(cfg)
@@ -294,7 +313,10 @@ def preflight(argv: List[str]) -> List[str]:
                 target = str(cfg.hydra["sweep" if multirun else "run"].dir)
                 existing = check_writable(target, "hydra.sweep.dir / output_root" if multirun
                                           else "hydra.run.dir / output_root")
-                _check_resume(cfg, None if multirun else Path(os.path.abspath(target)))
+                if multirun:  # a sweep launched again into its folder: each job's folder as it will be
+                    _check_resume(cfg, _sweep_job_dir(cfg, target, number), number)
+                else:
+                    _check_resume(cfg, Path(os.path.abspath(target)))
                 if not multirun:  # what Hydra will create below it is removed again if the run cannot start
                     _CURRENT["existing"] = existing
             except Exception as e:

@@ -106,7 +106,7 @@ def test_corrupt_state_is_refused(tmp_path, killed_run, monkeypatch, capsys):
     assert "state/state.pt is corrupt or truncated" in err and "Traceback" not in err + out
 
 
-def test_one_failing_job_neither_stops_nor_corrupts_the_sweep(tmp_path):
+def test_one_failing_job_neither_stops_nor_corrupts_the_sweep(tmp_path, monkeypatch, capsys):
     # job 1 asks for more labels than the pool has: it fails when its data is loaded
     res = run_cli(["-m", "search=fixed", "arch=mlp", "budget.initial=50", "budget.batch=50",
                    "budget.max_labels=5000,150", "trainer.epochs=5", "output_root=out"], cwd=tmp_path, env=ENV)
@@ -128,6 +128,18 @@ def test_one_failing_job_neither_stops_nor_corrupts_the_sweep(tmp_path):
     after = {f.name: f.stat().st_mtime_ns for f in (sweep / "1").iterdir() if f.is_file()}
     assert {k: after[k] for k in ("rounds.csv", "selected.csv", "summary.json")} == \
         {k: before[k] for k in ("rounds.csv", "selected.csv", "summary.json")}
+    # launched again with another config: refused before Hydra writes a job's .hydra/ (the
+    # config its results were made with) or marks the completed job failed
+    hydra_config = (sweep / "1" / ".hydra" / "config.yaml").read_bytes()
+    code, out, err = run_cli_inprocess(
+        ["-m", "search=fixed", "arch=mlp", "budget.initial=50", "budget.batch=50", "budget.max_labels=5000,150",
+         "trainer.epochs=6", "output_root=out", f"hydra.sweep.dir={sweep}"], tmp_path, monkeypatch, capsys)
+    assert code == 2, err
+    assert err.strip() == (f"dal-run: error: hydra.sweep.dir={sweep}: its job 1 ({sweep / '1'}): the run was made "
+                           "with another config (trainer.epochs: 5 there, 6 here); accepted: the sweep's own "
+                           "overrides (its jobs are kept or continued), or another hydra.sweep.dir")
+    assert (sweep / "1" / ".hydra" / "config.yaml").read_bytes() == hydra_config
+    assert read_json(sweep / "1" / "status.json")["state"] == "completed"
 
 
 def test_diverging_loss_fails_the_run_with_its_round(small_run, tmp_path):
