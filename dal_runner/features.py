@@ -42,17 +42,25 @@ def infer(model: nn.Module, x: torch.Tensor, batch_size: int, embeddings: bool =
     """Softmax probabilities (float32, N x C) and optionally penultimate embeddings (N x D) of x,
     or of x[index], gathered batch by batch (no copy of the indexed part of the pool)."""
     model.eval()
-    probs, embs = [], []
     if index is not None:
         index = index.to(x.device)
     n = x.shape[0] if index is None else index.numel()
+    # written batch by batch into tensors of their final size: no list of batches and torch.cat,
+    # which would hold every result twice (2 x 2 GB of embeddings for a 1,000,000 x 512 pool)
+    probs: Optional[torch.Tensor] = None
+    embs: Optional[torch.Tensor] = None
     for start in range(0, n, batch_size):
         xb = x[start:start + batch_size] if index is None else x[index[start:start + batch_size]]
         with autocast(model, xb.device):
             h = model.embed(xb).float()
         # the head (small) in fp32: bf16 logits would round scores and create ties that decide queries
-        probs.append(torch.softmax(model.head(h).float(), dim=1))
-        if embeddings:
-            embs.append(h)
-    p = torch.cat(probs) if probs else torch.empty(0, device=x.device)
-    return p, (torch.cat(embs) if embeddings and embs else None)
+        p = torch.softmax(model.head(h).float(), dim=1)
+        if probs is None:
+            probs = torch.empty(n, p.shape[1], device=p.device)
+            embs = torch.empty(n, h.shape[1], device=h.device) if embeddings else None
+        probs[start:start + len(p)] = p
+        if embs is not None:
+            embs[start:start + len(h)] = h
+    if probs is None:
+        return torch.empty(0, device=x.device), None
+    return probs, embs

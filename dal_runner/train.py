@@ -43,6 +43,15 @@ def _optimizer(model: nn.Module, p: TrainerConfig) -> torch.optim.Optimizer:
     raise ValueError(f"unknown optimizer {p.optimizer!r}")
 
 
+def to_device_async(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A small tensor made on the CPU (indices drawn from a CPU generator), copied to a GPU without
+    making the host wait for the GPU: from pinned memory, non-blocking. A plain `.to(cuda)` of
+    pageable memory synchronises, which once per training step stalls the GPU's queue."""
+    if device.type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
+
+
 def _batches(n: int, batch_size: int, steps: Optional[int], generator: torch.Generator, device: torch.device):
     """The index batches of one epoch, from random permutations of range(n).
 
@@ -51,9 +60,9 @@ def _batches(n: int, batch_size: int, steps: Optional[int], generator: torch.Gen
     joins the batch before it). An int: that many full
     batches from consecutive permutations, each started where the one before has fewer points
     left than a batch (the authors' fixed steps per epoch). Each permutation is drawn
-    on the CPU (the same order on every device) and copied to the device once, so a GPU step
-    never waits on a host-to-device copy of its indices."""
-    perm = torch.randperm(n, generator=generator).to(device)
+    on the CPU (the same order on every device) and copied to the device once, without a
+    host-GPU synchronisation (`to_device_async`)."""
+    perm = to_device_async(torch.randperm(n, generator=generator), device)
     if steps is None:
         batches = list(perm.split(batch_size))
         if len(batches) > 1 and len(batches[-1]) == 1:
@@ -64,7 +73,7 @@ def _batches(n: int, batch_size: int, steps: Optional[int], generator: torch.Gen
     pos = 0
     for _ in range(steps):
         if pos + batch_size > n and pos > 0:
-            perm, pos = torch.randperm(n, generator=generator).to(device), 0
+            perm, pos = to_device_async(torch.randperm(n, generator=generator), device), 0
         yield perm[pos:pos + batch_size]
         pos += batch_size
 
@@ -156,7 +165,7 @@ def entropy_regulariser(x: torch.Tensor, unlabeled: torch.Tensor, lam: float, ba
     unlabeled = unlabeled.to(x.device)
 
     def loss(model: nn.Module, step: int, generator: torch.Generator) -> torch.Tensor:
-        pick = torch.randint(unlabeled.numel(), (batch_size,), generator=generator).to(x.device)
+        pick = to_device_async(torch.randint(unlabeled.numel(), (batch_size,), generator=generator), x.device)
         log_p = F.log_softmax(model(x[unlabeled[pick]]).float(), dim=1)
         return lam * -(log_p.exp() * log_p).sum(dim=1).mean()
 

@@ -228,6 +228,8 @@ def _measure_in_subprocess(name: str, n_pool: int, dim: int, n_classes: int, k: 
     except subprocess.TimeoutExpired:
         return {"method": name, "skipped": f"timed out after {timeout} s"}
     if proc.returncode != 0:
+        # the whole traceback in the log (a GPU lease may allow one try), its last line in the JSON
+        print(f"{name} failed:\n{proc.stderr.strip()}", file=sys.stderr, flush=True)
         return {"method": name, "failed": proc.stderr.strip().splitlines()[-1:]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
 

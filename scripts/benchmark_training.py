@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+import traceback
 from pathlib import Path
 from typing import Callable, Dict, Optional, Tuple
 
@@ -337,6 +338,7 @@ def bench_training(device: str, steps: int, warmup: int, workers: int, infer_n: 
         try:
             out[name] = measure()
         except Exception as e:  # one failing part must not lose the figures of the others
+            traceback.print_exc()  # the whole traceback in the log; its last line in the JSON
             out[name] = {"failed": f"{type(e).__name__}: {e}"}
         print(name, out[name], flush=True)
         on_section(out)
