@@ -3,6 +3,7 @@ is a ConfigError naming the key, the value and what is accepted."""
 
 from __future__ import annotations
 
+from dal_runner.augment import Augment
 from dal_runner.config import TrainerConfig
 from dal_runner.errors import ConfigError, check_choice, check_positive
 from dal_runner.features import PRECISIONS
@@ -43,7 +44,7 @@ def check_trainer(t: TrainerConfig) -> TrainerConfig:
     check_positive("trainer.lr_gamma", t.lr_gamma)
     check_milestones("trainer.lr_milestones", t.lr_milestones, t.epochs, "trainer.epochs")
     check_positive("trainer.entropy_lambda", t.entropy_lambda, allow_zero=True)
-    if t.divergence_factor is not None and t.divergence_factor <= 1:
+    if t.divergence_factor is not None and not t.divergence_factor > 1:  # nan too
         raise ConfigError("trainer.divergence_factor", t.divergence_factor, "a number > 1, or null (NaN/inf only)")
     return t
 
@@ -59,3 +60,14 @@ def check_milestones(key: str, milestones, epochs: int, epochs_key: str) -> None
         raise ConfigError(key, m, accepted, "milestones must increase")
     if any(e >= epochs for e in m):
         raise ConfigError(key, m, accepted, "a milestone at or after the last epoch never lowers the learning rate")
+
+
+def check_augment(a: Augment) -> Augment:
+    """dataset.augment: pad-and-crop pixels, flip, rotation degrees, shift fraction."""
+    check_positive("dataset.augment.crop_padding", a.crop_padding, allow_zero=True)
+    check_positive("dataset.augment.rotation", a.rotation, allow_zero=True)
+    if a.rotation > 180:
+        raise ConfigError("dataset.augment.rotation", a.rotation, "degrees in [0, 180] (uniform in [-r, r])")
+    if not 0.0 <= a.shift < 1.0:
+        raise ConfigError("dataset.augment.shift", a.shift, "a fraction of the image size in [0, 1)")
+    return a

@@ -84,31 +84,112 @@ def explain(exc: BaseException, overrides: List[str]) -> str:
     cause = exc.__cause__ if isinstance(exc.__cause__, OmegaConfBaseException) else exc
     full_key = getattr(cause, "full_key", None)
     if full_key:
-        given = next((o.split("=", 1)[1] for o in overrides if o.lstrip("+~").split("=")[0] == full_key), None)
+        matching = [o for o in overrides if o.lstrip("+~").split("=")[0] == full_key]
+        given = matching[-1].partition("=")[2] if matching else None  # the last one wins, as in Hydra
         if isinstance(cause, (ConfigAttributeError, ConfigKeyError)):
-            return f"{full_key}: unknown key; accepted: {_accepted_keys(full_key)}"
+            return f"{full_key}: unknown key{_accepted_keys(full_key, overrides)}"
         msg = str(cause).splitlines()[0]
+        if matching and matching[-1].startswith("~"):
+            return f"~{full_key}: a key dal-run needs cannot be deleted; accepted: {full_key}=<value> to change it"
         wanted = re.search(r"converted to (\w+)", msg) or re.search(r"is not a valid (bool)", msg)
         if wanted:
             kind = {"Integer": "an integer", "Float": "a number (Float)", "Boolean": "true or false", "bool": "true or false",
                     "String": "a string"}.get(wanted.group(1), wanted.group(1))
             return f"{full_key}={given}: wrong type; accepted: {kind}"
+        if "Interpolation key" in msg or "Unsupported interpolation" in msg:
+            return f"{full_key}={given}: {msg}; accepted: a value, or ${{key}} naming a key of the config"
+        if "is not Optional" in msg:
+            return f"{full_key}=null: this key needs a value; accepted: {full_key}=<value> (see dal-run --help)"
+        if "is not a ListConfig" in msg:
+            return f"{full_key}={given}: wrong type; accepted: a list, e.g. {full_key}=[1,2]"
+        schema = re.search(r"is not a subclass of (\w+)", msg)
+        if schema:
+            return f"{full_key}={given}: wrong type; accepted: its keys one by one, e.g. {full_key}.<key>=<value> " \
+                   f"(dal-run --cfg job shows them)"
         return f"{full_key}={given}: {msg}" if given is not None else f"{full_key}: {msg}"
-    return str(exc).strip().splitlines()[0]
+    return _hydra_message(exc, overrides)
 
 
-def _accepted_keys(full_key: str) -> str:
-    from dal_runner.config import RunConfig, SCHEMAS, BudgetConfig, TrainerConfig
+_GROUPS = ("dataset", "arch", "search", "query", "budget", "trainer")
+
+
+def _hydra_message(exc: BaseException, overrides: List[str]) -> str:
+    """One line for an override Hydra cannot parse or apply, with what is accepted."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    if first.startswith("Ambiguous value for argument"):
+        given = first.split("'", 1)[1].rsplit("'", 1)[0] if "'" in first else first
+        return (f"{given}: a comma-separated value; accepted: dal-run -m ... to sweep over it (one run per "
+                f"value), key=[a,b] for a list, or key='a,b' for a string")
+    if first.startswith("Error parsing override"):
+        given = first.split("'", 1)[1].rsplit("'", 1)[0] if "'" in first else first
+        if "=" not in given:
+            return f"{given}: no value; accepted: key=value, +key=value to add a key, ~key to delete one"
+        return f"{given}: Hydra cannot parse this override; accepted: key=value, a value with special " \
+               f"characters in quotes (key='...')"
+    from hydra.errors import OverrideParseException
+
+    if isinstance(exc, OverrideParseException):
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        def parses(o: str) -> bool:
+            try:
+                OverridesParser.create().parse_overrides([o])
+                return True
+            except OverrideParseException:
+                return False
+
+        given = next((o for o in overrides if not parses(o)), first)
+        return f"{given}: Hydra cannot parse this override ({first}); accepted: key=value, a value with " \
+               f"special characters (~ , [ ] {{ }} $ ...) in quotes, e.g. key='~/data'"
+    if first.startswith("Config group override must be a string"):
+        import re
+
+        bad = next((o for o in overrides if o.split("=", 1)[0].lstrip("+~") in _GROUPS
+                    and re.fullmatch(r"[-+.\d]+|true|false|null", o.partition("=")[2].lower())), None)
+        if bad:
+            from dal_runner.cli_help import group_options
+
+            group = bad.split("=", 1)[0].lstrip("+~")
+            return f"{bad}: unknown option; accepted: one of {', '.join(group_options()[group])}"
+    return first
+
+
+def _options_having(group: str, key: str) -> str:
+    """' (a key of group=a, group=b)' for the options of `group` that have `key`, else ''."""
+    from dal_runner.cli_help import option_keys
+    from dal_runner.config import SCHEMAS
+
+    having = sorted(o for o in SCHEMAS.get(group, {}) if key in option_keys(group, o))
+    return f" (a key of {', '.join(f'{group}={o}' for o in having)})" if having else ""
+
+
+def _accepted_keys(full_key: str, overrides: List[str]) -> str:
+    """'; accepted: ...' for an unknown key: the keys of the option chosen for its group (and the
+    options that have the key, if any), else those of a fixed schema."""
     import dataclasses
 
-    parent = full_key.rpartition(".")[0]
+    from dal_runner.cli_help import option_keys
+    from dal_runner.config import SCHEMAS, BudgetConfig, RunConfig, TrainerConfig
+
+    parent, _, leaf = full_key.rpartition(".")
     cls = {"": RunConfig, "budget": BudgetConfig, "trainer": TrainerConfig}.get(parent)
-    if cls is None and parent in SCHEMAS:
-        keys = sorted({f.name for c in SCHEMAS[parent].values() for f in dataclasses.fields(c)})
-        return "keys of the chosen option, e.g. " + ", ".join(keys)
-    if cls is None:
-        return "see dal-run --help"
-    return "one of " + ", ".join(f.name for f in dataclasses.fields(cls))
+    if cls is not None:
+        return "; accepted: one of " + ", ".join(f.name for f in dataclasses.fields(cls))
+    if parent not in SCHEMAS:
+        return "; accepted: see dal-run --help"
+    elsewhere = _options_having(parent, leaf)
+    try:  # the option this command line chooses, composed without the keys it cannot take
+        from hydra import compose
+
+        kept = [o for o in overrides if not o.lstrip("+~").startswith(f"{parent}.")]
+        option = str(compose("config", overrides=kept)[parent].name)
+        keys = [k for k in option_keys(parent, option) if k != "name"]
+    except Exception:
+        keys = sorted({f.name for c in SCHEMAS[parent].values() for f in dataclasses.fields(c)} - {"name"})
+        return f"{elsewhere}; accepted: keys of the chosen {parent} option, e.g. " + ", ".join(keys)
+    return (f" for {parent}={option}{elsewhere}; accepted: "
+            + ("one of " + ", ".join(keys) if keys else f"none ({parent}={option} has no keys of its own)"))
 
 
 def check_schema(cfg: DictConfig) -> None:
@@ -132,7 +213,9 @@ def check_schema(cfg: DictConfig) -> None:
         allowed = {f.name for f in dataclasses.fields(cls)}
         for key in node:
             if key not in allowed:
-                raise ConfigError(f"{group}.{key}", node[key], "one of " + ", ".join(sorted(allowed)), "unknown key")
+                option = f" for {group}={node.get('name')}" if group in SCHEMAS else ""
+                raise ConfigError(f"{group}.{key}", node[key], "one of " + ", ".join(sorted(allowed)),
+                                  f"unknown key{option}{_options_having(group, str(key))}")
 
 
 def check_values_given(cfg: DictConfig) -> None:
@@ -149,6 +232,20 @@ def check_values_given(cfg: DictConfig) -> None:
             raise ConfigError(key, "???", f"{key}=<value> on the command line{needed}", "no value given")
     if not str(cfg.output_root).strip():
         raise ConfigError("output_root", "''", "a folder for the run folders (the default: outputs)", "empty")
+
+
+def _check_resolvable(cfg: DictConfig) -> None:
+    """Every interpolation of the run's config resolves (`seed=${oops}` fails here, with its key,
+    not in the job); the hydra node is Hydra's and resolves at run time."""
+    from omegaconf import OmegaConf
+
+    for key in cfg:
+        if key == "hydra":
+            continue
+        if isinstance(cfg._get_node(key), DictConfig):
+            OmegaConf.to_container(cfg[key], resolve=True)
+        else:
+            cfg[key]  # reading a value resolves it  # noqa: B018
 
 
 def check_writable(directory: str, key: str = "hydra.run.dir / output_root") -> Path:
@@ -290,6 +387,9 @@ def preflight(argv: List[str]) -> List[str]:
     if custom_config:
         return argv  # the user brought their own config tree; Hydra reports its errors
     printing = any(a in ("--cfg", "-c") or a.startswith("--cfg=") for a in argv)
+    if printing and multirun:
+        fail("--cfg with -m: --cfg prints the config of one run; accepted: dal-run --cfg job with one value "
+             "per key (e.g. seed=0), or dal-run -m ... without --cfg")
     if any(o.split("=", 1)[0] == "resume" for o in overrides):
         argv = _resume_argv(argv, overrides, multirun)
         overrides, multirun, _ = _split_argv(argv)
@@ -297,7 +397,7 @@ def preflight(argv: List[str]) -> List[str]:
     try:
         jobs = _job_overrides(overrides, multirun)
     except Exception as e:  # an override Hydra cannot parse
-        fail(str(e).strip().splitlines()[0])
+        fail(_hydra_message(e, overrides))
     with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
         for number, job in enumerate(jobs):
             try:
@@ -306,11 +406,16 @@ def preflight(argv: List[str]) -> List[str]:
                 if printing:  # --cfg shows a config as it is, ??? included; nothing runs or is written
                     continue
                 check_values_given(cfg)
+                _check_resolvable(cfg)
                 if cfg.trainer.get("deterministic"):
                     # read once, at cuBLAS's first use: in a sweep whose jobs share this process,
                     # that may be an earlier job's, so it is set before any job runs
                     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
                 target = str(cfg.hydra["sweep" if multirun else "run"].dir)
+                if not target.strip():
+                    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+                    raise ConfigError(key, "''", f"a folder for the {'sweep' if multirun else 'run'} "
+                                      f"(the default: under output_root)", "empty")
                 existing = check_writable(target, "hydra.sweep.dir / output_root" if multirun
                                           else "hydra.run.dir / output_root")
                 if multirun:  # a sweep launched again into its folder: each job's folder as it will be

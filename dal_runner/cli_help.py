@@ -38,6 +38,49 @@ def group_options() -> dict:
     return out
 
 
+def option_keys(group: str, option: str) -> dict:
+    """The keys of `group=option` with their values in conf/ (the option's YAML over its schema,
+    without presets or the command line); {} for a group without schemas (budget, trainer)."""
+    from omegaconf import OmegaConf
+
+    from dal_runner.config import SCHEMAS
+
+    if group not in SCHEMAS:
+        return {}
+    folder = files(CONFIG_MODULE) / group
+
+    def load(name: str):
+        node = OmegaConf.create((folder / f"{name}.yaml").read_text())
+        merged = OmegaConf.create({})
+        for entry in node.pop("defaults", []):  # schema or sibling option first, then the file itself
+            if entry == "_self_":
+                continue
+            if str(entry).startswith("/schema/"):
+                schema = str(entry).split("@")[0].rsplit("/", 1)[1]
+                merged = OmegaConf.merge(merged, OmegaConf.structured(SCHEMAS[group][schema]))
+            else:
+                merged = OmegaConf.merge(merged, load(str(entry)))
+        return OmegaConf.merge(merged, node)
+
+    return OmegaConf.to_container(load(option), resolve=False)
+
+
+def _shown(value):
+    from dal_runner.config import DEFAULT_DATA_ROOT
+
+    return "$DAL_DATA_ROOT or ~/.cache/dal-runner" if value == DEFAULT_DATA_ROOT else value
+
+
+def common_keys(group: str) -> set:
+    """Keys every option of `group` has (its base schema's fields)."""
+    import dataclasses
+
+    from dal_runner.config import SCHEMAS
+
+    fields = [{f.name for f in dataclasses.fields(c)} for c in SCHEMAS.get(group, {}).values()]
+    return set.intersection(*fields) if fields else set()
+
+
 def help_text() -> str:
     from hydra import compose, initialize_config_module
 
@@ -49,18 +92,26 @@ def help_text() -> str:
              "rounds.csv, selected.csv, summary.json, status.json, learning_curve.png.", "",
              "usage: dal-run [group=option ...] [key=value ...]      one run",
              "       dal-run -m key=a,b ...                          a sweep (Hydra multirun)",
-             "       dal-run --cfg job [...]                         print the composed config", ""]
+             "       dal-run --cfg job [...]                         print the composed config", "",
+             "Values of the default run include presets (conf/preset/: on digits with arch=resnet, a",
+             "CPU-sized space: arch.width=16, search.epochs=15); `dal-run --cfg job [...]` shows any config.", ""]
     for group, options in group_options().items():
         default = chosen.get(group)
         head = f"{group}" + (f" (default: {default})" if default else "")
         prefix = "+experiment=" if group == "experiment" else f"{group}="
         lines.append(f"== {head}: choose with {prefix}<option> ==")
+        common = common_keys(group)
         for name, doc in options.items():
             lines.append(f"  {name:<22} {doc}")
+            own = {k: v for k, v in option_keys(group, name).items() if k not in common}
+            if own:
+                lines.append(f"  {'':<22} keys: " + ", ".join(f"{k}={_shown(v)}" for k, v in own.items()))
         if group not in ("experiment",) and group in cfg:
-            keys = ", ".join(f"{k}={cfg[group][k]}" for k in cfg[group] if k != "name")
+            shared = [k for k in cfg[group] if k != "name" and (not common or k in common)]
+            keys = ", ".join(f"{k}={cfg[group][k]}" for k in shared)
             if keys:
-                lines.append(f"  keys: {keys}")
+                what = "keys of every option" if common else "keys"
+                lines.append(f"  {what} (values of the default run): {keys}")
         lines.append("")
     lines += ["== top-level keys ==",
               "  " + ", ".join(f"{k}={cfg[k]}" for k in ("seed", "device", "output_root", "resume")), "",

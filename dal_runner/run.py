@@ -23,7 +23,7 @@ from dal_runner.arch import ArchSpec, Network, build_network
 from dal_runner.config import TrainerConfig
 from dal_runner.data import Dataset, Normalize
 from dal_runner.augment import Augment
-from dal_runner.checks import DEVICES, check_budget, check_milestones, check_trainer
+from dal_runner.checks import DEVICES, check_augment, check_budget, check_milestones, check_trainer
 from dal_runner.errors import ConfigError, as_config_error, check_choice, check_positive
 from dal_runner.features import amp_dtype
 from dal_runner.io import STATUS_JSON, RunFolder, read_json
@@ -301,6 +301,7 @@ def build(cfg: DictConfig, choices: Optional[Dict[str, str]] = None) -> Experime
     check_positive("seed", cfg.seed, allow_zero=True)
     device = resolve_device(cfg.device)
     trainer = check_trainer(OmegaConf.to_object(cfg.trainer))
+    augment = check_augment(Augment(**OmegaConf.to_container(cfg.dataset.augment)))
     set_determinism(trainer.deterministic, device)
     set_cpu_threads()  # also on CUDA: the host side (data, selection on the CPU) uses them
     data = load_dataset(cfg.dataset, cfg.seed)
@@ -314,7 +315,6 @@ def build(cfg: DictConfig, choices: Optional[Dict[str, str]] = None) -> Experime
     search = build_search(cfg.search, spec, data, int(cfg.seed), candidates_trainer.epochs)
     if cfg.query.name == "mc_dropout" and cfg.arch.dropout == 0:
         log.warning("query=mc_dropout with arch.dropout=0: the passes are identical; set arch.dropout (e.g. 0.5)")
-    augment = Augment(**OmegaConf.to_container(cfg.dataset.augment))
     if augment.active and not data.is_image:
         raise ConfigError("dataset.augment", OmegaConf.to_container(cfg.dataset.augment),
                           "all off for tabular data", "image augmentation on a table")

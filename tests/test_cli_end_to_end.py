@@ -92,6 +92,13 @@ def test_help_shows_every_group_its_options_and_an_example(tmp_path):
                           ("query", "random"), ("budget", "default"), ("trainer", "default")]:
         assert f"== {group}" in res.stdout and option in res.stdout
     assert "dal-run -m" in res.stdout and "budget.batch" in res.stdout
+    # every option's own keys, under the option, with its values in conf/ (not only the default's)
+    lines = res.stdout.splitlines()
+    for option, keys in [("mc_dropout", "passes=100, acquisition=predicted_class_variance"), ("mlp", "hidden=256"),
+                         ("reinforce", "children=3"), ("badge", "first=uniform"), ("resnet18", "n_blocks=2, n_stacks=4"),
+                         ("svhn", "extra=False")]:
+        at = next(i for i, line in enumerate(lines) if line.split()[:1] == [option])
+        assert lines[at + 1].split()[0] == "keys:" and keys in lines[at + 1], (option, lines[at + 1])
     # --cfg job prints the composed config (with the experiment's values) and runs nothing
     res = run_cli(["--cfg", "job", "+experiment=active_inas_cifar10", "query=entropy"], cwd=tmp_path)
     assert res.returncode == 0, res.stderr

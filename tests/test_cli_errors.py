@@ -75,7 +75,7 @@ CASES = {
     "one initial label with a search": (["budget.initial=1"], ["budget.initial=1", "at least 2 with search=inas"]),
     "random split with inheritance": (["search.inherit=true", "search.split=random"],
                                       ["search.split=random", "nested or null"]),
-    "negative weight decay": (["trainer.weight_decay=-0.1"], ["trainer.weight_decay=-0.1", "a number >= 0"]),
+    "negative weight decay": (["trainer.weight_decay=-0.1"], ["trainer.weight_decay=-0.1", "a finite number >= 0"]),
     "zero epochs": (["trainer.epochs=0"], ["trainer.epochs=0", "an integer > 0"]),
     "divergence factor below 1": (["trainer.divergence_factor=0.5"], ["trainer.divergence_factor=0.5", "> 1"]),
     "missing data, download off": (_missing_cifar, ["dataset.root", "download=true"]),
@@ -84,6 +84,26 @@ CASES = {
     "NaN in the data": (_npz_nan, ["dataset.path", "NaN"]),
     "resume of a folder that is not a run": (["resume=/no/such/run"], ["resume=/no/such/run", "not a dal-run run"]),
     "resume in a sweep": (["-m", "resume=/no/such/run", "seed=1,2"], ["resume=", "without -m"]),
+    "NaN learning rate": (["trainer.lr=nan"], ["trainer.lr=nan", "a finite number > 0"]),
+    "infinite learning rate": (["trainer.lr=inf"], ["trainer.lr=inf", "a finite number > 0"]),
+    "NaN divergence factor": (["trainer.divergence_factor=nan"], ["trainer.divergence_factor=nan", "> 1"]),
+    "negative crop padding": (["dataset.augment.crop_padding=-1"], ["dataset.augment.crop_padding=-1", ">= 0"]),
+    "shift out of range": (["dataset.augment.shift=1.5"], ["dataset.augment.shift=1.5", "[0, 1)"]),
+    "a needed key deleted": (["~budget.batch"], ["~budget.batch", "cannot be deleted", "budget.batch=<value>"]),
+    "interpolation of no key": (["seed=${oops}"], ["seed=${oops}", "'oops' not found", "${key}"]),
+    "a sweep without -m": (["query=random,margin"], ["query=random,margin", "dal-run -m", "key=[a,b]"]),
+    "an override Hydra cannot parse": (["output_root=~/x"], ["output_root=~/x", "cannot parse", "key='~/data'"]),
+    "an override without a value": (["trainer.lr"], ["trainer.lr: no value", "key=value"]),
+    "a key of another option": (["query.passes=5"],
+                                ["query.passes", "for query=softmax_response", "a key of query=mc_dropout"]),
+    "a key of the chosen option misspelt": (["query=mc_dropout", "query.pases=5"],
+                                            ["query.pases", "for query=mc_dropout", "passes, acquisition"]),
+    "null for a key that needs a value": (["budget.max_labels=null"], ["budget.max_labels=null", "needs a value"]),
+    "a number for a list": (["trainer.lr_milestones=5"], ["trainer.lr_milestones=5", "a list"]),
+    "a number for a group": (["trainer=5"], ["trainer=5", "unknown option", "active_inas, default"]),
+    "empty run folder": (["hydra.run.dir="], ["hydra.run.dir=''", "empty"]),
+    "empty sweep folder": (["-m", "seed=0,1", "hydra.sweep.dir="], ["hydra.sweep.dir=''", "empty"]),
+    "--cfg with -m": (["--cfg", "job", "-m", "seed=0,1"], ["--cfg with -m", "dal-run --cfg job"]),
 }
 
 
@@ -102,6 +122,7 @@ def test_bad_input_gives_one_line_error_and_no_run_folder(tmp_path, monkeypatch,
     assert "[INFO]" not in out + err  # the error is the only output
     for folder in ("runs", "multirun"):  # no run folder, not even an empty <date>/ folder
         assert not (tmp_path / "outputs" / folder).exists(), list((tmp_path / "outputs").rglob("*"))
+    assert not list(tmp_path.glob("**/.hydra")), "a run was written somewhere"
 
 
 def test_unwritable_output_directory_is_refused_before_running(tmp_path, monkeypatch, capsys):
