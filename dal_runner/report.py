@@ -95,6 +95,9 @@ def check_strategy_keys(runs: Sequence[Run], strategy: Sequence[str]) -> None:
     the grouping as it was)."""
     known = {k for r in runs for k in r.attrs}
     for key in strategy:
+        if key == "seed":
+            raise ReportError("--strategy seed: the seed is what a group averages over, not part of a strategy; "
+                              "accepted: a config key or group of the runs other than seed, e.g. trainer.objective")
         if key not in known and key not in {_group_of(k) for k in known}:
             varying = sorted((k for k in known if k != "seed" and len({r.attrs.get(k) for r in runs}) > 1),
                              key=_key_order)

@@ -329,6 +329,8 @@ def build(cfg: DictConfig, choices: Optional[Dict[str, str]] = None) -> Experime
     build_model = partial(_build_model, input_shape=data.input_shape, n_classes=data.n_classes,
                           normalize=normalize, dropout=cfg.arch.dropout, seed=cfg.seed)
     choices = {k: v for k, v in (choices or {}).items() if not k.startswith("hydra")}
+    if "preset" in choices and not _preset_exists(choices["preset"]):  # `optional preset`: none applied
+        choices.pop("preset")
     method = {"inas": "active-iNAS", "random": "random search", "reinforce": "REINFORCE search"}.get(
         cfg.search.name, f"fixed {spec}")
     title = f"{cfg.dataset.name} | {method} | {cfg.query.name} | seed {cfg.seed}"
@@ -336,6 +338,12 @@ def build(cfg: DictConfig, choices: Optional[Dict[str, str]] = None) -> Experime
                       choices, OmegaConf.to_container(cfg, resolve=True),
                       candidates_trainer, augment if augment.active else None,
                       bool(cfg.search.get("inherit", False)) and cfg.search.name != "fixed")
+
+
+def _preset_exists(name: Optional[str]) -> bool:
+    from importlib.resources import files
+
+    return bool(name) and (files("dal_runner.conf") / "preset" / f"{name}.yaml").is_file()
 
 
 def _build_model(spec: ArchSpec, input_shape, n_classes, normalize, dropout, seed) -> Network:
@@ -381,17 +389,20 @@ def resume_state(exp: Experiment, run_dir: Path) -> Optional[Dict[str, Any]]:
 
 def execute(exp: Experiment, run_dir: Path, resume: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     folder = RunFolder(run_dir)
-    started = time.time()
     try:
         result = run_active_learning(exp.data, exp.search, exp.query, exp.trainer, exp.budget, exp.build_model,
                                      exp.seed, folder, exp.title, exp.search_trainer, exp.augment,
                                      config=exp.config, resume=resume, inherit_weights=exp.inherit_weights)
+        loop_end = time.time()
         # inside the try: a stop while the results are written leaves the run interrupted, not running
-        summary = {**result, "seconds": round(time.time() - started, 3), "device": device_name(exp.device),
+        # seconds: every round of the run, over all its processes when it was resumed (loop_seconds
+        # adds the elapsed time saved in the state); the writes after the loop are this process's
+        summary = {**result, "seconds": round(result["loop_seconds"] + time.time() - loop_end, 3),
+                   "device": device_name(exp.device),
                    "precision": "bf16" if amp_dtype(exp.trainer.precision, exp.device) else "fp32",
                    "versions": versions(), "seed": exp.seed, "choices": exp.choices,
                    "budget": {"initial": exp.budget.initial, "batch": exp.budget.batch,
-                              "max_labels": exp.budget.max_labels}}
+                              "max_labels": exp.budget.max_labels, "max_rounds": exp.budget.max_rounds}}
         folder.summary(summary)
         folder.status("completed", round=result["n_rounds"] - 1, n_labeled=result["final_n_labeled"])
     except (KeyboardInterrupt, SystemExit) as e:  # Ctrl-C, or SLURM preemption (submitit requeues the job)

@@ -242,6 +242,7 @@ def test_two_reports_of_the_same_runs_are_byte_identical(tmp_path):
     (["{tmp}/sweep", "--strategy", "trainer.objektive"],
      "--strategy trainer.objektive: unknown key; accepted: a config key or group of the runs, e.g. trainer.objective "
      "or budget; keys that differ between these runs: query"),
+    (["{tmp}/sweep", "--strategy", "seed"], "--strategy seed: the seed is what a group averages over"),
     (["{tmp}/failed"], "none of the 1 run folder(s) completed"),
     (["{tmp}/sweep", "--out", "{tmp}/sweep/0/rounds.csv"], "cannot create the folder (it is a file)"),
 ])
