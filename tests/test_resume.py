@@ -68,6 +68,9 @@ def test_killed_run_resumes_to_the_uninterrupted_results(killed_run):
     assert read_csv(killed / "selected.csv") == read_csv(full / "selected.csv")
     a, b = (json.loads((p / "summary.json").read_text()) for p in (killed, full))
     assert (a["auc"], a["final_accuracy"]) == (b["auc"], b["final_accuracy"])
+    # its seconds cover the rounds of both processes (those before the kill too), as loop_seconds
+    assert a["seconds"] >= a["loop_seconds"] >= sum(float(r["round_seconds"]) for r in read_csv(killed / "rounds.csv"))
+    assert a["budget"]["max_rounds"] is None and "preset" not in a["choices"]  # no digits_mlp preset exists
 
 
 def test_resume_with_another_config_is_refused(killed_run, monkeypatch, capsys):
