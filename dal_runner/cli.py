@@ -497,17 +497,29 @@ _CURRENT: dict = {"run_dir": None, "sweep_dir": None, "existing": None}
 
 
 def _stopped(how: str, status: int) -> None:
-    """One line for a run stopped by Ctrl-C or SIGTERM: where, and how to continue."""
+    """One line for a run stopped by Ctrl-C or SIGTERM: where, and how to continue; the run's
+    dal-run.log gets it too (the terminal only once)."""
     run_dir, sweep_dir = _CURRENT["run_dir"], _CURRENT["sweep_dir"]
     if run_dir is None:
         fail(how, status)
     if sweep_dir is None and not state_exists(run_dir):
-        fail(f"{how}{_failed_round(run_dir)} of {run_dir}, before its first round ended; nothing to resume: "
-             f"run the command again", status)
-    if sweep_dir is not None:
-        fail(f"{how}{_failed_round(run_dir)} of {run_dir}; the same command with hydra.sweep.dir={sweep_dir} "
-             f"finishes the sweep (completed jobs are kept, this one continues)", status)
-    fail(f"{how}{_failed_round(run_dir)} of {run_dir}; dal-run resume={run_dir} continues it", status)
+        message = (f"{how}{_failed_round(run_dir)} of {run_dir}, before its first round ended; nothing to resume: "
+                   f"run the command again")
+    elif sweep_dir is not None:
+        message = (f"{how}{_failed_round(run_dir)} of {run_dir}; the same command with hydra.sweep.dir={sweep_dir} "
+                   f"finishes the sweep (completed jobs are kept, this one continues)")
+    else:
+        message = f"{how}{_failed_round(run_dir)} of {run_dir}; dal-run resume={run_dir} continues it"
+    _to_log_files(message)
+    fail(message, status)
+
+
+def _to_log_files(message: str) -> None:
+    """`message` into the log files Hydra opened (the run's dal-run.log), not onto the console."""
+    record = logging.LogRecord("dal_runner", logging.ERROR, __file__, 0, message, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 def state_exists(run_dir: Path) -> bool:

@@ -227,6 +227,7 @@ def test_sigterm_or_ctrl_c_leaves_an_interrupted_run_that_resumes(tmp_path, unin
     assert lines == [f"dal-run: error: {how} in round 1 of {folder}; dal-run resume={folder} continues it"], err
     assert read_json(folder / "status.json")["state"] == "interrupted"
     assert read_json(folder / "status.json")["round"] == 1
+    assert f"{how} in round 1 of {folder}; dal-run resume={folder} continues it" in (folder / "dal-run.log").read_text()
     if sig == signal.SIGTERM:  # it stopped cleanly: the resumed run is the uninterrupted one
         res = run_cli([f"resume={folder}"], cwd=tmp_path, env=ENV)
         assert res.returncode == 0, res.stderr
