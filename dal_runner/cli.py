@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -18,7 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from dal_runner.config import register_configs
-from dal_runner.errors import ConfigError
+from dal_runner.errors import ConfigError, as_config_error
 from dal_runner.job_control import Terminated, remove_failed_start, stop_on_sigterm
 from dal_runner.cli_help import CONFIG_MODULE, help_text
 
@@ -85,7 +86,8 @@ def explain(exc: BaseException, overrides: List[str]) -> str:
     full_key = getattr(cause, "full_key", None)
     if full_key:
         matching = [o for o in overrides if o.lstrip("+~").split("=")[0] == full_key]
-        given = matching[-1].partition("=")[2] if matching else None  # the last one wins, as in Hydra
+        # the last one wins, as in Hydra; a sweep's job overrides come escaped (\\$\\{...\\}): shown as typed
+        given = re.sub(r"\\(.)", r"\1", matching[-1].partition("=")[2]) if matching else None
         if isinstance(cause, (ConfigAttributeError, ConfigKeyError)):
             return f"{full_key}: unknown key{_accepted_keys(full_key, overrides)}"
         msg = str(cause).splitlines()[0]
@@ -140,11 +142,22 @@ def _hydra_message(exc: BaseException, overrides: List[str]) -> str:
                 return False
 
         given = next((o for o in overrides if not parses(o)), first)
+        if "~" in given.partition("=")[2]:
+            return f"{given}: Hydra cannot parse this override ({first}); accepted: a full path (Hydra does not " \
+                   f"expand ~; from a shell, unquoted: key=$HOME/...)"
         return f"{given}: Hydra cannot parse this override ({first}); accepted: key=value, a value with " \
-               f"special characters (~ , [ ] {{ }} $ ...) in quotes, e.g. key='~/data'"
+               f"special characters (, [ ] {{ }} $ ...) in quotes, e.g. key='a,b'"
+    wrong_key = re.search(r"In '([^']+)': \w+ raised while composing config:\nKey '(\w+)' not in '(\w+)'\n\s+"
+                          r"full_key: ([\w.]+)", text)
+    if wrong_key:
+        source, full_key = wrong_key.group(1), wrong_key.group(4)
+        group, _, leaf = full_key.rpartition(".")
+        src = f"+{source.replace('/', '=', 1)}" if source.startswith("experiment/") else source
+        chosen = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == group), None)
+        which = f"{group}={chosen}" if chosen else f"the chosen {group}"
+        return (f"{src}: sets {full_key}, a key {which} does not have{_options_having(group, leaf)}; accepted: "
+                f"{'an' if group[:1] in 'aeiou' else 'a'} {group} option with that key, or {src} with its own {group}")
     if first.startswith("Config group override must be a string"):
-        import re
-
         bad = next((o for o in overrides if o.split("=", 1)[0].lstrip("+~") in _GROUPS
                     and re.fullmatch(r"[-+.\d]+|true|false|null", o.partition("=")[2].lower())), None)
         if bad:
@@ -157,10 +170,15 @@ def _hydra_message(exc: BaseException, overrides: List[str]) -> str:
 
 def _options_having(group: str, key: str) -> str:
     """' (a key of group=a, group=b)' for the options of `group` that have `key`, else ''."""
-    from dal_runner.cli_help import option_keys
+    from dal_runner.cli_help import group_options, option_keys
     from dal_runner.config import SCHEMAS
 
-    having = sorted(o for o in SCHEMAS.get(group, {}) if key in option_keys(group, o))
+    if group not in SCHEMAS:
+        return ""
+    try:
+        having = [o for o in group_options().get(group, {}) if key in option_keys(group, o)]
+    except Exception:  # a conf file option_keys cannot read: the message goes without the hint
+        return ""
     return f" (a key of {', '.join(f'{group}={o}' for o in having)})" if having else ""
 
 
@@ -183,7 +201,7 @@ def _accepted_keys(full_key: str, overrides: List[str]) -> str:
         from hydra import compose
 
         kept = [o for o in overrides if not o.lstrip("+~").startswith(f"{parent}.")]
-        option = str(compose("config", overrides=kept)[parent].name)
+        option = str(compose("config", overrides=kept, return_hydra_config=True).hydra.runtime.choices[parent])
         keys = [k for k in option_keys(parent, option) if k != "name"]
     except Exception:
         keys = sorted({f.name for c in SCHEMAS[parent].values() for f in dataclasses.fields(c)} - {"name"})
@@ -193,7 +211,8 @@ def _accepted_keys(full_key: str, overrides: List[str]) -> str:
 
 
 def check_schema(cfg: DictConfig) -> None:
-    """Reject keys added with `+key=` that no schema knows (Hydra allows them)."""
+    """Reject keys added with `+key=` that no schema knows (Hydra allows them), and keys a run
+    needs that were deleted with `~key`."""
     import dataclasses
 
     from dal_runner.config import SCHEMAS, BudgetConfig, RunConfig, TrainerConfig
@@ -203,6 +222,13 @@ def check_schema(cfg: DictConfig) -> None:
         if key not in known:
             raise ConfigError(str(key), cfg[key], "one of " + ", ".join(sorted(known - {"hydra"})), "unknown key")
     fixed = {"budget": BudgetConfig, "trainer": TrainerConfig}
+    for prefix, cls in (("", RunConfig), *((f"{g}.", c) for g, c in fixed.items())):
+        node = cfg if not prefix else cfg.get(prefix[:-1])
+        for f in dataclasses.fields(cls):
+            if node is not None and f.name not in node:
+                raise as_config_error(ValueError(f"~{prefix}{f.name}: a key dal-run needs cannot be deleted; "
+                                                 f"accepted: {prefix}{f.name}=<value> to change it"))
+    choices = cfg.hydra.runtime.choices if "hydra" in cfg else {}
     for group in ("dataset", "arch", "search", "query", "budget", "trainer"):
         node = cfg.get(group)
         if node is None:
@@ -213,7 +239,7 @@ def check_schema(cfg: DictConfig) -> None:
         allowed = {f.name for f in dataclasses.fields(cls)}
         for key in node:
             if key not in allowed:
-                option = f" for {group}={node.get('name')}" if group in SCHEMAS else ""
+                option = f" for {group}={choices.get(group, node.get('name'))}" if group in SCHEMAS else ""
                 raise ConfigError(f"{group}.{key}", node[key], "one of " + ", ".join(sorted(allowed)),
                                   f"unknown key{option}{_options_having(group, str(key))}")
 
@@ -236,16 +262,22 @@ def check_values_given(cfg: DictConfig) -> None:
 
 def _check_resolvable(cfg: DictConfig) -> None:
     """Every interpolation of the run's config resolves (`seed=${oops}` fails here, with its key,
-    not in the job); the hydra node is Hydra's and resolves at run time."""
+    not in the job); the hydra node, and ${hydra:...} in the run's keys, resolve in the job."""
     from omegaconf import OmegaConf
+
+    from omegaconf.errors import InterpolationResolutionError
 
     for key in cfg:
         if key == "hydra":
             continue
-        if isinstance(cfg._get_node(key), DictConfig):
-            OmegaConf.to_container(cfg[key], resolve=True)
-        else:
-            cfg[key]  # reading a value resolves it  # noqa: B018
+        try:
+            if isinstance(cfg._get_node(key), DictConfig):
+                OmegaConf.to_container(cfg[key], resolve=True)
+            else:
+                cfg[key]  # reading a value resolves it  # noqa: B018
+        except InterpolationResolutionError as e:
+            if "HydraConfig was not set" not in str(e):  # ${hydra:job.num} & co resolve in the job
+                raise
 
 
 def check_writable(directory: str, key: str = "hydra.run.dir / output_root") -> Path:
@@ -351,7 +383,12 @@ def _check_resume(cfg: DictConfig, run_dir: Optional[Path] = None, job: Optional
     else:
         return
     try:
-        saved = state.load(path)
+        try:
+            saved = state.load(path)
+        except state.ResumeError:
+            if job is not None:  # an unreadable job of a sweep fails alone, in the job; the others run
+                return
+            raise
         current = OmegaConf.to_container(cfg, resolve=False)
         current.pop("hydra", None)
         current = OmegaConf.to_container(OmegaConf.create(current), resolve=True)
@@ -359,8 +396,9 @@ def _check_resume(cfg: DictConfig, run_dir: Optional[Path] = None, job: Optional
     except state.ResumeError as e:
         if job is None:
             raise ConfigError(key, str(path), e.accepted, str(e)) from None
-        raise ConfigError(key, str(path.parent), "the sweep's own overrides (its jobs are kept or continued), "
-                          "or another hydra.sweep.dir", f"its job {job} ({path}): {e}") from None
+        raise ConfigError(key, str(path.parent), "the sweep's own overrides, in their order (it numbers the jobs; "
+                          "its jobs are then kept or continued), or another hydra.sweep.dir",
+                          f"its job {job} ({path}): {e}") from None
 
 
 def _sweep_job_dir(cfg: DictConfig, sweep_dir: str, job: int) -> Optional[Path]:

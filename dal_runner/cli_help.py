@@ -53,7 +53,7 @@ def option_keys(group: str, option: str) -> dict:
         node = OmegaConf.create((folder / f"{name}.yaml").read_text())
         merged = OmegaConf.create({})
         for entry in node.pop("defaults", []):  # schema or sibling option first, then the file itself
-            if entry == "_self_":
+            if entry == "_self_" or not isinstance(entry, str):  # dict entries: not used by conf/ today
                 continue
             if str(entry).startswith("/schema/"):
                 schema = str(entry).split("@")[0].rsplit("/", 1)[1]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import platform
-import time
 import traceback
 from dataclasses import dataclass, field
 from functools import partial
@@ -393,11 +392,10 @@ def execute(exp: Experiment, run_dir: Path, resume: Optional[Dict[str, Any]] = N
         result = run_active_learning(exp.data, exp.search, exp.query, exp.trainer, exp.budget, exp.build_model,
                                      exp.seed, folder, exp.title, exp.search_trainer, exp.augment,
                                      config=exp.config, resume=resume, inherit_weights=exp.inherit_weights)
-        loop_end = time.time()
         # inside the try: a stop while the results are written leaves the run interrupted, not running
         # seconds: every round of the run, over all its processes when it was resumed (loop_seconds
-        # adds the elapsed time saved in the state); the writes after the loop are this process's
-        summary = {**result, "seconds": round(result["loop_seconds"] + time.time() - loop_end, 3),
+        # adds the elapsed time saved in the state), not only this process's
+        summary = {**result, "seconds": result["loop_seconds"],
                    "device": device_name(exp.device),
                    "precision": "bf16" if amp_dtype(exp.trainer.precision, exp.device) else "fp32",
                    "versions": versions(), "seed": exp.seed, "choices": exp.choices,

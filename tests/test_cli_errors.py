@@ -92,7 +92,13 @@ CASES = {
     "a needed key deleted": (["~budget.batch"], ["~budget.batch", "cannot be deleted", "budget.batch=<value>"]),
     "interpolation of no key": (["seed=${oops}"], ["seed=${oops}", "'oops' not found", "${key}"]),
     "a sweep without -m": (["query=random,margin"], ["query=random,margin", "dal-run -m", "key=[a,b]"]),
-    "an override Hydra cannot parse": (["output_root=~/x"], ["output_root=~/x", "cannot parse", "key='~/data'"]),
+    "an override Hydra cannot parse": (["trainer.lr=[1"], ["trainer.lr=[1", "cannot parse", "key='a,b'"]),
+    "a ~ Hydra cannot read": (["output_root=~/x"], ["output_root=~/x", "cannot parse", "does not expand ~"]),
+    "an experiment with an arch it does not fit": (["+experiment=active_inas_cifar10_smoke", "arch=mlp"],
+                                                   ["sets arch.stem, a key arch=mlp does not have", "arch=resnet18"]),
+    "a needed top-level key deleted": (["~seed"], ["~seed", "cannot be deleted", "seed=<value>"]),
+    "a key of another arch option": (["arch=resnet18", "arch.hidden=5"],
+                                     ["arch.hidden", "for arch=resnet18", "a key of arch=mlp"]),
     "an override without a value": (["trainer.lr"], ["trainer.lr: no value", "key=value"]),
     "a key of another option": (["query.passes=5"],
                                 ["query.passes", "for query=softmax_response", "a key of query=mc_dropout"]),
@@ -168,3 +174,15 @@ def test_cfg_job_prints_a_config_whose_required_value_is_missing(tmp_path, monke
     assert code == 0, (code, err)
     assert "path: ???" in out and "dal-run: error" not in err
     assert not (tmp_path / "outputs").exists()
+
+
+def test_interpolations_only_a_launched_job_resolves_pass_the_preflight(tmp_path, monkeypatch):
+    """`seed=${hydra:job.num}` gives each job of a sweep its own seed: Hydra's node is set only in
+    the job, so the preflight must let it through (it still refuses `${oops}`)."""
+    from dal_runner import cli
+
+    monkeypatch.chdir(tmp_path)
+    argv = ["-m", "search=fixed", "arch=mlp", "seed=${hydra:job.num}", "trainer.lr=0.001,0.002"]
+    assert cli.preflight(argv) == argv
+    with pytest.raises(SystemExit):
+        cli.preflight(["-m", "search=fixed", "arch=mlp", "seed=${oops}", "trainer.lr=0.001,0.002"])

@@ -69,7 +69,7 @@ def test_killed_run_resumes_to_the_uninterrupted_results(killed_run):
     a, b = (json.loads((p / "summary.json").read_text()) for p in (killed, full))
     assert (a["auc"], a["final_accuracy"]) == (b["auc"], b["final_accuracy"])
     # its seconds cover the rounds of both processes (those before the kill too), as loop_seconds
-    assert a["seconds"] >= a["loop_seconds"] >= sum(float(r["round_seconds"]) for r in read_csv(killed / "rounds.csv"))
+    assert a["seconds"] == a["loop_seconds"] >= sum(float(r["round_seconds"]) for r in read_csv(killed / "rounds.csv"))
     assert a["budget"]["max_rounds"] is None and "preset" not in a["choices"]  # no digits_mlp preset exists
 
 
@@ -140,9 +140,19 @@ def test_one_failing_job_neither_stops_nor_corrupts_the_sweep(tmp_path, monkeypa
     assert code == 2, err
     assert err.strip() == (f"dal-run: error: hydra.sweep.dir={sweep}: its job 1 ({sweep / '1'}): the run was made "
                            "with another config (trainer.epochs: 5 there, 6 here); accepted: the sweep's own "
-                           "overrides (its jobs are kept or continued), or another hydra.sweep.dir")
+                           "overrides, in their order (it numbers the jobs; its jobs are then kept or continued), "
+                           "or another hydra.sweep.dir")
     assert (sweep / "1" / ".hydra" / "config.yaml").read_bytes() == hydra_config
     assert read_json(sweep / "1" / "status.json")["state"] == "completed"
+    # a job whose state cannot be read does not stop the sweep before it starts: that job fails
+    # alone, in the job, and the others run (the preflight lets the command through)
+    from dal_runner import cli
+
+    (sweep / "1" / "state" / "state.pt").write_bytes(b"truncated")
+    same = ["-m", "search=fixed", "arch=mlp", "budget.initial=50", "budget.batch=50", "budget.max_labels=5000,150",
+            "trainer.epochs=5", "output_root=out", f"hydra.sweep.dir={sweep}"]
+    monkeypatch.chdir(tmp_path)
+    assert cli.preflight(same) == same
 
 
 def test_diverging_loss_fails_the_run_with_its_round(small_run, tmp_path):
