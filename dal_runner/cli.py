@@ -68,8 +68,6 @@ def _job_overrides(overrides: List[str], multirun: bool) -> List[List[str]]:
 
 def explain(exc: BaseException, overrides: List[str]) -> str:
     """One line for a Hydra/OmegaConf composition error: the key, the value, what is accepted."""
-    import re
-
     from hydra.errors import MissingConfigException
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
