@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -19,7 +18,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from dal_runner.config import register_configs
-from dal_runner.errors import ConfigError, as_config_error
+from dal_runner.config_checks import hydra_message, check_resolvable, check_schema, check_values_given, explain
+from dal_runner.errors import ConfigError
 from dal_runner.job_control import Terminated, remove_failed_start, stop_on_sigterm
 from dal_runner.cli_help import CONFIG_MODULE, help_text
 
@@ -64,218 +64,6 @@ def _job_overrides(overrides: List[str], multirun: bool) -> List[List[str]]:
         return [overrides]
     batches = BasicSweeper.split_arguments(parsed, None)
     return [list(job) for batch in batches for job in batch]
-
-
-def explain(exc: BaseException, overrides: List[str]) -> str:
-    """One line for a Hydra/OmegaConf composition error: the key, the value, what is accepted."""
-    from hydra.errors import MissingConfigException
-    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
-
-    if isinstance(exc, ConfigError):
-        return str(exc)
-    if isinstance(exc, MissingConfigException):
-        m = re.search(r"Could not find '([^']*)'", str(exc))
-        missing = m.group(1) if m else str(exc)
-        group, _, option = missing.rpartition("/")
-        if exc.options:
-            return f"{group}={option}: unknown option; accepted: one of {', '.join(exc.options)}"
-        return f"{missing}: config not found"
-    cause = exc.__cause__ if isinstance(exc.__cause__, OmegaConfBaseException) else exc
-    full_key = getattr(cause, "full_key", None)
-    if full_key:
-        matching = [o for o in overrides if o.lstrip("+~").split("=")[0] == full_key]
-        # the last one wins, as in Hydra; a sweep's job overrides come escaped (\\$\\{...\\}): shown as typed
-        given = re.sub(r"\\(.)", r"\1", matching[-1].partition("=")[2]) if matching else None
-        if isinstance(cause, (ConfigAttributeError, ConfigKeyError)):
-            return f"{full_key}: unknown key{_accepted_keys(full_key, overrides)}"
-        msg = str(cause).splitlines()[0]
-        if matching and matching[-1].startswith("~"):
-            return f"~{full_key}: a key dal-run needs cannot be deleted; accepted: {full_key}=<value> to change it"
-        wanted = re.search(r"converted to (\w+)", msg) or re.search(r"is not a valid (bool)", msg)
-        if wanted:
-            kind = {"Integer": "an integer", "Float": "a number (Float)", "Boolean": "true or false", "bool": "true or false",
-                    "String": "a string"}.get(wanted.group(1), wanted.group(1))
-            return f"{full_key}={given}: wrong type; accepted: {kind}"
-        if "Interpolation key" in msg or "Unsupported interpolation" in msg:
-            return f"{full_key}={given}: {msg}; accepted: a value, or ${{key}} naming a key of the config"
-        if "is not Optional" in msg:
-            return f"{full_key}=null: this key needs a value; accepted: {full_key}=<value> (see dal-run --help)"
-        if "is not a ListConfig" in msg:
-            return f"{full_key}={given}: wrong type; accepted: a list, e.g. {full_key}=[1,2]"
-        schema = re.search(r"is not a subclass of (\w+)", msg)
-        if schema:
-            return f"{full_key}={given}: wrong type; accepted: its keys one by one, e.g. {full_key}.<key>=<value> " \
-                   f"(dal-run --cfg job shows them)"
-        return f"{full_key}={given}: {msg}" if given is not None else f"{full_key}: {msg}"
-    return _hydra_message(exc, overrides)
-
-
-_GROUPS = ("dataset", "arch", "search", "query", "budget", "trainer")
-
-
-def _hydra_message(exc: BaseException, overrides: List[str]) -> str:
-    """One line for an override Hydra cannot parse or apply, with what is accepted."""
-    text = str(exc).strip()
-    first = text.splitlines()[0] if text else type(exc).__name__
-    if first.startswith("Ambiguous value for argument"):
-        given = first.split("'", 1)[1].rsplit("'", 1)[0] if "'" in first else first
-        return (f"{given}: a comma-separated value; accepted: dal-run -m ... to sweep over it (one run per "
-                f"value), key=[a,b] for a list, or key='a,b' for a string")
-    if first.startswith("Error parsing override"):
-        given = first.split("'", 1)[1].rsplit("'", 1)[0] if "'" in first else first
-        if "=" not in given:
-            return f"{given}: no value; accepted: key=value, +key=value to add a key, ~key to delete one"
-        return f"{given}: Hydra cannot parse this override; accepted: key=value, a value with special " \
-               f"characters in quotes (key='...')"
-    from hydra.errors import OverrideParseException
-
-    if isinstance(exc, OverrideParseException):
-        from hydra.core.override_parser.overrides_parser import OverridesParser
-
-        def parses(o: str) -> bool:
-            try:
-                OverridesParser.create().parse_overrides([o])
-                return True
-            except OverrideParseException:
-                return False
-
-        given = next((o for o in overrides if not parses(o)), first)
-        if "~" in given.partition("=")[2]:
-            return f"{given}: Hydra cannot parse this override ({first}); accepted: a full path (Hydra does not " \
-                   f"expand ~; from a shell, unquoted: key=$HOME/...)"
-        return f"{given}: Hydra cannot parse this override ({first}); accepted: key=value, a value with " \
-               f"special characters (, [ ] {{ }} $ ...) in quotes, e.g. key='a,b'"
-    wrong_key = re.search(r"In '([^']+)': \w+ raised while composing config:\nKey '(\w+)' not in '(\w+)'\n\s+"
-                          r"full_key: ([\w.]+)", text)
-    if wrong_key:
-        source, full_key = wrong_key.group(1), wrong_key.group(4)
-        group, _, leaf = full_key.rpartition(".")
-        src = f"+{source.replace('/', '=', 1)}" if source.startswith("experiment/") else source
-        chosen = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == group), None)
-        which = f"{group}={chosen}" if chosen else f"the chosen {group}"
-        return (f"{src}: sets {full_key}, a key {which} does not have{_options_having(group, leaf)}; accepted: "
-                f"{'an' if group[:1] in 'aeiou' else 'a'} {group} option with that key, or {src} with its own {group}")
-    if first.startswith("Config group override must be a string"):
-        bad = next((o for o in overrides if o.split("=", 1)[0].lstrip("+~") in _GROUPS
-                    and re.fullmatch(r"[-+.\d]+|true|false|null", o.partition("=")[2].lower())), None)
-        if bad:
-            from dal_runner.cli_help import group_options
-
-            group = bad.split("=", 1)[0].lstrip("+~")
-            return f"{bad}: unknown option; accepted: one of {', '.join(group_options()[group])}"
-    return first
-
-
-def _options_having(group: str, key: str) -> str:
-    """' (a key of group=a, group=b)' for the options of `group` that have `key`, else ''."""
-    from dal_runner.cli_help import group_options, option_keys
-    from dal_runner.config import SCHEMAS
-
-    if group not in SCHEMAS:
-        return ""
-    try:
-        having = [o for o in group_options().get(group, {}) if key in option_keys(group, o)]
-    except Exception:  # a conf file option_keys cannot read: the message goes without the hint
-        return ""
-    return f" (a key of {', '.join(f'{group}={o}' for o in having)})" if having else ""
-
-
-def _accepted_keys(full_key: str, overrides: List[str]) -> str:
-    """'; accepted: ...' for an unknown key: the keys of the option chosen for its group (and the
-    options that have the key, if any), else those of a fixed schema."""
-    import dataclasses
-
-    from dal_runner.cli_help import option_keys
-    from dal_runner.config import SCHEMAS, BudgetConfig, RunConfig, TrainerConfig
-
-    parent, _, leaf = full_key.rpartition(".")
-    cls = {"": RunConfig, "budget": BudgetConfig, "trainer": TrainerConfig}.get(parent)
-    if cls is not None:
-        return "; accepted: one of " + ", ".join(f.name for f in dataclasses.fields(cls))
-    if parent not in SCHEMAS:
-        return "; accepted: see dal-run --help"
-    elsewhere = _options_having(parent, leaf)
-    try:  # the option this command line chooses, composed without the keys it cannot take
-        from hydra import compose
-
-        kept = [o for o in overrides if not o.lstrip("+~").startswith(f"{parent}.")]
-        option = str(compose("config", overrides=kept, return_hydra_config=True).hydra.runtime.choices[parent])
-        keys = [k for k in option_keys(parent, option) if k != "name"]
-    except Exception:
-        keys = sorted({f.name for c in SCHEMAS[parent].values() for f in dataclasses.fields(c)} - {"name"})
-        return f"{elsewhere}; accepted: keys of the chosen {parent} option, e.g. " + ", ".join(keys)
-    return (f" for {parent}={option}{elsewhere}; accepted: "
-            + ("one of " + ", ".join(keys) if keys else f"none ({parent}={option} has no keys of its own)"))
-
-
-def check_schema(cfg: DictConfig) -> None:
-    """Reject keys added with `+key=` that no schema knows (Hydra allows them), and keys a run
-    needs that were deleted with `~key`."""
-    import dataclasses
-
-    from dal_runner.config import SCHEMAS, BudgetConfig, RunConfig, TrainerConfig
-
-    known = {f.name for f in dataclasses.fields(RunConfig)} | {"hydra"}
-    for key in cfg:
-        if key not in known:
-            raise ConfigError(str(key), cfg[key], "one of " + ", ".join(sorted(known - {"hydra"})), "unknown key")
-    fixed = {"budget": BudgetConfig, "trainer": TrainerConfig}
-    for prefix, cls in (("", RunConfig), *((f"{g}.", c) for g, c in fixed.items())):
-        node = cfg if not prefix else cfg.get(prefix[:-1])
-        for f in dataclasses.fields(cls):
-            if node is not None and f.name not in node:
-                raise as_config_error(ValueError(f"~{prefix}{f.name}: a key dal-run needs cannot be deleted; "
-                                                 f"accepted: {prefix}{f.name}=<value> to change it"))
-    choices = cfg.hydra.runtime.choices if "hydra" in cfg else {}
-    for group in ("dataset", "arch", "search", "query", "budget", "trainer"):
-        node = cfg.get(group)
-        if node is None:
-            continue
-        cls = fixed.get(group) or SCHEMAS.get(group, {}).get(node.get("name"))
-        if cls is None:
-            continue
-        allowed = {f.name for f in dataclasses.fields(cls)}
-        for key in node:
-            if key not in allowed:
-                option = f" for {group}={choices.get(group, node.get('name'))}" if group in SCHEMAS else ""
-                raise ConfigError(f"{group}.{key}", node[key], "one of " + ", ".join(sorted(allowed)),
-                                  f"unknown key{option}{_options_having(group, str(key))}")
-
-
-def check_values_given(cfg: DictConfig) -> None:
-    """Keys a run cannot do without: none left ??? by the chosen options, an output_root."""
-    from omegaconf import OmegaConf
-
-    for group in (k for k in cfg if k != "hydra"):  # keys left ??? (MISSING) by the chosen options
-        node = cfg._get_node(group)
-        missing = (OmegaConf.missing_keys(node) if isinstance(node, DictConfig)
-                   else {group} if OmegaConf.is_missing(cfg, group) else set())
-        for key in sorted(missing):
-            option = node.get("name") if isinstance(node, DictConfig) else None
-            needed = f" (required with {group}={option})" if option else ""
-            raise ConfigError(key, "???", f"{key}=<value> on the command line{needed}", "no value given")
-    if not str(cfg.output_root).strip():
-        raise ConfigError("output_root", "''", "a folder for the run folders (the default: outputs)", "empty")
-
-
-def _check_resolvable(cfg: DictConfig) -> None:
-    """Every interpolation of the run's config resolves (`seed=${oops}` fails here, with its key,
-    not in the job); the hydra node, and ${hydra:...} in the run's keys, resolve in the job."""
-    from omegaconf import OmegaConf
-
-    from omegaconf.errors import InterpolationResolutionError
-
-    for key in cfg:
-        if key == "hydra":
-            continue
-        try:
-            if isinstance(cfg._get_node(key), DictConfig):
-                OmegaConf.to_container(cfg[key], resolve=True)
-            else:
-                cfg[key]  # reading a value resolves it  # noqa: B018
-        except InterpolationResolutionError as e:
-            if "HydraConfig was not set" not in str(e):  # ${hydra:job.num} & co resolve in the job
-                raise
 
 
 def check_writable(directory: str, key: str = "hydra.run.dir / output_root") -> Path:
@@ -433,7 +221,7 @@ def preflight(argv: List[str]) -> List[str]:
     try:
         jobs = _job_overrides(overrides, multirun)
     except Exception as e:  # an override Hydra cannot parse
-        fail(_hydra_message(e, overrides))
+        fail(hydra_message(e, overrides))
     with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
         for number, job in enumerate(jobs):
             try:
@@ -442,7 +230,7 @@ def preflight(argv: List[str]) -> List[str]:
                 if printing:  # --cfg shows a config as it is, ??? included; nothing runs or is written
                     continue
                 check_values_given(cfg)
-                _check_resolvable(cfg)
+                check_resolvable(cfg)
                 if cfg.trainer.get("deterministic"):
                     # read once, at cuBLAS's first use: in a sweep whose jobs share this process,
                     # that may be an earlier job's, so it is set before any job runs
