@@ -310,10 +310,13 @@ def build(cfg: DictConfig, choices: Optional[Dict[str, str]] = None) -> Experime
         raise ConfigError("budget.initial", budget.initial, f"at least 2 with search={cfg.search.name}",
                           "the search splits the labeled set into S' and V'")
     query = build_query(cfg.query, budget, trainer.eval_batch_size, data.x_train.shape[0])
+    uses_mc = cfg.query.name == "mc_dropout" or (cfg.query.name == "albl" and "mc_dropout" in cfg.query.strategies)
+    if uses_mc and cfg.arch.dropout == 0:  # every pass the same: scores all tie and the pool's order decides
+        raise ConfigError("arch.dropout", 0.0, "a probability in (0, 1) with MC-dropout, e.g. arch.dropout=0.5 "
+                          "(the active-iNAS protocol's)", f"query={cfg.query.name} samples dropout masks, and "
+                          "without dropout its passes are identical")
     candidates_trainer = search_trainer(cfg.search, trainer)
     search = build_search(cfg.search, spec, data, int(cfg.seed), candidates_trainer.epochs)
-    if cfg.query.name == "mc_dropout" and cfg.arch.dropout == 0:
-        log.warning("query=mc_dropout with arch.dropout=0: the passes are identical; set arch.dropout (e.g. 0.5)")
     if augment.active and not data.is_image:
         raise ConfigError("dataset.augment", OmegaConf.to_container(cfg.dataset.augment),
                           "all off for tabular data", "image augmentation on a table")
