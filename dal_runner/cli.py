@@ -122,7 +122,7 @@ def _resume_argv(argv: List[str], overrides: List[str], multirun: bool) -> List[
         fail(f"{given}: the run is still going (pid {status['pid']} on this machine); "
              f"accepted: a run that stopped (wait for it, or stop it first)")
     try:
-        state.load(path)
+        state.load(path, mmap=True)
     except state.ResumeError as e:
         fail(f"{given}: {e}; accepted: {e.accepted}")
     others = [o for o in overrides if o.split("=", 1)[0] not in ("resume",) and not o.startswith("hydra.")]
@@ -170,7 +170,7 @@ def _check_resume(cfg: DictConfig, run_dir: Optional[Path] = None, job: Optional
         return
     try:
         try:
-            saved = state.load(path)
+            saved = state.load(path, mmap=True)
         except state.ResumeError:
             if job is not None:  # an unreadable job of a sweep fails alone, in the job; the others run
                 return

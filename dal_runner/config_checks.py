@@ -35,7 +35,7 @@ def explain(exc: BaseException, overrides: List[str]) -> str:
             return f"{full_key}: unknown key{_accepted_keys(full_key, overrides)}"
         msg = str(cause).splitlines()[0]
         if matching and matching[-1].startswith("~"):
-            return f"~{full_key}: a key dal-run needs cannot be deleted; accepted: {full_key}=<value> to change it"
+            return _deleted(full_key)
         wanted = re.search(r"converted to (\w+)", msg) or re.search(r"is not a valid (bool)", msg)
         if wanted:
             kind = {"Integer": "an integer", "Float": "a number (Float)", "Boolean": "true or false", "bool": "true or false",
@@ -53,6 +53,11 @@ def explain(exc: BaseException, overrides: List[str]) -> str:
                    f"(dal-run --cfg job shows them)"
         return f"{full_key}={given}: {msg}" if given is not None else f"{full_key}: {msg}"
     return hydra_message(exc, overrides)
+
+
+def _deleted(key: str) -> str:
+    """`~key` of a key every run needs (Hydra refuses some deletions itself, check_schema the rest)."""
+    return f"~{key}: a key dal-run needs cannot be deleted; accepted: {key}=<value> to change it"
 
 
 _GROUPS = ("dataset", "arch", "search", "query", "budget", "trainer")
@@ -169,8 +174,7 @@ def check_schema(cfg: DictConfig) -> None:
         node = cfg if not prefix else cfg.get(prefix[:-1])
         for f in dataclasses.fields(cls):
             if node is not None and f.name not in node:
-                raise as_config_error(ValueError(f"~{prefix}{f.name}: a key dal-run needs cannot be deleted; "
-                                                 f"accepted: {prefix}{f.name}=<value> to change it"))
+                raise as_config_error(ValueError(_deleted(f"{prefix}{f.name}")))
     choices = cfg.hydra.runtime.choices if "hydra" in cfg else {}
     for group in ("dataset", "arch", "search", "query", "budget", "trainer"):
         node = cfg.get(group)
@@ -207,7 +211,6 @@ def check_resolvable(cfg: DictConfig) -> None:
     """Every interpolation of the run's config resolves (`seed=${oops}` fails here, with its key,
     not in the job); the hydra node, and ${hydra:...} in the run's keys, resolve in the job."""
     from omegaconf import OmegaConf
-
     from omegaconf.errors import InterpolationResolutionError, InterpolationValidationError
 
     for key in cfg:

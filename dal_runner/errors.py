@@ -36,7 +36,8 @@ def check_choice(key: str, value: str, options: Iterable[str]) -> str:
 
 def check_positive(key: str, value: Any, allow_zero: bool = False) -> Any:
     """value > 0 (>= 0 with allow_zero), and finite: nan and inf are refused too."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)) or (value < 0 if allow_zero else value <= 0):
+    not_finite = isinstance(value, float) and not math.isfinite(value)
+    if value is None or not_finite or (value < 0 if allow_zero else value <= 0):
         kind = "an integer" if isinstance(value, int) and not isinstance(value, bool) else "a finite number"
         raise ConfigError(key, value, f"{kind} >= 0" if allow_zero else f"{kind} > 0")
     return value

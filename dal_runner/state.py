@@ -52,13 +52,15 @@ def save(run_dir: Path, state: Dict[str, Any]) -> None:
     write_bytes_atomic(path, buf.getvalue())
 
 
-def load(run_dir: Path) -> Dict[str, Any]:
+def load(run_dir: Path, mmap: bool = False) -> Dict[str, Any]:
+    """The saved state. mmap=True maps its tensors instead of reading them (weights with
+    search.inherit): for the checks before a run starts, which read only the config."""
     path = state_path(run_dir)
     if not path.is_file():
         raise ResumeError(f"no {STATE_DIR}/{STATE_FILE} there: the run stopped before its first round ended",
                           "a run folder that completed at least one round (start this one again instead)")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as e:  # truncated or foreign file
         raise ResumeError(f"{STATE_DIR}/{STATE_FILE} is corrupt or truncated ({type(e).__name__})") from None
     if not isinstance(state, dict) or state.get("version") not in READABLE:
