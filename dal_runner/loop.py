@@ -185,9 +185,18 @@ def run_active_learning(
                  time.perf_counter() - started_at, "  (stopped early)" if any(stopped) else "")
         return accuracy
 
+    def write_results() -> None:
+        folder.rounds(rounds)
+        folder.selected(selected)
+        if search_rows:
+            folder.search(search_rows, SEARCH_FIELDS)
+        learning_curve(rounds, title, folder.path / "learning_curve.png")
+        arch_growth(rounds, title, folder.path / "arch_growth.png")
+
     finished = resume is not None and bool(resume.get("finished"))
     if finished:
         log.info("all %d rounds were done already; the results are written from them", len(rounds))
+        write_results()  # the process that saved the state may have stopped before it wrote them
     with round_progress(budget.n_rounds(pool.size), t) as progress:
         while not finished:
             folder.status("running", round=t, n_labeled=pool.n_labeled)  # the round in progress
@@ -244,14 +253,10 @@ def run_active_learning(
             rounds.append(record)
             log.info("round %d  labels %d  accuracy %.4f  arch %s  %.1fs", t, record["n_labeled"], acc,
                      record["arch"], record["round_seconds"])
-            folder.rounds(rounds)
-            folder.selected(selected)
-            if search_rows:
-                folder.search(search_rows, SEARCH_FIELDS)
-            learning_curve(rounds, title, folder.path / "learning_curve.png")
-            arch_growth(rounds, title, folder.path / "arch_growth.png")
             # what a resumption needs to start round t + 1; after the last round, the mark that
-            # nothing is left (a run launched again into its folder is then not run again)
+            # nothing is left (a run launched again into its folder is then not run again). Saved
+            # before the files: a stop between the two leaves files one round behind a state that
+            # rewrites them, never a round in the files that no state can continue from
             state.save(folder.path, {
                 "next_round": t + 1, "finished": done, "config": config or {}, "selected": selected, "rounds": rounds,
                 "search": search_rows, "arch": {"name": previous.name, "params": dict(previous.params)},
@@ -260,6 +265,7 @@ def run_active_learning(
                 # with inheritance the next candidates start from these weights: part of the state
                 "parent": parent if inherit_weights else None,
             })
+            write_results()
             progress.update(t + 1, f"round {t}: done")
             if done:
                 break

@@ -271,7 +271,8 @@ def test_a_single_round_run_launched_again_into_its_folder_is_kept(tmp_path, mon
     assert read_json(one / "status.json")["state"] == "completed"
 
     (one / "status.json").write_text('{"state": "running", "round": 0}')
-    (one / "summary.json").unlink()
+    for name in ("summary.json", "rounds.csv", "selected.csv", "learning_curve.png"):
+        (one / name).unlink()  # a stop right after the state was saved: none of its files written
     code, out, err = run_cli_inprocess(args, tmp_path, monkeypatch, capsys)
     err += out  # the log, wherever Hydra's handler writes it
     assert code == 0 and "all 1 rounds were done already" in err, err
@@ -279,4 +280,30 @@ def test_a_single_round_run_launched_again_into_its_folder_is_kept(tmp_path, mon
     assert read_json(one / "status.json")["state"] == "completed"
     summary = read_json(one / "summary.json")
     assert summary["final_accuracy"] == json.loads(before["summary.json"])["final_accuracy"]
-    assert (one / "rounds.csv").read_bytes() == before["rounds.csv"]
+    assert {name: (one / name).read_bytes() for name in ("rounds.csv", "selected.csv")} == {
+        name: before[name] for name in ("rounds.csv", "selected.csv")}
+    assert (one / "learning_curve.png").is_file()
+
+
+def test_a_stop_after_round_0_saved_its_state_resumes(tmp_path, uninterrupted_run, monkeypatch, capsys):
+    """The state is saved before a round's files: a stop between the two, in round 0 too, leaves a
+    run that resumes to the uninterrupted results (before, rounds.csv held a round that no state
+    continued from: 'nothing to resume')."""
+    from dal_runner.io import RunFolder
+
+    folder, real = tmp_path / "run", RunFolder.rounds
+
+    def stop_once(self, rows, extra_fields=()):
+        monkeypatch.setattr(RunFolder, "rounds", real)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(RunFolder, "rounds", stop_once)
+    code, _, err = run_cli_inprocess([*BASE, f"hydra.run.dir={folder}"], tmp_path, monkeypatch, capsys)
+    assert code == 130 and f"dal-run resume={folder} continues it" in err, err
+    assert not (folder / "rounds.csv").exists()
+    assert torch.load(folder / "state" / "state.pt", weights_only=True)["next_round"] == 1
+    code, _, err = run_cli_inprocess([f"resume={folder}"], tmp_path, monkeypatch, capsys)
+    assert code == 0, err
+    assert without_timings(read_csv(folder / "rounds.csv")) == without_timings(
+        read_csv(uninterrupted_run / "rounds.csv"))
+    assert read_csv(folder / "selected.csv") == read_csv(uninterrupted_run / "selected.csv")
