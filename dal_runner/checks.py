@@ -3,6 +3,8 @@ is a ConfigError naming the key, the value and what is accepted."""
 
 from __future__ import annotations
 
+from typing import Optional
+
 from dal_runner.augment import Augment
 from dal_runner.config import TrainerConfig
 from dal_runner.errors import ConfigError, check_choice, check_positive
@@ -14,12 +16,12 @@ OPTIMIZERS = ("adam", "sgd")
 OBJECTIVES = ("cross_entropy", "joint_entropy")
 
 
-def check_budget(b: Budget, pool_size: int) -> Budget:
+def check_budget(b: Budget, pool_size: Optional[int] = None) -> Budget:
     check_positive("budget.initial", b.initial)
     check_positive("budget.max_labels", b.max_labels)
     if b.max_rounds is not None:
         check_positive("budget.max_rounds", b.max_rounds)
-    if b.max_labels > pool_size:
+    if pool_size is not None and b.max_labels > pool_size:
         raise ConfigError("budget.max_labels", b.max_labels, f"at most the pool size {pool_size}",
                           "larger than the unlabeled pool")
     if b.initial > b.max_labels:

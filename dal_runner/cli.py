@@ -15,11 +15,12 @@ from typing import List, Optional
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from dal_runner.config import register_configs
 from dal_runner.config_checks import hydra_message, check_resolvable, check_schema, check_values_given, explain
-from dal_runner.errors import ConfigError
+from dal_runner.errors import ConfigError, as_config_error
 from dal_runner.job_control import Terminated, remove_failed_start, stop_on_sigterm
 from dal_runner.cli_help import CONFIG_MODULE, help_text
 
@@ -231,6 +232,7 @@ def preflight(argv: List[str]) -> List[str]:
                     continue
                 check_values_given(cfg)
                 check_resolvable(cfg)
+                _check_values(cfg)
                 if cfg.trainer.get("deterministic"):
                     # read once, at cuBLAS's first use: in a sweep whose jobs share this process,
                     # that may be an earlier job's, so it is set before any job runs
@@ -251,6 +253,19 @@ def preflight(argv: List[str]) -> List[str]:
             except Exception as e:
                 fail(explain(e, job))
     return argv
+
+
+def _check_values(cfg: DictConfig) -> None:
+    """The values' checks that need no data, before any job starts; a config with ${hydra:...}
+    in a checked key is checked in its job, where Hydra's node resolves it."""
+    from omegaconf.errors import InterpolationResolutionError
+
+    from dal_runner.run import check_config
+
+    try:
+        check_config(cfg)
+    except InterpolationResolutionError:
+        pass
 
 
 def _completed_summary(run_dir: Path) -> Optional[dict]:
@@ -289,7 +304,10 @@ def _job(cfg: DictConfig, hydra_cfg, run_dir: Path, multirun: bool) -> Optional[
     try:
         experiment = run.build(cfg, choices)
         resume = run.resume_state(experiment, run_dir)  # resume=PATH, or a requeued SLURM job
-    except ConfigError as e:
+    except (ConfigError, OmegaConfBaseException) as e:  # the latter: ${hydra:...} that resolves badly in the job
+        if not isinstance(e, ConfigError):
+            task = OmegaConf.to_container(hydra_cfg.overrides.task, resolve=False)  # as typed
+            e = as_config_error(ValueError(explain(e, task)))
         if multirun:  # one bad job neither stops nor hides the others: its status.json says why
             run.mark_failed(run_dir, e, round_index=None)
             log.error("%s: %s", run_dir, e)

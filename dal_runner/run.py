@@ -229,7 +229,8 @@ def search_trainer(cfg: DictConfig, trainer: TrainerConfig) -> TrainerConfig:
     return dataclasses.replace(trainer, epochs=epochs, lr_milestones=milestones)
 
 
-def build_budget(cfg: DictConfig, pool_size: int) -> Budget:
+def build_budget(cfg: DictConfig, pool_size: Optional[int] = None) -> Budget:
+    """The budget; checked against the pool's size where it is known."""
     batch = cfg.batch
     if isinstance(batch, DictConfig):
         try:
@@ -296,8 +297,28 @@ def _default_query(name: str, budget: Budget, eval_batch_size: int):
 
 
 # ------------------------------------------------------------------------------ build / execute
-def build(cfg: DictConfig, choices: Optional[Dict[str, str]] = None) -> Experiment:
+def check_config(cfg: DictConfig) -> None:
+    """The checks of `build` that need neither the data nor the device. The preflight runs them for
+    every job of a command line, so a sweep with one bad value starts no job (submits none to
+    SLURM); the checks that need the data (the pool's size, the input's shape) run in the job."""
     check_positive("seed", cfg.seed, allow_zero=True)
+    check_choice("device", cfg.device, DEVICES)
+    check_trainer(OmegaConf.to_object(cfg.trainer))
+    check_augment(Augment(**OmegaConf.to_container(cfg.dataset.augment)))
+    arch_spec(cfg.arch, input_shape=())
+    check_choice("search", cfg.search.name, SEARCHES)
+    if cfg.search.name != "fixed":
+        split_is_nested(cfg.search)
+    build_query(cfg.query, build_budget(cfg.budget), 1)
+    uses_mc = cfg.query.name == "mc_dropout" or (cfg.query.name == "albl" and "mc_dropout" in cfg.query.strategies)
+    if uses_mc and cfg.arch.dropout == 0:  # every pass the same: scores all tie and the pool's order decides
+        raise ConfigError("arch.dropout", 0.0, "a probability in (0, 1) with MC-dropout, e.g. arch.dropout=0.5 "
+                          "(the active-iNAS protocol's)", f"query={cfg.query.name} samples dropout masks, and "
+                          "without dropout its passes are identical")
+
+
+def build(cfg: DictConfig, choices: Optional[Dict[str, str]] = None) -> Experiment:
+    check_config(cfg)
     device = resolve_device(cfg.device)
     trainer = check_trainer(OmegaConf.to_object(cfg.trainer))
     augment = check_augment(Augment(**OmegaConf.to_container(cfg.dataset.augment)))
@@ -310,11 +331,6 @@ def build(cfg: DictConfig, choices: Optional[Dict[str, str]] = None) -> Experime
         raise ConfigError("budget.initial", budget.initial, f"at least 2 with search={cfg.search.name}",
                           "the search splits the labeled set into S' and V'")
     query = build_query(cfg.query, budget, trainer.eval_batch_size, data.x_train.shape[0])
-    uses_mc = cfg.query.name == "mc_dropout" or (cfg.query.name == "albl" and "mc_dropout" in cfg.query.strategies)
-    if uses_mc and cfg.arch.dropout == 0:  # every pass the same: scores all tie and the pool's order decides
-        raise ConfigError("arch.dropout", 0.0, "a probability in (0, 1) with MC-dropout, e.g. arch.dropout=0.5 "
-                          "(the active-iNAS protocol's)", f"query={cfg.query.name} samples dropout masks, and "
-                          "without dropout its passes are identical")
     candidates_trainer = search_trainer(cfg.search, trainer)
     search = build_search(cfg.search, spec, data, int(cfg.seed), candidates_trainer.epochs)
     if augment.active and not data.is_image:

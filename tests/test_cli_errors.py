@@ -111,6 +111,13 @@ CASES = {
     "empty run folder": (["hydra.run.dir="], ["hydra.run.dir=''", "empty"]),
     "empty sweep folder": (["-m", "seed=0,1", "hydra.sweep.dir="], ["hydra.sweep.dir=''", "empty"]),
     "--cfg with -m": (["--cfg", "job", "-m", "seed=0,1"], ["--cfg with -m", "dal-run --cfg job"]),
+    # a sweep's values are checked for every job before any starts (or is submitted to SLURM)
+    "a sweep with one bad value": (["-m", "trainer.lr=0.1,-1"], ["trainer.lr=-1.0", "a finite number > 0"]),
+    "a sweep with MC-dropout and no dropout": (["-m", "query=mc_dropout", "arch.dropout=0.5,0"],
+                                               ["arch.dropout=0.0", "passes are identical"]),
+    "a sweep with a bad ALBL expert": (["-m", "query=albl", "query.strategies=[coreset,nope]", "seed=0,1"],
+                                       ["query.strategies=nope", "unknown option"]),
+    "a Hydra value that is no seed in one run": (["seed=${hydra:job.num}"], ["seed=${hydra:job.num}", "'None'"]),
 }
 
 
