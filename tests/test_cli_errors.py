@@ -15,7 +15,7 @@ from conftest import run_cli_inprocess
 def _corrupt_npz(tmp_path):
     path = tmp_path / "corrupt.npz"
     path.write_bytes(b"PK\x03\x04 this is not a zip archive")
-    return [f"dataset=npz", f"dataset.path={path}"]
+    return ["dataset=npz", f"dataset.path={path}"]
 
 
 def _npz_nan(tmp_path):
