@@ -68,6 +68,17 @@ def test_k_center_greedy_equals_brute_force(seed, n_labeled):
         assert k_center_greedy(pool, labeled, 12, block=block).tolist() == reference
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_k_center_greedy_breaks_exact_ties_by_the_first_index(seed):
+    """Small integer features: many points tie exactly, and the float32 distances are exact, so
+    the picks must be the literal greedy's, which takes the first of equal distances."""
+    rng = np.random.default_rng(seed)
+    pool, labeled = rng.integers(0, 4, size=(300, 6)).astype(np.float32), rng.integers(0, 4, size=(10, 6))
+    reference = brute_force_k_center(pool, labeled.astype(np.float32), 60)
+    for block in (0, 128):
+        assert k_center_greedy(pool, labeled, 60, chunk_size=64, block=block).tolist() == reference
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_k_center_greedy_chunked_equals_unchunked(seed):
     g = gen(seed)
@@ -124,6 +135,27 @@ def test_factorised_distances_equal_explicit_ones():
         factorised = sq_distances_to(a, h, sq, j).double()
         assert torch.allclose(factorised, explicit, rtol=1e-4, atol=1e-4 * float(explicit.max()))
         assert factorised[j] == 0.0
+
+
+def test_a_point_near_a_centre_keeps_its_d_squared():
+    """A point 1% (of the norm) from the centre is not a duplicate: float64 distances keep its
+    D^2 (float32 ones called everything nearer than 1.6% a duplicate, D^2 = 0, never sampled)."""
+    c, d = 10, 512
+    probs = random_probs(1, c, 0).repeat(3, 1)
+    base = torch.rand(d, generator=gen(1)) + 0.5
+    away = torch.randn(d, generator=gen(2))  # a little off the line, not only a shorter vector
+    # 0: the largest norm; 1: 1% of the norm away from it; 2: 0.01% away
+    h = torch.stack([base, base * 0.99 + 0.001 * base.norm() * away / away.norm(), base * 0.9999])
+    g = explicit_gradient_embedding(probs, h).double()
+    explicit = ((g - g[0]) ** 2).sum(dim=1)
+    a = gradient_factors(probs)
+    sq = (a * a).sum(dim=1) * (h * h).sum(dim=1)
+    factorised = sq_distances_to(a, h, sq, 0).double()
+    assert factorised[0] == 0.0 and (factorised[1:] > 0).all()
+    assert torch.allclose(factorised[1:], explicit[1:], rtol=1e-4)
+    # the first centre is point 0; then point 1 has D^2 about 10^4 times point 2's
+    seconds = [int(kmeans_pp(probs, h, 2, gen(seed), first="largest_norm")[1]) for seed in range(100)]
+    assert seconds.count(1) >= 98, seconds
 
 
 @pytest.mark.parametrize("first", ["uniform", "largest_norm"])

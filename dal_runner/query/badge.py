@@ -42,17 +42,30 @@ def explicit_gradient_embedding(probs: Array, embeddings: Array) -> torch.Tensor
 
 
 def sq_distances_to(a: torch.Tensor, h: torch.Tensor, sq: torch.Tensor, j: Union[int, torch.Tensor]) -> torch.Tensor:
-    """|g_i - g_j|^2 for every i from the factors alone (N), exactly 0 where rounding hides it.
+    """|g_i - g_j|^2 for every i from the factors alone (N), exactly 0 for a duplicate of the centre.
 
-    j: a position, or a 1-element LongTensor on the factors' device (no host round trip on a GPU).
-    Rounding in the factorised form is at most about 2 (C + D) eps (|g_i|^2 + |g_j|^2); a
-    distance below that cannot be told from 0 and is set to 0 (this also clamps the negatives),
-    so a duplicate of a centre has D^2 = 0 exactly and is never sampled. The bound is the worst
-    case, not the typical rounding: a point whose distance to a centre is under about
-    sqrt(4 (C + D) eps) of their norms (1.6% at C = 10, D = 512) counts as a duplicate too; its
-    D^2 would be under 2.5e-4 of their squared norms."""
+    j: a position, or a 1-element LongTensor on the factors' device. The factorised form cancels
+    for points close to the centre: in float32 its rounding is at most about 2 (C + D) eps
+    (|g_i|^2 + |g_j|^2), so a point nearer than about sqrt(4 (C + D) eps) of their norms (1.6% at
+    C = 10, D = 512) cannot be told from a duplicate. Those few points (the centre itself, its
+    duplicates, its near-duplicates) are computed again in float64, where the same bound is about
+    2e-6 of the norms: a duplicate gets D^2 = 0 exactly and is never sampled, a near-duplicate
+    keeps its own small D^2, as k-means++ has it. Finding them costs one host synchronisation per
+    centre on a GPU; the N x D work stays in float32."""
     j = torch.as_tensor(j, device=a.device).view(1)
     a_j, h_j, sq_j = a.index_select(0, j)[0], h.index_select(0, j)[0], sq.index_select(0, j)
+    d2 = sq + sq_j - 2.0 * (a @ a_j) * (h @ h_j)
+    floor = 2.0 * (a.shape[1] + h.shape[1]) * torch.finfo(d2.dtype).eps * (sq + sq_j)
+    close = (d2 <= floor).nonzero().view(-1)  # the centre itself at least
+    d2 = torch.where(d2 > floor, d2, torch.zeros_like(d2))
+    d2[close] = _sq_distances_float64(a.index_select(0, close), h.index_select(0, close), a_j, h_j).to(d2.dtype)
+    return d2
+
+
+def _sq_distances_float64(a: torch.Tensor, h: torch.Tensor, a_j: torch.Tensor, h_j: torch.Tensor) -> torch.Tensor:
+    """The factorised |g_i - g_j|^2 in float64 for a few rows (0 below float64's rounding bound)."""
+    a, h, a_j, h_j = a.double(), h.double(), a_j.double(), h_j.double()
+    sq, sq_j = (a * a).sum(dim=1) * (h * h).sum(dim=1), (a_j @ a_j) * (h_j @ h_j)
     d2 = sq + sq_j - 2.0 * (a @ a_j) * (h @ h_j)
     floor = 2.0 * (a.shape[1] + h.shape[1]) * torch.finfo(d2.dtype).eps * (sq + sq_j)
     return torch.where(d2 > floor, d2, torch.zeros_like(d2))

@@ -30,8 +30,10 @@ def _as_float32(a: Optional[Array], device: Optional[torch.device] = None) -> Op
 
 
 def _sq_norms(x: torch.Tensor) -> torch.Tensor:
-    # a reduction kernel: no N x D temporary (x * x would double the pool's memory)
-    return torch.linalg.vector_norm(x, dim=1).square_()
+    # a batched dot product: no N x D temporary (x * x would double the pool's memory), and no
+    # square root squared again, which rounds: exactly representable data (integer features)
+    # keeps exact distances, so equal distances tie and the first index wins, as documented
+    return torch.einsum("nd,nd->n", x, x)
 
 
 def min_sq_distances(pool: torch.Tensor, centres: torch.Tensor, chunk_size: int = 4096) -> torch.Tensor:
