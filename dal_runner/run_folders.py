@@ -150,12 +150,18 @@ def _key_order(key: str):
     return (GROUPS.index(group) if group in GROUPS else len(GROUPS), key != group, key)
 
 
+_SET_OTHER_GROUPS = ("dataset", "arch", "experiment")  # through conf/preset/<dataset>_<arch> and experiments
+
+
 def label_keys(runs: Sequence[Run], strategy_keys: Sequence[str] = ()) -> Tuple[List[str], List[str], bool]:
     """(environment keys, strategy keys, whether search and arch belong to the strategy).
 
     A key names runs apart only when it varies across them, and a config leaf only when the
-    varying group options do not already determine it (arch.n_blocks says nothing arch=resnet18
-    does not; a preset's search.epochs follows from the arch).
+    varying group options that can set it do not already determine it: its own group's option
+    (arch.n_blocks says nothing arch=resnet18 does not), and dataset, arch and experiment, which
+    choose the preset and the experiment (a preset's search.epochs follows from the arch). Other
+    options set only their own group's keys: trainer.epochs that varies along with the query is
+    a difference of protocol, shown (and so an environment), never hidden behind the strategy.
     """
     keys = sorted({k for r in runs for k in r.attrs}, key=_key_order)
     varying = [k for k in keys if len({r.attrs.get(k) for r in runs}) > 1]
@@ -163,9 +169,10 @@ def label_keys(runs: Sequence[Run], strategy_keys: Sequence[str] = ()) -> Tuple[
     shown = list(options)
     for key in varying:
         if key not in GROUPS:
+            setting = [g for g in options if g in (_group_of(key), *_SET_OTHER_GROUPS)]
             by_options = defaultdict(set)
             for r in runs:
-                by_options[tuple(r.attrs.get(g) for g in options)].add(r.attrs.get(key))
+                by_options[tuple(r.attrs.get(g) for g in setting)].add(r.attrs.get(key))
             if any(len(v) > 1 for v in by_options.values()):
                 shown.append(key)
     shown.sort(key=_key_order)

@@ -164,6 +164,22 @@ def test_runs_of_different_protocols_are_never_averaged_together(tmp_path):
     assert (out / "penalty_by_batch.png").is_file() and (out / "penalty_by_batch.svg").is_file()
 
 
+def test_a_key_that_varies_along_with_the_query_is_an_environment_not_hidden(tmp_path):
+    """margin at 8 epochs, random at 3: the query option does not set trainer.epochs, so the
+    difference is shown and the two are not paired (their gap would be the epochs', not the
+    query's). Before, a key that varied only together with the strategy was hidden."""
+    root = sweep(tmp_path / "runs")
+    for folder in root.iterdir():
+        config = yaml.safe_load((folder / ".hydra" / "config.yaml").read_text())
+        config["trainer"]["epochs"] = 8 if config["query"]["name"] == "margin" else 3
+        (folder / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    assert report.main([str(root), "--out", str(tmp_path / "out")]) == 0
+    assert {(r["environment"], r["strategy"]) for r in rows(tmp_path / "out" / "auc.csv")} == {
+        ("dataset=digits trainer.epochs=3", "query=random"), ("dataset=digits trainer.epochs=8", "query=margin")}
+    # random is its own reference (gain 0); margin has no random at 8 epochs to be paired with
+    assert [(r["strategy"], r["mean"]) for r in rows(tmp_path / "out" / "auc_gain.csv")] == [("query=random", "0.000000")]
+
+
 def test_arch_is_an_environment_unless_search_strategies_are_compared(tmp_path):
     sweep(tmp_path / "models" / "mlp", arch="mlp")
     sweep(tmp_path / "models" / "cnn", arch="cnn")
