@@ -154,6 +154,28 @@ def _alive_here(host, pid) -> bool:
     return True
 
 
+def _check_not_running(run_dir: Optional[Path], sweep_dir: Optional[str] = None, job: Optional[int] = None) -> None:
+    """A run launched into a folder where a run is still going (its status.json: running, by a
+    process alive on this machine) would write the same files twice over: refused. A process on
+    another host (a SLURM node) cannot be checked from here."""
+    from dal_runner.io import STATUS_JSON, read_json
+
+    if run_dir is None:
+        return
+    try:
+        status = read_json(run_dir / STATUS_JSON)
+    except (OSError, ValueError):
+        return
+    if status.get("state") != "running" or not _alive_here(status.get("host"), status.get("pid")):
+        return
+    going = f"still going (pid {status['pid']} on this machine)"
+    if job is None:
+        raise ConfigError("hydra.run.dir", str(run_dir), "another folder, or this one once the run stopped "
+                          "(wait for it, or stop it first)", f"a run there is {going}")
+    raise ConfigError("hydra.sweep.dir", str(Path(os.path.abspath(sweep_dir))), "another hydra.sweep.dir, or this "
+                      "one once its jobs stopped (wait for them, or stop them first)", f"its job {job} ({run_dir}) is {going}")
+
+
 def _check_resume(cfg: DictConfig, run_dir: Optional[Path] = None, job: Optional[int] = None) -> None:
     """A resumed run's config must be the one its state was made with: `resume=PATH`, or a run
     launched again into its folder (`run_dir`: hydra.run.dir, or job `job`'s folder of a sweep
@@ -245,8 +267,11 @@ def preflight(argv: List[str]) -> List[str]:
                 existing = check_writable(target, "hydra.sweep.dir / output_root" if multirun
                                           else "hydra.run.dir / output_root")
                 if multirun:  # a sweep launched again into its folder: each job's folder as it will be
-                    _check_resume(cfg, _sweep_job_dir(cfg, target, number), number)
+                    job_dir = _sweep_job_dir(cfg, target, number)
+                    _check_not_running(job_dir, target, number)
+                    _check_resume(cfg, job_dir, number)
                 else:
+                    _check_not_running(Path(os.path.abspath(target)))
                     _check_resume(cfg, Path(os.path.abspath(target)))
                 if not multirun:  # what Hydra will create below it is removed again if the run cannot start
                     _CURRENT["existing"] = existing

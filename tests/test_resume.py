@@ -217,6 +217,32 @@ def test_resume_of_a_run_still_going_is_refused(tmp_path, killed_run, monkeypatc
     assert code == 2 and f"still going (pid {other.pid}" in err
 
 
+def test_a_run_or_sweep_launched_into_a_folder_still_going_is_refused(tmp_path, killed_run, monkeypatch, capsys):
+    """The same command again into a run's folder, or a sweep's, while its process still writes
+    there: refused before anything is written (before, a second process resumed the same rounds
+    and both wrote the same files)."""
+    import socket
+
+    _, _, _, snapshot = killed_run
+    busy, sweep = tmp_path / "busy", tmp_path / "sweep"
+    shutil.copytree(snapshot, busy)
+    (sweep / "1").mkdir(parents=True)
+    with subprocess.Popen(["sleep", "60"]) as other:  # stands for the dal-run that writes the folder
+        status = {**read_json(busy / "status.json"), "host": socket.gethostname(), "pid": other.pid}
+        for folder in (busy, sweep / "1"):
+            (folder / "status.json").write_text(json.dumps(status))
+        before = (busy / ".hydra" / "config.yaml").read_bytes()
+        code, _, err = run_cli_inprocess([*BASE, f"hydra.run.dir={busy}"], tmp_path, monkeypatch, capsys)
+        assert code == 2, err
+        assert f"hydra.run.dir={busy}: a run there is still going (pid {other.pid} on this machine)" in err
+        assert (busy / ".hydra" / "config.yaml").read_bytes() == before
+        code, _, err = run_cli_inprocess(["-m", *BASE, "seed=0,1", f"hydra.sweep.dir={sweep}"], tmp_path,
+                                         monkeypatch, capsys)
+        other.kill()
+    assert code == 2 and f"its job 1 ({sweep / '1'}) is still going (pid {other.pid}" in err, err
+    assert not (sweep / "0").exists()
+
+
 @pytest.mark.parametrize("sig, status, how", [(signal.SIGTERM, 143, "terminated (SIGTERM)"),
                                               (signal.SIGINT, 130, "interrupted (Ctrl-C)")])
 def test_sigterm_or_ctrl_c_leaves_an_interrupted_run_that_resumes(tmp_path, uninterrupted_run, sig, status, how):
