@@ -11,8 +11,9 @@ or for one sweep: `dal-run -m ... +hydra.callbacks.report._target_=dal_runner.ca
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
@@ -22,6 +23,21 @@ log = logging.getLogger("dal_runner")
 # (run folder, reason, number of runs in the sweep) of every run of the last sweep that did not
 # complete; `dal-run` exits with status 1 when it is not empty
 FAILED_RUNS: List[Tuple[str, str, int]] = []
+
+# sweep folder (absolute) -> the folders of the jobs `dal-run -m` launches into it, set by its
+# preflight: a sweep launched again into its folder with fewer jobs leaves the others' folders
+# there, and its end counts and reports only its own. Not set (a sweep started otherwise, or a
+# hydra.sweep.subdir that only the job knows): every run folder under the sweep folder.
+LAUNCHED_JOBS: Dict[str, List[Path]] = {}
+
+
+def sweep_jobs(sweep: Path) -> Tuple[List[Path], List[Path]]:
+    """(this launch's job folders, run folders under `sweep` from an earlier launch)."""
+    found = sorted({p.parent.parent for p in sweep.glob("**/.hydra/config.yaml")} - {sweep / "report"})
+    launched = LAUNCHED_JOBS.get(os.path.abspath(sweep))
+    if launched is None:
+        return found, []
+    return list(launched), [f for f in found if f not in set(launched)]
 
 
 class SweepStatus(Callback):
@@ -36,19 +52,24 @@ class SweepStatus(Callback):
         from dal_runner.io import STATUS_JSON, read_json
 
         FAILED_RUNS.clear()
-        sweep = Path(str(config.hydra.sweep.dir))
-        folders = sorted({p.parent.parent for p in sweep.glob("**/.hydra/config.yaml")} - {sweep / "report"})
+        sweep = Path(os.path.abspath(str(config.hydra.sweep.dir)))
+        folders, earlier = sweep_jobs(sweep)
         bad = []
         for folder in folders:
             try:
                 status = read_json(folder / STATUS_JSON)
             except (OSError, ValueError):
-                status = {"state": "missing status.json"}
+                status = {"state": "missing status.json" if folder.is_dir() else "never started (no job folder)"}
             if status.get("state") != "completed":
                 where = f" in round {status['round']}" if status.get("round") is not None else ""
                 bad.append((str(folder), f"{status.get('state')}{where}: {status.get('error', '')}".rstrip(": ")))
         FAILED_RUNS.extend((folder, reason, len(folders)) for folder, reason in bad)
         log.info("sweep %s: %d of %d runs completed", sweep, len(folders) - len(bad), len(folders))
+        if earlier:
+            log.info("sweep %s: %d run folder(s) there are from an earlier launch, not this one (%s): left out "
+                     "of this count and of the report; `dal-report %s` includes them", sweep, len(earlier),
+                     ", ".join(str(f.relative_to(sweep)) for f in earlier[:5]) + (", ..." if len(earlier) > 5 else ""),
+                     sweep)
 
 
 class ReportOnMultirunEnd(Callback):
@@ -66,8 +87,13 @@ class ReportOnMultirunEnd(Callback):
         self.strategy = list(strategy) if strategy else None  # dal-report --strategy (e.g. trainer.objective)
 
     def argv(self, sweep_dir: str) -> List[str]:
-        argv = [str(sweep_dir), "--alpha", str(self.alpha)]
-        if self.out:
+        """`dal-report <sweep dir>`; with run folders of an earlier launch there, this launch's
+        job folders, written to <sweep dir>/report all the same."""
+        jobs, earlier = sweep_jobs(Path(os.path.abspath(sweep_dir)))
+        argv = [str(sweep_dir)] if not earlier else [*(str(j) for j in jobs if j.is_dir()), "--out",
+                                                      self.out or str(Path(sweep_dir) / "report")]
+        argv += ["--alpha", str(self.alpha)]
+        if self.out and not earlier:
             argv += ["--out", str(self.out)]
         if self.reference:
             argv += ["--reference", *map(str, self.reference)]

@@ -22,6 +22,7 @@ from dal_runner.config import register_configs
 from dal_runner.config_checks import hydra_message, check_resolvable, check_schema, check_values_given, explain
 from dal_runner.errors import ConfigError, as_config_error
 from dal_runner.job_control import Terminated, remove_failed_start, stop_on_sigterm
+from dal_runner.callbacks import LAUNCHED_JOBS
 from dal_runner.cli_help import CONFIG_MODULE, help_text
 
 # Hydra flags that take a value (their value is not an override)
@@ -245,6 +246,8 @@ def preflight(argv: List[str]) -> List[str]:
         jobs = _job_overrides(overrides, multirun)
     except Exception as e:  # an override Hydra cannot parse
         fail(hydra_message(e, overrides))
+    LAUNCHED_JOBS.clear()
+    job_dirs: List[Optional[Path]] = []
     with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
         for number, job in enumerate(jobs):
             try:
@@ -268,6 +271,7 @@ def preflight(argv: List[str]) -> List[str]:
                                           else "hydra.run.dir / output_root")
                 if multirun:  # a sweep launched again into its folder: each job's folder as it will be
                     job_dir = _sweep_job_dir(cfg, target, number)
+                    job_dirs.append(job_dir)
                     _check_not_running(job_dir, target, number)
                     _check_resume(cfg, job_dir, number)
                 else:
@@ -277,6 +281,8 @@ def preflight(argv: List[str]) -> List[str]:
                     _CURRENT["existing"] = existing
             except Exception as e:
                 fail(explain(e, job))
+    if multirun and job_dirs and None not in job_dirs:  # the sweep's end counts and reports these jobs
+        LAUNCHED_JOBS[os.path.abspath(target)] = job_dirs
     return argv
 
 

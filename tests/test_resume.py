@@ -155,6 +155,23 @@ def test_one_failing_job_neither_stops_nor_corrupts_the_sweep(tmp_path, monkeypa
     assert cli.preflight(same) == same
 
 
+def test_a_sweep_launched_again_with_fewer_jobs_counts_and_reports_its_own(tmp_path, monkeypatch, capsys):
+    """seed=0,1,2 then seed=0,1 into the same folder: the second launch's end counts 2 runs and
+    its report averages seeds 0 and 1, saying that job 2 is from the earlier launch (before: '3 of
+    3 runs completed' and seeds 0 1 2 averaged, while multirun.yaml said seed=0,1)."""
+    sweep = tmp_path / "sweep"
+    args = ["-m", "search=fixed", "arch=mlp", "budget.max_rounds=2", "trainer.epochs=2", f"hydra.sweep.dir={sweep}"]
+    code, out, err = run_cli_inprocess([*args, "seed=0,1,2"], tmp_path, monkeypatch, capsys)
+    assert code == 0 and "3 of 3 runs completed" in out + err, err
+    assert read_csv(sweep / "report" / "auc.csv")[0]["seeds"] == "0 1 2"
+    # a job of the earlier launch that failed is not this launch's failure: exit 0
+    (sweep / "2" / "status.json").write_text('{"state": "failed", "error": "stands for a failed job"}')
+    code, out, err = run_cli_inprocess([*args, "seed=0,1"], tmp_path, monkeypatch, capsys)
+    assert code == 0 and "2 of 2 runs completed" in out + err, err
+    assert "1 run folder(s) there are from an earlier launch, not this one (2)" in out + err
+    assert read_csv(sweep / "report" / "auc.csv")[0]["seeds"] == "0 1"
+
+
 def test_diverging_loss_fails_the_run_with_its_round(small_run, tmp_path):
     from dal_runner.train import TrainingDiverged
 
