@@ -117,9 +117,8 @@ def _resume_argv(argv: List[str], overrides: List[str], multirun: bool) -> List[
         status = read_json(path / STATUS_JSON)
     except (OSError, ValueError):
         pass
-    if status.get("state") == "completed":
-        print(f"dal-run: {path} already completed; nothing to resume", file=sys.stderr)
-        sys.exit(0)
+    if status.get("state") == "completed":  # checked against the config given now, then nothing runs
+        _CURRENT["completed"] = path
     if status.get("state") == "running" and _alive_here(status.get("host"), status.get("pid")):
         fail(f"{given}: the run is still going (pid {status['pid']} on this machine); "
              f"accepted: a run that stopped (wait for it, or stop it first)")
@@ -231,6 +230,7 @@ def preflight(argv: List[str]) -> List[str]:
     from hydra import compose, initialize_config_module
     from hydra.core.utils import setup_globals
 
+    _CURRENT["completed"] = None
     overrides, multirun, custom_config = _split_argv(argv)
     if custom_config:
         return argv  # the user brought their own config tree; Hydra reports its errors
@@ -277,6 +277,9 @@ def preflight(argv: List[str]) -> List[str]:
                 else:
                     _check_not_running(Path(os.path.abspath(target)))
                     _check_resume(cfg, Path(os.path.abspath(target)))
+                    if _CURRENT.get("completed"):  # resume= of a completed run, with its own config
+                        print(f"dal-run: {_CURRENT['completed']} already completed; nothing to resume", file=sys.stderr)
+                        sys.exit(0)
                 if not multirun:  # what Hydra will create below it is removed again if the run cannot start
                     _CURRENT["existing"] = existing
             except Exception as e:
@@ -366,7 +369,7 @@ def _job(cfg: DictConfig, hydra_cfg, run_dir: Path, multirun: bool) -> Optional[
 
 # the job running now (for the message on a stop), and the nearest folder of a single run's
 # output path that existed before Hydra made the rest (preflight)
-_CURRENT: dict = {"run_dir": None, "sweep_dir": None, "existing": None}
+_CURRENT: dict = {"run_dir": None, "sweep_dir": None, "existing": None, "completed": None}
 
 
 def _stopped(how: str, status: int) -> None:
@@ -416,6 +419,10 @@ def run_main() -> None:
     if "--help" in argv or "-h" in argv:
         print(help_text())
         return
+    completion = [i for i, a in enumerate(argv) if a in ("--shell-completion", "-sc")]
+    if completion and not any(a.split("=")[0] in ("install", "uninstall", "query") for a in argv[completion[0] + 1:]):
+        fail(f"{argv[completion[0]]}: no command given; accepted: {argv[completion[0]]} install=bash "
+             f"(or zsh, fish), uninstall=bash, or query=... (Hydra's shell completion)")
     if not any(a in ("--hydra-help", "--version", "--info", "-i", "--shell-completion", "-sc") or
                a.startswith("--info") for a in argv):
         sys.argv = [sys.argv[0], *preflight(argv)]

@@ -312,9 +312,11 @@ def check_config(cfg: DictConfig) -> None:
     build_query(cfg.query, build_budget(cfg.budget), 1)
     uses_mc = cfg.query.name == "mc_dropout" or (cfg.query.name == "albl" and "mc_dropout" in cfg.query.strategies)
     if uses_mc and cfg.arch.dropout == 0:  # every pass the same: scores all tie and the pool's order decides
+        who = "query=mc_dropout samples" if cfg.query.name == "mc_dropout" else \
+            "query=albl with mc_dropout in query.strategies: mc_dropout samples"
         raise ConfigError("arch.dropout", 0.0, "a probability in (0, 1) with MC-dropout, e.g. arch.dropout=0.5 "
-                          "(the active-iNAS protocol's)", f"query={cfg.query.name} samples dropout masks, and "
-                          "without dropout its passes are identical")
+                          "(the active-iNAS protocol's)", f"{who} dropout masks, and without dropout its passes "
+                          "are identical")
 
 
 def build(cfg: DictConfig, choices: Optional[Dict[str, str]] = None) -> Experiment:

@@ -70,6 +70,8 @@ CASES = {
     "zero rounds": (["budget.max_rounds=0"], ["budget.max_rounds=0", "> 0"]),
     "MC-dropout with no passes": (["query=mc_dropout", "query.passes=0", "arch.dropout=0.5"], ["query.passes=0", "> 0"]),
     "MC-dropout without dropout": (["query=mc_dropout"], ["arch.dropout=0.0", "passes are identical", "arch.dropout=0.5"]),
+    "ALBL with an MC-dropout expert without dropout": (["query=albl", "query.strategies=[random,mc_dropout]"],
+                                                       ["arch.dropout=0.0", "mc_dropout in query.strategies"]),
     "ALBL delta out of range": (["query=albl", "query.delta=1.5"], ["query.delta=1.5", "(0, 1)"]),
     "ALBL p_min above 1/K": (["query=albl", "query.p_min=0.01"], ["query.p_min=0.01", "(0, 1 / K]", "1257"]),
     "ALBL zero horizon": (["query=albl", "query.horizon=0"], ["query.horizon=0", "> 0"]),
@@ -117,6 +119,7 @@ CASES = {
                                                ["arch.dropout=0.0", "passes are identical"]),
     "a sweep with a bad ALBL expert": (["-m", "query=albl", "query.strategies=[coreset,nope]", "seed=0,1"],
                                        ["query.strategies=nope", "unknown option"]),
+    "shell completion without a command": (["--shell-completion"], ["--shell-completion: no command given", "install=bash"]),
     "a Hydra value that is no seed in one run": (["seed=${hydra:job.num}"], ["seed=${hydra:job.num}", "'None'"]),
 }
 

@@ -89,6 +89,10 @@ def test_resume_of_a_completed_run_changes_nothing(killed_run, monkeypatch, caps
     code, _, err = run_cli_inprocess([f"resume={full}"], root, monkeypatch, capsys)
     assert code == 0 and "already completed" in err
     assert (full / "rounds.csv").read_bytes() == before
+    # with another config it is refused as for a stopped run (before: "nothing to resume", exit 0)
+    code, _, err = run_cli_inprocess([f"resume={full}", "trainer.epochs=5"], root, monkeypatch, capsys)
+    assert code == 2 and "the run was made with another config (trainer.epochs: 60 there, 5 here)" in err, err
+    assert (full / "rounds.csv").read_bytes() == before
 
 
 def test_report_of_an_interrupted_run_says_why(killed_run):
