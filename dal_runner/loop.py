@@ -211,7 +211,9 @@ def run_active_learning(
                 if parent is None:
                     log.info("round %d: %s was not trained to the end this round; the next candidates start from scratch",
                              t, result.spec)
-            if previous is not None and result.spec != previous:
+            if previous is None:
+                log.info("round %d: architecture %s", t, result.spec)
+            elif result.spec != previous:
                 log.info("round %d: architecture %s -> %s", t, previous, result.spec)
             previous = result.spec
             search_rows += [{"round": t, **row, "val_accuracy": _rounded(row.get("val_accuracy"))}
