@@ -151,7 +151,11 @@ def _alive_here(host, pid) -> bool:
         return False
     except PermissionError:  # another user's process
         return True
-    return True
+    try:  # Linux: a pid the system gave again to another program is not the run
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True
+    return any(name in cmdline for name in (b"python", b"dal-run", b"dal_runner"))
 
 
 def _check_not_running(run_dir: Optional[Path], sweep_dir: Optional[str] = None, job: Optional[int] = None) -> None:

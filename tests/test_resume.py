@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -230,12 +231,18 @@ def test_resume_of_a_run_still_going_is_refused(tmp_path, killed_run, monkeypatc
     _, _, _, snapshot = killed_run
     busy = tmp_path / "busy"
     shutil.copytree(snapshot, busy)
-    with subprocess.Popen(["sleep", "60"]) as other:  # stands for the dal-run that writes the folder
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) as other:  # a dal-run busy in a round
         status = {**read_json(busy / "status.json"), "host": socket.gethostname(), "pid": other.pid}
         (busy / "status.json").write_text(json.dumps(status))
         code, _, err = run_cli_inprocess([f"resume={busy}"], tmp_path, monkeypatch, capsys)
         other.kill()
     assert code == 2 and f"still going (pid {other.pid}" in err
+    # a pid the system gave again to another program (not python) is no run that is going
+    with subprocess.Popen(["sleep", "60"]) as other:
+        (busy / "status.json").write_text(json.dumps({**status, "pid": other.pid}))
+        code, _, err = run_cli_inprocess([f"resume={busy}", "trainer.epochs=5"], tmp_path, monkeypatch, capsys)
+        other.kill()
+    assert code == 2 and "still going" not in err and "another config" in err, err
 
 
 def test_a_run_or_sweep_launched_into_a_folder_still_going_is_refused(tmp_path, killed_run, monkeypatch, capsys):
@@ -248,7 +255,7 @@ def test_a_run_or_sweep_launched_into_a_folder_still_going_is_refused(tmp_path, 
     busy, sweep = tmp_path / "busy", tmp_path / "sweep"
     shutil.copytree(snapshot, busy)
     (sweep / "1").mkdir(parents=True)
-    with subprocess.Popen(["sleep", "60"]) as other:  # stands for the dal-run that writes the folder
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) as other:  # a dal-run busy in a round
         status = {**read_json(busy / "status.json"), "host": socket.gethostname(), "pid": other.pid}
         for folder in (busy, sweep / "1"):
             (folder / "status.json").write_text(json.dumps(status))
