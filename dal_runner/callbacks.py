@@ -35,7 +35,8 @@ def sweep_jobs(sweep: Path) -> Tuple[List[Path], List[Path]]:
     """(this launch's job folders, run folders under `sweep` from an earlier launch)."""
     found = sorted({p.parent.parent for p in sweep.glob("**/.hydra/config.yaml")} - {sweep / "report"})
     launched = LAUNCHED_JOBS.get(os.path.abspath(sweep))
-    if launched is None:
+    if launched is None or not all(j.is_dir() for j in launched):
+        # a subdir that resolves otherwise in the job (${now:...}, a resolver): the folders found
         return found, []
     return list(launched), [f for f in found if f not in set(launched)]
 
@@ -59,7 +60,7 @@ class SweepStatus(Callback):
             try:
                 status = read_json(folder / STATUS_JSON)
             except (OSError, ValueError):
-                status = {"state": "missing status.json" if folder.is_dir() else "never started (no job folder)"}
+                status = {"state": "missing status.json"}
             if status.get("state") != "completed":
                 where = f" in round {status['round']}" if status.get("round") is not None else ""
                 bad.append((str(folder), f"{status.get('state')}{where}: {status.get('error', '')}".rstrip(": ")))
@@ -90,7 +91,7 @@ class ReportOnMultirunEnd(Callback):
         """`dal-report <sweep dir>`; with run folders of an earlier launch there, this launch's
         job folders, written to <sweep dir>/report all the same."""
         jobs, earlier = sweep_jobs(Path(os.path.abspath(sweep_dir)))
-        argv = [str(sweep_dir)] if not earlier else [*(str(j) for j in jobs if j.is_dir()), "--out",
+        argv = [str(sweep_dir)] if not earlier else [*map(str, jobs), "--out",
                                                       self.out or str(Path(sweep_dir) / "report")]
         argv += ["--alpha", str(self.alpha)]
         if self.out and not earlier:

@@ -16,7 +16,7 @@ from typing import List, Optional
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import InterpolationResolutionError
 
 from dal_runner.config import register_configs
 from dal_runner.config_checks import hydra_message, check_resolvable, check_schema, check_values_given, explain
@@ -125,6 +125,9 @@ def _resume_argv(argv: List[str], overrides: List[str], multirun: bool) -> List[
     try:
         state.load(path, mmap=True)
     except state.ResumeError as e:
+        if _CURRENT["completed"]:  # its results stand; only the state that would check the config is gone
+            print(f"dal-run: {path} already completed; nothing to resume", file=sys.stderr)
+            sys.exit(0)
         fail(f"{given}: {e}; accepted: {e.accepted}")
     others = [o for o in overrides if o.split("=", 1)[0] not in ("resume",) and not o.startswith("hydra.")]
     flags = [a for a in argv if a not in overrides]
@@ -235,6 +238,7 @@ def preflight(argv: List[str]) -> List[str]:
     from hydra.core.utils import setup_globals
 
     _CURRENT["completed"] = None
+    LAUNCHED_JOBS.clear()
     overrides, multirun, custom_config = _split_argv(argv)
     if custom_config:
         return argv  # the user brought their own config tree; Hydra reports its errors
@@ -250,7 +254,6 @@ def preflight(argv: List[str]) -> List[str]:
         jobs = _job_overrides(overrides, multirun)
     except Exception as e:  # an override Hydra cannot parse
         fail(hydra_message(e, overrides))
-    LAUNCHED_JOBS.clear()
     job_dirs: List[Optional[Path]] = []
     with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
         for number, job in enumerate(jobs):
@@ -294,16 +297,11 @@ def preflight(argv: List[str]) -> List[str]:
 
 
 def _check_values(cfg: DictConfig) -> None:
-    """The values' checks that need no data, before any job starts; a config with ${hydra:...}
-    in a checked key is checked in its job, where Hydra's node resolves it."""
-    from omegaconf.errors import InterpolationResolutionError
-
+    """The values' checks that need no data, before any job starts; a check of a key that holds
+    ${hydra:...} runs in its job, where Hydra's node resolves it."""
     from dal_runner.run import check_config
 
-    try:
-        check_config(cfg)
-    except InterpolationResolutionError:
-        pass
+    check_config(cfg, unresolved_ok=True)
 
 
 def _completed_summary(run_dir: Path) -> Optional[dict]:
@@ -342,7 +340,7 @@ def _job(cfg: DictConfig, hydra_cfg, run_dir: Path, multirun: bool) -> Optional[
     try:
         experiment = run.build(cfg, choices)
         resume = run.resume_state(experiment, run_dir)  # resume=PATH, or a requeued SLURM job
-    except (ConfigError, OmegaConfBaseException) as e:  # the latter: ${hydra:...} that resolves badly in the job
+    except (ConfigError, InterpolationResolutionError) as e:  # the latter: ${hydra:...} that resolves badly in the job
         if not isinstance(e, ConfigError):
             task = OmegaConf.to_container(hydra_cfg.overrides.task, resolve=False)  # as typed
             e = as_config_error(ValueError(explain(e, task)))
@@ -424,7 +422,7 @@ def run_main() -> None:
         print(help_text())
         return
     completion = [i for i, a in enumerate(argv) if a in ("--shell-completion", "-sc")]
-    if completion and not any(a.split("=")[0] in ("install", "uninstall", "query") for a in argv[completion[0] + 1:]):
+    if completion and not any(a.split("=")[0] in ("install", "uninstall", "query") for a in argv):
         fail(f"{argv[completion[0]]}: no command given; accepted: {argv[completion[0]]} install=bash "
              f"(or zsh, fish), uninstall=bash, or query=... (Hydra's shell completion)")
     if not any(a in ("--hydra-help", "--version", "--info", "-i", "--shell-completion", "-sc") or

@@ -297,19 +297,35 @@ def _default_query(name: str, budget: Budget, eval_batch_size: int):
 
 
 # ------------------------------------------------------------------------------ build / execute
-def check_config(cfg: DictConfig) -> None:
+def check_config(cfg: DictConfig, unresolved_ok: bool = False) -> None:
     """The checks of `build` that need neither the data nor the device. The preflight runs them for
     every job of a command line, so a sweep with one bad value starts no job (submits none to
-    SLURM); the checks that need the data (the pool's size, the input's shape) run in the job."""
-    check_positive("seed", cfg.seed, allow_zero=True)
-    check_choice("device", cfg.device, DEVICES)
-    check_trainer(OmegaConf.to_object(cfg.trainer))
-    check_augment(Augment(**OmegaConf.to_container(cfg.dataset.augment)))
-    arch_spec(cfg.arch, input_shape=())
-    check_choice("search", cfg.search.name, SEARCHES)
-    if cfg.search.name != "fixed":
-        split_is_nested(cfg.search)
-    build_query(cfg.query, build_budget(cfg.budget), 1)
+    SLURM); the checks that need the data (the pool's size, the input's shape) run in the job.
+
+    unresolved_ok (the preflight): a check whose keys hold ${hydra:...}, which only the job
+    resolves (seed=${hydra:job.num}), is left to the job; the other checks still run."""
+    from omegaconf.errors import InterpolationResolutionError
+
+    checks = [
+        lambda: check_positive("seed", cfg.seed, allow_zero=True),
+        lambda: check_choice("device", cfg.device, DEVICES),
+        lambda: check_trainer(OmegaConf.to_object(cfg.trainer)),
+        lambda: check_augment(Augment(**OmegaConf.to_container(cfg.dataset.augment, resolve=True))),
+        lambda: arch_spec(cfg.arch, input_shape=()),
+        lambda: check_choice("search", cfg.search.name, SEARCHES),
+        lambda: cfg.search.name == "fixed" or split_is_nested(cfg.search),
+        lambda: build_query(cfg.query, build_budget(cfg.budget), 1),
+        lambda: _check_mc_dropout(cfg),
+    ]
+    for check in checks:
+        try:
+            check()
+        except InterpolationResolutionError:
+            if not unresolved_ok:
+                raise
+
+
+def _check_mc_dropout(cfg: DictConfig) -> None:
     uses_mc = cfg.query.name == "mc_dropout" or (cfg.query.name == "albl" and "mc_dropout" in cfg.query.strategies)
     if uses_mc and cfg.arch.dropout == 0:  # every pass the same: scores all tie and the pool's order decides
         who = "query=mc_dropout samples" if cfg.query.name == "mc_dropout" else \

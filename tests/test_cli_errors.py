@@ -115,6 +115,8 @@ CASES = {
     "--cfg with -m": (["--cfg", "job", "-m", "seed=0,1"], ["--cfg with -m", "dal-run --cfg job"]),
     # a sweep's values are checked for every job before any starts (or is submitted to SLURM)
     "a sweep with one bad value": (["-m", "trainer.lr=0.1,-1"], ["trainer.lr=-1.0", "a finite number > 0"]),
+    "a sweep with one bad value and its seeds from Hydra": (["-m", "seed=${hydra:job.num}", "trainer.lr=0.1,-1"],
+                                                            ["trainer.lr=-1.0", "a finite number > 0"]),
     "a sweep with MC-dropout and no dropout": (["-m", "query=mc_dropout", "arch.dropout=0.5,0"],
                                                ["arch.dropout=0.0", "passes are identical"]),
     "a sweep with a bad ALBL expert": (["-m", "query=albl", "query.strategies=[coreset,nope]", "seed=0,1"],
@@ -197,3 +199,9 @@ def test_interpolations_only_a_launched_job_resolves_pass_the_preflight(tmp_path
     assert cli.preflight(argv) == argv
     with pytest.raises(SystemExit):
         cli.preflight(["-m", "search=fixed", "arch=mlp", "seed=${oops}", "trainer.lr=0.001,0.002"])
+
+
+def test_shell_completion_takes_its_command_before_or_after_the_flag(tmp_path, monkeypatch, capsys):
+    for args in (["-sc", "install=bash"], ["install=bash", "-sc"]):
+        code, out, err = run_cli_inprocess(args, tmp_path, monkeypatch, capsys)
+        assert code == 0 and "hydra_bash_completion" in out, (args, err)

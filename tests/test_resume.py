@@ -90,6 +90,12 @@ def test_resume_of_a_completed_run_changes_nothing(killed_run, monkeypatch, caps
     code, _, err = run_cli_inprocess([f"resume={full}"], root, monkeypatch, capsys)
     assert code == 0 and "already completed" in err
     assert (full / "rounds.csv").read_bytes() == before
+    # its state removed (to save space): still completed, nothing to check the config against
+    stateless = root / "stateless"
+    shutil.copytree(full, stateless)
+    shutil.rmtree(stateless / "state")
+    code, _, err = run_cli_inprocess([f"resume={stateless}"], root, monkeypatch, capsys)
+    assert code == 0 and "already completed" in err, err
     # with another config it is refused as for a stopped run (before: "nothing to resume", exit 0)
     code, _, err = run_cli_inprocess([f"resume={full}", "trainer.epochs=5"], root, monkeypatch, capsys)
     assert code == 2 and "the run was made with another config (trainer.epochs: 60 there, 5 here)" in err, err
@@ -174,6 +180,18 @@ def test_a_sweep_launched_again_with_fewer_jobs_counts_and_reports_its_own(tmp_p
     code, out, err = run_cli_inprocess([*args, "seed=0,1"], tmp_path, monkeypatch, capsys)
     assert code == 0 and "2 of 2 runs completed" in out + err, err
     assert "1 run folder(s) there are from an earlier launch, not this one (2)" in out + err
+    assert read_csv(sweep / "report" / "auc.csv")[0]["seeds"] == "0 1"
+
+
+def test_a_sweep_whose_job_folders_only_the_jobs_know_is_counted_from_its_folders(tmp_path, monkeypatch, capsys):
+    """hydra.sweep.subdir with ${now:...}: the preflight cannot know the jobs' folders, so the
+    sweep's end counts and reports the folders it finds (not 'never started' for every job)."""
+    sweep = tmp_path / "sweep"
+    code, out, err = run_cli_inprocess(["-m", "search=fixed", "arch=mlp", "budget.max_rounds=1", "trainer.epochs=1",
+                                        "seed=0,1", f"hydra.sweep.dir={sweep}",
+                                        "hydra.sweep.subdir=${hydra.job.num}_${now:%H%M%S%f}"],
+                                       tmp_path, monkeypatch, capsys)
+    assert code == 0 and "2 of 2 runs completed" in out + err, err
     assert read_csv(sweep / "report" / "auc.csv")[0]["seeds"] == "0 1"
 
 
