@@ -7,6 +7,7 @@ value, what is accepted) with exit status 2, before any run folder exists.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -207,7 +208,8 @@ def _check_resume(cfg: DictConfig, run_dir: Optional[Path] = None, job: Optional
             raise
         current = OmegaConf.to_container(cfg, resolve=False)
         current.pop("hydra", None)
-        current = OmegaConf.to_container(OmegaConf.create(current), resolve=True)
+        with _hydra_node(cfg, job):  # seed=${hydra:job.num} resolves as in the job
+            current = OmegaConf.to_container(OmegaConf.create(current), resolve=True)
         state.check_same_config(path, saved["config"], current)
     except state.ResumeError as e:
         if job is None:
@@ -215,6 +217,25 @@ def _check_resume(cfg: DictConfig, run_dir: Optional[Path] = None, job: Optional
         raise ConfigError(key, str(path.parent), "the sweep's own overrides, in their order (it numbers the jobs; "
                           "its jobs are then kept or continued), or another hydra.sweep.dir",
                           f"its job {job} ({path}): {e}") from None
+
+
+@contextlib.contextmanager
+def _hydra_node(cfg: DictConfig, job: Optional[int]):
+    """Hydra's node as job `job` of a sweep will see it (hydra.job.num set, as the launchers
+    set it), for ${hydra:...} in the run's keys; the node before is restored after."""
+    from omegaconf import open_dict
+
+    instance = HydraConfig.instance()
+    before = instance.cfg
+    if job is not None:
+        node = cfg.copy()
+        with open_dict(node):
+            node.hydra.job.num = job
+        instance.set_config(node)
+    try:
+        yield
+    finally:
+        instance.cfg = before
 
 
 def _sweep_job_dir(cfg: DictConfig, sweep_dir: str, job: int) -> Optional[Path]:

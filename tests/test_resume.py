@@ -195,6 +195,18 @@ def test_a_sweep_whose_job_folders_only_the_jobs_know_is_counted_from_its_folder
     assert read_csv(sweep / "report" / "auc.csv")[0]["seeds"] == "0 1"
 
 
+def test_a_sweep_seeded_by_its_job_numbers_launched_again_is_kept(tmp_path, monkeypatch, capsys):
+    """seed=${hydra:job.num}: the preflight resolves it as the job will (before: 'HydraConfig was
+    not set', exit 2, for the same sweep launched again into its folder)."""
+    args = ["-m", "search=fixed", "arch=mlp", "budget.max_rounds=1", "trainer.epochs=1", "seed=${hydra:job.num}",
+            "trainer.lr=0.001,0.002", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    code, out, err = run_cli_inprocess(args, tmp_path, monkeypatch, capsys)
+    assert code == 0, err
+    assert [read_json(tmp_path / "sweep" / job / "summary.json")["seed"] for job in "01"] == [0, 1]
+    code, out, err = run_cli_inprocess(args, tmp_path, monkeypatch, capsys)
+    assert code == 0 and (out + err).count("already completed with this config; kept as it is") == 2, err
+
+
 def test_diverging_loss_fails_the_run_with_its_round(small_run, tmp_path):
     from dal_runner.train import TrainingDiverged
 
