@@ -46,6 +46,9 @@ def check_trainer(t: TrainerConfig) -> TrainerConfig:
     check_positive("trainer.lr_gamma", t.lr_gamma)
     check_milestones("trainer.lr_milestones", t.lr_milestones, t.epochs, "trainer.epochs")
     check_positive("trainer.entropy_lambda", t.entropy_lambda, allow_zero=True)
+    if t.stop_at_train_accuracy is not None and not 0.0 < t.stop_at_train_accuracy <= 1.0:  # nan too
+        raise ConfigError("trainer.stop_at_train_accuracy", t.stop_at_train_accuracy,
+                          "null (train all trainer.epochs) or an accuracy in (0, 1], e.g. 0.99 (BADGE's)")
     if t.divergence_factor is not None and not t.divergence_factor > 1:  # nan too
         raise ConfigError("trainer.divergence_factor", t.divergence_factor, "a number > 1, or null (NaN/inf only)")
     return t

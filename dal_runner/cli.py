@@ -181,7 +181,8 @@ def _check_not_running(run_dir: Optional[Path], sweep_dir: Optional[str] = None,
         raise ConfigError("hydra.run.dir", str(run_dir), "another folder, or this one once the run stopped "
                           "(wait for it, or stop it first)", f"a run there is {going}")
     raise ConfigError("hydra.sweep.dir", str(Path(os.path.abspath(sweep_dir))), "another hydra.sweep.dir, or this "
-                      "one once its jobs stopped (wait for them, or stop them first)", f"its job {job} ({run_dir}) is {going}")
+                      "one once its jobs stopped (wait for them, or stop them first)",
+                      f"its job {job} ({run_dir}) is {going}")
 
 
 def _check_resume(cfg: DictConfig, run_dir: Optional[Path] = None, job: Optional[int] = None) -> None:

@@ -199,6 +199,8 @@ class TrainerConfig:
     channels_last: Optional[bool] = None  # image models; null: on CUDA only
     deterministic: bool = False  # CUDA: deterministic kernels (slower); CPU runs repeat exactly either way
     divergence_factor: Optional[float] = 100.0  # fail when an epoch's loss exceeds this x the first's
+    # stop once an epoch's training accuracy reaches this (BADGE: 0.99); epochs is then the cap
+    stop_at_train_accuracy: Optional[float] = None
 
 
 # ---------------------------------------------------------------- root

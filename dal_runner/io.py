@@ -22,7 +22,7 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 ROUND_FIELDS = [
-    "round", "n_labeled", "test_accuracy", "test_loss", "arch", "n_params",
+    "round", "n_labeled", "test_accuracy", "test_loss", "arch", "n_params", "train_epochs",
     "search_seconds", "train_seconds", "eval_seconds", "query_seconds", "infer_seconds", "select_seconds",
     "round_seconds",
 ]

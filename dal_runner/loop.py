@@ -223,15 +223,16 @@ def run_active_learning(
             progress.update(t, f"round {t}: train")
             model = new_model(result.spec)
             idx = labeled.to(device)
-            training.fit(model, data.x_train[idx], data.y_train[idx], trainer, derive_seed(seed, "train", t), augment,
-                         extra_loss=regulariser(trainer), heartbeat=Heartbeat(f"round {t}: train {result.spec}",
-                                                                              trainer.epochs))
+            losses = training.fit(model, data.x_train[idx], data.y_train[idx], trainer, derive_seed(seed, "train", t),
+                                  augment, extra_loss=regulariser(trainer),
+                                  heartbeat=Heartbeat(f"round {t}: train {result.spec}", trainer.epochs))
             t2 = time.perf_counter()
             acc, loss = training.evaluate(model, data.x_test, data.y_test, trainer.eval_batch_size)
             t3 = time.perf_counter()
             record = {
                 "round": t, "n_labeled": pool.n_labeled, "test_accuracy": round(acc, 6),
                 "test_loss": round(loss, 6), "arch": repr(result.spec), "n_params": n_parameters(model),
+                "train_epochs": len(losses),  # trainer.epochs, or fewer with trainer.stop_at_train_accuracy
                 "search_seconds": round(t1 - t0, 3), "train_seconds": round(t2 - t1, 3),
                 "eval_seconds": round(t3 - t2, 3), "query_seconds": 0.0, "infer_seconds": 0.0, "select_seconds": 0.0,
             }

@@ -316,6 +316,7 @@ def check_config(cfg: DictConfig, unresolved_ok: bool = False) -> None:
         lambda: cfg.search.name == "fixed" or split_is_nested(cfg.search),
         lambda: build_query(cfg.query, build_budget(cfg.budget), 1),
         lambda: _check_mc_dropout(cfg),
+        lambda: _check_tabular(cfg),
     ]
     for check in checks:
         try:
@@ -323,6 +324,13 @@ def check_config(cfg: DictConfig, unresolved_ok: bool = False) -> None:
         except InterpolationResolutionError:
             if not unresolved_ok:
                 raise
+
+
+def _check_tabular(cfg: DictConfig) -> None:
+    """OpenML's data sets are tables: known before they are loaded (an npz file's shape is not)."""
+    if cfg.dataset.name == "openml" and cfg.arch.name != "mlp":
+        raise ConfigError("arch", cfg.arch.name, "mlp (with search=fixed) for dataset=openml",
+                          f"arch={cfg.arch.name} needs image data and OpenML data sets are tables")
 
 
 def _check_mc_dropout(cfg: DictConfig) -> None:

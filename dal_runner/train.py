@@ -96,6 +96,9 @@ def fit(
     with or without it (dropout masks are not: its forward pass draws dropout too).
     `on_epoch(epoch)` runs after every epoch and may evaluate the model; True stops the training.
     `heartbeat(epoch, mean_loss)` too, for progress (`dal_runner.progress.Heartbeat`).
+    `params.stop_at_train_accuracy`: the training stops after the first epoch whose accuracy on
+    its own (augmented, training-mode) batches reaches it, as BADGE's code measures it; no extra
+    pass over S.
     """
     device = x.device
     n = x.shape[0]
@@ -112,19 +115,22 @@ def fit(
         torch.manual_seed(seed + 2)
         model.train()
         for epoch in range(params.epochs):
-            total, seen = torch.zeros((), device=device), 0
+            total, correct, seen = torch.zeros((), device=device), torch.zeros((), device=device), 0
             for step, idx in enumerate(_batches(n, bs, params.steps_per_epoch, gen, device)):
                 xb, yb = x[idx], y[idx]
                 if augment is not None:
                     xb = augment(xb, aug_gen)
                 with autocast(model, device):
-                    loss = F.cross_entropy(model(xb), yb)
+                    logits = model(xb)
+                    loss = F.cross_entropy(logits, yb)
                     if extra_loss is not None:
                         loss = loss + extra_loss(model, step, extra_gen)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 total += loss.detach() * len(idx)  # the mean over the epoch's points, not over its batches
+                if params.stop_at_train_accuracy is not None:
+                    correct += (logits.detach().argmax(1) == yb).sum()
                 seen += len(idx)
             sched.step()
             mean_loss = float(total) / seen
@@ -144,6 +150,8 @@ def fit(
                 model.train()  # the callback may have evaluated the model
                 if stop:
                     break
+            if params.stop_at_train_accuracy is not None and float(correct) / seen >= params.stop_at_train_accuracy:
+                break
     return history
 
 

@@ -28,3 +28,23 @@ def test_smoke_mode_produces_every_figure_type(tmp_path, script):
         assert (report / table).stat().st_size > 0
     if script == "reproduce_active_inas.sh":  # each active-iNAS run has its architecture-growth figure
         assert list((tmp_path / "outputs" / "reproduce").glob("**/inas/*/arch_growth.png"))
+
+
+@pytest.mark.parametrize("script", sorted(FIGURES))
+def test_every_job_of_the_full_reproduction_passes_the_checks_before_a_run(tmp_path, script):
+    """The full (paper-scale) sweeps need data sets and GPUs this machine lacks; what can be checked
+    here is that every job of every sweep composes and passes the checks dal-run makes before any
+    job starts (unknown keys, bad values, another config in a folder): dal-run's own preflight,
+    called in place of dal-run. One seed per sweep: the seeds change no check, and all 1,050 jobs
+    of the BADGE sweeps would take minutes of Hydra composition."""
+    checker = tmp_path / "preflight"
+    checker.write_text(f"#!{BIN / 'python'}\nimport sys\nfrom dal_runner.cli import preflight\n"
+                       "preflight(['seed=0' if a.startswith('seed=') else a for a in sys.argv[1:]])\n"
+                       "print('checked', len(sys.argv) - 1, 'arguments')\n")
+    checker.chmod(0o755)
+    env = {**os.environ, "DAL_RUN": str(checker), "DAL_REPORT": "true"}
+    res = subprocess.run(["bash", str(REPO / "scripts" / script)], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    assert res.stdout.count("checked") >= 2 if script != "reproduce_ranganathan.sh" else res.stdout.count("checked") == 1
+    assert not (tmp_path / "outputs").exists()  # nothing ran, nothing was written

@@ -178,3 +178,30 @@ def test_a_long_training_logs_a_heartbeat_and_a_short_one_stays_quiet(caplog):
     lines = [r.getMessage() for r in caplog.records]
     # every epoch but the last (the round's own line follows it), none for the quick one
     assert [m.split(", loss")[0] for m in lines] == ["round 2: train A: epoch 1/3", "round 2: train A: epoch 2/3"]
+
+
+def test_training_stops_at_the_first_epoch_that_reaches_the_train_accuracy():
+    """BADGE's rule: train until the epoch's accuracy on its own batches reaches the threshold.
+    The epochs before the stop are the same as without the rule (same seed, same batches)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 4, generator=g)
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).long()
+
+    def run(**kw):
+        torch.manual_seed(1)
+        model = nn.Linear(4, 2)
+        losses = train.fit(model, x, y, TrainerConfig(epochs=60, batch_size=32, lr=0.01, **kw), seed=3)
+        return model, losses
+
+    _, full = run()
+    model, stopped = run(stop_at_train_accuracy=0.9)
+    assert 1 <= len(stopped) < len(full) == 60 and stopped == full[:len(stopped)]
+    # the model it stopped with is at least near the threshold on S (the rule counts the epoch's
+    # batches while the weights still move, so the final weights are measured here, loosely)
+    with torch.no_grad():
+        assert float((model(x).argmax(1) == y).float().mean()) >= 0.85
+    # an accuracy never reached (random labels, a linear model): every epoch runs
+    noisy = torch.randint(0, 2, (300,), generator=g)
+    losses = train.fit(nn.Linear(4, 2), x, noisy, TrainerConfig(epochs=20, batch_size=32, stop_at_train_accuracy=1.0),
+                       seed=3)
+    assert len(losses) == 20
