@@ -127,8 +127,7 @@ def _resume_argv(argv: List[str], overrides: List[str], multirun: bool) -> List[
         state.load(path, mmap=True)
     except state.ResumeError as e:
         if _CURRENT["completed"]:  # its results stand; only the state that would check the config is gone
-            print(f"dal-run: {path} already completed; nothing to resume", file=sys.stderr)
-            sys.exit(0)
+            _nothing_to_resume(path)
         fail(f"{given}: {e}; accepted: {e.accepted}")
     others = [o for o in overrides if o.split("=", 1)[0] not in ("resume",) and not o.startswith("hydra.")]
     flags = [a for a in argv if a not in overrides]
@@ -141,6 +140,11 @@ def _resume_argv(argv: List[str], overrides: List[str], multirun: bool) -> List[
     hydra_given = [o for o in overrides if o.startswith("hydra.") and not o.startswith("hydra.run.dir=")]
     quoted = str(path).replace("\\", "\\\\").replace("'", "\\'")
     return [*flags, *others, *hydra_given, f"resume='{quoted}'", f"hydra.run.dir='{quoted}'"]
+
+
+def _nothing_to_resume(path: Path) -> None:
+    print(f"dal-run: {path} already completed; nothing to resume", file=sys.stderr)
+    sys.exit(0)
 
 
 def _alive_here(host, pid) -> bool:
@@ -307,8 +311,7 @@ def preflight(argv: List[str]) -> List[str]:
                     _check_not_running(Path(os.path.abspath(target)))
                     _check_resume(cfg, Path(os.path.abspath(target)))
                     if _CURRENT.get("completed"):  # resume= of a completed run, with its own config
-                        print(f"dal-run: {_CURRENT['completed']} already completed; nothing to resume", file=sys.stderr)
-                        sys.exit(0)
+                        _nothing_to_resume(_CURRENT["completed"])
                 if not multirun:  # what Hydra will create below it is removed again if the run cannot start
                     _CURRENT["existing"] = existing
             except Exception as e:
@@ -362,7 +365,7 @@ def _job(cfg: DictConfig, hydra_cfg, run_dir: Path, multirun: bool) -> Optional[
     try:
         experiment = run.build(cfg, choices)
         resume = run.resume_state(experiment, run_dir)  # resume=PATH, or a requeued SLURM job
-    except (ConfigError, InterpolationResolutionError) as e:  # the latter: ${hydra:...} that resolves badly in the job
+    except (ConfigError, InterpolationResolutionError) as e:  # the latter: ${hydra:...} resolving badly
         if not isinstance(e, ConfigError):
             task = OmegaConf.to_container(hydra_cfg.overrides.task, resolve=False)  # as typed
             e = as_config_error(ValueError(explain(e, task)))

@@ -78,10 +78,14 @@ def flatten(node: Any, prefix: str = "") -> Dict[str, Any]:
 
 
 def differences(saved: Dict[str, Any], current: Dict[str, Any], limit: int = 3) -> List[str]:
-    """Protocol keys whose values differ, as 'key: saved -> current' (at most `limit`, then a count)."""
+    """Protocol keys whose values differ, as 'key: saved -> current' (at most `limit`, then a count).
+
+    A key the saved config lacks and the current one has as null is the same: a key added in a
+    later version, whose null keeps the earlier behaviour (trainer.stop_at_train_accuracy)."""
     a, b = flatten(saved), flatten(current)
     keys = sorted(k for k in set(a) | set(b)
-                  if k not in NOT_PROTOCOL and not k.startswith("hydra") and a.get(k, "<unset>") != b.get(k, "<unset>"))
+                  if k not in NOT_PROTOCOL and not k.startswith("hydra") and a.get(k, "<unset>") != b.get(k, "<unset>")
+                  and not (k not in a and b[k] is None))
     shown = [f"{k}: {a.get(k, '<unset>')} there, {b.get(k, '<unset>')} here" for k in keys[:limit]]
     if len(keys) > limit:
         shown.append(f"and {len(keys) - limit} more")

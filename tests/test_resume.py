@@ -391,3 +391,12 @@ def test_a_stop_after_round_0_saved_its_state_resumes(tmp_path, uninterrupted_ru
     assert without_timings(read_csv(folder / "rounds.csv")) == without_timings(
         read_csv(uninterrupted_run / "rounds.csv"))
     assert read_csv(folder / "selected.csv") == read_csv(uninterrupted_run / "selected.csv")
+
+
+def test_a_key_added_later_with_a_null_default_does_not_block_resuming_an_older_run():
+    from dal_runner.state import differences
+
+    saved = {"trainer": {"epochs": 60}, "seed": 0}  # made before trainer.stop_at_train_accuracy existed
+    assert differences(saved, {"trainer": {"epochs": 60, "stop_at_train_accuracy": None}, "seed": 0}) == []
+    assert differences(saved, {"trainer": {"epochs": 60, "stop_at_train_accuracy": 0.99}, "seed": 0}) == [
+        "trainer.stop_at_train_accuracy: <unset> there, 0.99 here"]
