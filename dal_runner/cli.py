@@ -1,15 +1,10 @@
-"""Console entry points `dal-run` and `dal-report`: parse, check, call `run.py` / `report.py`.
-
-Before Hydra starts, `dal-run` composes the config of every job the command line asks for,
-so that a bad option, key, type or output folder is reported as one line (the key, the
-value, what is accepted) with exit status 2, before any run folder exists.
-"""
+"""Console entry points `dal-run` and `dal-report`: parse, check (`preflight.py`, before Hydra
+starts), call `run.py` / `report.py`; job control of a running job (a stop's message, a failed
+start undone)."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -20,313 +15,14 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 
 from dal_runner.config import register_configs
-from dal_runner.config_checks import hydra_message, check_resolvable, check_schema, check_values_given, explain
+from dal_runner.config_checks import explain
 from dal_runner.errors import ConfigError, as_config_error
 from dal_runner.job_control import Terminated, remove_failed_start, stop_on_sigterm
-from dal_runner.callbacks import LAUNCHED_JOBS
+from dal_runner.preflight import PREFLIGHT, fail, preflight
 from dal_runner.cli_help import CONFIG_MODULE, help_text
-
-# Hydra flags that take a value (their value is not an override)
-_VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
-                "--config-dir", "-cd", "--info", "-i", "--experimental-rerun", "--shell-completion", "-sc"}
 
 register_configs()
 log = logging.getLogger("dal_runner")
-
-
-def fail(message: str, status: int = 2) -> None:
-    print(f"dal-run: error: {message}", file=sys.stderr)
-    sys.exit(status)
-
-
-# ------------------------------------------------------------------------------ preflight
-def _split_argv(argv: List[str]):
-    overrides, multirun, custom_config = [], False, False
-    i = 0
-    while i < len(argv):
-        a = argv[i]
-        if a in ("-m", "--multirun"):
-            multirun = True
-        elif a in _VALUE_FLAGS:
-            custom_config |= a in ("--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd")
-            i += 1
-        elif a.startswith("-"):
-            custom_config |= a.split("=")[0] in ("--config-path", "--config-name", "--config-dir")
-        else:
-            overrides.append(a)
-        i += 1
-    return overrides, multirun, custom_config
-
-
-def _job_overrides(overrides: List[str], multirun: bool) -> List[List[str]]:
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parsed = OverridesParser.create().parse_overrides(overrides)
-    if not multirun or not any(o.is_sweep_override() for o in parsed):
-        return [overrides]
-    batches = BasicSweeper.split_arguments(parsed, None)
-    return [list(job) for batch in batches for job in batch]
-
-
-def check_writable(directory: str, key: str = "hydra.run.dir / output_root") -> Path:
-    """The nearest existing ancestor of the output folder must be a folder we can write in; returns it."""
-    import tempfile
-
-    path = Path(os.path.abspath(directory))  # as Hydra makes it (no ~ expansion, .. resolved)
-    ancestor = path
-    while not ancestor.exists():
-        ancestor = ancestor.parent
-    try:
-        if not ancestor.is_dir():
-            raise NotADirectoryError(f"{ancestor} is a file")
-        with tempfile.TemporaryFile(dir=ancestor):
-            pass
-    except OSError as e:
-        raise ConfigError(key, str(path), "a folder this user can create and write",
-                          f"cannot write there ({e.strerror or e})") from None
-    return ancestor
-
-
-def _resume_argv(argv: List[str], overrides: List[str], multirun: bool) -> List[str]:
-    """`resume=PATH`: check PATH, reuse its overrides, and write into PATH.
-
-    Returns the command line Hydra runs: the run's own overrides with the ones given now on
-    top, resume=<absolute PATH> and hydra.run.dir=<PATH>.
-    """
-    from omegaconf import OmegaConf
-
-    from dal_runner import state
-    from dal_runner.io import STATUS_JSON, read_json
-
-    given = next(o for o in overrides if o.split("=", 1)[0] == "resume")
-    raw = given.split("=", 1)[1].strip("'\"")
-    if raw == "null":
-        return argv
-    if not raw.strip():
-        fail("resume=: no run folder given; accepted: resume=PATH (a folder under outputs/runs/<date>/<time>), "
-             "or resume=null for a new run")
-    if multirun:
-        fail(f"{given}: resume continues one run; accepted: dal-run resume=PATH without -m "
-             f"(jobs of a sweep on SLURM continue by themselves when requeued)")
-    path = Path(raw).expanduser().resolve()
-    if not (path / ".hydra" / "config.yaml").is_file():
-        fail(f"{given}: not a dal-run run folder (no .hydra/config.yaml there); "
-             f"accepted: a folder under outputs/runs/<date>/<time>")
-    status = {}
-    try:
-        status = read_json(path / STATUS_JSON)
-    except (OSError, ValueError):
-        pass
-    if status.get("state") == "completed":  # checked against the config given now, then nothing runs
-        _CURRENT["completed"] = path
-    if status.get("state") == "running" and _alive_here(status.get("host"), status.get("pid")):
-        fail(f"{given}: the run is still going (pid {status['pid']} on this machine); "
-             f"accepted: a run that stopped (wait for it, or stop it first)")
-    try:
-        state.load(path, mmap=True)
-    except state.ResumeError as e:
-        if _CURRENT["completed"]:  # its results stand; only the state that would check the config is gone
-            _nothing_to_resume(path)
-        fail(f"{given}: {e}; accepted: {e.accepted}")
-    others = [o for o in overrides if o.split("=", 1)[0] not in ("resume",) and not o.startswith("hydra.")]
-    flags = [a for a in argv if a not in overrides]
-    # the run's own overrides, with those given now on top (a changed protocol key is refused later)
-    saved = [str(o) for o in OmegaConf.load(path / ".hydra" / "overrides.yaml")
-             if not str(o).startswith(("resume=", "hydra."))]
-    key = lambda o: o.split("=", 1)[0].lstrip("+~")  # noqa: E731
-    given_keys = {key(o) for o in others}
-    others = [o for o in saved if key(o) not in given_keys] + others
-    hydra_given = [o for o in overrides if o.startswith("hydra.") and not o.startswith("hydra.run.dir=")]
-    quoted = str(path).replace("\\", "\\\\").replace("'", "\\'")
-    return [*flags, *others, *hydra_given, f"resume='{quoted}'", f"hydra.run.dir='{quoted}'"]
-
-
-def _nothing_to_resume(path: Path) -> None:
-    print(f"dal-run: {path} already completed; nothing to resume", file=sys.stderr)
-    sys.exit(0)
-
-
-def _alive_here(host, pid) -> bool:
-    import os
-    import socket
-
-    if host != socket.gethostname() or not isinstance(pid, int) or pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    try:  # Linux: a pid the system gave again to another program is not the run
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return True
-    return any(name in cmdline for name in (b"python", b"dal-run", b"dal_runner"))
-
-
-def _check_not_running(run_dir: Optional[Path], sweep_dir: Optional[str] = None, job: Optional[int] = None) -> None:
-    """A run launched into a folder where a run is still going (its status.json: running, by a
-    process alive on this machine) would write the same files twice over: refused. A process on
-    another host (a SLURM node) cannot be checked from here."""
-    from dal_runner.io import STATUS_JSON, read_json
-
-    if run_dir is None:
-        return
-    try:
-        status = read_json(run_dir / STATUS_JSON)
-    except (OSError, ValueError):
-        return
-    if status.get("state") != "running" or not _alive_here(status.get("host"), status.get("pid")):
-        return
-    going = f"still going (pid {status['pid']} on this machine)"
-    if job is None:
-        raise ConfigError("hydra.run.dir", str(run_dir), "another folder, or this one once the run stopped "
-                          "(wait for it, or stop it first)", f"a run there is {going}")
-    raise ConfigError("hydra.sweep.dir", str(Path(os.path.abspath(sweep_dir))), "another hydra.sweep.dir, or this "
-                      "one once its jobs stopped (wait for them, or stop them first)",
-                      f"its job {job} ({run_dir}) is {going}")
-
-
-def _check_resume(cfg: DictConfig, run_dir: Optional[Path] = None, job: Optional[int] = None) -> None:
-    """A resumed run's config must be the one its state was made with: `resume=PATH`, or a run
-    launched again into its folder (`run_dir`: hydra.run.dir, or job `job`'s folder of a sweep
-    launched again into hydra.sweep.dir). Checked before Hydra writes the folder's .hydra/, so a
-    refused config never replaces the one its results were made with."""
-    from omegaconf import OmegaConf
-
-    from dal_runner import state
-
-    if cfg.get("resume"):
-        path, key = Path(cfg.resume), "resume"
-    elif run_dir is not None and state.state_path(run_dir).is_file():
-        path, key = run_dir, "hydra.run.dir" if job is None else "hydra.sweep.dir"
-    else:
-        return
-    try:
-        try:
-            saved = state.load(path, mmap=True)
-        except state.ResumeError:
-            if job is not None:  # an unreadable job of a sweep fails alone, in the job; the others run
-                return
-            raise
-        current = OmegaConf.to_container(cfg, resolve=False)
-        current.pop("hydra", None)
-        with _hydra_node(cfg, job):  # seed=${hydra:job.num} resolves as in the job
-            current = OmegaConf.to_container(OmegaConf.create(current), resolve=True)
-        state.check_same_config(path, saved["config"], current)
-    except state.ResumeError as e:
-        if job is None:
-            raise ConfigError(key, str(path), e.accepted, str(e)) from None
-        raise ConfigError(key, str(path.parent), "the sweep's own overrides, in their order (it numbers the jobs; "
-                          "its jobs are then kept or continued), or another hydra.sweep.dir",
-                          f"its job {job} ({path}): {e}") from None
-
-
-@contextlib.contextmanager
-def _hydra_node(cfg: DictConfig, job: Optional[int]):
-    """Hydra's node as job `job` of a sweep will see it (hydra.job.num set, as the launchers
-    set it), for ${hydra:...} in the run's keys; the node before is restored after."""
-    from omegaconf import open_dict
-
-    instance = HydraConfig.instance()
-    before = instance.cfg
-    if job is not None:
-        node = cfg.copy()
-        with open_dict(node):
-            node.hydra.job.num = job
-        instance.set_config(node)
-    try:
-        yield
-    finally:
-        instance.cfg = before
-
-
-def _sweep_job_dir(cfg: DictConfig, sweep_dir: str, job: int) -> Optional[Path]:
-    """The folder Hydra gives job number `job` of a sweep (hydra.sweep.subdir with hydra.job.num
-    set as the launchers set it: the job's index in the sweep), or None where the subdir needs
-    what only the launched job knows."""
-    from omegaconf import open_dict
-
-    node = cfg.copy()
-    try:
-        with open_dict(node):
-            node.hydra.job.num = job
-        return Path(os.path.abspath(sweep_dir)) / str(node.hydra.sweep.subdir)
-    except Exception:  # e.g. ${hydra.job.override_dirname}: the job's own check covers it
-        return None
-
-
-def preflight(argv: List[str]) -> List[str]:
-    """Check every job of the command line; returns the command line Hydra should run."""
-    from hydra import compose, initialize_config_module
-    from hydra.core.utils import setup_globals
-
-    _CURRENT["completed"] = None
-    LAUNCHED_JOBS.clear()
-    overrides, multirun, custom_config = _split_argv(argv)
-    if custom_config:
-        return argv  # the user brought their own config tree; Hydra reports its errors
-    printing = any(a in ("--cfg", "-c") or a.startswith("--cfg=") for a in argv)
-    if printing and multirun:
-        fail("--cfg with -m: --cfg prints the config of one run; accepted: dal-run --cfg job with one value "
-             "per key (e.g. seed=0), or dal-run -m ... without --cfg")
-    if any(o.split("=", 1)[0] == "resume" for o in overrides):
-        argv = _resume_argv(argv, overrides, multirun)
-        overrides, multirun, _ = _split_argv(argv)
-    setup_globals()
-    try:
-        jobs = _job_overrides(overrides, multirun)
-    except Exception as e:  # an override Hydra cannot parse
-        fail(hydra_message(e, overrides))
-    job_dirs: List[Optional[Path]] = []
-    with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
-        for number, job in enumerate(jobs):
-            try:
-                cfg = compose("config", overrides=job, return_hydra_config=True)
-                check_schema(cfg)
-                if printing:  # --cfg shows a config as it is, ??? included; nothing runs or is written
-                    continue
-                check_values_given(cfg)
-                check_resolvable(cfg)
-                _check_values(cfg)
-                if cfg.trainer.get("deterministic"):
-                    # read once, at cuBLAS's first use: in a sweep whose jobs share this process,
-                    # that may be an earlier job's, so it is set before any job runs
-                    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-                target = str(cfg.hydra["sweep" if multirun else "run"].dir)
-                if not target.strip():
-                    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
-                    raise ConfigError(key, "''", f"a folder for the {'sweep' if multirun else 'run'} "
-                                      f"(the default: under output_root)", "empty")
-                existing = check_writable(target, "hydra.sweep.dir / output_root" if multirun
-                                          else "hydra.run.dir / output_root")
-                if multirun:  # a sweep launched again into its folder: each job's folder as it will be
-                    job_dir = _sweep_job_dir(cfg, target, number)
-                    job_dirs.append(job_dir)
-                    _check_not_running(job_dir, target, number)
-                    _check_resume(cfg, job_dir, number)
-                else:
-                    _check_not_running(Path(os.path.abspath(target)))
-                    _check_resume(cfg, Path(os.path.abspath(target)))
-                    if _CURRENT.get("completed"):  # resume= of a completed run, with its own config
-                        _nothing_to_resume(_CURRENT["completed"])
-                if not multirun:  # what Hydra will create below it is removed again if the run cannot start
-                    _CURRENT["existing"] = existing
-            except Exception as e:
-                fail(explain(e, job))
-    if multirun and job_dirs and None not in job_dirs:  # the sweep's end counts and reports these jobs
-        LAUNCHED_JOBS[os.path.abspath(target)] = job_dirs
-    return argv
-
-
-def _check_values(cfg: DictConfig) -> None:
-    """The values' checks that need no data, before any job starts; a check of a key that holds
-    ${hydra:...} runs in its job, where Hydra's node resolves it."""
-    from dal_runner.run import check_config
-
-    check_config(cfg, unresolved_ok=True)
 
 
 def _completed_summary(run_dir: Path) -> Optional[dict]:
@@ -358,30 +54,30 @@ def _dal_run(cfg: DictConfig) -> Optional[float]:
 
 
 def _job(cfg: DictConfig, hydra_cfg, run_dir: Path, multirun: bool) -> Optional[float]:
-    from dal_runner import run
+    from dal_runner import execute, run
 
     choices = dict(hydra_cfg.runtime.choices)
     resuming = bool(cfg.get("resume")) or state_exists(run_dir)
     try:
         experiment = run.build(cfg, choices)
-        resume = run.resume_state(experiment, run_dir)  # resume=PATH, or a requeued SLURM job
+        resume = execute.resume_state(experiment, run_dir)  # resume=PATH, or a requeued SLURM job
     except (ConfigError, InterpolationResolutionError) as e:  # the latter: ${hydra:...} resolving badly
         if not isinstance(e, ConfigError):
             task = OmegaConf.to_container(hydra_cfg.overrides.task, resolve=False)  # as typed
             e = as_config_error(ValueError(explain(e, task)))
         if multirun:  # one bad job neither stops nor hides the others: its status.json says why
-            run.mark_failed(run_dir, e, round_index=None)
+            execute.mark_failed(run_dir, e, round_index=None)
             log.error("%s: %s", run_dir, e)
             return None
         if not resuming:  # nothing ran: leave no folder behind that looks like a result
-            remove_failed_start(run_dir, _CURRENT.get("existing"))
+            remove_failed_start(run_dir, PREFLIGHT.get("existing"))
         fail(str(e))
     done = _completed_summary(run_dir) if resume is not None else None
     if done is not None:  # a sweep launched again into its folder: this job is done, with this config
         log.info("%s: already completed with this config; kept as it is", run_dir)
         return done["final_accuracy"]
     try:
-        summary = run.execute(experiment, run_dir, resume)
+        summary = execute.execute(experiment, run_dir, resume)
     except Exception as e:
         where = _failed_round(run_dir)
         if multirun:
@@ -394,9 +90,8 @@ def _job(cfg: DictConfig, hydra_cfg, run_dir: Path, multirun: bool) -> Optional[
     return summary["final_accuracy"]
 
 
-# the job running now (for the message on a stop), and the nearest folder of a single run's
-# output path that existed before Hydra made the rest (preflight)
-_CURRENT: dict = {"run_dir": None, "sweep_dir": None, "existing": None, "completed": None}
+# the job running now (for the message on a stop)
+_CURRENT: dict = {"run_dir": None, "sweep_dir": None}
 
 
 def _stopped(how: str, status: int) -> None:

@@ -1,18 +1,15 @@
 """The one module that reads the composed config: it validates values and builds plain objects.
 
 `build(cfg)` turns a DictConfig into an `Experiment` (data, search, query, trainer, budget);
-`execute(experiment, run_dir)` runs the active loop and writes summary.json and status.json.
+`dal_runner.execute.execute(experiment, run_dir)` runs it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import platform
-import traceback
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
 import torch
@@ -24,10 +21,7 @@ from dal_runner.data import Dataset, Normalize
 from dal_runner.augment import Augment
 from dal_runner.checks import DEVICES, check_augment, check_budget, check_milestones, check_trainer
 from dal_runner.errors import ConfigError, as_config_error, check_choice, check_positive
-from dal_runner.features import amp_dtype
-from dal_runner.io import STATUS_JSON, RunFolder, read_json
-from dal_runner import state
-from dal_runner.loop import Budget, run_active_learning
+from dal_runner.loop import Budget
 
 log = logging.getLogger("dal_runner")
 
@@ -397,80 +391,3 @@ def _build_model(spec: ArchSpec, input_shape, n_classes, normalize, dropout, see
     with torch.random.fork_rng(devices=[]):
         torch.default_generator.manual_seed(derive_seed(seed, "init", repr(spec)))
         return build_network(spec, input_shape, n_classes, normalize, dropout)
-
-
-def versions() -> Dict[str, str]:
-    import hydra
-    import numpy
-    import torchvision
-
-    from dal_runner import __version__
-
-    return {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "numpy": numpy.__version__, "hydra": hydra.__version__, "dal_runner": __version__}
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"cuda:{torch.cuda.get_device_name(device)}"
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-
-
-def resume_state(exp: Experiment, run_dir: Path) -> Optional[Dict[str, Any]]:
-    """The state to continue from, if `run_dir` holds one (a `resume=` run, or a requeued job).
-
-    Raises ConfigError when the folder was run with another protocol.
-    """
-    if not state.state_path(run_dir).is_file():
-        return None
-    try:
-        saved = state.load(run_dir)
-        state.check_same_config(run_dir, saved["config"], exp.config)
-    except state.ResumeError as e:
-        raise ConfigError("resume", str(run_dir), e.accepted, str(e)) from None
-    return saved
-
-
-def execute(exp: Experiment, run_dir: Path, resume: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-    folder = RunFolder(run_dir)
-    try:
-        result = run_active_learning(exp.data, exp.search, exp.query, exp.trainer, exp.budget, exp.build_model,
-                                     exp.seed, folder, exp.title, exp.search_trainer, exp.augment,
-                                     config=exp.config, resume=resume, inherit_weights=exp.inherit_weights)
-        # inside the try: a stop while the results are written leaves the run interrupted, not running
-        # seconds: every round of the run, over all its processes when it was resumed (loop_seconds
-        # adds the elapsed time saved in the state), not only this process's
-        summary = {**result, "seconds": result["loop_seconds"],
-                   "device": device_name(exp.device),
-                   "precision": "bf16" if amp_dtype(exp.trainer.precision, exp.device) else "fp32",
-                   "versions": versions(), "seed": exp.seed, "choices": exp.choices,
-                   "budget": {"initial": exp.budget.initial, "batch": exp.budget.batch,
-                              "max_labels": exp.budget.max_labels, "max_rounds": exp.budget.max_rounds}}
-        folder.summary(summary)
-        folder.status("completed", round=result["n_rounds"] - 1, n_labeled=result["final_n_labeled"])
-    except (KeyboardInterrupt, SystemExit) as e:  # Ctrl-C, or SLURM preemption (submitit requeues the job)
-        how = ("by the user (Ctrl-C)" if isinstance(e, KeyboardInterrupt) else
-               "by a signal (SIGTERM, or preempted or timed out)")
-        then = ("; dal-run resume=PATH continues it" if state.state_path(run_dir).is_file() else
-                " before its first round ended; nothing to resume: run it again")
-        mark_failed(run_dir, f"interrupted {how}{then}", state_name="interrupted")
-        raise
-    except BaseException as e:
-        mark_failed(run_dir, e)
-        raise
-    return summary
-
-
-def mark_failed(run_dir: Path, error: Any, round_index: Optional[int] = None, state_name: str = "failed") -> None:
-    """status.json = failed (or interrupted), with the error and the last round that completed."""
-    path = Path(run_dir) / STATUS_JSON
-    if round_index is None and path.exists():
-        try:
-            round_index = read_json(path).get("round")
-        except (OSError, ValueError):
-            pass
-    if isinstance(error, ConfigError) or not isinstance(error, BaseException):
-        detail = str(error)  # a bad input: its one line says it all
-    else:
-        detail = "".join(traceback.format_exception_only(type(error), error)).strip()
-    RunFolder(run_dir).status(state_name, error=detail, round=round_index)

@@ -190,6 +190,7 @@ def _protocol_run(device: torch.device, x: torch.Tensor, y: torch.Tensor, n_trai
 
     from dal_runner import run
     from dal_runner.config import register_configs
+    from dal_runner.execute import execute
     from dal_runner.io import read_csv
 
     register_configs()
@@ -202,7 +203,7 @@ def _protocol_run(device: torch.device, x: torch.Tensor, y: torch.Tensor, n_trai
                 f"device={device.type}"]
         with initialize_config_module("dal_runner.conf", version_base="1.3"):
             cfg = compose("config", overrides=base + list(overrides))
-        summary = run.execute(run.build(cfg), Path(tmp) / "run")
+        summary = execute(run.build(cfg), Path(tmp) / "run")
         return {"rounds": read_csv(Path(tmp) / "run" / "rounds.csv"),
                 "search": read_csv(Path(tmp) / "run" / "search.csv"), "summary": summary}
 

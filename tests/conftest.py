@@ -80,12 +80,13 @@ def compose(overrides: List[str]):
 def small_run(tmp_path):
     """Run the active loop in-process on digits with a small budget; returns (summary, folder)."""
     from dal_runner import run
+    from dal_runner.execute import execute
 
     def _run(*overrides: str, folder: Path | None = None):
         cfg = compose(["search=fixed", "arch=mlp", "budget.initial=50", "budget.batch=50",
                        "budget.max_labels=150", "trainer.epochs=15", *overrides])
         out = folder or tmp_path / "run"
-        summary = run.execute(run.build(cfg), out)
+        summary = execute(run.build(cfg), out)
         return summary, out
 
     return _run

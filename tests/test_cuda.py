@@ -125,11 +125,12 @@ def test_mc_dropout_on_the_gpu_bald_is_zero_without_dropout_and_passes_are_seede
 @pytest.mark.parametrize("query", ["softmax_response", "mc_dropout", "coreset", "badge", "albl"])
 def test_a_run_on_the_gpu_learns_with_every_query(tmp_path, query):
     from dal_runner import run
+    from dal_runner.execute import execute
 
     cfg = compose(["device=cuda", "search=fixed", "arch=resnet_small", "arch.width=16", "arch.dropout=0.3",
                    "budget.initial=100", "budget.batch=100", "budget.max_labels=300", "trainer.epochs=30",
                    f"query={query}"])
-    summary = run.execute(run.build(cfg), tmp_path / "run")
+    summary = execute(run.build(cfg), tmp_path / "run")
     assert summary["device"].startswith("cuda:")
     assert summary["precision"] == ("bf16" if native_bf16() else "fp32")
     rows = list(csv.DictReader((tmp_path / "run" / "rounds.csv").open()))
@@ -139,10 +140,11 @@ def test_a_run_on_the_gpu_learns_with_every_query(tmp_path, query):
 
 def test_active_inas_runs_on_the_gpu_with_weight_inheritance(tmp_path):
     from dal_runner import run
+    from dal_runner.execute import execute
 
     cfg = compose(["device=cuda", "budget.initial=100", "budget.batch=100", "budget.max_labels=300",
                    "search.inherit=true"])
-    summary = run.execute(run.build(cfg), tmp_path / "run")
+    summary = execute(run.build(cfg), tmp_path / "run")
     assert summary["device"].startswith("cuda:")
     rows = list(csv.DictReader((tmp_path / "run" / "rounds.csv").open()))
     assert float(rows[-1]["test_accuracy"]) > 0.8

@@ -393,6 +393,7 @@ def test_a_stateful_search_resumes_to_the_uninterrupted_run(small_run, tmp_path,
     controller's weights, optimiser and baseline (REINFORCE), or the last model that candidates
     inherit from (search.inherit), travel in the state."""
     from dal_runner import run
+    from dal_runner.execute import execute, resume_state
     from dal_runner.io import read_csv
     from dal_runner.query.softmax_response import SoftmaxResponse
 
@@ -417,7 +418,7 @@ def test_a_stateful_search_resumes_to_the_uninterrupted_run(small_run, tmp_path,
     cfg = compose(["search=fixed", "arch=mlp", "budget.initial=50", "budget.batch=50", "budget.max_labels=150",
                    "trainer.epochs=15", *args])
     exp = run.build(cfg)
-    run.execute(exp, tmp_path / "cut", run.resume_state(exp, tmp_path / "cut"))
+    execute(exp, tmp_path / "cut", resume_state(exp, tmp_path / "cut"))
     assert read_csv(tmp_path / "cut" / "selected.csv") == read_csv(tmp_path / "full" / "selected.csv")
     strip = lambda rows: [{k: v for k, v in r.items() if not k.endswith("seconds")} for r in rows]  # noqa: E731
     for name in ("search.csv", "rounds.csv"):
