@@ -290,7 +290,7 @@ def _default_query(name: str, budget: Budget, eval_batch_size: int):
     return build_query(OmegaConf.structured(SCHEMAS["query"][name](name=name)), budget, eval_batch_size)
 
 
-# ------------------------------------------------------------------------------ build / execute
+# ------------------------------------------------------------------------------ build
 def check_config(cfg: DictConfig, unresolved_ok: bool = False) -> None:
     """The checks of `build` that need neither the data nor the device. The preflight runs them for
     every job of a command line, so a sweep with one bad value starts no job (submits none to

@@ -54,21 +54,22 @@ def sq_distances_to(a: torch.Tensor, h: torch.Tensor, sq: torch.Tensor, j: Union
     centre on a GPU; the N x D work stays in float32."""
     j = torch.as_tensor(j, device=a.device).view(1)
     a_j, h_j, sq_j = a.index_select(0, j)[0], h.index_select(0, j)[0], sq.index_select(0, j)
-    d2 = sq + sq_j - 2.0 * (a @ a_j) * (h @ h_j)
-    floor = 2.0 * (a.shape[1] + h.shape[1]) * torch.finfo(d2.dtype).eps * (sq + sq_j)
-    close = (d2 <= floor).nonzero().view(-1)  # the centre itself at least
-    d2 = torch.where(d2 > floor, d2, torch.zeros_like(d2))
-    d2[close] = _sq_distances_float64(a.index_select(0, close), h.index_select(0, close), a_j, h_j).to(d2.dtype)
+    d2, unresolved = _factorised(a, h, sq, a_j, h_j, sq_j)
+    close = unresolved.nonzero().view(-1)  # the centre itself at least
+    a_c, h_c = a.index_select(0, close).double(), h.index_select(0, close).double()
+    a_j, h_j = a_j.double(), h_j.double()
+    sq_c, sq_j = (a_c * a_c).sum(dim=1) * (h_c * h_c).sum(dim=1), (a_j @ a_j) * (h_j @ h_j)
+    d2[close] = _factorised(a_c, h_c, sq_c, a_j, h_j, sq_j)[0].to(d2.dtype)
     return d2
 
 
-def _sq_distances_float64(a: torch.Tensor, h: torch.Tensor, a_j: torch.Tensor, h_j: torch.Tensor) -> torch.Tensor:
-    """The factorised |g_i - g_j|^2 in float64 for a few rows (0 below float64's rounding bound)."""
-    a, h, a_j, h_j = a.double(), h.double(), a_j.double(), h_j.double()
-    sq, sq_j = (a * a).sum(dim=1) * (h * h).sum(dim=1), (a_j @ a_j) * (h_j @ h_j)
+def _factorised(a, h, sq, a_j, h_j, sq_j):
+    """(|g_i - g_j|^2 in the factors' precision, 0 where it is below that precision's rounding
+    bound; where it is, a boolean mask)."""
     d2 = sq + sq_j - 2.0 * (a @ a_j) * (h @ h_j)
     floor = 2.0 * (a.shape[1] + h.shape[1]) * torch.finfo(d2.dtype).eps * (sq + sq_j)
-    return torch.where(d2 > floor, d2, torch.zeros_like(d2))
+    below = ~(d2 > floor)  # NaN too, as before
+    return torch.where(below, torch.zeros_like(d2), d2), below
 
 
 def _draw(min_d2: torch.Tensor, not_chosen: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
