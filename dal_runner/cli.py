@@ -147,7 +147,10 @@ def run_main() -> None:
              f"(or zsh, fish), uninstall=bash, or query=... (Hydra's shell completion)")
     if not any(a in ("--hydra-help", "--version", "--info", "-i", "--shell-completion", "-sc") or
                a.startswith("--info") for a in argv):
-        sys.argv = [sys.argv[0], *preflight(argv)]
+        try:
+            sys.argv = [sys.argv[0], *preflight(argv)]
+        except KeyboardInterrupt:
+            fail("interrupted (Ctrl-C) while checking the jobs; none started", 130)
     from dal_runner import callbacks
 
     callbacks.FAILED_RUNS.clear()

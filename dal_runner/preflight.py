@@ -255,9 +255,101 @@ def _sweep_job_dir(cfg: DictConfig, sweep_dir: str, job: int) -> Optional[Path]:
         return None
 
 
+def _check_job(number: int, job: List[str], multirun: bool, printing: bool):
+    """Compose job `number` of the command line and check it; raises on a bad job. Returns its
+    output folder, the nearest folder of it that exists, its own folder in a sweep, and whether it
+    asks for deterministic kernels (None when --cfg only prints the config)."""
+    from hydra import compose
+
+    cfg = compose("config", overrides=job, return_hydra_config=True)
+    check_schema(cfg)
+    if printing:  # --cfg shows a config as it is, ??? included; nothing runs or is written
+        return None
+    check_values_given(cfg)
+    check_resolvable(cfg)
+    _check_values(cfg)
+    target = str(cfg.hydra["sweep" if multirun else "run"].dir)
+    if not target.strip():
+        key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+        raise ConfigError(key, "''", f"a folder for the {'sweep' if multirun else 'run'} "
+                          f"(the default: under output_root)", "empty")
+    existing = check_writable(target, "hydra.sweep.dir / output_root" if multirun else "hydra.run.dir / output_root")
+    job_dir = None
+    if multirun:  # a sweep launched again into its folder: each job's folder as it will be
+        job_dir = _sweep_job_dir(cfg, target, number)
+        _check_not_running(job_dir, target, number)
+        _check_resume(cfg, job_dir, number)
+    else:
+        _check_not_running(Path(os.path.abspath(target)))
+        _check_resume(cfg, Path(os.path.abspath(target)))
+    return target, existing, job_dir, bool(cfg.trainer.get("deterministic"))
+
+
+# a sweep of this many jobs or more says so, and is checked by several processes where it may
+# use several CPUs: Hydra composes about four jobs a second on one core, so the 1,050 jobs of
+# the BADGE reproduction took minutes on one
+POOL_MIN_JOBS = 32
+
+
+def _n_processes(n_jobs: int) -> int:
+    """Processes to check a sweep of n_jobs: one per CPU this process may use (a SLURM
+    allocation, taskset), at most one per 8 jobs; 1 where fork (which keeps Hydra's initialised
+    state for the workers) is not the platform's."""
+    if n_jobs < POOL_MIN_JOBS or sys.platform != "linux":
+        return 1
+    return max(1, min(len(os.sched_getaffinity(0)), n_jobs // 8, 32))
+
+
+def _check_sweep_in_processes(jobs: List[List[str]], processes: int):
+    """_check_job for every job of a sweep in `processes` forked processes; the first bad job in
+    the sweep's order is reported, as one process would report it."""
+    import multiprocessing
+    import signal
+    from concurrent.futures import ProcessPoolExecutor
+
+    checked = []
+    # Ctrl-C is dal-run's alone: blocked while the workers are forked (all at the first submit),
+    # they keep it blocked; one meanwhile reaches dal-run when it is unblocked here
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork"),
+                                   initializer=_end_with, initargs=(os.getpid(),))
+        # small chunks: after a bad job the workers finish theirs before the error is shown
+        results = pool.map(_check_job_or_error, range(len(jobs)), jobs, chunksize=4)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+    try:
+        for result, error in results:
+            if error:
+                fail(error)
+            checked.append(result)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return checked
+
+
+def _end_with(parent: int) -> None:
+    """A worker ends when dal-run does, however it ends (a SIGTERM or SIGKILL leaves it no time to
+    stop its workers): Linux's parent-death signal."""
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # dal-run ended before that
+        os._exit(1)
+
+
+def _check_job_or_error(number: int, job: List[str]):
+    """One job of a sweep in a worker: (what _check_job returns, None) or (None, the error's line)."""
+    try:
+        return _check_job(number, job, True, False), None
+    except Exception as e:
+        return None, explain(e, job)
+
+
 def preflight(argv: List[str]) -> List[str]:
     """Check every job of the command line; returns the command line Hydra should run."""
-    from hydra import compose, initialize_config_module
+    from hydra import initialize_config_module
     from hydra.core.utils import setup_globals
 
     PREFLIGHT["completed"] = None
@@ -277,42 +369,33 @@ def preflight(argv: List[str]) -> List[str]:
         jobs = _job_overrides(overrides, multirun)
     except Exception as e:  # an override Hydra cannot parse
         fail(hydra_message(e, overrides))
-    job_dirs: List[Optional[Path]] = []
+    processes = _n_processes(len(jobs)) if multirun and not printing else 1
+    if len(jobs) >= POOL_MIN_JOBS:
+        print(f"dal-run: checking the {len(jobs)} jobs of the sweep before any starts"
+              + (f" ({processes} processes)" if processes > 1 else ""), file=sys.stderr, flush=True)
     with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
-        for number, job in enumerate(jobs):
-            try:
-                cfg = compose("config", overrides=job, return_hydra_config=True)
-                check_schema(cfg)
-                if printing:  # --cfg shows a config as it is, ??? included; nothing runs or is written
-                    continue
-                check_values_given(cfg)
-                check_resolvable(cfg)
-                _check_values(cfg)
-                if cfg.trainer.get("deterministic"):
-                    # read once, at cuBLAS's first use: in a sweep whose jobs share this process,
-                    # that may be an earlier job's, so it is set before any job runs
-                    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-                target = str(cfg.hydra["sweep" if multirun else "run"].dir)
-                if not target.strip():
-                    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
-                    raise ConfigError(key, "''", f"a folder for the {'sweep' if multirun else 'run'} "
-                                      f"(the default: under output_root)", "empty")
-                existing = check_writable(target, "hydra.sweep.dir / output_root" if multirun
-                                          else "hydra.run.dir / output_root")
-                if multirun:  # a sweep launched again into its folder: each job's folder as it will be
-                    job_dir = _sweep_job_dir(cfg, target, number)
-                    job_dirs.append(job_dir)
-                    _check_not_running(job_dir, target, number)
-                    _check_resume(cfg, job_dir, number)
-                else:
-                    _check_not_running(Path(os.path.abspath(target)))
-                    _check_resume(cfg, Path(os.path.abspath(target)))
-                    if PREFLIGHT.get("completed"):  # resume= of a completed run, with its own config
-                        _nothing_to_resume(PREFLIGHT["completed"])
-                if not multirun:  # what Hydra will create below it is removed again if the run cannot start
-                    PREFLIGHT["existing"] = existing
-            except Exception as e:
-                fail(explain(e, job))
+        if processes > 1:
+            checked = _check_sweep_in_processes(jobs, processes)
+        else:
+            checked = []
+            for number, job in enumerate(jobs):
+                try:
+                    checked.append(_check_job(number, job, multirun, printing))
+                except Exception as e:
+                    fail(explain(e, job))
+    if printing:
+        return argv
+    if not multirun:
+        _, existing, _, _ = checked[0]
+        if PREFLIGHT.get("completed"):  # resume= of a completed run, with its own config
+            _nothing_to_resume(PREFLIGHT["completed"])
+        PREFLIGHT["existing"] = existing  # what Hydra will create below it is removed again if the run cannot start
+    if any(deterministic for *_, deterministic in checked):
+        # read once, at cuBLAS's first use: in a sweep whose jobs share this process, that may be
+        # an earlier job's, so it is set before any job runs
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    target = checked[-1][0]
+    job_dirs = [job_dir for _, _, job_dir, _ in checked]
     if multirun and job_dirs and None not in job_dirs:  # the sweep's end counts and reports these jobs
         LAUNCHED_JOBS[os.path.abspath(target)] = job_dirs
     return argv

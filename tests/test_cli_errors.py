@@ -207,3 +207,41 @@ def test_shell_completion_takes_its_command_before_or_after_the_flag(tmp_path, m
     for args in (["-sc", "install=bash"], ["install=bash", "-sc"]):
         code, out, err = run_cli_inprocess(args, tmp_path, monkeypatch, capsys)
         assert code == 0 and "hydra_bash_completion" in out, (args, err)
+
+
+def _preflight_sweep(argv, monkeypatch, capsys, processes):
+    """dal_runner.preflight.preflight on `argv` with every sweep checked by `processes` processes
+    (a threshold of 16 jobs, as many CPUs as asked for): (exit status, stderr, LAUNCHED_JOBS)."""
+    from dal_runner import cli, preflight  # noqa: F401 (cli registers the schemas)
+
+    monkeypatch.setattr(preflight, "POOL_MIN_JOBS", 16)
+    monkeypatch.setattr(preflight.os, "sched_getaffinity", lambda pid: set(range(processes)))
+    capsys.readouterr()
+    try:
+        preflight.preflight(argv)
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    return code, capsys.readouterr().err, dict(preflight.LAUNCHED_JOBS)
+
+
+def test_a_large_sweep_is_checked_in_several_processes_with_one_process_s_results(tmp_path, monkeypatch, capsys):
+    """A sweep of many jobs is composed and checked by one process per CPU (forked): it reports
+    the same first bad job, in the sweep's order, and the same job folders as one process."""
+    monkeypatch.chdir(tmp_path)
+    # jobs in Hydra's order (the last key varies fastest): job 6 has epochs=0, jobs 8-15 lr=-1
+    bad = ["-m", "search=fixed", "arch=mlp", "trainer.lr=0.1,-1", "trainer.epochs=1,2,3,0", "seed=0,1",
+           "hydra.sweep.dir=sweep"]
+    code, err, _ = _preflight_sweep(bad, monkeypatch, capsys, processes=2)
+    assert code == 2 and "checking the 16 jobs of the sweep before any starts (2 processes)" in err, err
+    assert "trainer.epochs=0" in err and "trainer.lr" not in err, err
+    assert _preflight_sweep(bad, monkeypatch, capsys, processes=1)[:2] == (2, err.replace(" (2 processes)", ""))
+
+    good = ["-m", "search=fixed", "arch=mlp", "trainer.lr=0.1,0.2", "trainer.epochs=1,2,3,4", "seed=0,1",
+            "hydra.sweep.dir=sweep"]
+    code, err, launched = _preflight_sweep(good, monkeypatch, capsys, processes=2)
+    assert code == 0 and "(2 processes)" in err, err
+    sweep = str(tmp_path / "sweep")
+    assert launched == {sweep: [tmp_path / "sweep" / str(n) for n in range(16)]}
+    assert _preflight_sweep(good, monkeypatch, capsys, processes=1)[2] == launched
+    assert not (tmp_path / "sweep").exists()  # checked, nothing written

@@ -400,3 +400,50 @@ def test_a_key_added_later_with_a_null_default_does_not_block_resuming_an_older_
     assert differences(saved, {"trainer": {"epochs": 60, "stop_at_train_accuracy": None}, "seed": 0}) == []
     assert differences(saved, {"trainer": {"epochs": 60, "stop_at_train_accuracy": 0.99}, "seed": 0}) == [
         "trainer.stop_at_train_accuracy: <unset> there, 0.99 here"]
+
+
+LARGE_SWEEP = ["-m", "search=fixed", "arch=mlp", "query=random,softmax_response,margin,entropy,coreset,badge,albl",
+               "seed=0,1,2,3,4", "budget.batch=100,1000,10000", "trainer.lr=0.1,0.2"]
+
+
+def _checking_large_sweep(tmp_path):
+    """dal-run on a sweep of 210 jobs, in its own process group, once it is into their checks
+    (several processes; about 13 s on 2 cores)."""
+    proc = subprocess.Popen([str(BIN / "dal-run"), *LARGE_SWEEP, f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **ENV}, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    first = proc.stderr.readline()  # printed before the first job is composed
+    assert first.startswith("dal-run: checking the 210 jobs of the sweep before any starts"), first
+    time.sleep(3)
+    return proc
+
+
+def test_ctrl_c_while_a_large_sweep_is_checked_stops_it_in_one_line(tmp_path):
+    """Ctrl-C while the preflight checks a sweep's jobs (in several processes): one line, status
+    130, no traceback from dal-run or its worker processes, no sweep folder."""
+    proc = _checking_large_sweep(tmp_path)
+    try:
+        os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C: to every process of the group
+        rest = proc.communicate(timeout=120)[1]
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, rest
+    assert rest.strip().splitlines() == ["dal-run: error: interrupted (Ctrl-C) while checking the jobs; none started"], rest
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_the_processes_checking_a_sweep_end_with_dal_run_killed(tmp_path):
+    """dal-run killed (SIGKILL: no time to stop anything) while its workers check a sweep: they end
+    too, none left running."""
+    proc = _checking_large_sweep(tmp_path)
+    proc.kill()
+    proc.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        ps = subprocess.run(["ps", "-o", "stat=", "-g", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        if all(state.startswith("Z") for state in ps):  # gone, or only waiting for init to reap it
+            break
+        time.sleep(0.2)
+    assert all(state.startswith("Z") for state in ps), ps
+    proc.stderr.close()
