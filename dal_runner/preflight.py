@@ -286,7 +286,7 @@ def _check_job(number: int, job: List[str], multirun: bool, printing: bool):
 
 
 # a sweep of this many jobs or more says so, and is checked by several processes where it may
-# use several CPUs: Hydra composes about four jobs a second on one core, so the 1,050 jobs of
+# use several CPUs: Hydra composes about five jobs a second on one core, so the 1,050 jobs of
 # the BADGE reproduction took minutes on one
 POOL_MIN_JOBS = 32
 
