@@ -338,10 +338,10 @@ def _check_mc_dropout(cfg: DictConfig) -> None:
 
 
 def build(cfg: DictConfig, choices: Optional[Dict[str, str]] = None) -> Experiment:
-    check_config(cfg)
+    check_config(cfg)  # the trainer and augmentation below included
     device = resolve_device(cfg.device)
-    trainer = check_trainer(OmegaConf.to_object(cfg.trainer))
-    augment = check_augment(Augment(**OmegaConf.to_container(cfg.dataset.augment)))
+    trainer = OmegaConf.to_object(cfg.trainer)
+    augment = Augment(**OmegaConf.to_container(cfg.dataset.augment, resolve=True))
     set_determinism(trainer.deterministic, device)
     set_cpu_threads()  # also on CUDA: the host side (data, selection on the CPU) uses them
     data = load_dataset(cfg.dataset, cfg.seed)
