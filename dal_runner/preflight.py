@@ -300,14 +300,14 @@ def _n_processes(n_jobs: int) -> int:
     return max(1, min(len(os.sched_getaffinity(0)), n_jobs // 8, 32))
 
 
-def _check_sweep_in_processes(jobs: List[List[str]], processes: int):
-    """_check_job for every job of a sweep in `processes` forked processes; the first bad job in
-    the sweep's order is reported, as one process would report it."""
+@contextlib.contextmanager
+def _checked_in_processes(jobs: List[List[str]], processes: int):
+    """_check_job_or_error for every job of a sweep in `processes` forked processes: the results
+    in the sweep's order, so the first bad job reported is the one a single process would report."""
     import multiprocessing
     import signal
     from concurrent.futures import ProcessPoolExecutor
 
-    checked = []
     # Ctrl-C is dal-run's alone: blocked while the workers are forked (all at the first submit),
     # they keep it blocked; one meanwhile reaches dal-run when it is unblocked here
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
@@ -319,13 +319,9 @@ def _check_sweep_in_processes(jobs: List[List[str]], processes: int):
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     try:
-        for result, error in results:
-            if error:
-                fail(error)
-            checked.append(result)
+        yield results
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-    return checked
 
 
 def _end_with(parent: int) -> None:
@@ -339,10 +335,10 @@ def _end_with(parent: int) -> None:
         os._exit(1)
 
 
-def _check_job_or_error(number: int, job: List[str]):
-    """One job of a sweep in a worker: (what _check_job returns, None) or (None, the error's line)."""
+def _check_job_or_error(number: int, job: List[str], multirun: bool = True, printing: bool = False):
+    """(what _check_job returns, None), or (None, the bad job's one line)."""
     try:
-        return _check_job(number, job, True, False), None
+        return _check_job(number, job, multirun, printing), None
     except Exception as e:
         return None, explain(e, job)
 
@@ -373,16 +369,14 @@ def preflight(argv: List[str]) -> List[str]:
     if len(jobs) >= POOL_MIN_JOBS:
         print(f"dal-run: checking the {len(jobs)} jobs of the sweep before any starts"
               + (f" ({processes} processes)" if processes > 1 else ""), file=sys.stderr, flush=True)
-    with initialize_config_module(CONFIG_MODULE, version_base="1.3"):
-        if processes > 1:
-            checked = _check_sweep_in_processes(jobs, processes)
-        else:
-            checked = []
-            for number, job in enumerate(jobs):
-                try:
-                    checked.append(_check_job(number, job, multirun, printing))
-                except Exception as e:
-                    fail(explain(e, job))
+    here = (_check_job_or_error(number, job, multirun, printing) for number, job in enumerate(jobs))
+    with initialize_config_module(CONFIG_MODULE, version_base="1.3"), \
+            _checked_in_processes(jobs, processes) if processes > 1 else contextlib.nullcontext(here) as results:
+        checked = []
+        for result, error in results:
+            if error:
+                fail(error)
+            checked.append(result)
     if printing:
         return argv
     if not multirun:
