@@ -164,8 +164,9 @@ class BadgeConfig(QueryConfig):
 class ALBLConfig(QueryConfig):
     strategies: List[str] = field(default_factory=lambda: ["coreset", "softmax_response"])
     delta: float = 0.1  # EXP4.P confidence parameter
+    arms: str = "strategies"  # strategies (one draws each round's batch: BADGE's experiments) | points (Hsu & Lin)
     p_min: Optional[float] = None  # null: sqrt(ln N / (K T)) capped at 1 / (2K)
-    horizon: Optional[int] = None  # T, number of queries; null: budget.max_labels - budget.initial
+    horizon: Optional[int] = None  # T: query rounds (arms=strategies) or queries (points); null: from the budget
 
 
 # ---------------------------------------------------------------- budget

@@ -271,13 +271,20 @@ def build_query(cfg: DictConfig, budget: Budget, eval_batch_size: int, pool_size
             raise ConfigError("query.strategies", list(cfg.strategies), "a list of at least 2 strategies")
         if not 0.0 < cfg.delta < 1.0:
             raise ConfigError("query.delta", cfg.delta, "a probability in (0, 1)")
-        if cfg.p_min is not None and not (0.0 < cfg.p_min and (pool_size is None or cfg.p_min <= 1.0 / pool_size)):
-            limit = "> 0" if pool_size is None else f"in (0, 1 / K] = (0, {1.0 / pool_size:.3g}] (K = the pool size {pool_size})"
+        check_choice("query.arms", cfg.arms, albl.ARMS)
+        # K: the strategies (arms=strategies), or the pool (arms=points; known in the job)
+        n_arms, what = (len(experts), "the number of strategies") if cfg.arms == "strategies" else (pool_size, "the pool size")
+        if cfg.p_min is not None and not (0.0 < cfg.p_min and (n_arms is None or cfg.p_min <= 1.0 / n_arms)):
+            limit = "> 0" if n_arms is None else f"in (0, 1 / K] = (0, {1.0 / n_arms:.3g}] (K = {what} {n_arms})"
             raise ConfigError("query.p_min", cfg.p_min, f"null (EXP4.P's default) or a number {limit}")
         if cfg.horizon is not None:
             check_positive("query.horizon", cfg.horizon)
-        horizon = cfg.horizon if cfg.horizon is not None else max(budget.max_labels - budget.initial, 1)
-        return albl.ALBL(experts, cfg.delta, cfg.p_min, horizon, eval_batch_size)
+            horizon = cfg.horizon
+        elif cfg.arms == "strategies":  # the rounds that query: all but the last
+            horizon = max(budget.n_rounds(pool_size if pool_size is not None else budget.max_labels) - 1, 1)
+        else:
+            horizon = max(budget.max_labels - budget.initial, 1)
+        return albl.ALBL(experts, cfg.delta, cfg.p_min, horizon, eval_batch_size, cfg.arms, list(cfg.strategies))
     simple = {"random": random.RandomQuery, "softmax_response": softmax_response.SoftmaxResponse,
               "margin": margin.Margin, "entropy": entropy.Entropy}
     return simple[cfg.name]()

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-OURS = ["random", "softmax_response", "margin", "entropy", "mc_dropout", "coreset", "badge", "albl"]
+OURS = ["random", "softmax_response", "margin", "entropy", "mc_dropout", "coreset", "badge", "albl", "albl_points"]
 REFERENCES = ["badge_reference_explicit", "coreset_reference_full_matrix"]
 MC_PASSES = 100
 
@@ -78,13 +78,14 @@ def _ours(name: str) -> Callable:
         model = EmbeddingNetwork(d["emb"].shape[1], d["probs"].shape[1], 0.5).to(d["emb"].device)
         return top_k(mc_scores(model, d["emb"], MC_PASSES, "predicted_class_variance", 1024, g), k)
 
-    def albl(d, k, g):
-        # the pool as a context: labeled embeddings first, then the unlabeled ones
+    def albl(d, k, g, arms="strategies"):
+        # the pool as a context: labeled embeddings first, then the unlabeled ones; arms=strategies
+        # draws one strategy for the batch, so it costs what that strategy costs
         model = EmbeddingNetwork(d["emb"].shape[1], d["probs"].shape[1], 0.0).to(d["emb"].device)
         x = torch.cat([d["labeled"], d["emb"]])
         n_lab = d["labeled"].shape[0]
         ctx = QueryContext(model, x, torch.arange(n_lab), torch.arange(n_lab, x.shape[0]), g)
-        return ALBL().select(ctx, k)
+        return ALBL(arms=arms).select(ctx, k)
 
     return {
         "random": lambda d, k, g: random_sample(d["probs"].shape[0], k, g),
@@ -95,6 +96,7 @@ def _ours(name: str) -> Callable:
         "coreset": lambda d, k, g: k_center_greedy(d["emb"], d["labeled"], k),
         "badge": lambda d, k, g: kmeans_pp(d["probs"], d["emb"], k, g),
         "albl": albl,
+        "albl_points": lambda d, k, g: albl(d, k, g, "points"),
     }[name]
 
 

@@ -76,7 +76,7 @@ if [[ $parts == *" bench "* ]]; then
   # epochs to fit the lease); gpu.json grows section by section
   timeout "${GPU_CHECK_BENCH_S:-280}" "$py" scripts/benchmark.py --suite all --device cuda --timeout 40 \
     --out "$out/gpu.json" --inherit-rounds 3 --inherit-steps 100 \
-    --only random softmax_response margin entropy mc_dropout coreset badge albl coreset_reference_full_matrix \
+    --only random softmax_response margin entropy mc_dropout coreset badge albl albl_points coreset_reference_full_matrix \
     2>&1 | tee "$out/benchmark.log" || status=1
 fi
 exit $status

@@ -348,7 +348,7 @@ class ParityModel(nn.Module):
 def test_albl_expert_with_high_reward_gains_weight():
     # the loop reports reward 1 after an even pool point was queried, 0 after an odd one
     n = 40
-    albl = ALBL([FixedRanking(0), FixedRanking(1)], p_min=0.5 / n)
+    albl = ALBL([FixedRanking(0), FixedRanking(1)], arms="points", p_min=0.5 / n)
     ctx = QueryContext(ParityModel(), torch.rand(n, 2), torch.tensor([], dtype=torch.long), torch.arange(n), gen(0))
     for _ in range(300):
         pick = int(albl.select(ctx, 1))
@@ -362,7 +362,7 @@ def test_albl_reads_labels_from_the_context_and_updates_its_weights():
     n = 40
     x = torch.zeros(n, 2)
     x[0::2, 0], x[1::2, 1] = 1.0, 1.0
-    albl = ALBL([FixedRanking(0), FixedRanking(1)], p_min=0.2 / n, horizon=10)
+    albl = ALBL([FixedRanking(0), FixedRanking(1)], arms="points", p_min=0.2 / n, horizon=10)
     labeled = torch.tensor([], dtype=torch.long)
     for t in range(3):
         unlabeled = torch.tensor(sorted(set(range(n)) - set(labeled.tolist())))
@@ -387,7 +387,7 @@ def test_albl_reads_labels_from_the_context_and_updates_its_weights():
 def test_albl_without_labels_keeps_its_weights():
     n = 20
     x = torch.rand(n, 2)
-    albl = ALBL([FixedRanking(0), FixedRanking(1)], p_min=0.01)
+    albl = ALBL([FixedRanking(0), FixedRanking(1)], arms="points", p_min=0.01)
     labeled = torch.tensor([], dtype=torch.long)
     for t in range(3):
         unlabeled = torch.tensor(sorted(set(range(n)) - set(labeled.tolist())))
@@ -399,15 +399,15 @@ def test_albl_without_labels_keeps_its_weights():
 def test_albl_picks_at_most_the_unlabeled_points():
     n = 12
     ctx = QueryContext(ParityModel(), torch.rand(n, 2), torch.arange(8), torch.arange(8, n), gen(0))
-    assert sorted(ALBL([FixedRanking(0), FixedRanking(1)]).select(ctx, 4).tolist()) == [0, 1, 2, 3]
+    assert sorted(ALBL([FixedRanking(0), FixedRanking(1)], arms="points").select(ctx, 4).tolist()) == [0, 1, 2, 3]
     with pytest.raises(ValueError, match="k=5 picks from 4 unlabeled points"):
-        ALBL([FixedRanking(0), FixedRanking(1)]).select(ctx, 5)
+        ALBL([FixedRanking(0), FixedRanking(1)], arms="points").select(ctx, 5)
 
 
 def test_albl_rejects_a_p_min_above_one_over_the_pool_size():
     ctx = QueryContext(ParityModel(), torch.rand(20, 2), torch.arange(5), torch.arange(5, 20), gen(0))
     with pytest.raises(ValueError, match=r"query.p_min: 0.1 for a pool of K = 20 points"):
-        ALBL([FixedRanking(0), FixedRanking(1)], p_min=0.1).select(ctx, 2)
+        ALBL([FixedRanking(0), FixedRanking(1)], arms="points", p_min=0.1).select(ctx, 2)
 
 
 def test_exp4p_confidence_width_is_sqrt_log_n_over_delta_over_k_t():
@@ -418,7 +418,7 @@ def test_exp4p_confidence_width_is_sqrt_log_n_over_delta_over_k_t():
 
 def test_albl_importance_weights_are_inverse_draw_probabilities():
     n = 30
-    albl = ALBL([FixedRanking(0), FixedRanking(1)], p_min=0.01, horizon=5)
+    albl = ALBL([FixedRanking(0), FixedRanking(1)], arms="points", p_min=0.01, horizon=5)
     ctx = QueryContext(ParityModel(), torch.rand(n, 2), torch.arange(10), torch.arange(10, n), gen(0))
     albl.select(ctx, 3)
     # every draw's probability is p_min (unadvised arm) or an advised arm's mixture probability
@@ -427,6 +427,78 @@ def test_albl_importance_weights_are_inverse_draw_probabilities():
     for w in albl.drawn_weight:
         assert min(abs(w - 1 / 0.01), abs(w - 1 / advised), abs(w - 1 / both)) < 1e-9
     assert len(albl.drawn_weight) >= 3
+
+
+def test_albl_over_strategies_gives_the_batch_to_one_drawn_strategy_as_often_as_its_p():
+    # arms=strategies: every batch is one expert's own top-k, drawn with EXP4.P's p over experts
+    n, k = 40, 6
+    albl = ALBL([FixedRanking(0), FixedRanking(1)], p_min=0.05, horizon=400)
+    albl._start(2, gen(0))
+    albl.bandit.log_w = torch.tensor([math.log(3.0), 0.0], dtype=torch.float64)  # weights 3/4, 1/4
+    ctx = QueryContext(ParityModel(), torch.rand(n, 2), torch.arange(4), torch.arange(4, n), gen(1))
+    even = 0
+    for _ in range(400):
+        picks = albl.select(ctx, k)
+        parities = set((ctx.unlabeled[picks] % 2).tolist())
+        assert len(parities) == 1  # never a mixture within a batch
+        assert torch.equal(picks, FixedRanking(parities.pop()).select(ctx, k))
+        even += int(ctx.unlabeled[picks[0]]) % 2 == 0
+        _, prob, drawn = albl.pending.pop()
+        assert albl.drawn_weight[-k:] == [1.0 / float(prob[drawn])] * k
+    p_even = (1 - 2 * 0.05) * 0.75 + 0.05  # 0.725
+    assert abs(even / 400 - p_even) < 4 * math.sqrt(p_even * (1 - p_even) / 400)
+
+
+def test_albl_over_strategies_moves_its_weights_to_the_rewarded_strategy():
+    n = 60
+    albl = ALBL([FixedRanking(0), FixedRanking(1)], horizon=100)
+    ctx = QueryContext(ParityModel(), torch.rand(n, 2), torch.arange(4), torch.arange(4, n), gen(0))
+    for _ in range(100):  # reward 1 for a batch of even points, 0 for odd ones
+        picks = albl.select(ctx, 3)
+        albl.observe_reward(1.0 if int(ctx.unlabeled[picks[0]]) % 2 == 0 else 0.0)
+    w = albl.bandit.weights  # 0.89 after 100 rounds at EXP4.P's p_min = sqrt(ln 2 / 200)
+    assert w[0] > 0.8 > 0.2 > w[1]
+
+
+def test_albl_over_strategies_rewards_the_weighted_accuracy_normalised_by_the_weights():
+    # every label is 0; the model is right on even pool points, wrong on odd ones
+    n = 40
+    x = torch.zeros(n, 2)
+    x[0::2, 0], x[1::2, 1] = 1.0, 1.0
+    y = torch.zeros(n, dtype=torch.long)
+    albl = ALBL([FixedRanking(0), FixedRanking(1)], horizon=5)
+    labeled = torch.tensor([], dtype=torch.long)
+    for t in range(3):
+        unlabeled = torch.tensor(sorted(set(range(n)) - set(labeled.tolist())))
+        ctx = QueryContext(ParityModel(), x, labeled, unlabeled, gen(t))
+        ctx.y = y
+        if t == 2:  # what the last select's reward update must do
+            w = torch.tensor(albl.drawn_weight, dtype=torch.float64)
+            right = (torch.tensor(albl.drawn_index) % 2 == 0).double()
+            reward = float((w * right).sum() / w.sum())
+            assert reward == pytest.approx(albl.importance_weighted_accuracy(ParityModel(), x, y))
+            expected = copy.deepcopy(albl.bandit)
+            for advice, prob, chosen in albl.pending:
+                expected.update(chosen, reward, advice, prob)
+        labeled = torch.cat([labeled, unlabeled[albl.select(ctx, 4)]])
+    assert torch.allclose(albl.bandit.log_w, expected.log_w, rtol=0, atol=1e-15)
+    assert len(albl.drawn_index) == 12 and sorted(albl.drawn_index) == sorted(labeled.tolist())
+
+
+def test_albl_refuses_to_continue_a_saved_bandit_of_the_other_arms():
+    ctx = QueryContext(ParityModel(), torch.rand(20, 2), torch.arange(5), torch.arange(5, 20), gen(0))
+    points = ALBL([FixedRanking(0), FixedRanking(1)], arms="points", p_min=0.01)
+    points.select(ctx, 2)
+    with pytest.raises(ValueError, match="saved bandit is of query.arms=points"):
+        ALBL([FixedRanking(0), FixedRanking(1)]).load_state_dict(points.state_dict())
+    points_again = ALBL([FixedRanking(0), FixedRanking(1)], arms="points", p_min=0.01)
+    points_again.load_state_dict(points.state_dict())
+    assert points_again.drawn_index == points.drawn_index and points_again.n_arms == 20
+    strategies = ALBL([FixedRanking(0), FixedRanking(1)])
+    strategies.select(ctx, 2)
+    again = ALBL([FixedRanking(0), FixedRanking(1)])
+    again.load_state_dict(strategies.state_dict())
+    assert torch.equal(again.bandit.log_w, strategies.bandit.log_w) and again.pending and again.n_arms == 2
 
 
 def test_default_p_min_follows_exp4p_and_caps_exploration_at_half():
@@ -445,6 +517,8 @@ def strategies():
         "coreset": Coreset(), "coreset_chunked": Coreset(chunk_size=3),
         "badge": Badge(), "badge_largest_norm": Badge(first="largest_norm"),
         "albl": ALBL(), "albl_three": ALBL([Margin(), Badge(), RandomQuery()], p_min=0.001),
+        "albl_points": ALBL(arms="points"),
+        "albl_points_three": ALBL([Margin(), Badge(), RandomQuery()], p_min=0.001, arms="points"),
     }
 
 

@@ -1,12 +1,26 @@
 """Active Learning by Learning (Hsu & Lin, AAAI 2015): EXP4.P over query strategies.
 
-The pool points are the bandit's arms (K = |pool|) and the query strategies are its experts
-(N of them). Each query, every expert advises a distribution over the arms, EXP4.P mixes the
-advice with its expert weights plus a floor p_min on every arm, an arm is drawn, and once the
-next model is trained, the reward is that model's importance-weighted accuracy (IW-ACC) on
-every point drawn so far, each weighted by 1 / (the probability with which it was drawn).
+The paper queries one point at a time; a deep loop queries a batch per round. Two readings,
+``arms`` (``query.arms``):
 
-Choices the paper leaves open for a deep, batch-mode loop (documented here, not hidden):
+- ``strategies`` (the default): as in BADGE's experiments (Ash et al. 2020: ALBL "selects between
+  Coreset and Confidence at every round"; the authors' code draws one strategy per round, which
+  then picks the whole batch). EXP4.P's arms are the N strategies and expert i advises arm i
+  (identity advice), so K = N and T (``horizon``) counts query rounds; every point of the batch
+  carries the importance weight W = 1 / p of the strategy drawn. The reward of a round's draw is
+  the next model's IW-ACC on every point the bandit queried so far, normalised by the sum of
+  their weights, sum W [f(x) = y] / sum W, in [0, 1] as EXP4.P requires (the authors' code takes
+  the mean of W [f(x) = y] over the labeled set, which exceeds 1, and updates only the drawn
+  strategy's weight; here every weight gets EXP4.P's update). p_min defaults to EXP4.P's
+  sqrt(ln N / (K T)) capped at 1 / (2K); the authors' code uses 1 / (10 N).
+- ``points``: the paper's own form. The pool points are the arms (K = |pool|) and the strategies
+  the experts; each query, every expert advises a distribution over the arms, EXP4.P mixes the
+  advice with its expert weights plus a floor p_min on every arm, an arm is drawn, and once the
+  next model is trained, the reward is that model's importance-weighted accuracy (IW-ACC) on
+  every point drawn so far, each weighted by 1 / (the probability with which it was drawn).
+  On a pool much larger than its budget this is nearly a fixed mixture: see p_min below.
+
+Choices the paper leaves open for ``arms=points`` in a batch-mode loop (documented here, not hidden):
 - Advice. An expert's advice for one query is one-hot: its highest-ranked point among its
   own top-k for the round that has not been drawn yet in this round (so k queries per round
   are k EXP4.P rounds that share one model; the experts rank once per round).
@@ -29,8 +43,9 @@ Choices the paper leaves open for a deep, batch-mode loop (documented here, not 
   slowly: with one-hot advice over a run of T queries by at most about 2 T p_min (1 + width).
   That is the algorithm as published (its pools had hundreds to a few thousand points); a
   larger ``p_min`` (at most 1 / K) is the one knob that speeds it up.
-  T (``horizon``) defaults to K in this class; ``dal-run`` passes budget.max_labels -
-  budget.initial. The confidence width is EXP4.P's sqrt(ln(N / delta) / (K T)), computed from
+  T (``horizon``) defaults to K in this class (either reading); ``dal-run`` passes
+  budget.max_labels - budget.initial (points) or the number of query rounds the budget allows
+  (strategies). The confidence width is EXP4.P's sqrt(ln(N / delta) / (K T)), computed from
   K and T whatever p_min is. IW-ACC = sum_tau W_tau [f(x_tau) = y_tau] / (K T), clipped
   to [0, 1] as EXP4.P requires rewards in [0, 1].
 The bandit state lives in the strategy object and travels in the resume state (state_dict).
@@ -107,9 +122,13 @@ def default_p_min(n_experts: int, n_arms: int, horizon: int) -> float:
     return min(math.sqrt(math.log(n_experts) / (n_arms * horizon)), 0.5 / n_arms)
 
 
+ARMS = ("strategies", "points")
+
+
 class ALBL:
     def __init__(self, strategies: Optional[Sequence] = None, delta: float = 0.1, p_min: Optional[float] = None,
-                 horizon: Optional[int] = None, batch_size: int = 1024):
+                 horizon: Optional[int] = None, batch_size: int = 1024, arms: str = "strategies",
+                 names: Optional[Sequence[str]] = None):
         if strategies is None:
             # BADGE's experiments: ALBL blending core-set and confidence (softmax response)
             from dal_runner.query.coreset import Coreset
@@ -118,6 +137,11 @@ class ALBL:
         self.strategies: List = list(strategies)
         if len(self.strategies) < 2:
             raise ValueError(f"query.strategies: ALBL needs at least 2 strategies, got {len(self.strategies)}")
+        if arms not in ARMS:
+            raise ValueError(f"query.arms={arms}: accepted: one of {', '.join(ARMS)}")
+        self.arms = arms
+        # for the log: the strategies' config names (dal-run's), else their class names
+        self.names = list(names) if names is not None else [type(st).__name__ for st in self.strategies]
         self.delta, self.p_min, self.horizon, self.batch_size = delta, p_min, horizon, batch_size
         self.bandit: Optional[Exp4P] = None  # built at the first select, when K is known
         self.n_arms: Optional[int] = None
@@ -130,14 +154,16 @@ class ALBL:
 
     @torch.no_grad()
     def importance_weighted_accuracy(self, model, x: torch.Tensor, y: torch.Tensor) -> float:
-        """IW-ACC(f) = (1 / (K T)) sum_tau W_tau [f(x_tau) = y_tau], over every draw so far."""
+        """IW-ACC over every draw so far: sum_tau W_tau [f(x_tau) = y_tau] / (K T) (arms=points, as
+        Hsu & Lin), or / sum_tau W_tau (arms=strategies, where K T is N rounds' worth, not the pool)."""
         if not self.drawn_index:
             return 0.0
         idx = torch.tensor(self.drawn_index, dtype=torch.long)
         probs, _ = infer(model, x, self.batch_size, index=idx)
         correct = (probs.argmax(dim=1).cpu() == y[idx.to(y.device)].cpu()).double()
-        iw = (torch.tensor(self.drawn_weight, dtype=torch.float64) * correct).sum() / (self.n_arms * self._horizon)
-        return float(iw.clamp(0.0, 1.0))
+        weight = torch.tensor(self.drawn_weight, dtype=torch.float64)
+        norm = weight.sum() if self.arms == "strategies" else self.n_arms * self._horizon
+        return float(((weight * correct).sum() / norm).clamp(0.0, 1.0))
 
     def observe_reward(self, reward: float) -> None:
         """Apply the reward of the model trained after the last round to that round's queries."""
@@ -151,7 +177,7 @@ class ALBL:
         """The bandit's weights, the draws so far and the queries awaiting their reward."""
         if self.bandit is None:
             return {"started": False}
-        return {"started": True, "n_arms": self.n_arms, "horizon": self._horizon, "p_min": self.bandit.p_min,
+        return {"started": True, "arms": self.arms, "n_arms": self.n_arms, "horizon": self._horizon, "p_min": self.bandit.p_min,
                 "log_w": self.bandit.log_w.clone(), "drawn_index": list(self.drawn_index),
                 "drawn_weight": list(self.drawn_weight),
                 "pending": [[a.clone(), p.clone(), c] for a, p, c in self.pending]}
@@ -159,6 +185,10 @@ class ALBL:
     def load_state_dict(self, state: dict) -> None:
         if not state.get("started"):
             return
+        saved = state.get("arms", "points")  # states written before query.arms existed: points
+        if saved != self.arms:
+            raise ValueError(f"query.arms={self.arms}: the run's saved bandit is of query.arms={saved}; "
+                             f"accepted: query.arms={saved} to continue it")
         self.n_arms, self._horizon = int(state["n_arms"]), int(state["horizon"])
         self.bandit = Exp4P(len(self.strategies), self.n_arms, self._horizon, self.delta, float(state["p_min"]), None)
         if self.bandit.log_w.shape != state["log_w"].shape:
@@ -175,7 +205,8 @@ class ALBL:
         self._horizon = self.horizon if self.horizon is not None else n_arms
         p_min = self.p_min if self.p_min is not None else default_p_min(len(self.strategies), n_arms, self._horizon)
         if not 0.0 < p_min <= 1.0 / n_arms:
-            raise ValueError(f"query.p_min: {p_min} for a pool of K = {n_arms} points; expected "
+            what = f"{n_arms} strategies" if self.arms == "strategies" else f"a pool of K = {n_arms} points"
+            raise ValueError(f"query.p_min: {p_min} for {what}; expected "
                              f"0 < p_min <= 1 / K = {1.0 / n_arms:.3g}, or null for EXP4.P's default")
         self.bandit = Exp4P(len(self.strategies), n_arms, self._horizon, self.delta, p_min, generator)
 
@@ -195,7 +226,10 @@ class ALBL:
         n_unlabeled = len(ctx.unlabeled)
         if not 0 <= k <= n_unlabeled:
             raise ValueError(f"ALBL: k={k} picks from {n_unlabeled} unlabeled points; expected 0 <= k <= {n_unlabeled}")
-        n_arms = n_unlabeled + len(ctx.labeled)  # arms 0..|U|-1: unlabeled positions; then labeled
+        if self.arms == "strategies":
+            n_arms = len(self.strategies)
+        else:
+            n_arms = n_unlabeled + len(ctx.labeled)  # arms 0..|U|-1: unlabeled positions; then labeled
         if self.bandit is None:
             self._start(n_arms, ctx.generator)
         elif n_arms != self.n_arms:
@@ -212,6 +246,8 @@ class ALBL:
                     log.warning("ALBL: the query context has no labels (ctx.y); expert weights stay fixed")
                     self._warned = True
                 self.pending.clear()
+        if self.arms == "strategies":
+            return self._select_by_one_strategy(ctx, k)
 
         # each expert ranks once per round: its top-k, most informative first
         ranked = [s.select(ctx, k).cpu().long() for s in self.strategies]
@@ -248,3 +284,16 @@ class ALBL:
             # the arm's probability given that the draw ended: free arms are unlisted, p_min each
             self.pending.append((advice, prob / (1.0 - n_free * self.bandit.p_min), col))
         return torch.tensor(picks, dtype=torch.long)
+
+    def _select_by_one_strategy(self, ctx: QueryContext, k: int) -> torch.Tensor:
+        """arms=strategies: EXP4.P draws one strategy (identity advice), which picks the batch."""
+        advice = torch.eye(len(self.strategies), dtype=torch.float64)
+        prob = self.bandit.distribution(advice)
+        drawn = self.bandit.sample(prob)
+        picks = self.strategies[drawn].select(ctx, k).cpu().long()
+        self.drawn_index.extend(ctx.unlabeled.cpu()[picks].tolist())
+        self.drawn_weight.extend([1.0 / float(prob[drawn])] * len(picks))
+        self.pending.append((advice, prob, drawn))
+        log.info("ALBL: %s picks this round's batch of %d (p: %s)", self.names[drawn], len(picks),
+                 ", ".join(f"{name} {float(q):.3f}" for name, q in zip(self.names, prob)))
+        return picks
