@@ -262,6 +262,27 @@ def test_failed_download_is_a_config_error_on_dataset_download(tmp_path, monkeyp
     assert "Name or service not known" in str(err.value) and str(tmp_path) in str(err.value)
 
 
+@pytest.mark.parametrize("stop", [URLError("Connection reset by peer"), KeyboardInterrupt()])
+def test_a_download_cut_off_leaves_nothing_behind(tmp_path, monkeypatch, stop):
+    # an older file under the root stays; the partial file and the folders the download made go
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "notes.txt").write_text("mine")
+
+    def cut_off(self, root, split="train", download=False, **kwargs):
+        Path(root).mkdir(parents=True, exist_ok=True)
+        (Path(root) / f"{split}_32x32.mat").write_bytes(b"\0" * 1000)  # the first bytes of it
+        raise stop
+
+    monkeypatch.setattr(tvd.SVHN, "__init__", cut_off)
+    with pytest.raises(ConfigError if isinstance(stop, URLError) else KeyboardInterrupt):
+        torchvision_sets.load("svhn", tmp_path / "cache", download=True)
+    assert sorted(p.name for p in (tmp_path / "cache").rglob("*")) == ["notes.txt"]
+    # a root the download made goes too, with the parents it made for it
+    with pytest.raises(ConfigError if isinstance(stop, URLError) else KeyboardInterrupt):
+        torchvision_sets.load("svhn", tmp_path / "new" / "cache", download=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]
+
+
 def test_svhn_download_fetches_only_the_missing_split(tmp_path, monkeypatch):
     write_svhn(tmp_path, sizes=(("train", 4), ("test", 4)))
     fetched = []
@@ -307,6 +328,13 @@ def test_npz_channel_last_and_channel_first_give_the_same_uint8_tensors(tmp_path
         np.testing.assert_array_equal(data.x_test.numpy(), xt)
     assert first.mean == last.mean and np.allclose(first.mean, expected_stats(x)[0])
     assert first.name == "npz-first"
+
+
+def test_npz_rgba_images_channels_last_have_four_channels(tmp_path):
+    x = RNG.integers(0, 256, size=(12, 5, 6, 4), dtype=np.uint8)  # N x H x W x RGBA
+    np.savez(tmp_path / "rgba.npz", x=x, y=np.arange(12) % 2)
+    data = npz.load(tmp_path / "rgba.npz", 0.25, 0)
+    assert data.input_shape == (4, 5, 6) and len(data.mean) == 4
 
 
 def test_npz_grey_images_get_a_channel_and_float_images_keep_scale_one(tmp_path):
@@ -359,6 +387,9 @@ Y10 = np.arange(10) % 2
     (dict(x=X10, y=np.arange(10) % 2 * 2), "contiguous 0..K-1.*class\\(es\\) \\[1\\] absent"),
     (dict(x=X10, y=np.zeros(10, int)), "contiguous 0..K-1"),
     (dict(x=np.full((10, 3), np.nan), y=Y10), "x holds 30 NaN or infinite"),
+    (dict(x=np.full((10, 3), 1e39), y=Y10), "x holds 30 value\\(s\\) beyond float32's range"),
+    # a hashed id as a label: the absent classes are listed without a list of 10**12 classes
+    (dict(x=X10, y=np.array([0, 1, 2, 10**12] * 2 + [0, 1])), "y has 0..1000000000000, class\\(es\\) \\[3, 4, 5"),
     (dict(x=np.zeros(10), y=Y10), "x has 1 dimensions"),
     (dict(x=np.zeros((10, 1, 2, 2, 2)), y=Y10), "x has 5 dimensions"),
     (dict(x=np.array(["a"] * 10), y=Y10), "dtype <U1; numbers are needed"),

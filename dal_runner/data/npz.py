@@ -5,8 +5,8 @@ Shapes of x (x_test has the same shape after the first axis):
     N x D            a table: float32, with per-feature mean/std of the pool in Dataset.mean/std
     N x H x W        grey images: a channel axis is added (N x 1 x H x W)
     N x C x H x W    images, channels first
-    N x H x W x C    images, channels last, detected when the last axis is 1 or 3 and the
-                     second is not; so N x 3 x 3 x 3 is read as channels first
+    N x H x W x C    images, channels last, detected when the last axis is 1, 3 or 4 (RGBA) and
+                     the second is not; so N x 3 x 3 x 3 is read as channels first
 
 Image values: uint8 stays uint8 with scale 255; integer or boolean arrays whose values all lie
 in 0..255 become uint8 too (scale 255); any other numeric array becomes float32 with scale 1.0,
@@ -62,7 +62,10 @@ def load(path: str | os.PathLike, test_fraction: float, seed: int) -> Dataset:
     n_classes = int(y.max()) + 1
     present = np.unique(y)
     if n_classes < 2 or len(present) != n_classes or y.min() < 0:
-        absent = sorted(set(range(n_classes)) - set(present.tolist()))[:10]
+        # the first absent classes; at most len(present) of len(present) + 10 candidates are present
+        # (a label of 10**12 must not make a list of 10**12 classes)
+        candidates = np.arange(min(n_classes, len(present) + 10)) if n_classes > 0 else np.arange(0)
+        absent = np.setdiff1d(candidates, present)[:10].tolist()
         raise bad(f"labels must be contiguous 0..K-1 with every class in y, K >= 2; "
                   f"y has {present.min()}..{present.max()}" + (f", class(es) {absent} absent" if absent else ""),
                   "labels 0..K-1 (remap them yourself, e.g. with numpy.unique(y, return_inverse=True))")
@@ -153,6 +156,12 @@ def _check_numeric(name: str, array: np.ndarray, bad) -> None:
         n_bad = int(array.size - np.count_nonzero(np.isfinite(array)))
         if n_bad:
             raise bad(f"array {name} holds {n_bad} NaN or infinite value(s)")
+        # x is used as float32: a finite float64 beyond its range would become inf there
+        limit = float(np.finfo(np.float32).max)
+        n_big = int(np.count_nonzero(np.abs(array) > limit)) if array.dtype.itemsize > 4 else 0
+        if n_big:
+            raise bad(f"array {name} holds {n_big} value(s) beyond float32's range (|v| > {limit:.3g}), "
+                      f"the largest {float(np.abs(array).max()):.3g}; scale them first")
 
 
 def _labels(name: str, labels: np.ndarray, n: int, bad) -> np.ndarray:
@@ -182,7 +191,7 @@ def _feature_mean_std(x: torch.Tensor) -> Tuple[Tuple[float, ...], Tuple[float, 
 def _channels_first(images: np.ndarray) -> np.ndarray:
     if images.ndim == 3:
         return images[:, None]
-    if images.shape[-1] in (1, 3) and images.shape[1] not in (1, 3):
+    if images.shape[-1] in (1, 3, 4) and images.shape[1] not in (1, 3, 4):  # 4: RGBA
         return images.transpose(0, 3, 1, 2)
     return images
 

@@ -183,7 +183,11 @@ def _relative(path: Path, root: Path) -> str:
 
 
 def _download(name: str, root: Path, include_extra: bool) -> None:
-    """torchvision's download=True path; its constructors also parse, which we then redo once."""
+    """torchvision's download=True path; its constructors also parse, which we then redo once.
+    A failed or interrupted download leaves nothing behind: the files it wrote (a partial one
+    would pass for present next time) and the folders it made are removed."""
+    made = [p for p in (root, *root.parents) if not p.exists()]  # folders mkdir will make, deepest first
+    before = _paths_under(root)
     try:
         root.mkdir(parents=True, exist_ok=True)
         if name in _CIFAR:
@@ -194,14 +198,32 @@ def _download(name: str, root: Path, include_extra: bool) -> None:
                     tvd.SVHN(str(_svhn_root(root)), split=split, download=True)
         else:
             _MNIST[name](str(root), train=True, download=True)  # fetches all four files
-    except Exception as exc:  # network, archive or checksum failure: all mean "not downloaded"
+    except BaseException as exc:  # network, archive or checksum failure: all mean "not downloaded"
+        _remove_new(root, before, made)
+        if not isinstance(exc, Exception):  # Ctrl-C, SystemExit: cleaned up, then on their way
+            raise
         detail = " ".join(f"{type(exc).__name__}: {exc}".split())
         raise ConfigError(
-            "dataset.download", True,
+            "dataset.download", "true",
             f"true only where the network reaches the {name} servers; otherwise false, "
             f"with the files copied under dataset.root={root}",
             f"downloading {name} into {root} failed ({detail})",
         ) from None
+
+
+def _paths_under(root: Path) -> set:
+    return set(root.rglob("*")) if root.is_dir() else set()
+
+
+def _remove_new(root: Path, before: set, made: List[Path]) -> None:
+    """Remove what appeared under root since `before` (files, and folders once empty, deepest
+    first), then the folders in `made` (root and the parents mkdir made for it) once empty."""
+    new = sorted(_paths_under(root) - before, key=lambda p: len(p.parts), reverse=True)
+    for path in new + made:
+        try:
+            path.rmdir() if path.is_dir() and not path.is_symlink() else path.unlink()
+        except OSError:  # a folder that still holds an older file stays
+            pass
 
 
 class _BadFile(Exception):
