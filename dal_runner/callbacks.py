@@ -41,6 +41,16 @@ def sweep_jobs(sweep: Path) -> Tuple[List[Path], List[Path]]:
     return list(launched), [f for f in found if f not in set(launched)]
 
 
+def run_status(folder: Path) -> dict:
+    """A run folder's status.json ({"state": "missing status.json"} where it cannot be read)."""
+    from dal_runner.io import STATUS_JSON, read_json
+
+    try:
+        return read_json(folder / STATUS_JSON)
+    except (OSError, ValueError):
+        return {"state": "missing status.json"}
+
+
 class SweepStatus(Callback):
     """At the end of a sweep, read every job's status.json: log how many completed, and list the
     others (with their round and error) for `dal-run` to report and exit non-zero.
@@ -50,17 +60,12 @@ class SweepStatus(Callback):
     """
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from dal_runner.io import STATUS_JSON, read_json
-
         FAILED_RUNS.clear()
         sweep = Path(os.path.abspath(str(config.hydra.sweep.dir)))
         folders, earlier = sweep_jobs(sweep)
         bad = []
         for folder in folders:
-            try:
-                status = read_json(folder / STATUS_JSON)
-            except (OSError, ValueError):
-                status = {"state": "missing status.json"}
+            status = run_status(folder)
             if status.get("state") != "completed":
                 where = f" in round {status['round']}" if status.get("round") is not None else ""
                 bad.append((str(folder), f"{status.get('state')}{where}: {status.get('error', '')}".rstrip(": ")))
@@ -107,6 +112,10 @@ class ReportOnMultirunEnd(Callback):
             from dal_runner import report
 
             sweep_dir = str(config.hydra.sweep.dir)
+            jobs, _ = sweep_jobs(Path(os.path.abspath(sweep_dir)))
+            if not any(run_status(job).get("state") == "completed" for job in jobs):
+                log.info("sweep %s: no run completed, so no report", sweep_dir)  # the reasons follow
+                return
             status = report.main(self.argv(sweep_dir))
             if status != 0:
                 log.warning("dal-report on %s ended with status %s (the message is above); "

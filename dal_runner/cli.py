@@ -164,7 +164,8 @@ def run_main() -> None:
         n, total = len(callbacks.FAILED_RUNS), callbacks.FAILED_RUNS[0][2]
         for folder, reason, _ in callbacks.FAILED_RUNS:
             print(f"dal-run: error: {folder}: {reason}", file=sys.stderr)
-        fail(f"{n} of {total} runs of the sweep did not complete (the others did; see their status.json)", 1)
+        fail(f"none of the {total} runs of the sweep completed (see their status.json)" if n == total else
+             f"{n} of {total} runs of the sweep did not complete (the others did; see their status.json)", 1)
 
 
 def report_main(argv: Optional[List[str]] = None) -> None:

@@ -120,6 +120,17 @@ def test_corrupt_state_is_refused(tmp_path, killed_run, monkeypatch, capsys):
     assert "state/state.pt is corrupt or truncated" in err and "Traceback" not in err + out
 
 
+def test_a_sweep_whose_every_job_fails_says_so_and_writes_no_report(tmp_path, monkeypatch, capsys):
+    code, out, err = run_cli_inprocess(["-m", "search=fixed", "arch=mlp", "budget.max_labels=5000,6000",
+                                        "hydra.sweep.dir=sweep"], tmp_path, monkeypatch, capsys)
+    assert code == 1 and "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert lines[-1] == "dal-run: error: none of the 2 runs of the sweep completed (see their status.json)"
+    assert len(lines) == 3 and all("budget.max_labels=" in line for line in lines[:2])  # one line per job
+    assert "dal-report" not in err and not (tmp_path / "sweep" / "report").exists()
+    assert "no run completed, so no report" in out + err
+
+
 def test_one_failing_job_neither_stops_nor_corrupts_the_sweep(tmp_path, monkeypatch, capsys):
     # job 1 asks for more labels than the pool has: it fails when its data is loaded
     res = run_cli(["-m", "search=fixed", "arch=mlp", "budget.initial=50", "budget.batch=50",
