@@ -36,7 +36,8 @@ from dal_runner.run_folders import (  # noqa: F401  (re-exported: the report's p
 
 FILES = {  # name -> columns; every file dal-report writes (stale ones are removed)
     "curves.csv": ["group", "environment", "strategy", "n_labeled", "mean", "std", "n"],
-    "auc.csv": ["group", "environment", "strategy", "mean", "std", "n", "seeds", "from_labels", "to_labels"],
+    "auc.csv": ["group", "environment", "strategy", "mean", "std", "n", "seeds", "from_labels", "to_labels",
+                "ranges_differ"],
     "auc_gain.csv": ["group", "environment", "strategy", "reference", "mean", "std", "n", "from_labels", "to_labels"],
     "penalty.csv": ["split", "subset", "kind", "row", "column", "value"],
     "penalty_skipped.csv": ["environment", "n_labeled", "reason"],
@@ -72,9 +73,16 @@ def _matches(run: Run, spec: Dict[str, str]) -> bool:
     return all(run.attrs.get(k) == v for k, v in spec.items())
 
 
-def choose_reference(runs: Sequence[Run], given: Dict[str, str], search_compared: bool) -> Dict[str, str]:
+def choose_reference(runs: Sequence[Run], given: Dict[str, str], search_compared: bool,
+                     env_keys: Sequence[str] = (), strategy_keys: Sequence[str] = ()) -> Dict[str, str]:
     if given:
         for key, value in given.items():
+            if key not in strategy_keys and (key in env_keys or _group_of(key) in env_keys):
+                # a key of the environment: each environment's groups would be compared with themselves
+                raise ReportError(
+                    f"--reference {key}={value}: {key} tells environments apart, and runs of different "
+                    f"environments are never compared; accepted: keys of the compared strategies "
+                    f"({', '.join(strategy_keys) or 'query'}; dal-report --strategy adds one)")
             values = sorted({r.attrs[key] for r in runs if key in r.attrs})
             if not values:
                 known = sorted({k for r in runs for k in r.attrs}, key=_key_order)
@@ -88,6 +96,20 @@ def choose_reference(runs: Sequence[Run], given: Dict[str, str], search_compared
     if search_compared and any(_matches(r, fixed_resnet18) for r in runs):
         return fixed_resnet18
     return {"query": "random"}
+
+
+def check_out(out: Path, folders: Sequence[Path]) -> None:
+    """--out must not be a run folder, hold one, or lie inside one (but in its report/): the
+    files would mix with a run's own, and a run below it would be left out of the report."""
+    out = out.resolve()
+    for run in folders:
+        inside = run == out or run in out.parents
+        if inside and out.relative_to(run).parts[:1] != (REPORT_DIR,) or out in run.parents:
+            where = ("is the run folder" if run == out else "is inside the run folder" if inside
+                     else "holds the run folder")
+            raise ReportError(f"--out {out}: {where} {run}; accepted: a folder outside the runs, "
+                              f"e.g. {run.parent / REPORT_DIR if inside else out / REPORT_DIR} (the default: "
+                              f"{REPORT_DIR}/ in the first PATH)")
 
 
 def check_strategy_keys(runs: Sequence[Run], strategy: Sequence[str]) -> None:
@@ -107,7 +129,7 @@ def check_strategy_keys(runs: Sequence[Run], strategy: Sequence[str]) -> None:
 
 
 def build_report(paths: Sequence[Path], reference: Optional[Dict[str, str]] = None, alpha: float = 0.05,
-                 skip: Sequence[Path] = (), strategy: Sequence[str] = ()) -> Report:
+                 out: Optional[Path] = None, strategy: Sequence[str] = ()) -> Report:
     from dal_runner.metrics import curves as C
     from dal_runner.metrics.auc import auc
     from dal_runner.metrics.penalty import penalty_report, tidy
@@ -115,9 +137,11 @@ def build_report(paths: Sequence[Path], reference: Optional[Dict[str, str]] = No
     if not 0.0 < alpha < 1.0:
         raise ReportError(f"--alpha {alpha}: accepted: a significance level in (0, 1), e.g. 0.05")
     paths = [Path(p) for p in paths]
-    folders = find_run_folders(paths, skip)
+    folders = find_run_folders(paths)
     if not folders:
         raise ReportError(f"no run folders (a folder with .hydra/config.yaml) under {', '.join(map(str, paths))}")
+    if out is not None:
+        check_out(Path(out), folders)
     base = Path(os.path.commonpath([p.resolve() for p in paths]))
     runs = [load_run(f, str(f.relative_to(base)) if f != base else str(f)) for f in folders]
     check_strategy_keys(runs, strategy)
@@ -125,13 +149,15 @@ def build_report(paths: Sequence[Path], reference: Optional[Dict[str, str]] = No
     report = Report(included, excluded, env_keys, strategy_keys, {}, alpha)
     if not included:
         return report
-    report.reference = choose_reference(included, reference or {}, search_compared)
+    report.reference = choose_reference(included, reference or {}, search_compared, env_keys, strategy_keys)
 
     groups: Dict[Tuple[str, str], List[Run]] = defaultdict(list)
     for r in included:
         groups[(r.environment, r.strategy)].append(r)
     curves, aucs, gains, unmatched = [], [], [], []
-    for (env, strategy), members in sorted(groups.items()):
+    order = sorted(groups, key=lambda group: (_natural_key(group[0]), _natural_key(group[1])))
+    for env, strategy in order:  # budget.batch=50 before budget.batch=100, in every table and figure
+        members = groups[(env, strategy)]
         name = f"{env} | {strategy}"
         for n, mean, std, count in C.curve_stats(r.curve for r in members):
             curves.append({"group": name, "environment": env, "strategy": strategy, "n_labeled": n,
@@ -145,9 +171,9 @@ def build_report(paths: Sequence[Path], reference: Optional[Dict[str, str]] = No
                                 f"({', '.join(f'{a}-{b}' for a, b in ranges)}); the mean mixes them")
         aucs.append({"group": name, "environment": env, "strategy": strategy, "mean": mean, "std": std,
                      "n": count, "seeds": seeds, "from_labels": min(a for a, _ in ranges),
-                     "to_labels": max(b for _, b in ranges)})
+                     "to_labels": max(b for _, b in ranges), "ranges_differ": str(len(ranges) > 1).lower()})
         ref = _reference_of(members[0], report.reference, strategy_keys,
-                            [g for (e, _), g in sorted(groups.items()) if e == env])
+                            [groups[group] for group in order if group[0] == env])
         if ref is None:
             unmatched.append(name)
             continue
@@ -165,14 +191,23 @@ def build_report(paths: Sequence[Path], reference: Optional[Dict[str, str]] = No
 
     penalty_rows = []
     for split, subsets in penalty_splits(included, env_keys).items():
-        report.penalties[split] = {subset: penalty_report(records, alpha) for subset, records in subsets.items()}
+        results = {subset: penalty_report(records, alpha) for subset, records in subsets.items()}
+        if not any(any(result.sizes.values()) for result in results.values()):
+            if split == "overall":  # an all-zero matrix would read as "no significant wins"
+                report.notes.append("penalty matrix: not computed, no (environment, label count) could be "
+                                    "tested; it needs 2 strategies or more with 2 seeds or more each in one "
+                                    "environment (why, per label count: penalty_skipped.csv)")
+                skipped = results["all"].skipped
+            continue
+        report.penalties[split] = results
         penalty_rows += [{"split": split, "subset": subset, **row} for subset, result in report.penalties[split].items()
                          for row in tidy(result.names, result.matrix)]
-    overall = report.penalties["overall"]["all"]
+    if "overall" in report.penalties:
+        skipped = report.penalties["overall"]["all"].skipped
     report.tables = {
         "curves.csv": curves, "auc.csv": aucs, "auc_gain.csv": gains, "penalty.csv": penalty_rows,
         "penalty_skipped.csv": [{"environment": s.environment, "n_labeled": s.n_labeled, "reason": s.reason}
-                                for s in overall.skipped],
+                                for s in skipped],
     }
     return report
 
@@ -308,7 +343,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         args = parse_args(sys.argv[1:] if argv is None else argv)
         out = args.out or args.paths[0] / REPORT_DIR
-        report = build_report(args.paths, parse_reference(args.reference), args.alpha, skip=[out],
+        report = build_report(args.paths, parse_reference(args.reference), args.alpha, out=out,
                               strategy=args.strategy)
         if not report.runs:
             print_excluded(report, _console())

@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from dal_runner.figures import save_figure  # noqa: E402
+from dal_runner.run_folders import _natural_key  # noqa: E402
 
 # save_figure drops PNG/SVG dates and software names; SVG element ids hash with this salt
 # instead of a random one, so the same figure is the same bytes.
@@ -42,7 +43,17 @@ def _save(draw: Callable[[], "plt.Figure"], out: Path, stem: str) -> List[Path]:
     return paths
 
 
+# a query keeps its colour in every report (figures of several reports side by side in a paper)
+QUERY_COLORS = ("random", "softmax_response", "margin", "entropy", "mc_dropout", "coreset", "badge", "albl")
+
+
 def _colors(names: Sequence[str]) -> Dict[str, tuple]:
+    """Strategy label -> colour: by its query where the strategies are told apart by their query
+    alone (query=margin is the same colour everywhere), else by sorted position."""
+    tab10 = plt.get_cmap("tab10")
+    queries = {name: dict(part.partition("=")[::2] for part in name.split()).get("query") for name in names}
+    if len(set(queries.values())) == len(names) and all(q in QUERY_COLORS for q in queries.values()):
+        return {name: tab10(QUERY_COLORS.index(queries[name])) for name in names}
     cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
     return {name: cmap(i % cmap.N) for i, name in enumerate(sorted(names))}
 
@@ -57,7 +68,7 @@ def learning_curves(rows: Sequence[dict], colors: Dict[str, tuple]) -> "plt.Figu
     by_env: Dict[str, Dict[str, List[dict]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
         by_env[r["environment"]][r["strategy"]].append(r)
-    envs = sorted(by_env)
+    envs = sorted(by_env, key=_natural_key)
     nrows, ncols = _grid(len(envs))
     fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.9 * nrows), squeeze=False)
     handles = {}
@@ -127,10 +138,11 @@ def penalty_figure(results: Dict[str, object], title: str) -> "plt.Figure":
 # ------------------------------------------------------------------------------ AUC-gain
 def auc_gain_bars(rows: Sequence[dict], colors: Dict[str, tuple], reference: str) -> "plt.Figure":
     rows = [r for r in rows if r["strategy"] != r["reference"]]
-    envs = sorted({r["environment"] for r in rows})
+    envs = sorted({r["environment"] for r in rows}, key=_natural_key)
     strategies = sorted({r["strategy"] for r in rows})
     width = min(0.35, 0.8 / len(strategies))
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.0 + len(envs) * (0.6 + 0.35 * len(strategies))), 4.0))
+    # each environment's tick label, wrapped at 24 characters of 7 pt type, needs about 1.4 in of the axes
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.0 + len(envs) * max(1.8, 0.6 + 0.35 * len(strategies))), 4.0))
     for s_index, strategy in enumerate(strategies):
         mine = {r["environment"]: r for r in rows if r["strategy"] == strategy}
         x = [e_index + width * (s_index + 0.5 - len(strategies) / 2) for e_index, env in enumerate(envs) if env in mine]
@@ -139,11 +151,11 @@ def auc_gain_bars(rows: Sequence[dict], colors: Dict[str, tuple], reference: str
         ax.bar(x, y, width * 0.92, yerr=err, capsize=3, color=colors[strategy], label=strategy,
                error_kw={"lw": 0.8})
     ax.axhline(0.0, color="black", lw=0.8)
-    ax.set_xticks(range(len(envs)), [_wrap(e, 28) for e in envs], fontsize=7)
+    ax.set_xticks(range(len(envs)), [_wrap(e, 24) for e in envs], fontsize=7)
     ax.set_ylabel("AUC-gain (accuracy; ± 1 std over seeds)")
     ax.set_title(_wrap(f"AUC-gain over the reference {reference} (common label range)", 70), fontsize=9)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)  # clear of the bars
     fig.tight_layout()
     return fig
 

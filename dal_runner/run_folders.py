@@ -37,9 +37,8 @@ class Run:
 
 
 # ------------------------------------------------------------------------------ scanning
-def find_run_folders(paths: Sequence[Path], skip: Sequence[Path] = ()) -> List[Path]:
+def find_run_folders(paths: Sequence[Path]) -> List[Path]:
     found = set()
-    skip = [Path(s).resolve() for s in skip]
     for root in paths:
         root = Path(root)
         if not root.exists():
@@ -49,7 +48,7 @@ def find_run_folders(paths: Sequence[Path], skip: Sequence[Path] = ()) -> List[P
         for config in root.rglob(".hydra/config.yaml"):
             run = config.parent.parent.resolve()
             parts = run.relative_to(root.resolve()).parts if run != root.resolve() else ()
-            if REPORT_DIR in parts or any(run == s or s in run.parents for s in skip):
+            if REPORT_DIR in parts:
                 continue
             found.add(run)
     return sorted(found, key=_natural_key)

@@ -109,7 +109,7 @@ def test_an_auc_mean_over_runs_of_different_label_ranges_is_flagged(tmp_path, ca
     make_run(tmp_path / "sweep" / "1", seed=1, curve=RANDOM[1][:2])  # stopped at 60 labels
     assert report.main([str(tmp_path / "sweep")]) == 0
     (row,) = rows(tmp_path / "sweep" / "report" / "auc.csv")
-    assert (row["from_labels"], row["to_labels"]) == ("30", "90")
+    assert (row["from_labels"], row["to_labels"], row["ranges_differ"]) == ("30", "90", "true")
     assert "its runs cover different label ranges (30-60, 30-90); the mean mixes them" in capsys.readouterr().out
 
 
@@ -128,6 +128,7 @@ def test_seeds_are_averaged_and_every_table_matches_a_hand_computation(tmp_path,
     assert float(aucs["query=random"]["mean"]) == pytest.approx(sum(random_aucs) / 3, abs=1e-6)
     assert aucs["query=random"]["seeds"] == "0 1 2"
     assert (aucs["query=random"]["from_labels"], aucs["query=random"]["to_labels"]) == ("30", "90")
+    assert aucs["query=random"]["ranges_differ"] == "false"
     # margin gains d/2 over 30..60 and d over 60..90: AUC-gain = 0.75 d per seed
     gain = {r["strategy"]: r for r in rows(out / "auc_gain.csv")}["query=margin"]
     assert float(gain["mean"]) == pytest.approx(0.75 * 0.11, abs=1e-6)
@@ -260,16 +261,66 @@ def test_two_reports_of_the_same_runs_are_byte_identical(tmp_path):
      "or budget; keys that differ between these runs: query"),
     (["{tmp}/sweep", "--strategy", "seed"], "--strategy seed: the seed is what a group averages over"),
     (["{tmp}/failed"], "none of the 1 run folder(s) completed"),
-    (["{tmp}/sweep", "--out", "{tmp}/sweep/0/rounds.csv"], "cannot create the folder (it is a file)"),
+    (["{tmp}/sweep", "--out", "{tmp}/afile"], "cannot create the folder (it is a file)"),
+    # the report's files among a run's own, or a run left out of its own report: refused
+    (["{tmp}/sweep", "--out", "{tmp}/sweep/0"], "is the run folder {tmp}/sweep/0; accepted: a folder outside the runs"),
+    (["{tmp}/sweep", "--out", "{tmp}/sweep/0/figs"], "is inside the run folder {tmp}/sweep/0"),
+    (["{tmp}/sweep", "--out", "{tmp}/sweep"], "holds the run folder {tmp}/sweep/0"),
+    (["{tmp}/sweep", "--out", "{tmp}"], "holds the run folder"),
 ])
 def test_user_errors_are_one_line_with_exit_status_2_and_nothing_written(tmp_path, capsys, args, message):
     sweep(tmp_path / "sweep", n_seeds=2)
     (tmp_path / "empty").mkdir()
+    (tmp_path / "afile").write_text("")
     make_run(tmp_path / "failed" / "0", state="failed")
+    before = sorted(tmp_path.rglob("*"))
     assert report.main([a.format(tmp=tmp_path) for a in args]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith("dal-report: error: ") and message in err, err
-    assert not (tmp_path / "sweep" / "report").exists()
+    assert err.count("\n") == 1 and err.startswith("dal-report: error: ") and message.format(tmp=tmp_path) in err, err
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_a_single_run_is_reported_into_its_own_report_folder(tmp_path):
+    make_run(tmp_path / "run", curve=RANDOM[0])
+    assert report.main([str(tmp_path / "run")]) == 0
+    assert report.main([str(tmp_path / "run"), "--out", str(tmp_path / "run" / "report" / "again")]) == 0
+    assert (tmp_path / "run" / "report" / "auc.csv").is_file() and (tmp_path / "run" / "report" / "again" / "auc.csv").is_file()
+
+
+def test_a_reference_that_names_an_environment_is_refused(tmp_path, capsys):
+    # budget.batch tells the two sweeps' environments apart: a "reference" there would compare
+    # each environment's strategies with themselves (gains of 0)
+    sweep(tmp_path / "runs" / "b30", batch=30)
+    sweep(tmp_path / "runs" / "b60", batch=60)
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--reference", "budget.batch=60"]) == 2
+    err = capsys.readouterr().err
+    assert ("--reference budget.batch=60: budget.batch tells environments apart, and runs of different environments "
+            "are never compared; accepted: keys of the compared strategies (query;") in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_environments_are_in_natural_order_and_a_query_keeps_its_colour_across_reports(tmp_path):
+    from dal_runner.report_figures import _colors
+
+    sweep(tmp_path / "runs" / "b100", batch=100)
+    sweep(tmp_path / "runs" / "b50", batch=50)
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
+    envs = [r["environment"] for r in rows(tmp_path / "out" / "auc.csv")]
+    assert envs == ["dataset=digits budget.batch=50"] * 2 + ["dataset=digits budget.batch=100"] * 2  # 50 first
+    assert _colors(["query=margin", "query=random"])["query=margin"] == \
+        _colors(["query=badge", "query=margin"])["query=margin"]
+    # strategies a query alone does not tell apart: by position
+    mixed = _colors(["query=margin search=fixed", "query=margin search=inas"])
+    assert len(set(mixed.values())) == 2
+
+
+def test_a_penalty_matrix_with_nothing_tested_is_not_written(tmp_path, capsys):
+    sweep(tmp_path / "sweep", n_seeds=1)  # one seed each: no t-test anywhere
+    assert report.main([str(tmp_path / "sweep")]) == 0
+    out = tmp_path / "sweep" / "report"
+    assert rows(out / "penalty.csv") == [] and not (out / "penalty.png").exists()
+    assert len(rows(out / "penalty_skipped.csv")) == 3  # each label count, with why
+    assert "penalty matrix: not computed, no (environment, label count) could be tested" in capsys.readouterr().out
 
 
 # ------------------------------------------------------------------------------ end to end, real dal-run
