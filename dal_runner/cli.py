@@ -72,6 +72,14 @@ def _job(cfg: DictConfig, hydra_cfg, run_dir: Path, multirun: bool) -> Optional[
         if not resuming:  # nothing ran: leave no folder behind that looks like a result
             remove_failed_start(run_dir, PREFLIGHT.get("existing"))
         fail(str(e))
+    except Exception as e:  # not a bad input we know of: the same one line, as a failure to start
+        if multirun:
+            execute.mark_failed(run_dir, e, round_index=None)
+            log.error("%s: could not start: %s: %s", run_dir, type(e).__name__, e)
+            return None
+        if not resuming:
+            remove_failed_start(run_dir, PREFLIGHT.get("existing"))
+        fail(f"could not start the run: {type(e).__name__}: {' '.join(str(e).split())}", status=1)
     done = _completed_summary(run_dir) if resume is not None else None
     if done is not None:  # a sweep launched again into its folder: this job is done, with this config
         log.info("%s: already completed with this config; kept as it is", run_dir)

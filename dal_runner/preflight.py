@@ -163,6 +163,18 @@ def _alive_here(host, pid) -> bool:
     return any(name in cmdline for name in (b"python", b"dal-run", b"dal_runner"))
 
 
+def _check_not_foreign(run_dir: Path) -> None:
+    """A run's folder is new, empty, or a run's own (kept or continued there): a run written into
+    a folder of other files (hydra.run.dir=/ or =outputs/runs) would mix its files with them."""
+    if not run_dir.is_dir() or (run_dir / ".hydra" / "config.yaml").is_file():
+        return
+    entries = sorted(p.name for p in run_dir.iterdir())
+    if entries:
+        shown = ", ".join(entries[:4]) + (", ..." if len(entries) > 4 else "")
+        raise ConfigError("hydra.run.dir", str(run_dir), "a new or empty folder, or the folder of a dal-run run "
+                          "(kept or continued there)", f"holds {len(entries)} {'entry' if len(entries) == 1 else 'entries'} and no run ({shown})")
+
+
 def _check_not_running(run_dir: Optional[Path], sweep_dir: Optional[str] = None, job: Optional[int] = None) -> None:
     """A run launched into a folder where a run is still going (its status.json: running, by a
     process alive on this machine) would write the same files twice over: refused. A process on
@@ -280,6 +292,7 @@ def _check_job(number: int, job: List[str], multirun: bool, printing: bool):
         _check_not_running(job_dir, target, number)
         _check_resume(cfg, job_dir, number)
     else:
+        _check_not_foreign(Path(os.path.abspath(target)))
         _check_not_running(Path(os.path.abspath(target)))
         _check_resume(cfg, Path(os.path.abspath(target)))
     return target, existing, job_dir, bool(cfg.trainer.get("deterministic"))

@@ -149,37 +149,68 @@ def build_search(cfg: DictConfig, spec: ArchSpec, data: Dataset, seed: int, cand
     if cfg.name == "fixed":
         return FixedSearch(spec)
     from dal_runner.arch import resnet
-    from dal_runner.search.estimation import Fidelity
 
-    if spec.name != "resnet":
-        raise ConfigError("arch", spec.name, "resnet, resnet18 or resnet_small", f"search={cfg.name} searches residual nets")
+    _check_searchable(cfg, spec)
     if not data.is_image:
         raise ConfigError("search", cfg.name, "fixed (with arch=mlp) for tabular data",
                           "architecture search needs image data")
+    stem = spec.params["stem"]
+    most = resnet.max_stacks(data.input_shape[1:], stem)
+    space = (int(cfg.space[0]), min(int(cfg.space[1]), most))
+    c, k = data.input_shape[0], data.n_classes
+
+    def count(s: ArchSpec) -> int:
+        return resnet.n_params(in_channels=c, n_classes=k, **s.params)
+
+    search = _make_search(cfg, spec, seed, space, count, candidate_epochs)
+    if space[1] < cfg.space[1]:  # after the checks: a bad value's error is the only output
+        log.info("search space A(B, %d, %d) -> A(B, %d, %d): a %dx%d input with stem=%s supports %d stacks",
+                 cfg.space[0], cfg.space[1], space[0], space[1], data.input_shape[1], data.input_shape[2], stem, most)
+    return search
+
+
+def _check_searchable(cfg: DictConfig, spec: ArchSpec) -> None:
+    """What a search needs of its own keys and of the arch, data aside."""
+    if spec.name != "resnet":
+        raise ConfigError("arch", spec.name, "resnet, resnet18 or resnet_small", f"search={cfg.name} searches residual nets")
     for key in ("start", "space") if cfg.name == "inas" else ("space",):
         if len(cfg[key]) != 2 or any(v < 1 for v in cfg[key]):
             raise ConfigError(f"search.{key}", list(cfg[key]), "[n_blocks, n_stacks], both >= 1")
     if cfg.name == "inas":
         check_positive("search.max_steps", cfg.max_steps)
-    stem = spec.params["stem"]
-    most = resnet.max_stacks(data.input_shape[1:], stem)
-    space = (int(cfg.space[0]), min(int(cfg.space[1]), most))
-    c, k = data.input_shape[0], data.n_classes
-    extra = {"stem": stem, "width": spec.params["width"]}
 
-    def count(s: ArchSpec) -> int:
-        return resnet.n_params(in_channels=c, n_classes=k, **s.params)
 
+def _make_search(cfg: DictConfig, spec: ArchSpec, seed: int, space, count, candidate_epochs: Optional[int]):
+    """The search strategy over `space`, its values checked by its constructor (one line each)."""
+    from dal_runner.search.estimation import Fidelity
+
+    extra = {"stem": spec.params["stem"], "width": spec.params["width"]}
     try:
         fidelity = Fidelity(candidate_epochs, cfg.subset, cfg.stop_at, cfg.stop_margin,
                             nested_split=split_is_nested(cfg))
-        search = _search(cfg, spec, seed, space, extra, count, fidelity)
+        return _search(cfg, spec, seed, space, extra, count, fidelity)
     except ValueError as e:
         raise as_config_error(e) from None
-    if space[1] < cfg.space[1]:  # after the checks: a bad value's error is the only output
-        log.info("search space A(B, %d, %d) -> A(B, %d, %d): a %dx%d input with stem=%s supports %d stacks",
-                 cfg.space[0], cfg.space[1], space[0], space[1], data.input_shape[1], data.input_shape[2], stem, most)
-    return search
+
+
+def check_search(cfg: DictConfig) -> None:
+    """The search's checks that need no data (the preflight's): its keys, its candidates'
+    trainer, the arch it searches, the labeled set it splits; the space as given (the input's
+    resolution, which may clip its stacks, is the job's)."""
+    if check_choice("search", cfg.search.name, SEARCHES) == "fixed":
+        return
+    spec = arch_spec(cfg.arch, input_shape=())
+    candidates = search_trainer(cfg.search, OmegaConf.to_object(cfg.trainer), warn=False)
+    _check_searchable(cfg.search, spec)
+    space = (int(cfg.search.space[0]), int(cfg.search.space[1]))
+    _make_search(cfg.search, spec, 0, space, lambda s: 0, candidates.epochs)
+    _check_initial_for_search(cfg.search.name, cfg.budget.initial)
+
+
+def _check_initial_for_search(search: str, initial: int) -> None:
+    if search != "fixed" and initial < 2:
+        raise ConfigError("budget.initial", initial, f"at least 2 with search={search}",
+                          "the search splits the labeled set into S' and V'")
 
 
 def _search(cfg: DictConfig, spec: ArchSpec, seed: int, space, extra, count, fidelity):
@@ -203,8 +234,9 @@ def _search(cfg: DictConfig, spec: ArchSpec, seed: int, space, extra, count, fid
                            fidelity=fidelity)
 
 
-def search_trainer(cfg: DictConfig, trainer: TrainerConfig) -> TrainerConfig:
-    """Candidates' training: the trainer with the search's own epochs / milestones where given."""
+def search_trainer(cfg: DictConfig, trainer: TrainerConfig, warn: bool = True) -> TrainerConfig:
+    """Candidates' training: the trainer with the search's own epochs / milestones where given
+    (warn: log the trainer's milestones the candidates skip; the job does, the preflight not)."""
     if cfg.name == "fixed":
         return trainer
     if cfg.epochs is not None:
@@ -212,7 +244,7 @@ def search_trainer(cfg: DictConfig, trainer: TrainerConfig) -> TrainerConfig:
     epochs = trainer.epochs if cfg.epochs is None else cfg.epochs
     if cfg.lr_milestones is None:  # the trainer's: those the candidates' epochs reach
         milestones = [e for e in trainer.lr_milestones if e < epochs]
-        if len(milestones) < len(trainer.lr_milestones):
+        if warn and len(milestones) < len(trainer.lr_milestones):
             log.warning("search.epochs=%d: the candidates skip trainer.lr_milestones %s past it; set "
                         "search.lr_milestones for their own schedule", epochs,
                         [e for e in trainer.lr_milestones if e >= epochs])
@@ -313,8 +345,7 @@ def check_config(cfg: DictConfig, unresolved_ok: bool = False) -> None:
         lambda: check_trainer(OmegaConf.to_object(cfg.trainer)),
         lambda: check_augment(Augment(**OmegaConf.to_container(cfg.dataset.augment, resolve=True))),
         lambda: arch_spec(cfg.arch, input_shape=()),
-        lambda: check_choice("search", cfg.search.name, SEARCHES),
-        lambda: cfg.search.name == "fixed" or split_is_nested(cfg.search),
+        lambda: check_search(cfg),
         lambda: build_query(cfg.query, build_budget(cfg.budget), 1),
         lambda: _check_mc_dropout(cfg),
         lambda: _check_tabular(cfg),
@@ -354,9 +385,7 @@ def build(cfg: DictConfig, choices: Optional[Dict[str, str]] = None) -> Experime
     data = load_dataset(cfg.dataset, cfg.seed)
     spec = arch_spec(cfg.arch, data.input_shape)
     budget = build_budget(cfg.budget, data.x_train.shape[0])
-    if cfg.search.name != "fixed" and budget.initial < 2:
-        raise ConfigError("budget.initial", budget.initial, f"at least 2 with search={cfg.search.name}",
-                          "the search splits the labeled set into S' and V'")
+    _check_initial_for_search(cfg.search.name, budget.initial)
     query = build_query(cfg.query, budget, trainer.eval_batch_size, data.x_train.shape[0])
     candidates_trainer = search_trainer(cfg.search, trainer)
     search = build_search(cfg.search, spec, data, int(cfg.seed), candidates_trainer.epochs)

@@ -51,7 +51,7 @@ CASES = {
     "dropout out of range": (["arch.dropout=1.5"], ["arch.dropout=1.5", "[0, 1)"]),
     "validation fraction out of range": (["search.val_fraction=1.5"], ["search.val_fraction=1.5", "(0, 1)"]),
     "search start outside the space": (["search.start=[20,1]"],
-                                       ["search.start=[20, 1]", "outside the search space", "[1..12, 1..4]"]),
+                                       ["search.start=[20, 1]", "outside the search space", "[1..12, 1..5]"]),  # as given: the job clips
     "unknown tie break": (["search.tie_break=foo"], ["search.tie_break=foo", "unknown option", "smaller, larger"]),
     "negative seed": (["seed=-1"], ["seed=-1", "an integer >= 0"]),
     "data file not given": (["dataset=npz"], ["dataset.path=???", "no value given", "required with dataset=npz"]),
@@ -79,6 +79,8 @@ CASES = {
                                         ["query.p_min=0.6", "(0, 0.5]", "the number of strategies 2"]),
     "ALBL unknown arms": (["query=albl", "query.arms=examples"], ["query.arms=examples", "points, strategies"]),
     "ALBL zero horizon": (["query=albl", "query.horizon=0"], ["query.horizon=0", "> 0"]),
+    "test split too small for the classes": (["search=fixed", "arch=mlp", "dataset.test_fraction=0.001"],
+                                             ["dataset.test_fraction=0.001", "cannot split digits stratified"]),
     "one initial label with a search": (["budget.initial=1"], ["budget.initial=1", "at least 2 with search=inas"]),
     "random split with inheritance": (["search.inherit=true", "search.split=random"],
                                       ["search.split=random", "nested or null"]),
@@ -127,6 +129,14 @@ CASES = {
                                                ["arch.dropout=0.0", "passes are identical"]),
     "a sweep with a bad ALBL expert": (["-m", "query=albl", "query.strategies=[coreset,nope]", "seed=0,1"],
                                        ["query.strategies=nope", "unknown option"]),
+    # the search's keys too (before: job 0 ran to its end, then job 1 failed)
+    "a sweep with no iNAS steps in one job": (["-m", "search.max_steps=1,0"], ["search.max_steps=0", "> 0"]),
+    "a sweep with a REINFORCE budget its children do not divide": (
+        ["-m", "search=reinforce", "search.children=3,2"], ["search.children=2", "dividing search.budget=3"]),
+    "a sweep with one initial label and a search": (["-m", "budget.initial=10,1"], ["budget.initial=1", "at least 2"]),
+    "a sweep with a search over an MLP": (["-m", "arch=resnet,mlp"], ["arch=mlp", "searches residual nets"]),
+    "a sweep with a candidates' milestone past their epochs": (["-m", "search.epochs=10", "search.lr_milestones=[5],[12]"],
+                                                                ["search.lr_milestones=[12]", "1..9"]),
     "shell completion without a command": (["--shell-completion"], ["--shell-completion: no command given", "install=bash"]),
     "a Hydra value that is no seed in one run": (["seed=${hydra:job.num}"], ["seed=${hydra:job.num}", "'None'"]),
 }
@@ -161,9 +171,10 @@ def test_unwritable_output_directory_is_refused_before_running(tmp_path, monkeyp
 
 
 def test_a_failed_start_in_a_users_folder_removes_only_what_hydra_made(tmp_path, monkeypatch, capsys):
-    """hydra.run.dir given by the user and holding their files: a run that cannot start (the pool
-    is checked only once the data set is loaded, inside Hydra's job) takes away .hydra/ and the log,
-    never the user's files; folders Hydra made below an existing one go too."""
+    """hydra.run.dir given by the user: a folder holding their files is refused before Hydra makes
+    anything (a run's files would mix with theirs); in an empty one, a run that cannot start (the
+    pool is checked only once the data set is loaded, inside Hydra's job) takes away .hydra/ and
+    the log and leaves the folder; folders Hydra made below an existing one go too."""
     from dal_runner import cli
 
     undone = []  # the job started and was undone (not refused before Hydra made anything)
@@ -175,16 +186,24 @@ def test_a_failed_start_in_a_users_folder_removes_only_what_hydra_made(tmp_path,
     (mine / "keep.txt").write_text("a user's notes")
     code, out, err = run_cli_inprocess([f"hydra.run.dir={mine}", "budget.max_labels=5000"],
                                        tmp_path, monkeypatch, capsys)
+    assert code == 2 and err.strip() == (f"dal-run: error: hydra.run.dir={mine}: holds 1 entry and no run "
+                                         "(keep.txt); accepted: a new or empty folder, or the folder of a dal-run "
+                                         "run (kept or continued there)"), (code, err)
+    assert sorted(p.name for p in mine.iterdir()) == ["keep.txt"] and undone == []
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, out, err = run_cli_inprocess([f"hydra.run.dir={empty}", "budget.max_labels=5000"],
+                                       tmp_path, monkeypatch, capsys)
     assert code == 2 and "budget.max_labels=5000" in err, (code, err)
-    assert sorted(p.name for p in mine.iterdir()) == ["keep.txt"]
-    assert (mine / "keep.txt").read_text() == "a user's notes" and undone == [mine]
+    assert empty.is_dir() and not any(empty.iterdir()) and undone == [empty]
 
     deep = tmp_path / "new" / "deeper" / "run"
     code, out, err = run_cli_inprocess([f"hydra.run.dir={deep}", "budget.max_labels=5000"],
                                        tmp_path, monkeypatch, capsys)
     assert code == 2, (code, err)
     assert not (tmp_path / "new").exists(), list((tmp_path / "new").rglob("*"))
-    assert undone == [mine, deep]
+    assert undone == [empty, deep]
 
 
 def test_cfg_job_prints_a_config_whose_required_value_is_missing(tmp_path, monkeypatch, capsys):
@@ -249,3 +268,26 @@ def test_a_large_sweep_is_checked_in_several_processes_with_one_process_s_result
     assert launched == {sweep: [tmp_path / "sweep" / str(n) for n in range(16)]}
     assert _preflight_sweep(good, monkeypatch, capsys, processes=1)[2] == launched
     assert not (tmp_path / "sweep").exists()  # checked, nothing written
+
+
+def test_an_unexpected_error_while_a_run_starts_is_one_line_and_leaves_no_folder(tmp_path, monkeypatch, capsys):
+    # not a bad input dal-run knows of (a library's error, a bug): still one line, and in a
+    # sweep the job's status.json says it while the other jobs go on
+    from dal_runner import run
+    from dal_runner.io import read_json
+
+    def broken(cfg, choices=None):
+        if cfg.seed == 0:
+            raise RuntimeError("boom\nin two lines")
+        return real(cfg, choices)
+
+    real = run.build
+    monkeypatch.setattr(run, "build", broken)
+    code, out, err = run_cli_inprocess(["seed=0", "hydra.run.dir=r"], tmp_path, monkeypatch, capsys)
+    assert (code, err.strip()) == (1, "dal-run: error: could not start the run: RuntimeError: boom in two lines")
+    assert not (tmp_path / "r").exists()
+    code, out, err = run_cli_inprocess(["-m", "search=fixed", "arch=mlp", "trainer.epochs=1", "budget.max_rounds=1",
+                                        "seed=0,1", "hydra.sweep.dir=s"], tmp_path, monkeypatch, capsys)
+    assert code == 1 and "none of" not in err and "1 of 2 runs of the sweep did not complete" in err
+    assert read_json(tmp_path / "s" / "0" / "status.json")["error"] == "RuntimeError: boom\nin two lines"
+    assert read_json(tmp_path / "s" / "1" / "status.json")["state"] == "completed"

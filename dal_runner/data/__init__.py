@@ -36,6 +36,23 @@ class Dataset:
         )
 
 
+def stratified_split(labels, test_fraction: float, seed: int, what: str, accepted: str):
+    """(train indices, test indices) of a seeded split that keeps the class proportions, in
+    scikit-learn's shuffled order; a fraction that cannot leave every class in both parts is a
+    ConfigError on dataset.test_fraction naming `what` was split."""
+    import numpy as np
+    from sklearn.model_selection import train_test_split
+
+    from dal_runner.errors import ConfigError
+
+    try:
+        return train_test_split(np.arange(len(labels)), test_size=test_fraction, stratify=labels,
+                                random_state=seed % 2**32)
+    except ValueError as exc:  # e.g. fewer test points than classes, or a class of one example
+        raise ConfigError("dataset.test_fraction", test_fraction, accepted,
+                          f"cannot split {what} stratified: {exc}") from None
+
+
 class Normalize(torch.nn.Module):
     """Raw stored values -> float, scaled to [0, 1], standardised; the first layer of every model."""
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
-from dal_runner.data import Dataset
+from dal_runner.data import Dataset, stratified_split
 from dal_runner.errors import ConfigError
 from dal_runner.seeding import derive_seed
 
@@ -18,10 +17,9 @@ def load(test_fraction: float, seed: int) -> Dataset:
     bunch = load_digits()
     images = bunch.images.astype(np.uint8)  # 1797 x 8 x 8, values 0..16
     labels = bunch.target.astype(np.int64)
-    x_tr, x_te, y_tr, y_te = train_test_split(
-        images, labels, test_size=test_fraction, stratify=labels,
-        random_state=derive_seed(seed, "dataset", "digits", "split") % 2**32,
-    )
+    train, test = stratified_split(labels, test_fraction, derive_seed(seed, "dataset", "digits", "split"), "digits",
+                                   "a fraction that leaves every class in both parts, e.g. 0.3")
+    x_tr, x_te, y_tr, y_te = images[train], images[test], labels[train], labels[test]
     scaled = x_tr.astype(np.float64) / 16.0
     return Dataset(
         name="digits",

@@ -28,9 +28,8 @@ from typing import Dict, Tuple
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 
-from dal_runner.data import Dataset
+from dal_runner.data import Dataset, stratified_split
 from dal_runner.data.torchvision_sets import channel_mean_std
 from dal_runner.errors import ConfigError
 from dal_runner.seeding import derive_seed
@@ -82,15 +81,9 @@ def load(path: str | os.PathLike, test_fraction: float, seed: int) -> Dataset:
     else:
         if not 0.0 < test_fraction < 1.0:
             raise ConfigError("dataset.test_fraction", test_fraction, "a fraction in (0, 1), e.g. 0.3")
-        try:
-            train_idx, test_idx = train_test_split(
-                np.arange(len(x)), test_size=test_fraction, stratify=y,
-                random_state=derive_seed(seed, "dataset", "npz", "split") % 2**32,
-            )
-        except ValueError as exc:  # e.g. a class with a single example cannot be stratified
-            raise ConfigError("dataset.test_fraction", test_fraction,
-                              "a fraction that leaves every class in both parts, or x_test/y_test in the file",
-                              f"cannot split {path} stratified: {exc}") from None
+        train_idx, test_idx = stratified_split(
+            y, test_fraction, derive_seed(seed, "dataset", "npz", "split"), str(path),
+            "a fraction that leaves every class in both parts, or x_test/y_test in the file")
         train_idx.sort()
         test_idx.sort()
         x, x_test, y, y_test = x[train_idx], x[test_idx], y[train_idx], y[test_idx]

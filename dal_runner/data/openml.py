@@ -28,11 +28,10 @@ import torch
 from sklearn.compose import ColumnTransformer
 from sklearn.datasets import fetch_openml
 from sklearn.impute import SimpleImputer
-from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import LabelEncoder, OneHotEncoder, StandardScaler
 
-from dal_runner.data import Dataset
+from dal_runner.data import Dataset, stratified_split
 from dal_runner.data.torchvision_sets import default_root
 from dal_runner.errors import ConfigError
 from dal_runner.seeding import derive_seed
@@ -85,15 +84,8 @@ def load(data_id: int, root: Optional[str | os.PathLike], test_fraction: float, 
     if n_classes < 2:
         raise bad(f"the target has {n_classes} class(es); at least 2 are needed")
 
-    try:
-        train_idx, test_idx = train_test_split(
-            np.arange(len(labels)), test_size=test_fraction, stratify=labels,
-            random_state=derive_seed(seed, "dataset", "openml", data_id, "split") % 2**32,
-        )
-    except ValueError as exc:  # e.g. a class with one example cannot be stratified
-        raise ConfigError("dataset.test_fraction", test_fraction,
-                          "a fraction that leaves every class in both parts",
-                          f"cannot split OpenML data set {data_id} stratified: {exc}") from None
+    train_idx, test_idx = stratified_split(labels, test_fraction, derive_seed(seed, "dataset", "openml", data_id, "split"),
+                                           f"OpenML data set {data_id}", "a fraction that leaves every class in both parts")
     train_idx.sort()
     test_idx.sort()
 
