@@ -47,6 +47,7 @@ def resume_state(exp: Experiment, run_dir: Path) -> Optional[Dict[str, Any]]:
     try:
         saved = state.load(run_dir)
         state.check_same_config(run_dir, saved["config"], exp.config)
+        state.check_same_data(saved.get("data"), exp.data.fingerprint())
     except state.ResumeError as e:
         raise ConfigError("resume", str(run_dir), e.accepted, str(e)) from None
     return saved

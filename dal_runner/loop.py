@@ -193,6 +193,7 @@ def run_active_learning(
         learning_curve(rounds, title, folder.path / "learning_curve.png")
         arch_growth(rounds, title, folder.path / "arch_growth.png")
 
+    data_fingerprint = data.fingerprint()
     finished = resume is not None and bool(resume.get("finished"))
     if finished:
         log.info("all %d rounds were done already; the results are written from them", len(rounds))
@@ -267,6 +268,7 @@ def run_active_learning(
                 "rng": state.rng_states(device), "elapsed": time.perf_counter() - started,
                 # with inheritance the next candidates start from these weights: part of the state
                 "parent": parent if inherit_weights else None,
+                "data": data_fingerprint,  # a resumption checks that its data are these
             })
             write_results()
             progress.update(t + 1, f"round {t}: done")

@@ -135,8 +135,25 @@ def _resume_argv(argv: List[str], overrides: List[str], multirun: bool) -> List[
     given_keys = {key(o) for o in others}
     others = [o for o in saved if key(o) not in given_keys] + others
     hydra_given = [o for o in overrides if o.startswith("hydra.") and not o.startswith("hydra.run.dir=")]
+    _into_started_folder(path)
     quoted = str(path).replace("\\", "\\\\").replace("'", "\\'")
     return [*flags, *others, *hydra_given, f"resume='{quoted}'", f"hydra.run.dir='{quoted}'"]
+
+
+def _into_started_folder(run: Path) -> None:
+    """A resumed run works in the folder it was started from, so that the relative paths of its
+    config (dataset.path=my.npz, dataset.root=data) mean what they meant then."""
+    from omegaconf import OmegaConf
+
+    try:
+        started = Path(str(OmegaConf.load(run / ".hydra" / "hydra.yaml").hydra.runtime.cwd))
+    except Exception:  # an older or hand-made folder: stay where we are
+        return
+    if started.is_dir() and started.resolve() != Path.cwd().resolve():
+        os.chdir(started)
+        if not PREFLIGHT["completed"]:  # a completed run is not run again: no need to say where
+            print(f"dal-run: resuming in {started}, the folder {run.name} was started from (its relative paths "
+                  f"are read from there)", file=sys.stderr)
 
 
 def _nothing_to_resume(path: Path) -> None:

@@ -99,6 +99,18 @@ def check_same_config(run_dir: Path, saved: Dict[str, Any], current: Dict[str, A
                           "the run's own overrides, or none (dal-run resume=PATH reuses them)")
 
 
+def check_same_data(saved: Optional[Dict[str, Any]], current: Dict[str, Any]) -> None:
+    """The data a run continues on must be those it began with (a state written before states
+    recorded them, None, is not checked)."""
+    if saved is None or saved == current:
+        return
+    keys = [k for k in ("name", "pool", "test", "input_shape", "n_classes") if saved.get(k) != current.get(k)]
+    what = "; ".join(f"{k}: {saved.get(k)} then, {current.get(k)} now" for k in keys) or \
+        "the same sizes, other values (a file rewritten since the run began)"
+    raise ResumeError(f"its data changed since the run began ({what})",
+                      "the data set the run began with (dataset.path / dataset.root holding the same files)")
+
+
 def rng_states(device: torch.device) -> Dict[str, Any]:
     states: Dict[str, Any] = {"cpu": torch.get_rng_state()}
     if device.type == "cuda":

@@ -464,3 +464,46 @@ def test_the_processes_checking_a_sweep_end_with_dal_run_killed(tmp_path):
     finally:
         subprocess.run(["pkill", "-KILL", "-g", str(proc.pid)])  # workers a failure left behind
         proc.stderr.close()
+
+
+def test_a_run_resumed_elsewhere_reads_its_relative_paths_from_where_it_began_and_checks_its_data(
+        tmp_path, monkeypatch, capsys):
+    import numpy as np
+
+    from dal_runner import loop
+
+    rng = np.random.default_rng(0)
+    began, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    began.mkdir(), elsewhere.mkdir()
+
+    def write(n):
+        x = rng.normal(size=(n, 6)).astype(np.float32)
+        np.savez(began / "mine.npz", x=x, y=(x[:, 0] > 0).astype(np.int64))
+
+    write(400)
+    args = ["dataset=npz", "dataset.path=mine.npz", "search=fixed", "arch=mlp", "trainer.epochs=2",
+            "budget.initial=20", "budget.batch=20", "budget.max_labels=100", "hydra.run.dir=run"]
+    calls = []
+    real = loop.learning_curve
+
+    def stop_in_round_1(*a, **k):  # Ctrl-C once round 1's state is saved
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(loop, "learning_curve", stop_in_round_1)
+    code, _, err = run_cli_inprocess(args, began, monkeypatch, capsys)
+    assert code == 130 and read_json(began / "run" / "status.json")["state"] == "interrupted", err
+    monkeypatch.setattr(loop, "learning_curve", real)
+
+    write(300)  # the file rewritten: the run cannot continue on it
+    code, _, err = run_cli_inprocess([f"resume={began / 'run'}"], elsewhere, monkeypatch, capsys)
+    assert code == 2 and "its data changed since the run began (pool: 280 then, 210 now; test: 120 then, 90 now)" in err
+    rng = np.random.default_rng(0)
+    write(400)  # the same file again: from another folder, mine.npz is still the file the run began with
+    code, _, err = run_cli_inprocess([f"resume={began / 'run'}"], elsewhere, monkeypatch, capsys)
+    assert code == 0, err
+    assert f"dal-run: resuming in {began}, the folder run was started from" in err
+    assert read_json(began / "run" / "status.json")["state"] == "completed"
+    assert [r["n_labeled"] for r in read_csv(began / "run" / "rounds.csv")] == ["20", "40", "60", "80", "100"]

@@ -28,6 +28,18 @@ class Dataset:
     def input_shape(self) -> Tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
 
+    def fingerprint(self) -> dict:
+        """Sizes, shape, classes and a digest of every label and of about 1,000 rows of each
+        split: what a resumed run checks its data against (a file rewritten since the run began)."""
+        import hashlib
+
+        digest = hashlib.sha256()
+        for tensor in (self.y_train, self.y_test, self.x_train, self.x_test):
+            rows = tensor[:: max(1, len(tensor) // 1000)] if tensor.dim() > 1 else tensor
+            digest.update(rows.detach().cpu().contiguous().numpy().tobytes())
+        return {"name": self.name, "pool": len(self.x_train), "test": len(self.x_test),
+                "input_shape": list(self.input_shape), "n_classes": self.n_classes, "sha256": digest.hexdigest()}
+
     def to(self, device: torch.device) -> "Dataset":
         """Move the tensors to the device once; normalisation then runs there, batched."""
         return Dataset(
