@@ -147,8 +147,14 @@ def _failed_round(run_dir: Path) -> str:
 def run_main() -> None:
     argv = sys.argv[1:]
     if "--help" in argv or "-h" in argv:
-        print(help_text())
+        _print(help_text())
         return
+    if "--version" in argv:
+        _print(_version())
+        return
+    if any(a in ("-m", "--multirun") for a in argv):  # Hydra takes -m only before the overrides
+        argv = [a for a in argv if a in ("-m", "--multirun")][:1] + [a for a in argv if a not in ("-m", "--multirun")]
+        sys.argv = [sys.argv[0], *argv]
     completion = [i for i, a in enumerate(argv) if a in ("--shell-completion", "-sc")]
     if completion and not any(a.split("=")[0] in ("install", "uninstall", "query") for a in argv):
         fail(f"{argv[completion[0]]}: no command given; accepted: {argv[completion[0]]} install=bash "
@@ -179,4 +185,29 @@ def run_main() -> None:
 def report_main(argv: Optional[List[str]] = None) -> None:
     from dal_runner import report
 
-    sys.exit(report.main(sys.argv[1:] if argv is None else argv))
+    try:
+        sys.exit(report.main(sys.argv[1:] if argv is None else argv))
+    except BrokenPipeError:  # `dal-report ... | head`: the files are written; the rest of the table goes nowhere
+        _quiet_stdout()
+
+
+def _print(text: str) -> None:
+    """print, for output a pipe may close early (`dal-run --help | head`)."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        _quiet_stdout()
+
+
+def _quiet_stdout() -> None:
+    import os
+
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+
+
+def _version() -> str:
+    from importlib.metadata import version
+
+    import torch
+
+    return f"dal-runner {version('dal-runner')} (Hydra {hydra.__version__}, torch {torch.__version__})"

@@ -255,13 +255,20 @@ def search_trainer(cfg: DictConfig, trainer: TrainerConfig, warn: bool = True) -
     return dataclasses.replace(trainer, epochs=epochs, lr_milestones=milestones)
 
 
+def _whole(value: Any) -> int:
+    """An integer, or a string or float holding one exactly (schedule keys may come as strings)."""
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError(value)
+    return int(value)
+
+
 def build_budget(cfg: DictConfig, pool_size: Optional[int] = None) -> Budget:
     """The budget; checked against the pool's size where it is known."""
     batch = cfg.batch
     if isinstance(batch, DictConfig):
         try:
-            batch = {int(k): int(v) for k, v in batch.items()}
-        except (TypeError, ValueError):
+            batch = {_whole(k): _whole(v) for k, v in batch.items()}
+        except (TypeError, ValueError):  # 5.5 is not truncated to 5: refused
             batch = None
         if not batch or 0 not in batch or any(v <= 0 or k < 0 for k, v in batch.items()):
             raise ConfigError("budget.batch", OmegaConf.to_container(cfg.batch), _BATCH_ACCEPTED)
@@ -295,6 +302,9 @@ def build_query(cfg: DictConfig, budget: Budget, eval_batch_size: int, pool_size
         check_choice("query.first", cfg.first, ("uniform", "largest_norm"))
         return badge.Badge(cfg.first)
     if cfg.name == "albl":
+        if len(set(cfg.strategies)) != len(cfg.strategies):
+            raise ConfigError("query.strategies", list(cfg.strategies), "distinct strategies, each once",
+                              "a strategy twice would be two experts with the same advice")
         experts = []
         for name in cfg.strategies:
             check_choice("query.strategies", name, [q for q in QUERIES if q != "albl"])

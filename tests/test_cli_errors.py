@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import run_cli_inprocess
+from conftest import BIN, run_cli_inprocess
 
 
 def _corrupt_npz(tmp_path):
@@ -79,6 +79,8 @@ CASES = {
                                         ["query.p_min=0.6", "(0, 0.5]", "the number of strategies 2"]),
     "ALBL unknown arms": (["query=albl", "query.arms=examples"], ["query.arms=examples", "points, strategies"]),
     "ALBL zero horizon": (["query=albl", "query.horizon=0"], ["query.horizon=0", "> 0"]),
+    "ALBL with an expert twice": (["query=albl", "query.strategies=[random,random]"], ["query.strategies=", "each once"]),
+    "a fraction in a batch schedule": (["budget.batch={0: 50, 100.5: 5}"], ["budget.batch=", "of integers > 0"]),
     "test split too small for the classes": (["search=fixed", "arch=mlp", "dataset.test_fraction=0.001"],
                                              ["dataset.test_fraction=0.001", "cannot split digits stratified"]),
     "one initial label with a search": (["budget.initial=1"], ["budget.initial=1", "at least 2 with search=inas"]),
@@ -291,3 +293,24 @@ def test_an_unexpected_error_while_a_run_starts_is_one_line_and_leaves_no_folder
     assert code == 1 and "none of" not in err and "1 of 2 runs of the sweep did not complete" in err
     assert read_json(tmp_path / "s" / "0" / "status.json")["error"] == "RuntimeError: boom\nin two lines"
     assert read_json(tmp_path / "s" / "1" / "status.json")["state"] == "completed"
+
+
+def test_m_after_the_overrides_runs_the_sweep_and_version_names_dal_runner(tmp_path, monkeypatch, capsys):
+    from importlib.metadata import version
+
+    code, out, err = run_cli_inprocess(["search=fixed", "arch=mlp", "trainer.epochs=1", "budget.max_rounds=1", "-m",
+                                        "seed=0,1", "hydra.sweep.dir=s", "~hydra.callbacks.report"],
+                                       tmp_path, monkeypatch, capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "s").iterdir() if p.is_dir()) == ["0", "1"]
+    code, out, err = run_cli_inprocess(["--version"], tmp_path, monkeypatch, capsys)
+    assert code == 0 and out.startswith(f"dal-runner {version('dal-runner')} (Hydra ")
+
+
+def test_help_piped_into_a_pager_that_stops_early_ends_quietly(tmp_path):
+    import subprocess
+
+    # `true` closes the pipe at once, long before dal-run has imported its modules and writes
+    res = subprocess.run(f"'{BIN / 'dal-run'}' --help | true; exit ${{PIPESTATUS[0]}}", shell=True,
+                         executable="/bin/bash", capture_output=True, text=True, cwd=tmp_path)
+    assert res.returncode == 0 and res.stderr == "", res.stderr
