@@ -114,6 +114,11 @@ def _read(file: Path, path) -> Dict[str, np.ndarray]:
     if not file.is_file():
         raise ConfigError(KEY, path, FORMAT, "file not found" if not file.exists() else "not a file")
     with open(file, "rb") as handle:  # our handle, so that a failed np.load leaks nothing
+        head = handle.read(6)
+        handle.seek(0)
+        if not head.startswith((b"PK", b"\x93NUMPY")):  # neither a zip (.npz) nor an .npy: numpy would try pickle
+            raise ConfigError(KEY, path, FORMAT, f"not an .npz file (it begins {head!r}; numpy.savez writes a zip "
+                                                 f"archive, which begins b'PK')")
         try:
             archive = np.load(handle, allow_pickle=False)
         except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
