@@ -101,8 +101,10 @@ def load_run(path: Path, name: str) -> Run:
         return run
     run.state = str(status.get("state", "missing"))
     if run.state != "completed":
-        error = status.get("error")
-        run.reason = f"{run.state}" + (f": {str(error).splitlines()[-1]}" if error else "")
+        error = str(status.get("error") or "").splitlines()[-1:]
+        # "interrupted by the user ..." says its state itself: not "interrupted: interrupted by ..."
+        run.reason = error[0] if error and error[0].startswith(run.state) else \
+            f"{run.state}" + (f": {error[0]}" if error else "")
         return run
     try:
         rows = read_csv(path / ROUNDS_CSV)

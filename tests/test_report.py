@@ -211,6 +211,9 @@ def test_failed_running_incomplete_and_duplicate_runs_are_listed_and_excluded(tm
     make_run(root / "9", query="random", seed=6, rounds=False)
     make_run(root / "10", query="random", seed=0, curve=RANDOM[0])  # seed 0 again
     make_run(root / "11", query="random", seed=7, batch=45, state="failed")  # a protocol that never completed
+    make_run(root / "12", query="random", seed=8, state="interrupted")
+    (root / "12" / "status.json").write_text(json.dumps({"state": "interrupted", "error": "interrupted by the user "
+                                                         "(Ctrl-C); dal-run resume=PATH continues it"}))
     assert report.main([str(root)]) == 0
     excluded = {r["run"]: (r["state"], r["reason"]) for r in rows(root / "report" / "excluded.csv")}
     assert excluded == {"6": ("failed", "failed: RuntimeError: CUDA out of memory"),
@@ -218,12 +221,13 @@ def test_failed_running_incomplete_and_duplicate_runs_are_listed_and_excluded(tm
                         "8": ("missing", "incomplete: no readable status.json"),
                         "9": ("completed", "incomplete: rounds.csv missing or unreadable"),
                         "10": ("completed", "duplicate of 3 (same environment, strategy and seed)"),
-                        "11": ("failed", "failed: RuntimeError: CUDA out of memory")}
+                        "11": ("failed", "failed: RuntimeError: CUDA out of memory"),
+                        "12": ("interrupted", "interrupted by the user (Ctrl-C); dal-run resume=PATH continues it")}
     aucs = {r["strategy"]: r for r in rows(root / "report" / "auc.csv")}
     assert aucs["query=random"]["n"] == "3" and aucs["query=random"]["seeds"] == "0 1 2"
     assert {r["environment"] for r in aucs.values()} == {"dataset=digits"}  # failed runs define no environment
     printed = capsys.readouterr().out
-    assert "excluded 6 run(s)" in printed and "  7: running" in printed
+    assert "excluded 7 run(s)" in printed and "  7: running" in printed
 
 
 def test_the_report_folder_is_not_read_back_and_stale_figures_are_removed(tmp_path):
