@@ -500,3 +500,14 @@ def test_search_estimates_train_under_the_joint_objective_too(small_run, tmp_pat
     # round 0: the same split, seeds and labeled set; only the unlabeled entropy term can move the scores
     assert len(set(scores["cross_entropy"])) > 1  # the candidates learn something
     assert scores["joint_entropy"] != scores["cross_entropy"]
+
+
+def test_a_round_with_a_tiny_validation_set_says_so(caplog):
+    scores = Scores(curves={})
+    with caplog.at_level("WARNING", logger="dal_runner"):
+        RoundEstimator(scores, Fidelity(), 0, 3, torch.arange(20), 0.2)  # |V'| = 4
+        RoundEstimator(scores, Fidelity(), 0, 4, torch.arange(50), 0.2)  # |V'| = 10: enough
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == ["round 3: V' holds 4 of the 20 labeled points (search.val_fraction=0.2), so a candidate's "
+                        "V' accuracy moves in steps of 0.25 and ties or noise choose the architecture; a larger "
+                        "budget.initial or search.val_fraction helps"]

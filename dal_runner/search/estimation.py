@@ -20,6 +20,7 @@ first candidate of a round.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
@@ -28,6 +29,12 @@ import torch
 from dal_runner.arch import ArchSpec
 from dal_runner.search import Estimator
 from dal_runner.seeding import derive_seed, torch_generator
+
+log = logging.getLogger("dal_runner")
+
+# below this many V' points a candidate's score moves in steps of more than 0.1: ties and noise
+# choose the architecture, and the log says so
+FEW_VALIDATION_POINTS = 10
 
 
 def holdout_split(labeled: torch.Tensor, val_fraction: float, generator: torch.Generator
@@ -144,6 +151,12 @@ class RoundEstimator:
                  labeled: torch.Tensor, val_fraction: float):
         self.estimate, self.fidelity = estimate, fidelity
         self.s_prime, self.v_prime = round_split(seed, round_index, labeled, val_fraction, fidelity.nested_split)
+        n_val = self.v_prime.numel()
+        if n_val < FEW_VALIDATION_POINTS:
+            log.warning("round %d: V' holds %d of the %d labeled points (search.val_fraction=%g), so a candidate's "
+                        "V' accuracy moves in steps of %.2f and ties or noise choose the architecture; a larger "
+                        "budget.initial or search.val_fraction helps", round_index, n_val, labeled.numel(),
+                        val_fraction, 1.0 / max(n_val, 1))
         self.train_idx = self.s_prime
         if fidelity.subset < 1.0:
             n = self.s_prime.numel()
