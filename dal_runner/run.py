@@ -116,6 +116,11 @@ def arch_spec(cfg: DictConfig, input_shape) -> ArchSpec:
     if cfg.name == "cnn":
         if not params["channels"] or any(c <= 0 for c in params["channels"]):
             raise ConfigError("arch.channels", params["channels"], "a non-empty list of positive widths")
+        if len(input_shape) == 3:  # a 2x2 max-pool between two widths halves the input
+            most = min(input_shape[1:]).bit_length()  # 8x8: 8 -> 4 -> 2 -> 1, four widths
+            if len(params["channels"]) > most:
+                raise ConfigError("arch.channels", list(params["channels"]), f"at most {most} widths for this input",
+                                  f"an input of {input_shape[1]}x{input_shape[2]} halves {most - 1} times at most")
         params["channels"] = tuple(params["channels"])
     if not 0.0 <= cfg.dropout < 1.0:
         raise ConfigError("arch.dropout", cfg.dropout, "a probability in [0, 1)")

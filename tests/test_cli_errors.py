@@ -66,6 +66,8 @@ CASES = {
     "too many stacks for the input": (["search=fixed", "arch=resnet18", "arch.stem=paper"],
                                       ["arch.n_stacks=4", "at most 3", "8x8"]),
     "iNAS over an MLP": (["arch=mlp"], ["arch=mlp", "search=inas searches residual nets"]),
+    "more CNN widths than the input can halve": (["search=fixed", "arch=cnn", "arch.channels=[8,8,8,8,8]"],
+                                                 ["arch.channels=[8, 8, 8, 8, 8]", "8x8 halves 3 times", "at most 4 widths"]),
     "batch schedule without 0": (["budget.batch={100:5}"], ["budget.batch", "{0: b0"]),
     "zero rounds": (["budget.max_rounds=0"], ["budget.max_rounds=0", "> 0"]),
     "MC-dropout with no passes": (["query=mc_dropout", "query.passes=0", "arch.dropout=0.5"], ["query.passes=0", "> 0"]),
