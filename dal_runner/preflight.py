@@ -188,8 +188,9 @@ def _check_not_foreign(run_dir: Path) -> None:
     entries = sorted(p.name for p in run_dir.iterdir())
     if entries:
         shown = ", ".join(entries[:4]) + (", ..." if len(entries) > 4 else "")
+        what = f"{len(entries)} {'entry' if len(entries) == 1 else 'entries'}"
         raise ConfigError("hydra.run.dir", str(run_dir), "a new or empty folder, or the folder of a dal-run run "
-                          "(kept or continued there)", f"holds {len(entries)} {'entry' if len(entries) == 1 else 'entries'} and no run ({shown})")
+                          "(kept or continued there)", f"holds {what} and no run ({shown})")
 
 
 def _check_not_running(run_dir: Optional[Path], sweep_dir: Optional[str] = None, job: Optional[int] = None) -> None:

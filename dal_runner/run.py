@@ -177,7 +177,8 @@ def build_search(cfg: DictConfig, spec: ArchSpec, data: Dataset, seed: int, cand
 def _check_searchable(cfg: DictConfig, spec: ArchSpec) -> None:
     """What a search needs of its own keys and of the arch, data aside."""
     if spec.name != "resnet":
-        raise ConfigError("arch", spec.name, "resnet, resnet18 or resnet_small", f"search={cfg.name} searches residual nets")
+        raise ConfigError("arch", spec.name, "resnet, resnet18 or resnet_small",
+                          f"search={cfg.name} searches residual nets")
     for key in ("start", "space") if cfg.name == "inas" else ("space",):
         if len(cfg[key]) != 2 or any(v < 1 for v in cfg[key]):
             raise ConfigError(f"search.{key}", list(cfg[key]), "[n_blocks, n_stacks], both >= 1")
@@ -320,7 +321,8 @@ def build_query(cfg: DictConfig, budget: Budget, eval_batch_size: int, pool_size
             raise ConfigError("query.delta", cfg.delta, "a probability in (0, 1)")
         check_choice("query.arms", cfg.arms, albl.ARMS)
         # K: the strategies (arms=strategies), or the pool (arms=points; known in the job)
-        n_arms, what = (len(experts), "the number of strategies") if cfg.arms == "strategies" else (pool_size, "the pool size")
+        n_arms, what = ((len(experts), "the number of strategies") if cfg.arms == "strategies"
+                        else (pool_size, "the pool size"))
         if cfg.p_min is not None and not (0.0 < cfg.p_min and (n_arms is None or cfg.p_min <= 1.0 / n_arms)):
             limit = "> 0" if n_arms is None else f"in (0, 1 / K] = (0, {1.0 / n_arms:.3g}] (K = {what} {n_arms})"
             raise ConfigError("query.p_min", cfg.p_min, f"null (EXP4.P's default) or a number {limit}")

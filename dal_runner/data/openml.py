@@ -84,8 +84,9 @@ def load(data_id: int, root: Optional[str | os.PathLike], test_fraction: float, 
     if n_classes < 2:
         raise bad(f"the target has {n_classes} class(es); at least 2 are needed")
 
-    train_idx, test_idx = stratified_split(labels, test_fraction, derive_seed(seed, "dataset", "openml", data_id, "split"),
-                                           f"OpenML data set {data_id}", "a fraction that leaves every class in both parts")
+    train_idx, test_idx = stratified_split(
+        labels, test_fraction, derive_seed(seed, "dataset", "openml", data_id, "split"), f"OpenML data set {data_id}",
+        "a fraction that leaves every class in both parts")
     train_idx.sort()
     test_idx.sort()
 

@@ -177,7 +177,8 @@ class ALBL:
         """The bandit's weights, the draws so far and the queries awaiting their reward."""
         if self.bandit is None:
             return {"started": False}
-        return {"started": True, "arms": self.arms, "n_arms": self.n_arms, "horizon": self._horizon, "p_min": self.bandit.p_min,
+        return {"started": True, "arms": self.arms, "n_arms": self.n_arms, "horizon": self._horizon,
+                "p_min": self.bandit.p_min,
                 "log_w": self.bandit.log_w.clone(), "drawn_index": list(self.drawn_index),
                 "drawn_weight": list(self.drawn_weight),
                 "pending": [[a.clone(), p.clone(), c] for a, p, c in self.pending]}
