@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from dal_runner.callbacks import LAUNCHED_JOBS
 from dal_runner.cli_help import CONFIG_MODULE
@@ -91,8 +91,6 @@ def _resume_argv(argv: List[str], overrides: List[str], multirun: bool) -> List[
     Returns the command line Hydra runs: the run's own overrides with the ones given now on
     top, resume=<absolute PATH> and hydra.run.dir=<PATH>.
     """
-    from omegaconf import OmegaConf
-
     from dal_runner import state
     from dal_runner.io import STATUS_JSON, read_json
 
@@ -143,8 +141,6 @@ def _resume_argv(argv: List[str], overrides: List[str], multirun: bool) -> List[
 def _into_started_folder(run: Path) -> None:
     """A resumed run works in the folder it was started from, so that the relative paths of its
     config (dataset.path=my.npz, dataset.root=data) mean what they meant then."""
-    from omegaconf import OmegaConf
-
     try:
         started = Path(str(OmegaConf.load(run / ".hydra" / "hydra.yaml").hydra.runtime.cwd))
     except Exception:  # an older or hand-made folder: stay where we are
@@ -221,8 +217,6 @@ def _check_resume(cfg: DictConfig, run_dir: Optional[Path] = None, job: Optional
     launched again into its folder (`run_dir`: hydra.run.dir, or job `job`'s folder of a sweep
     launched again into hydra.sweep.dir). Checked before Hydra writes the folder's .hydra/, so a
     refused config never replaces the one its results were made with."""
-    from omegaconf import OmegaConf
-
     from dal_runner import state
 
     if cfg.get("resume"):
@@ -287,8 +281,9 @@ def _sweep_job_dir(cfg: DictConfig, sweep_dir: str, job: int) -> Optional[Path]:
 
 def _check_job(number: int, job: List[str], multirun: bool, printing: bool):
     """Compose job `number` of the command line and check it; raises on a bad job. Returns its
-    output folder, the nearest folder of it that exists, its own folder in a sweep, and whether it
-    asks for deterministic kernels (None when --cfg only prints the config)."""
+    output folder, the nearest folder of it that exists, its own folder in a sweep, whether it
+    asks for deterministic kernels, and its dataset config (None when it holds what only the job
+    resolves) with its launcher (None when --cfg only prints the config)."""
     from hydra import compose
 
     cfg = compose("config", overrides=job, return_hydra_config=True)
@@ -313,7 +308,11 @@ def _check_job(number: int, job: List[str], multirun: bool, printing: bool):
         _check_not_foreign(Path(os.path.abspath(target)))
         _check_not_running(Path(os.path.abspath(target)))
         _check_resume(cfg, Path(os.path.abspath(target)))
-    return target, existing, job_dir, bool(cfg.trainer.get("deterministic"))
+    try:
+        dataset = OmegaConf.to_container(cfg.dataset, resolve=True)
+    except Exception:  # ${hydra:...}: the job checks its own files
+        dataset = None
+    return target, existing, job_dir, bool(cfg.trainer.get("deterministic")), (dataset, str(cfg.hydra.launcher._target_))
 
 
 # a sweep of this many jobs or more says so, and is checked by several processes where it may
@@ -411,19 +410,44 @@ def preflight(argv: List[str]) -> List[str]:
     if printing:
         return argv
     if not multirun:
-        _, existing, _, _ = checked[0]
+        _, existing, _, _, _ = checked[0]
         if PREFLIGHT.get("completed"):  # resume= of a completed run, with its own config
             _nothing_to_resume(PREFLIGHT["completed"])
         PREFLIGHT["existing"] = existing  # what Hydra will create below it is removed again if the run cannot start
-    if any(deterministic for *_, deterministic in checked):
+    if multirun:  # a run alone reads its files at once; a sweep's jobs would each fail the same way
+        _check_data_files([data for *_, data in checked])
+    if any(deterministic for *_, deterministic, _ in checked):
         # read once, at cuBLAS's first use: in a sweep whose jobs share this process, that may be
         # an earlier job's, so it is set before any job runs
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     target = checked[-1][0]
-    job_dirs = [job_dir for _, _, job_dir, _ in checked]
+    job_dirs = [job_dir for _, _, job_dir, _, _ in checked]
     if multirun and job_dirs and None not in job_dirs:  # the sweep's end counts and reports these jobs
         LAUNCHED_JOBS[os.path.abspath(target)] = job_dirs
     return argv
+
+
+def _check_data_files(datasets) -> None:
+    """Every distinct dataset of a sweep: its files are there. On this machine's launchers a
+    missing file stops the sweep before any job starts; on SLURM the nodes may see files this
+    machine does not, so it is a warning."""
+    import json
+
+    from dal_runner.run import check_data_files
+
+    seen = set()
+    for dataset, launcher in datasets:
+        key = json.dumps(dataset, sort_keys=True, default=str)
+        if dataset is None or key in seen:
+            continue
+        seen.add(key)
+        try:
+            check_data_files(OmegaConf.create(dataset))
+        except ConfigError as e:
+            if "Slurm" not in launcher:
+                fail(str(e))
+            print(f"dal-run: warning: {e} (on this machine; the SLURM jobs fail alike unless their nodes see "
+                  f"the files)", file=sys.stderr)
 
 
 def _check_values(cfg: DictConfig) -> None:

@@ -95,6 +95,17 @@ def load_dataset(cfg: DictConfig, seed: int) -> Dataset:
     return loaders[cfg.name]()
 
 
+def check_data_files(cfg: DictConfig) -> None:
+    """The files the job will read are there, nothing read (the preflight of a sweep): the same
+    one-line error the job would give. A download, or an OpenML set (cached or fetched), is the job's."""
+    from dal_runner.data import npz, torchvision_sets
+
+    if cfg.name in torchvision_sets.NAMES and not cfg.download:
+        torchvision_sets.check_files(cfg.name, cfg.root, include_extra=cfg.get("extra", False))
+    elif cfg.name == "npz":
+        npz.check_file(cfg.path)
+
+
 def arch_spec(cfg: DictConfig, input_shape) -> ArchSpec:
     params = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k not in ("name", "dropout")}
     if cfg.name == "resnet":

@@ -133,6 +133,13 @@ CASES = {
                                                ["arch.dropout=0.0", "passes are identical"]),
     "a sweep with a bad ALBL expert": (["-m", "query=albl", "query.strategies=[coreset,nope]", "seed=0,1"],
                                        ["query.strategies=nope", "unknown option"]),
+    # the files a sweep's jobs read: every job would fail the same way
+    "a sweep over data files that are not there": (
+        lambda tmp: ["-m", "dataset=svhn", f"dataset.root={tmp}/nope", "search=fixed", "arch=mlp", "seed=0,1"],
+        ["dataset.root=", "no svhn files there", "SVHN/train_32x32.mat"]),
+    "a sweep over an npz file that is not there": (
+        lambda tmp: ["-m", "dataset=npz", f"dataset.path={tmp}/none.npz", "search=fixed", "arch=mlp", "seed=0,1"],
+        ["dataset.path=", "none.npz: file not found"]),
     # the search's keys too (before: job 0 ran to its end, then job 1 failed)
     "a sweep with no iNAS steps in one job": (["-m", "search.max_steps=1,0"], ["search.max_steps=0", "> 0"]),
     "a sweep with a REINFORCE budget its children do not divide": (
@@ -316,3 +323,17 @@ def test_help_piped_into_a_pager_that_stops_early_ends_quietly(tmp_path):
     res = subprocess.run(f"'{BIN / 'dal-run'}' --help | true; exit ${{PIPESTATUS[0]}}", shell=True,
                          executable="/bin/bash", capture_output=True, text=True, cwd=tmp_path)
     assert res.returncode == 0 and res.stderr == "", res.stderr
+
+
+def test_a_slurm_sweep_over_files_this_machine_lacks_is_warned_not_refused(tmp_path, capsys):
+    # the SLURM nodes may see files the machine submitting the jobs does not
+    from dal_runner.preflight import _check_data_files
+
+    svhn = {"name": "svhn", "root": str(tmp_path / "nope"), "download": False, "extra": False}
+    _check_data_files([(svhn, "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher")] * 2)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("dal-run: warning: dataset.root=") and "SLURM" in err
+    with pytest.raises(SystemExit) as stop:  # on this machine's launchers: refused
+        _check_data_files([(svhn, "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher")])
+    assert stop.value.code == 2 and "no svhn files there" in capsys.readouterr().err
+    _check_data_files([({**svhn, "download": True}, "hydra._internal.core_plugins.basic_launcher.BasicLauncher")])

@@ -110,9 +110,16 @@ def load(path: str | os.PathLike, test_fraction: float, seed: int) -> Dataset:
     )
 
 
-def _read(file: Path, path) -> Dict[str, np.ndarray]:
+def check_file(path: str | os.PathLike) -> Path:
+    """The file is there (nothing read): else the one-line error on dataset.path."""
+    file = Path(str(path)).expanduser()
     if not file.is_file():
         raise ConfigError(KEY, path, FORMAT, "file not found" if not file.exists() else "not a file")
+    return file
+
+
+def _read(file: Path, path) -> Dict[str, np.ndarray]:
+    check_file(path)
     with open(file, "rb") as handle:  # our handle, so that a failed np.load leaks nothing
         head = handle.read(6)
         handle.seek(0)

@@ -59,25 +59,11 @@ def default_root() -> Path:
 def load(name: str, root: Optional[str | os.PathLike] = None, download: bool = False,
          include_extra: bool = False) -> Dataset:
     """The standard train split as the pool (+ SVHN extra if asked) and the standard test split."""
-    check_choice("dataset.name", name, NAMES)
-    if include_extra and name != "svhn":
-        raise ConfigError("dataset.extra", include_extra, "false", f"only svhn has an extra split, not {name}")
-    root = default_root() if root is None or str(root) == "" else Path(root).expanduser()
-    if root.exists() and not root.is_dir():
-        raise ConfigError("dataset.root", root, "a folder (the data cache)", "this is a file")
-
+    root = _checked_root(name, root, include_extra)
     expected = expected_files(name, root, include_extra)
     if download and _missing(expected):
         _download(name, root, include_extra)
-    missing = _missing(expected)
-    if missing:
-        what = (f"no {name} files there" if len(missing) == len(expected) else
-                f"{name} files missing: {', '.join(_relative(p, root) for p in missing)}")
-        raise ConfigError(
-            "dataset.root", root,
-            f"a folder holding {', '.join(_relative(p, root) for p in expected)} (torchvision's layout)",
-            f"{what}; copy them there, or set dataset.download=true where the network allows",
-        )
+    check_files(name, root, include_extra)
 
     try:
         if name in _CIFAR:
@@ -110,6 +96,32 @@ def load(name: str, root: Optional[str | os.PathLike] = None, download: bool = F
         mean=mean,
         std=std,
     )
+
+
+def _checked_root(name: str, root: Optional[str | os.PathLike], include_extra: bool) -> Path:
+    check_choice("dataset.name", name, NAMES)
+    if include_extra and name != "svhn":
+        raise ConfigError("dataset.extra", include_extra, "false", f"only svhn has an extra split, not {name}")
+    root = default_root() if root is None or str(root) == "" else Path(root).expanduser()
+    if root.exists() and not root.is_dir():
+        raise ConfigError("dataset.root", root, "a folder (the data cache)", "this is a file")
+    return root
+
+
+def check_files(name: str, root: Optional[str | os.PathLike] = None, include_extra: bool = False) -> None:
+    """Every file a load reads is there (read nothing): else the one-line error on dataset.root.
+    Also what `dal-run -m` checks before a sweep's jobs start."""
+    root = _checked_root(name, root, include_extra)
+    expected = expected_files(name, root, include_extra)
+    missing = _missing(expected)
+    if missing:
+        what = (f"no {name} files there" if len(missing) == len(expected) else
+                f"{name} files missing: {', '.join(_relative(p, root) for p in missing)}")
+        raise ConfigError(
+            "dataset.root", root,
+            f"a folder holding {', '.join(_relative(p, root) for p in expected)} (torchvision's layout)",
+            f"{what}; copy them there, or set dataset.download=true where the network allows",
+        )
 
 
 def expected_files(name: str, root: Path, include_extra: bool = False) -> List[Path]:
