@@ -402,11 +402,13 @@ def preflight(argv: List[str]) -> List[str]:
     here = (_check_job_or_error(number, job, multirun, printing) for number, job in enumerate(jobs))
     with initialize_config_module(CONFIG_MODULE, version_base="1.3"), \
             _checked_in_processes(jobs, processes) if processes > 1 else contextlib.nullcontext(here) as results:
-        checked = []
+        checked, datasets_seen = [], set()
         for result, error in results:
             if error:
                 fail(error)
             checked.append(result)
+            if multirun and not printing:  # a run alone reads its files at once; a sweep's jobs would
+                _check_data_files([result[-1]], datasets_seen)  # each fail the same way: stop at the first
     if printing:
         return argv
     if not multirun:
@@ -414,8 +416,6 @@ def preflight(argv: List[str]) -> List[str]:
         if PREFLIGHT.get("completed"):  # resume= of a completed run, with its own config
             _nothing_to_resume(PREFLIGHT["completed"])
         PREFLIGHT["existing"] = existing  # what Hydra will create below it is removed again if the run cannot start
-    if multirun:  # a run alone reads its files at once; a sweep's jobs would each fail the same way
-        _check_data_files([data for *_, data in checked])
     if any(deterministic for *_, deterministic, _ in checked):
         # read once, at cuBLAS's first use: in a sweep whose jobs share this process, that may be
         # an earlier job's, so it is set before any job runs
@@ -427,15 +427,14 @@ def preflight(argv: List[str]) -> List[str]:
     return argv
 
 
-def _check_data_files(datasets) -> None:
-    """Every distinct dataset of a sweep: its files are there. On this machine's launchers a
-    missing file stops the sweep before any job starts; on SLURM the nodes may see files this
-    machine does not, so it is a warning."""
+def _check_data_files(datasets, seen: set) -> None:
+    """Every dataset of a sweep not in `seen` (which it extends): its files are there. On this
+    machine's launchers a missing file stops the sweep before any job starts; on SLURM the nodes
+    may see files this machine does not, so it is a warning."""
     import json
 
     from dal_runner.run import check_data_files
 
-    seen = set()
     for dataset, launcher in datasets:
         key = json.dumps(dataset, sort_keys=True, default=str)
         if dataset is None or key in seen:

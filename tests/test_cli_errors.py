@@ -330,10 +330,11 @@ def test_a_slurm_sweep_over_files_this_machine_lacks_is_warned_not_refused(tmp_p
     from dal_runner.preflight import _check_data_files
 
     svhn = {"name": "svhn", "root": str(tmp_path / "nope"), "download": False, "extra": False}
-    _check_data_files([(svhn, "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher")] * 2)
+    _check_data_files([(svhn, "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher")] * 2, set())
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("dal-run: warning: dataset.root=") and "SLURM" in err
     with pytest.raises(SystemExit) as stop:  # on this machine's launchers: refused
-        _check_data_files([(svhn, "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher")])
+        _check_data_files([(svhn, "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher")], set())
     assert stop.value.code == 2 and "no svhn files there" in capsys.readouterr().err
-    _check_data_files([({**svhn, "download": True}, "hydra._internal.core_plugins.basic_launcher.BasicLauncher")])
+    _check_data_files([({**svhn, "download": True}, "hydra._internal.core_plugins.basic_launcher.BasicLauncher")],
+                      set())
