@@ -15,6 +15,7 @@ from typing import List, Optional
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from dal_runner import in_processes
 from dal_runner.callbacks import LAUNCHED_JOBS
 from dal_runner.cli_help import CONFIG_MODULE
 from dal_runner.config_checks import check_resolvable, check_schema, check_values_given, explain, hydra_message
@@ -315,56 +316,6 @@ def _check_job(number: int, job: List[str], multirun: bool, printing: bool):
     return target, existing, job_dir, bool(cfg.trainer.get("deterministic")), (dataset, str(cfg.hydra.launcher._target_))
 
 
-# a sweep of this many jobs or more says so, and is checked by several processes where it may
-# use several CPUs: Hydra composes about five jobs a second on one core, so the 1,050 jobs of
-# the BADGE reproduction took minutes on one
-POOL_MIN_JOBS = 32
-
-
-def _n_processes(n_jobs: int) -> int:
-    """Processes to check a sweep of n_jobs: one per CPU this process may use (a SLURM
-    allocation, taskset), at most one per 8 jobs; 1 where fork (which keeps Hydra's initialised
-    state for the workers) is not the platform's."""
-    if n_jobs < POOL_MIN_JOBS or sys.platform != "linux":
-        return 1
-    return max(1, min(len(os.sched_getaffinity(0)), n_jobs // 8, 32))
-
-
-@contextlib.contextmanager
-def _checked_in_processes(jobs: List[List[str]], processes: int):
-    """_check_job_or_error for every job of a sweep in `processes` forked processes: the results
-    in the sweep's order, so the first bad job reported is the one a single process would report."""
-    import multiprocessing
-    import signal
-    from concurrent.futures import ProcessPoolExecutor
-
-    # Ctrl-C is dal-run's alone: blocked while the workers are forked (all at the first submit),
-    # they keep it blocked; one meanwhile reaches dal-run when it is unblocked here
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("fork"),
-                                   initializer=_end_with, initargs=(os.getpid(),))
-        # small chunks: after a bad job the workers finish theirs before the error is shown
-        results = pool.map(_check_job_or_error, range(len(jobs)), jobs, chunksize=4)
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-    try:
-        yield results
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _end_with(parent: int) -> None:
-    """A worker ends when dal-run does, however it ends (a SIGTERM or SIGKILL leaves it no time to
-    stop its workers): Linux's parent-death signal."""
-    import ctypes
-    import signal
-
-    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # dal-run ended before that
-        os._exit(1)
-
-
 def _check_job_or_error(number: int, job: List[str], multirun: bool = True, printing: bool = False):
     """(what _check_job returns, None), or (None, the bad job's one line)."""
     try:
@@ -395,13 +346,14 @@ def preflight(argv: List[str]) -> List[str]:
         jobs = _job_overrides(overrides, multirun)
     except Exception as e:  # an override Hydra cannot parse
         fail(hydra_message(e, overrides))
-    processes = _n_processes(len(jobs)) if multirun and not printing else 1
-    if len(jobs) >= POOL_MIN_JOBS:
+    processes = in_processes.n_processes(len(jobs)) if multirun and not printing else 1
+    if len(jobs) >= in_processes.POOL_MIN_JOBS:
         print(f"dal-run: checking the {len(jobs)} jobs of the sweep before any starts"
               + (f" ({processes} processes)" if processes > 1 else ""), file=sys.stderr, flush=True)
     here = (_check_job_or_error(number, job, multirun, printing) for number, job in enumerate(jobs))
-    with initialize_config_module(CONFIG_MODULE, version_base="1.3"), \
-            _checked_in_processes(jobs, processes) if processes > 1 else contextlib.nullcontext(here) as results:
+    checking = (in_processes.mapped(_check_job_or_error, jobs, processes) if processes > 1
+                else contextlib.nullcontext(here))
+    with initialize_config_module(CONFIG_MODULE, version_base="1.3"), checking as results:
         checked, datasets_seen = [], set()
         for result, error in results:
             if error:

@@ -1,4 +1,5 @@
-"""The one module that reads the composed config: it validates values and builds plain objects.
+"""The one module that reads the composed config (with `dal_runner/search/from_config.py` for the
+search group): it validates values and builds plain objects.
 
 `build(cfg)` turns a DictConfig into an `Experiment` (data, search, query, trainer, budget);
 `dal_runner.execute.execute(experiment, run_dir)` runs it.
@@ -6,8 +7,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import logging
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Callable, Dict, Optional
@@ -19,12 +18,11 @@ from dal_runner.arch import ArchSpec, Network, build_network
 from dal_runner.config import TrainerConfig
 from dal_runner.data import Dataset, Normalize
 from dal_runner.augment import Augment
-from dal_runner.checks import DEVICES, check_augment, check_budget, check_milestones, check_trainer
-from dal_runner.errors import ConfigError, as_config_error, check_choice, check_positive
+from dal_runner.checks import DEVICES, check_augment, check_budget, check_trainer
+from dal_runner.errors import ConfigError, check_choice, check_positive
 from dal_runner.loop import Budget
-
-log = logging.getLogger("dal_runner")
-
+from dal_runner.search.from_config import (SEARCHES, build_search, check_initial_for_search, check_searchable,
+                                           make_search, search_trainer)
 
 @dataclass
 class Experiment:
@@ -43,7 +41,6 @@ class Experiment:
     augment: Optional[Augment] = None
     inherit_weights: bool = False  # search.inherit
 
-
 # ------------------------------------------------------------------------------ pieces
 def resolve_device(name: str) -> torch.device:
     check_choice("device", name, DEVICES)
@@ -52,7 +49,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
-
 
 def set_determinism(deterministic: bool, device: torch.device) -> None:
     """trainer.deterministic: deterministic CUDA kernels (cuBLAS workspace, no cuDNN autotuning).
@@ -70,7 +66,6 @@ def set_determinism(deterministic: bool, device: torch.device) -> None:
     torch.backends.cudnn.deterministic = deterministic
     torch.use_deterministic_algorithms(deterministic, warn_only=True)
 
-
 def set_cpu_threads() -> int:
     """torch's CPU threads = the CPUs this process may run on (a SLURM allocation, taskset), not
     the machine's core count, unless OMP_NUM_THREADS says otherwise. Returns the count."""
@@ -79,7 +74,6 @@ def set_cpu_threads() -> int:
     if not os.environ.get("OMP_NUM_THREADS") and hasattr(os, "sched_getaffinity"):
         torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
     return torch.get_num_threads()
-
 
 def load_dataset(cfg: DictConfig, seed: int) -> Dataset:
     from dal_runner.data import digits, npz, openml, torchvision_sets
@@ -94,7 +88,6 @@ def load_dataset(cfg: DictConfig, seed: int) -> Dataset:
     check_choice("dataset", cfg.name, [*loaders, *torchvision_sets.NAMES])
     return loaders[cfg.name]()
 
-
 def check_data_files(cfg: DictConfig) -> None:
     """The files the job will read are there, nothing read (the preflight of a sweep): the same
     one-line error the job would give. A download, or an OpenML set (cached or fetched), is the job's."""
@@ -104,7 +97,6 @@ def check_data_files(cfg: DictConfig) -> None:
         torchvision_sets.check_files(cfg.name, cfg.root, include_extra=cfg.get("extra", False))
     elif cfg.name == "npz":
         npz.check_file(cfg.path)
-
 
 def arch_spec(cfg: DictConfig, input_shape) -> ArchSpec:
     params = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k not in ("name", "dropout")}
@@ -137,79 +129,6 @@ def arch_spec(cfg: DictConfig, input_shape) -> ArchSpec:
         raise ConfigError("arch.dropout", cfg.dropout, "a probability in [0, 1)")
     return ArchSpec(cfg.name, **params)
 
-
-SEARCHES = ("fixed", "inas", "random", "reinforce")
-
-
-SPLITS = ("random", "nested")
-
-
-def split_is_nested(cfg: DictConfig) -> bool:
-    """search.split: null means nested with inherit, else random. Inherited weights trained on an
-    earlier round's S', so with a fresh random split V' would hold points they memorised."""
-    split = cfg.get("split")
-    if split is None:
-        return bool(cfg.inherit)
-    check_choice("search.split", split, SPLITS)
-    if split == "random" and cfg.inherit:
-        raise ConfigError("search.split", split, "nested or null with search.inherit=true",
-                          "V' would hold points the inherited weights trained on")
-    return split == "nested"
-
-
-def build_search(cfg: DictConfig, spec: ArchSpec, data: Dataset, seed: int, candidate_epochs: Optional[int] = None):
-    """The search strategy named by cfg.name; `candidate_epochs` (the candidates' trainer) for the records."""
-    from dal_runner.search.fixed import FixedSearch
-
-    check_choice("search", cfg.name, SEARCHES)
-    if cfg.name == "fixed":
-        return FixedSearch(spec)
-    from dal_runner.arch import resnet
-
-    _check_searchable(cfg, spec)
-    if not data.is_image:
-        raise ConfigError("search", cfg.name, "fixed (with arch=mlp) for tabular data",
-                          "architecture search needs image data")
-    stem = spec.params["stem"]
-    most = resnet.max_stacks(data.input_shape[1:], stem)
-    space = (int(cfg.space[0]), min(int(cfg.space[1]), most))
-    c, k = data.input_shape[0], data.n_classes
-
-    def count(s: ArchSpec) -> int:
-        return resnet.n_params(in_channels=c, n_classes=k, **s.params)
-
-    search = _make_search(cfg, spec, seed, space, count, candidate_epochs)
-    if space[1] < cfg.space[1]:  # after the checks: a bad value's error is the only output
-        log.info("search space A(B, %d, %d) -> A(B, %d, %d): a %dx%d input with stem=%s supports %d stacks",
-                 cfg.space[0], cfg.space[1], space[0], space[1], data.input_shape[1], data.input_shape[2], stem, most)
-    return search
-
-
-def _check_searchable(cfg: DictConfig, spec: ArchSpec) -> None:
-    """What a search needs of its own keys and of the arch, data aside."""
-    if spec.name != "resnet":
-        raise ConfigError("arch", spec.name, "resnet, resnet18 or resnet_small",
-                          f"search={cfg.name} searches residual nets")
-    for key in ("start", "space") if cfg.name == "inas" else ("space",):
-        if len(cfg[key]) != 2 or any(v < 1 for v in cfg[key]):
-            raise ConfigError(f"search.{key}", list(cfg[key]), "[n_blocks, n_stacks], both >= 1")
-    if cfg.name == "inas":
-        check_positive("search.max_steps", cfg.max_steps)
-
-
-def _make_search(cfg: DictConfig, spec: ArchSpec, seed: int, space, count, candidate_epochs: Optional[int]):
-    """The search strategy over `space`, its values checked by its constructor (one line each)."""
-    from dal_runner.search.estimation import Fidelity
-
-    extra = {"stem": spec.params["stem"], "width": spec.params["width"]}
-    try:
-        fidelity = Fidelity(candidate_epochs, cfg.subset, cfg.stop_at, cfg.stop_margin,
-                            nested_split=split_is_nested(cfg))
-        return _search(cfg, spec, seed, space, extra, count, fidelity)
-    except ValueError as e:
-        raise as_config_error(e) from None
-
-
 def check_search(cfg: DictConfig) -> None:
     """The search's checks that need no data (the preflight's): its keys, its candidates'
     trainer, the arch it searches, the labeled set it splits; the space as given (the input's
@@ -218,66 +137,16 @@ def check_search(cfg: DictConfig) -> None:
         return
     spec = arch_spec(cfg.arch, input_shape=())
     candidates = search_trainer(cfg.search, OmegaConf.to_object(cfg.trainer), warn=False)
-    _check_searchable(cfg.search, spec)
+    check_searchable(cfg.search, spec)
     space = (int(cfg.search.space[0]), int(cfg.search.space[1]))
-    _make_search(cfg.search, spec, 0, space, lambda s: 0, candidates.epochs)
-    _check_initial_for_search(cfg.search.name, cfg.budget.initial)
-
-
-def _check_initial_for_search(search: str, initial: int) -> None:
-    if search != "fixed" and initial < 2:
-        raise ConfigError("budget.initial", initial, f"at least 2 with search={search}",
-                          "the search splits the labeled set into S' and V'")
-
-
-def _search(cfg: DictConfig, spec: ArchSpec, seed: int, space, extra, count, fidelity):
-    from dal_runner.search.inas import INASSearch
-    from dal_runner.search.random import RandomSearch
-    from dal_runner.search.reinforce import ReinforceSearch
-    from dal_runner.search.space import ResNetSpace
-
-    if cfg.name == "inas":
-        return INASSearch(spec.params["block"], seed=seed, start=tuple(cfg.start), space=space,
-                          val_fraction=cfg.val_fraction, max_steps=cfg.max_steps,
-                          reuse_candidates=cfg.reuse_candidates, tie_break=cfg.tie_break,
-                          extra_params=extra, count_params=count, fidelity=fidelity)
-    blocks = [spec.params["block"]] if cfg.blocks is None else list(cfg.blocks)
-    choices = ResNetSpace(blocks, space, extra, count)
-    if cfg.name == "random":
-        return RandomSearch(choices, seed=seed, budget=cfg.budget, monotone=cfg.monotone,
-                            val_fraction=cfg.val_fraction, fidelity=fidelity)
-    return ReinforceSearch(choices, seed=seed, budget=cfg.budget, children=cfg.children, lr=cfg.lr,
-                           baseline_decay=cfg.baseline_decay, hidden=cfg.hidden, val_fraction=cfg.val_fraction,
-                           fidelity=fidelity)
-
-
-def search_trainer(cfg: DictConfig, trainer: TrainerConfig, warn: bool = True) -> TrainerConfig:
-    """Candidates' training: the trainer with the search's own epochs / milestones where given
-    (warn: log the trainer's milestones the candidates skip; the job does, the preflight not)."""
-    if cfg.name == "fixed":
-        return trainer
-    if cfg.epochs is not None:
-        check_positive("search.epochs", cfg.epochs)
-    epochs = trainer.epochs if cfg.epochs is None else cfg.epochs
-    if cfg.lr_milestones is None:  # the trainer's: those the candidates' epochs reach
-        milestones = [e for e in trainer.lr_milestones if e < epochs]
-        if warn and len(milestones) < len(trainer.lr_milestones):
-            log.warning("search.epochs=%d: the candidates skip trainer.lr_milestones %s past it; set "
-                        "search.lr_milestones for their own schedule", epochs,
-                        [e for e in trainer.lr_milestones if e >= epochs])
-    else:
-        milestones = list(cfg.lr_milestones)
-        check_milestones("search.lr_milestones", milestones, epochs,
-                         "search.epochs" if cfg.epochs is not None else "trainer.epochs")
-    return dataclasses.replace(trainer, epochs=epochs, lr_milestones=milestones)
-
+    make_search(cfg.search, spec, 0, space, lambda s: 0, candidates.epochs)
+    check_initial_for_search(cfg.search.name, cfg.budget.initial)
 
 def _whole(value: Any) -> int:
     """An integer, or a string or float holding one exactly (schedule keys may come as strings)."""
     if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
         raise ValueError(value)
     return int(value)
-
 
 def build_budget(cfg: DictConfig, pool_size: Optional[int] = None) -> Budget:
     """The budget; checked against the pool's size where it is known."""
@@ -294,12 +163,9 @@ def build_budget(cfg: DictConfig, pool_size: Optional[int] = None) -> Budget:
         raise ConfigError("budget.batch", batch, _BATCH_ACCEPTED)
     return check_budget(Budget(cfg.initial, batch, cfg.max_labels, cfg.max_rounds), pool_size)
 
-
 _BATCH_ACCEPTED = "an integer > 0, or a schedule {0: b0, from_labels: b, ...} of integers > 0"
 
-
 QUERIES = ("random", "softmax_response", "margin", "entropy", "mc_dropout", "coreset", "badge", "albl")
-
 
 def build_query(cfg: DictConfig, budget: Budget, eval_batch_size: int, pool_size: Optional[int] = None):
     """The query strategy named by cfg.name, its keys from cfg (ALBL's experts with their defaults)."""
@@ -349,13 +215,11 @@ def build_query(cfg: DictConfig, budget: Budget, eval_batch_size: int, pool_size
               "margin": margin.Margin, "entropy": entropy.Entropy}
     return simple[cfg.name]()
 
-
 def _default_query(name: str, budget: Budget, eval_batch_size: int):
     """A strategy with its schema's defaults (ALBL's experts)."""
     from dal_runner.config import SCHEMAS
 
     return build_query(OmegaConf.structured(SCHEMAS["query"][name](name=name)), budget, eval_batch_size)
-
 
 # ------------------------------------------------------------------------------ build
 def check_config(cfg: DictConfig, unresolved_ok: bool = False) -> None:
@@ -385,13 +249,11 @@ def check_config(cfg: DictConfig, unresolved_ok: bool = False) -> None:
             if not unresolved_ok:
                 raise
 
-
 def _check_tabular(cfg: DictConfig) -> None:
     """OpenML's data sets are tables: known before they are loaded (an npz file's shape is not)."""
     if cfg.dataset.name == "openml" and cfg.arch.name != "mlp":
         raise ConfigError("arch", cfg.arch.name, "mlp (with search=fixed) for dataset=openml",
                           f"arch={cfg.arch.name} needs image data and OpenML data sets are tables")
-
 
 def _check_mc_dropout(cfg: DictConfig) -> None:
     uses_mc = cfg.query.name == "mc_dropout" or (cfg.query.name == "albl" and "mc_dropout" in cfg.query.strategies)
@@ -401,7 +263,6 @@ def _check_mc_dropout(cfg: DictConfig) -> None:
         raise ConfigError("arch.dropout", 0.0, "a probability in (0, 1) with MC-dropout, e.g. arch.dropout=0.5 "
                           "(the active-iNAS protocol's)", f"{who} dropout masks, and without dropout its passes "
                           "are identical")
-
 
 def build(cfg: DictConfig, choices: Optional[Dict[str, str]] = None) -> Experiment:
     check_config(cfg)  # the trainer and augmentation below included
@@ -413,7 +274,7 @@ def build(cfg: DictConfig, choices: Optional[Dict[str, str]] = None) -> Experime
     data = load_dataset(cfg.dataset, cfg.seed)
     spec = arch_spec(cfg.arch, data.input_shape)
     budget = build_budget(cfg.budget, data.x_train.shape[0])
-    _check_initial_for_search(cfg.search.name, budget.initial)
+    check_initial_for_search(cfg.search.name, budget.initial)
     query = build_query(cfg.query, budget, trainer.eval_batch_size, data.x_train.shape[0])
     candidates_trainer = search_trainer(cfg.search, trainer)
     search = build_search(cfg.search, spec, data, int(cfg.seed), candidates_trainer.epochs)
@@ -441,12 +302,10 @@ def build(cfg: DictConfig, choices: Optional[Dict[str, str]] = None) -> Experime
                       candidates_trainer, augment if augment.active else None,
                       bool(cfg.search.get("inherit", False)) and cfg.search.name != "fixed")
 
-
 def _preset_exists(name: Optional[str]) -> bool:
     from importlib.resources import files
 
     return bool(name) and (files("dal_runner.conf") / "preset" / f"{name}.yaml").is_file()
-
 
 def _build_model(spec: ArchSpec, input_shape, n_classes, normalize, dropout, seed) -> Network:
     from dal_runner.seeding import derive_seed

@@ -246,9 +246,9 @@ def test_shell_completion_takes_its_command_before_or_after_the_flag(tmp_path, m
 def _preflight_sweep(argv, monkeypatch, capsys, processes):
     """dal_runner.preflight.preflight on `argv` with every sweep checked by `processes` processes
     (a threshold of 16 jobs, as many CPUs as asked for): (exit status, stderr, LAUNCHED_JOBS)."""
-    from dal_runner import cli, preflight  # noqa: F401 (cli registers the schemas)
+    from dal_runner import cli, in_processes, preflight  # noqa: F401 (cli registers the schemas)
 
-    monkeypatch.setattr(preflight, "POOL_MIN_JOBS", 16)
+    monkeypatch.setattr(in_processes, "POOL_MIN_JOBS", 16)
     monkeypatch.setattr(preflight.os, "sched_getaffinity", lambda pid: set(range(processes)))
     capsys.readouterr()
     try:
