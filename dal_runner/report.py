@@ -192,18 +192,17 @@ def build_report(paths: Sequence[Path], reference: Optional[Dict[str, str]] = No
     penalty_rows = []
     for split, subsets in penalty_splits(included, env_keys).items():
         results = {subset: penalty_report(records, alpha) for subset, records in subsets.items()}
+        if split == "overall":  # what could not be tested is listed whether or not anything could
+            skipped = results["all"].skipped
         if not any(any(result.sizes.values()) for result in results.values()):
             if split == "overall":  # an all-zero matrix would read as "no significant wins"
                 report.notes.append("penalty matrix: not computed, no (environment, label count) could be "
                                     "tested; it needs 2 strategies or more with 2 seeds or more each in one "
                                     "environment (why, per label count: penalty_skipped.csv)")
-                skipped = results["all"].skipped
             continue
         report.penalties[split] = results
         penalty_rows += [{"split": split, "subset": subset, **row} for subset, result in report.penalties[split].items()
                          for row in tidy(result.names, result.matrix)]
-    if "overall" in report.penalties:
-        skipped = report.penalties["overall"]["all"].skipped
     report.tables = {
         "curves.csv": curves, "auc.csv": aucs, "auc_gain.csv": gains, "penalty.csv": penalty_rows,
         "penalty_skipped.csv": [{"environment": s.environment, "n_labeled": s.n_labeled, "reason": s.reason}
