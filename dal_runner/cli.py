@@ -72,6 +72,11 @@ def _job(cfg: DictConfig, hydra_cfg, run_dir: Path, multirun: bool) -> Optional[
         if not resuming:  # nothing ran: leave no folder behind that looks like a result
             remove_failed_start(run_dir, PREFLIGHT.get("existing"))
         fail(str(e))
+    except (KeyboardInterrupt, Terminated):  # stopped while loading the data or building the model
+        if not multirun and not resuming:  # nothing ran: leave no folder behind that looks like a run
+            remove_failed_start(run_dir, PREFLIGHT.get("existing"))
+            _CURRENT["run_dir"], _CURRENT["not_started"] = None, True
+        raise
     except Exception as e:  # not a bad input we know of: the same one line, as a failure to start
         if multirun:
             execute.mark_failed(run_dir, e, round_index=None)
@@ -99,7 +104,7 @@ def _job(cfg: DictConfig, hydra_cfg, run_dir: Path, multirun: bool) -> Optional[
 
 
 # the job running now (for the message on a stop)
-_CURRENT: dict = {"run_dir": None, "sweep_dir": None}
+_CURRENT: dict = {"run_dir": None, "sweep_dir": None, "not_started": False}
 
 
 def _stopped(how: str, status: int) -> None:
@@ -107,7 +112,8 @@ def _stopped(how: str, status: int) -> None:
     dal-run.log gets it too (the terminal only once)."""
     run_dir, sweep_dir = _CURRENT["run_dir"], _CURRENT["sweep_dir"]
     if run_dir is None:
-        fail(how, status)
+        fail(f"{how} while the run was starting; nothing was written: run the command again"
+             if _CURRENT.get("not_started") else how, status)
     if sweep_dir is None and not state_exists(run_dir):
         message = (f"{how}{_failed_round(run_dir)} of {run_dir}, before its first round ended; nothing to resume: "
                    f"run the command again")
@@ -168,6 +174,7 @@ def run_main() -> None:
     from dal_runner import callbacks
 
     callbacks.FAILED_RUNS.clear()
+    _CURRENT["not_started"] = False
     try:
         _dal_run()
     except KeyboardInterrupt:

@@ -16,6 +16,7 @@ import torch
 from conftest import BIN, ONE_THREAD as ENV, RESUME_ARGS as BASE, run_cli, run_cli_inprocess, without_timings
 
 from dal_runner.io import read_csv, read_json
+from dal_runner.job_control import Terminated
 
 
 
@@ -507,3 +508,22 @@ def test_a_run_resumed_elsewhere_reads_its_relative_paths_from_where_it_began_an
     assert f"dal-run: resuming in {began}, the folder run was started from" in err
     assert read_json(began / "run" / "status.json")["state"] == "completed"
     assert [r["n_labeled"] for r in read_csv(began / "run" / "rounds.csv")] == ["20", "40", "60", "80", "100"]
+
+
+@pytest.mark.parametrize("stop, status, how", [(KeyboardInterrupt, 130, "interrupted (Ctrl-C)"),
+                                               (lambda: Terminated(143), 143, "terminated (SIGTERM)")])
+def test_a_stop_while_the_run_is_starting_leaves_no_folder(tmp_path, monkeypatch, capsys, stop, status, how):
+    """Ctrl-C or SIGTERM while the data load or the model is built: nothing ran, so nothing that
+    looks like a run (.hydra/, dal-run.log) is left, and the one line says so."""
+    from dal_runner import run
+
+    def stopped(*args, **kwargs):
+        raise stop()
+
+    monkeypatch.setattr(run, "build", stopped)
+    folder = tmp_path / "new" / "run"
+    code, _, err = run_cli_inprocess([*BASE, f"hydra.run.dir={folder}"], tmp_path, monkeypatch, capsys)
+    assert code == status, err
+    assert err.strip().splitlines()[-1] == (
+        f"dal-run: error: {how} while the run was starting; nothing was written: run the command again")
+    assert not (tmp_path / "new").exists()
