@@ -511,3 +511,19 @@ def test_a_round_with_a_tiny_validation_set_says_so(caplog):
     assert warnings == ["round 3: V' holds 4 of the 20 labeled points (search.val_fraction=0.2), so a candidate's "
                         "V' accuracy moves in steps of 0.25 and ties or noise choose the architecture; a larger "
                         "budget.initial or search.val_fraction helps"]
+
+
+@pytest.mark.parametrize("stop_at", [None, 0.5])
+def test_an_estimate_records_the_epochs_trained_when_the_trainer_stops_early(stop_at):
+    """trainer.stop_at_train_accuracy (BADGE's rule) ends a candidate's training before its planned
+    epochs, outside the search's own early stopping: search.csv's `epochs` says how many it trained
+    (the loop's estimator calls on_epoch after every epoch it trains)."""
+    def trains_three_of_seven(spec, train_idx, val_idx, seed, on_epoch=None):
+        for epoch in range(1, 4):
+            if on_epoch is not None and on_epoch(epoch, lambda: 0.5):
+                break
+        return 0.5
+
+    estimate = RoundEstimator(trains_three_of_seven, Fidelity(epochs=7, stop_at=stop_at), 0, 0, LABELED, 0.2)
+    first = estimate(resnet("basic", 1, 1), 0)
+    assert (first.epochs, first.stopped_early) == (3, False)

@@ -149,8 +149,9 @@ def inherit(dst: nn.Module, src: Union[nn.Module, Mapping[str, torch.Tensor]]) -
     Every parameter and buffer found in both at the same place with the same shape is copied:
     the stem, the blocks `src` had in each stack, the head when the embedding width matches.
     A block `src` did not have starts with its last batch-norm scale at 0, so its residual
-    branch adds nothing at first: a block added to a stack leaves the function unchanged. A new
-    stack (new resolution and width) and a head of a new width keep their random start. Between
+    branch adds nothing at first: a block added to a stack leaves the function unchanged. The
+    blocks of a new stack (new resolution and width) start so too, so the new stack is at first
+    its first block's projection shortcut (random, as is a head of a new width). Between
     nets of different block types only the stem would fit, and their blocks' tensors only share
     names: nothing is copied, the net starts from scratch.
     Returns the number of tensors copied.

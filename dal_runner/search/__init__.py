@@ -1,6 +1,6 @@
 """Architecture search strategies share one interface; the active loop does not know which runs.
 
-The interface (fixed.py, inas.py, random_search.py, reinforce.py implement it)::
+The interface (fixed.py, inas.py, random.py, reinforce.py implement it)::
 
     select(round_index, labeled, previous, estimate) -> SearchResult
 

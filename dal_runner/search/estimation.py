@@ -169,12 +169,10 @@ class RoundEstimator:
         """``may_stop=False``: train to the end whatever the check says (an architecture this round
         already trained to the end, retrained: stopping it now would only drop a finished estimate)."""
         n_train, check = self.train_idx.numel(), self.fidelity.stop_epoch
-        if check is None:
-            accuracy = float(self.estimate(spec, self.train_idx, self.v_prime, seed))
-            return Estimate(accuracy, self.fidelity.epochs, n_train, False)
         seen: Dict[str, float] = {}
 
         def on_epoch(epoch: int, score) -> bool:
+            seen["epochs"] = epoch  # the epochs trained: fewer than planned when a stop rule ends it
             if epoch != check:
                 return False
             seen["check"] = accuracy = float(score())
@@ -185,5 +183,6 @@ class RoundEstimator:
         accuracy = float(self.estimate(spec, self.train_idx, self.v_prime, seed, on_epoch=on_epoch))
         if "check" in seen:
             self.best_at_check = max(seen["check"], -1.0 if self.best_at_check is None else self.best_at_check)
-        stopped = bool(seen.get("stopped", False))
-        return Estimate(accuracy, check if stopped else self.fidelity.epochs, n_train, stopped)
+        # an estimator that reports no epochs is taken to have trained them all
+        epochs = seen.get("epochs", self.fidelity.epochs)
+        return Estimate(accuracy, None if epochs is None else int(epochs), n_train, bool(seen.get("stopped", False)))
