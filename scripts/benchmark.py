@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import resource
 import subprocess
 import sys
@@ -201,13 +202,19 @@ def _available_bytes() -> Optional[int]:
 def bench_selection(n_pool: int = 50_000, dim: int = 512, n_classes: int = 10, k: int = 1000,
                     device: str = "cpu", n_labeled: int = 1000, skip_reference: bool = False,
                     methods: Optional[List[str]] = None, timeout: Optional[float] = None,
-                    threads: Optional[int] = None) -> Dict:
-    """Time every strategy (and the references) on a synthetic pool; one subprocess each."""
+                    threads: Optional[int] = None, memory_gb: Optional[float] = None) -> Dict:
+    """Time every strategy (and the references) on a synthetic pool; one subprocess each.
+    A reference whose big array would not fit in 80% of the available memory is skipped: the
+    memory is MemAvailable, or `memory_gb` where given (a machine whose RAM grows as it is used
+    reports far less at the start)."""
     names = list(methods) if methods else OURS + ([] if skip_reference else REFERENCES)
+    seen = _available_bytes()
+    available = int(memory_gb * 2 ** 30) if memory_gb else seen
     config = {"n_pool": n_pool, "dim": dim, "n_classes": n_classes, "k": k, "n_labeled": n_labeled,
-              "device": device, "mc_passes": MC_PASSES, "threads": threads}
+              "device": device, "mc_passes": MC_PASSES, "threads": threads,
+              "mem_available_gb": None if seen is None else round(seen / 2 ** 30, 1),
+              "memory_assumed_gb": memory_gb}
     results = []
-    available = _available_bytes()
     for name in names:
         row = _measure_in_subprocess(name, n_pool, dim, n_classes, k, n_labeled, device, timeout, threads, available)
         print(row, flush=True)
@@ -230,10 +237,31 @@ def _measure_in_subprocess(name: str, n_pool: int, dim: int, n_classes: int, k: 
     except subprocess.TimeoutExpired:
         return {"method": name, "skipped": f"timed out after {timeout} s"}
     if proc.returncode != 0:
-        # the whole traceback in the log (a GPU lease may allow one try), its last line in the JSON
+        # the whole traceback in the log (a GPU lease may allow one try), the error's line in the JSON
         print(f"{name} failed:\n{proc.stderr.strip()}", file=sys.stderr, flush=True)
-        return {"method": name, "failed": proc.stderr.strip().splitlines()[-1:]}
+        return {"method": name, "failed": error_line(proc.stderr, proc.returncode)}
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+ERROR_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b.*")
+
+
+def error_line(stderr: str, returncode: int) -> str:
+    """The line of a traceback that names the exception (CUDA adds notes after it), else the last
+    line, else the exit status (killed, e.g. out of memory)."""
+    lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
+    named = [line for line in lines if ERROR_LINE.match(line)]
+    return named[-1] if named else lines[-1] if lines else f"exit status {returncode}"
+
+
+def failures(report: Dict) -> List[str]:
+    """What failed in a report: selection rows that failed, ours that timed out (a reference that
+    takes longer than the limit is a result), training sections that failed."""
+    bad = [f"{r['method']}: {r.get('failed') or r.get('skipped')}" for r in report.get("results", [])
+           if "failed" in r or (r["method"] in OURS and str(r.get("skipped", "")).startswith("timed out"))]
+    bad += [f"training.{name}: {part['failed']}" for name, part in report.get("training", {}).items()
+            if isinstance(part, dict) and "failed" in part]
+    return bad
 
 
 def _machine(device: str) -> Dict:
@@ -257,6 +285,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--timeout", type=float, default=None, help="seconds per method")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--out", default=None, help="write the JSON here (default: print it)")
+    ap.add_argument("--memory-gb", type=float, default=None,
+                    help="RAM to size the references by (default: MemAvailable); for a machine whose RAM grows as "
+                         "it is used")
     ap.add_argument("--suite", choices=["selection", "training", "all"], default="selection",
                     help="selection: every query strategy; training: training / inference images/s and one "
                          "active-iNAS round (scripts/benchmark_training.py); all: both, in one run")
@@ -300,7 +331,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     report: Dict = {"machine": _machine(args.device)}
     if args.suite in ("selection", "all"):
         report.update(bench_selection(args.pool, args.dim, args.classes, args.picks, args.device, args.labeled,
-                                      args.skip_reference, args.only, args.timeout, args.threads))
+                                      args.skip_reference, args.only, args.timeout, args.threads, args.memory_gb))
         write(report)
     if args.suite in ("training", "all"):
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -315,10 +346,14 @@ def main(argv: Optional[List[str]] = None) -> int:
                                             args.inherit_rounds, args.inherit_steps, args.inherit_pool,
                                             args.inherit_initial, tuple(args.inherit_epochs), args.bounds_rounds,
                                             on_section, args.train_batch)
+    bad = failures(report)
+    report["failures"] = bad
     write(report)
     if not args.out:
         print(json.dumps(report, indent=2))
-    return 0
+    for line in bad:  # a method that failed or timed out fails the benchmark: its figures are missing
+        print(f"benchmark: failed: {line}", file=sys.stderr)
+    return 1 if bad else 0
 
 
 if __name__ == "__main__":

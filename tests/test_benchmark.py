@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from conftest import ONE_THREAD
@@ -117,3 +118,33 @@ def test_a_failing_training_section_is_recorded_and_the_others_still_run(monkeyp
     # the caller is handed the results after every section, so it can write them as they come
     assert seen == [["training_ours"], ["training_ours", "training_reference"],
                     ["inference", "training_ours", "training_reference", "training_speedup"]]
+
+
+def test_a_method_that_fails_fails_the_benchmark_with_the_error_named(tmp_path):
+    """Figures that are missing are a failure, not a quiet entry in the JSON: here CUDA, which this
+    machine lacks (a broken CUDA path on a lent GPU fails the same way)."""
+    if torch.cuda.is_available():
+        pytest.skip("needs a machine without CUDA")
+    out = tmp_path / "bench.json"
+    res = subprocess.run([sys.executable, str(SCRIPT), "--pool", "300", "--dim", "8", "--picks", "5", "--device",
+                          "cuda", "--only", "random", "coreset_reference_full_matrix", "--threads", "1",
+                          "--out", str(out)], capture_output=True, text=True, env={**os.environ, **ONE_THREAD},
+                         timeout=300)
+    assert res.returncode == 1, res.stderr
+    report = json.loads(out.read_text())
+    rows = {r["method"]: r for r in report["results"]}
+    assert "Error" in rows["random"]["failed"] and "CUDA" in rows["random"]["failed"], rows["random"]
+    assert "failed" not in rows["coreset_reference_full_matrix"]  # the references run on the CPU
+    assert report["failures"] == [f"random: {rows['random']['failed']}"]
+    assert f"benchmark: failed: random: {rows['random']['failed']}" in res.stderr
+
+
+def test_the_error_line_is_the_exception_not_the_notes_after_it():
+    from benchmark import error_line
+
+    stderr = ("Traceback (most recent call last):\n  File \"x.py\", line 1, in <module>\n"
+              "torch.AcceleratorError: CUDA error: an illegal memory access was encountered\n"
+              "Search for `cudaErrorIllegalAddress' in https://docs.nvidia.com/cuda/ for more information.\n"
+              "Compile with `TORCH_USE_CUDA_DSA` to enable device-side assertions.\n")
+    assert error_line(stderr, 1) == "torch.AcceleratorError: CUDA error: an illegal memory access was encountered"
+    assert error_line("killed\n", -9) == "killed" and error_line("", -9) == "exit status -9"
