@@ -29,15 +29,27 @@ def explain(exc: BaseException, overrides: List[str]) -> str:
     full_key = getattr(cause, "full_key", None)
     if full_key:
         matching = [o for o in overrides if o.lstrip("+~").split("=")[0] == full_key]
-        # the last one wins, as in Hydra; a sweep's job overrides come escaped (\\$\\{...\\}): shown as typed
+        # a sweep's job overrides come escaped (\\$\\{...\\}): shown as typed
         given = re.sub(r"\\(.)", r"\1", matching[-1].partition("=")[2]) if matching else None
         if isinstance(cause, (ConfigAttributeError, ConfigKeyError)):
+            append = re.search(r"use (\+\S.*)$", str(exc), re.MULTILINE)
+            if "not in struct" in str(cause) and "Dict[" in str(cause) and append:
+                # a free-form mapping (hydra.launcher.additional_parameters): Hydra adds its keys with +
+                return (f"{full_key}: not a key of {full_key.rpartition('.')[0]} yet; accepted: {append.group(1)} "
+                        f"(+ adds a key to a mapping)")
             return f"{full_key}: unknown key{_accepted_keys(full_key, overrides)}"
         msg = str(cause).splitlines()[0]
         if matching and matching[-1].startswith("~"):
             return _deleted(full_key)
         wanted = re.search(r"converted to (\w+)", msg) or re.search(r"is not a valid (bool)", msg)
         if wanted:
+            # a key given twice: OmegaConf stops at the first value it cannot convert, not the last
+            converts = {"Integer": r"[-+]?\d+", "Float": r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|[-+]?inf|nan",
+                        "Boolean": r"true|false|yes|no|on|off|1|0", "bool": r"true|false|yes|no|on|off|1|0"}.get(
+                wanted.group(1))
+            values = [o.partition("=")[2] for o in matching]
+            if converts and len(values) > 1:
+                given = next((v for v in values if not re.fullmatch(converts, v.strip(), re.IGNORECASE)), given)
             kind = {"Integer": "an integer", "Float": "a number (Float)", "Boolean": "true or false", "bool": "true or false",
                     "String": "a string"}.get(wanted.group(1), wanted.group(1))
             return f"{full_key}={given}: wrong type; accepted: {kind}"
@@ -67,6 +79,21 @@ def hydra_message(exc: BaseException, overrides: List[str]) -> str:
     """One line for an override Hydra cannot parse or apply, with what is accepted."""
     text = str(exc).strip()
     first = text.splitlines()[0] if text else type(exc).__name__
+    no_match = re.match(r"Could not override '([^']+)'\. No match in the defaults list", first)
+    if no_match:  # a group the defaults do not hold: experiment=X for +experiment=X
+        group = no_match.group(1)
+        typed = next((o for o in overrides if o.split("=", 1)[0] == group), group)
+        append = re.search(r"use (\+\S.*)$", text, re.MULTILINE)
+        if group == "experiment":
+            from dal_runner.cli_help import group_options
+
+            known = list(group_options()["experiment"])
+            option = typed.partition("=")[2]
+            accepted = f"+{typed}" if option in known else "+experiment=<one of them>"
+            return (f"{typed}: an experiment is added to the run's configs with +; accepted: {accepted} "
+                    f"(experiments: {', '.join(known)})")
+        if append:
+            return f"{typed}: {group} is not chosen by default; accepted: {append.group(1)} to add it"
     if first.startswith("Ambiguous value for argument"):
         given = first.split("'", 1)[1].rsplit("'", 1)[0] if "'" in first else first
         return (f"{given}: a comma-separated value; accepted: dal-run -m ... to sweep over it (one run per "
@@ -142,7 +169,17 @@ def _accepted_keys(full_key: str, overrides: List[str]) -> str:
     cls = {"": RunConfig, "budget": BudgetConfig, "trainer": TrainerConfig}.get(parent)
     if cls is not None:
         return "; accepted: one of " + ", ".join(f.name for f in dataclasses.fields(cls))
-    if parent not in SCHEMAS:
+    if parent not in SCHEMAS:  # e.g. hydra.launcher: the keys the composed config has there
+        try:
+            from hydra import compose
+            from omegaconf import DictConfig, OmegaConf
+
+            kept = [o for o in overrides if not o.lstrip("+~").startswith(f"{parent}.")]
+            node = OmegaConf.select(compose("config", overrides=kept, return_hydra_config=True), parent)
+        except Exception:
+            node = None
+        if isinstance(node, DictConfig) and len(node):
+            return f" of {parent}; accepted: one of " + ", ".join(str(k) for k in node.keys())
         return "; accepted: see dal-run --help"
     elsewhere = _options_having(parent, leaf)
     try:  # the option this command line chooses, composed without the keys it cannot take

@@ -150,6 +150,17 @@ CASES = {
                                                                 ["search.lr_milestones=[12]", "1..9"]),
     "shell completion without a command": (["--shell-completion"], ["--shell-completion: no command given", "install=bash"]),
     "a Hydra value that is no seed in one run": (["seed=${hydra:job.num}"], ["seed=${hydra:job.num}", "'None'"]),
+    # a key given twice: the bad value is named, wherever it is (OmegaConf stops at the first)
+    "a bad value before a good one": (["trainer.epochs=five", "trainer.epochs=3"], ["trainer.epochs=five", "integer"]),
+    "a bad value after a good one": (["trainer.epochs=3", "trainer.epochs=five"], ["trainer.epochs=five", "integer"]),
+    "an experiment without its +": (["experiment=active_inas_cifar10_smoke"],
+                                    ["experiment=active_inas_cifar10_smoke", "accepted: +experiment=active_inas_cifar10_smoke",
+                                     "ranganathan_digits"]),
+    "an sbatch option without its +": (["hydra/launcher=slurm", "hydra.launcher.additional_parameters={qos: high}"],
+                                       ["hydra.launcher.additional_parameters.qos",
+                                        "accepted: +hydra.launcher.additional_parameters={qos: high}"]),
+    "an unknown launcher key": (["hydra/launcher=slurm", "hydra.launcher.partitio=gpu"],
+                                ["hydra.launcher.partitio", "unknown key", "partition", "timeout_min"]),
 }
 
 
