@@ -95,6 +95,8 @@ def load_run(path: Path, name: str) -> Run:
     run.seed = config.get("seed")
     run.attrs = _flatten(config)
     run.attrs.update({g: _fmt(c) for g, c in _choices(path, config).items()})
+    for key in [k for k in run.attrs if _unused(run.attrs, k)]:
+        del run.attrs[key]
     status = _read_json(path / STATUS_JSON)
     if status is None:
         run.reason = "incomplete: no readable status.json"
@@ -139,6 +141,15 @@ def _choices(path: Path, config: Dict[str, Any]) -> Dict[str, Any]:
         if choices.get(group) is None and isinstance(config.get(group), dict):
             choices[group] = config[group].get("name")
     return {g: choices[g] for g in GROUPS if choices.get(g) is not None}
+
+
+def _unused(attrs: Dict[str, str], key: str) -> bool:
+    """Keys a run's own options do not read: they tell no runs apart (labels show them as `-`).
+    search=fixed has the candidates' estimation keys but no candidates; entropy_lambda weighs the
+    joint objective only."""
+    if key.startswith("search.") and attrs.get("search") == "fixed":
+        return True
+    return key == "trainer.entropy_lambda" and attrs.get("trainer.objective") != "joint_entropy"
 
 
 # ------------------------------------------------------------------------------ grouping

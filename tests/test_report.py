@@ -181,6 +181,20 @@ def test_a_key_that_varies_along_with_the_query_is_an_environment_not_hidden(tmp
     assert [(r["strategy"], r["mean"]) for r in rows(tmp_path / "out" / "auc_gain.csv")] == [("query=random", "0.000000")]
 
 
+def test_keys_a_run_does_not_read_tell_no_runs_apart(tmp_path):
+    """search=fixed has the candidates' estimation keys but no candidates, and entropy_lambda weighs
+    only the joint objective: seeds that differ in those alone are one strategy, averaged."""
+    for seed in (0, 1, 2):
+        folder = make_run(tmp_path / "runs" / str(seed), seed=seed, curve=RANDOM[seed])
+        config = yaml.safe_load((folder / ".hydra" / "config.yaml").read_text())
+        config["search"]["epochs"] = [None, 1, 5][seed]
+        config["trainer"].update(objective="cross_entropy", entropy_lambda=[0.1, 0.5, 1.0][seed])
+        (folder / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
+    (row,) = rows(tmp_path / "out" / "auc.csv")
+    assert (row["environment"], row["strategy"], row["seeds"]) == ("dataset=digits", "query=random", "0 1 2")
+
+
 def test_arch_is_an_environment_unless_search_strategies_are_compared(tmp_path):
     sweep(tmp_path / "models" / "mlp", arch="mlp")
     sweep(tmp_path / "models" / "cnn", arch="cnn")
