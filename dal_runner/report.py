@@ -196,9 +196,10 @@ def build_report(paths: Sequence[Path], reference: Optional[Dict[str, str]] = No
             skipped = results["all"].skipped
         if not any(any(result.sizes.values()) for result in results.values()):
             if split == "overall":  # an all-zero matrix would read as "no significant wins"
+                why = " (why, per label count: penalty_skipped.csv)" if skipped else ""
                 report.notes.append("penalty matrix: not computed, no (environment, label count) could be "
                                     "tested; it needs 2 strategies or more with 2 seeds or more each in one "
-                                    "environment (why, per label count: penalty_skipped.csv)")
+                                    f"environment{why}")
             continue
         report.penalties[split] = results
         penalty_rows += [{"split": split, "subset": subset, **row} for subset, result in report.penalties[split].items()
@@ -284,9 +285,10 @@ def _console():
     return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
 
 
-def print_excluded(report: Report, console) -> None:
+def print_excluded(report: Report, console, written: bool = True) -> None:
     if report.excluded:
-        console.print(f"excluded {len(report.excluded)} run(s) from every average (listed in excluded.csv):")
+        listed = " (listed in excluded.csv)" if written else ""
+        console.print(f"excluded {len(report.excluded)} run(s) from every average{listed}:")
         for r in report.excluded:
             console.print(f"  {r.name}: {r.reason}", markup=False)
 
@@ -345,7 +347,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         report = build_report(args.paths, parse_reference(args.reference), args.alpha, out=out,
                               strategy=args.strategy)
         if not report.runs:
-            print_excluded(report, _console())
+            print_excluded(report, _console(), written=False)
             raise ReportError(f"none of the {len(report.excluded)} run folder(s) completed; nothing to report")
         written = write_report(report, out)
         print_summary(report, out, written)

@@ -338,7 +338,24 @@ def test_a_penalty_matrix_with_nothing_tested_is_not_written(tmp_path, capsys):
     out = tmp_path / "sweep" / "report"
     assert rows(out / "penalty.csv") == [] and not (out / "penalty.png").exists()
     assert len(rows(out / "penalty_skipped.csv")) == 3  # each label count, with why
-    assert "penalty matrix: not computed, no (environment, label count) could be tested" in capsys.readouterr().out
+    out_text = capsys.readouterr().out
+    assert "penalty matrix: not computed, no (environment, label count) could be tested" in out_text
+    assert "(why, per label count: penalty_skipped.csv)" in out_text
+    # one strategy: no pair to test, no label count skipped, and no pointer to an empty file
+    make_run(tmp_path / "one" / "0", seed=0, curve=RANDOM[0])
+    make_run(tmp_path / "one" / "1", seed=1, curve=RANDOM[1])
+    assert report.main([str(tmp_path / "one")]) == 0
+    out_text = capsys.readouterr().out
+    assert "penalty matrix: not computed" in out_text and "penalty_skipped.csv" not in out_text
+    assert rows(tmp_path / "one" / "report" / "penalty_skipped.csv") == []
+
+
+def test_a_report_with_no_completed_run_points_to_no_file(tmp_path, capsys):
+    make_run(tmp_path / "runs" / "0", state="failed")
+    assert report.main([str(tmp_path / "runs")]) == 2
+    captured = capsys.readouterr()
+    assert "excluded 1 run(s) from every average:" in captured.out and "excluded.csv" not in captured.out
+    assert "nothing to report" in captured.err and not (tmp_path / "runs" / "report").exists()
 
 
 # ------------------------------------------------------------------------------ end to end, real dal-run
