@@ -65,6 +65,9 @@ def parse_reference(items: Optional[Sequence[str]]) -> Dict[str, str]:
         key, sep, value = item.partition("=")
         if not sep or not key or not value:
             raise ReportError(f"--reference {item}: accepted: KEY=VALUE, e.g. query=random or search=fixed arch=resnet18")
+        if key.strip() == "seed":
+            raise ReportError(f"--reference {item}: the seed is what a group averages over (gains are paired by "
+                              f"seed), not part of a strategy; accepted: strategy keys, e.g. query=random")
         spec[key.strip()] = value.strip()
     return spec
 
@@ -121,8 +124,8 @@ def check_strategy_keys(runs: Sequence[Run], strategy: Sequence[str]) -> None:
             raise ReportError("--strategy seed: the seed is what a group averages over, not part of a strategy; "
                               "accepted: a config key or group of the runs other than seed, e.g. trainer.objective")
         if key not in known and key not in {_group_of(k) for k in known}:
-            varying = sorted((k for k in known if k != "seed" and len({r.attrs.get(k) for r in runs}) > 1),
-                             key=_key_order)
+            varying = sorted((k for k in known if k != "seed" and not (k.endswith(".name") and _group_of(k) in known)
+                              and len({r.attrs.get(k) for r in runs}) > 1), key=_key_order)
             hint = f"; keys that differ between these runs: {', '.join(varying)}" if varying else ""
             raise ReportError(f"--strategy {key}: unknown key; accepted: a config key or group of the runs, "
                               f"e.g. trainer.objective or budget{hint}")
@@ -329,7 +332,7 @@ class _Parser(argparse.ArgumentParser):
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = _Parser(prog="dal-report", description="Learning curves, AUC, AUC-gain and pairwise penalty "
                                                     "matrices of dal-run run folders (single runs or sweeps).")
-    parser.add_argument("paths", nargs="+", metavar="PATH", type=Path, help="run folders or folders of runs")
+    parser.add_argument("paths", nargs="*", metavar="PATH", type=Path, help="run folders or folders of runs")
     parser.add_argument("--out", type=Path, help="output folder (default: PATH/report of the first PATH)")
     parser.add_argument("--reference", nargs="+", metavar="KEY=VALUE",
                         help="AUC-gain reference, e.g. query=random (default) or search=fixed arch=resnet18")
@@ -337,7 +340,16 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--strategy", nargs="+", metavar="KEY", default=[],
                         help="config keys or groups that belong to the compared strategy besides the query, "
                              "e.g. trainer.objective (default: query; + search and arch when search varies)")
-    return parser.parse_args(list(argv))
+    args = parser.parse_args(list(argv))
+    # `--reference query=random SWEEP`: the option's values took the folders given after them
+    for option in ("reference", "strategy"):
+        values = getattr(args, option) or []
+        moved = [v for v in values if "=" not in v and Path(v).is_dir()]
+        args.paths += [Path(v) for v in moved]
+        setattr(args, option, [v for v in values if v not in moved] or ([] if option == "strategy" else None))
+    if not args.paths:
+        parser.error("the following arguments are required: PATH")
+    return args
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -254,6 +254,15 @@ def test_the_report_folder_is_not_read_back_and_stale_figures_are_removed(tmp_pa
     assert not (root / "report" / "penalty_by_arch.png").exists()
 
 
+def test_run_folders_may_follow_the_options_that_take_several_values(tmp_path):
+    sweep(tmp_path / "sweep", n_seeds=2)
+    make_run(tmp_path / "more" / "0", query="margin", seed=2, curve=margin_curve(2))
+    assert report.main(["--reference", "query=random", str(tmp_path / "sweep"), "--strategy", "query",
+                        str(tmp_path / "more"), "--out", str(tmp_path / "out")]) == 0
+    aucs = {r["strategy"]: r["seeds"] for r in rows(tmp_path / "out" / "auc.csv")}
+    assert aucs == {"query=margin": "0 1 2", "query=random": "0 1"}
+
+
 def test_two_reports_of_the_same_runs_are_byte_identical(tmp_path):
     sweep(tmp_path / "runs" / "b30")
     sweep(tmp_path / "runs" / "b60", batch=60)
@@ -278,6 +287,8 @@ def test_two_reports_of_the_same_runs_are_byte_identical(tmp_path):
      "--strategy trainer.objektive: unknown key; accepted: a config key or group of the runs, e.g. trainer.objective "
      "or budget; keys that differ between these runs: query"),
     (["{tmp}/sweep", "--strategy", "seed"], "--strategy seed: the seed is what a group averages over"),
+    (["{tmp}/sweep", "--reference", "query=random", "seed=0"], "--reference seed=0: the seed is what a group averages"),
+    (["--reference", "query=random"], "the following arguments are required: PATH"),
     (["{tmp}/failed"], "none of the 1 run folder(s) completed"),
     (["{tmp}/sweep", "--out", "{tmp}/afile"], "cannot create the folder (it is a file)"),
     # the report's files among a run's own, or a run left out of its own report: refused
