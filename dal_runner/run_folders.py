@@ -28,6 +28,7 @@ class Run:
     path: Path
     name: str  # relative to the scanned PATHs' common folder
     attrs: Dict[str, str] = field(default_factory=dict)  # group choices and dotted config leaves
+    unread: set = field(default_factory=set)  # keys of its config the run does not read (left out of attrs)
     seed: Any = None
     state: str = "missing"
     reason: str = ""  # why it is excluded; empty for a run that counts
@@ -95,7 +96,8 @@ def load_run(path: Path, name: str) -> Run:
     run.seed = config.get("seed")
     run.attrs = _flatten(config)
     run.attrs.update({g: _fmt(c) for g, c in _choices(path, config).items()})
-    for key in [k for k in run.attrs if _unused(run.attrs, k)]:
+    run.unread = {k for k in run.attrs if _unused(run.attrs, k)}
+    for key in run.unread:
         del run.attrs[key]
     status = _read_json(path / STATUS_JSON)
     if status is None:
@@ -176,7 +178,7 @@ def label_keys(runs: Sequence[Run], strategy_keys: Sequence[str] = ()) -> Tuple[
     a difference of protocol, shown (and so an environment), never hidden behind the strategy.
     """
     keys = sorted({k for r in runs for k in r.attrs}, key=_key_order)
-    varying = [k for k in keys if len({r.attrs.get(k) for r in runs}) > 1]
+    varying = [k for k in keys if len({r.attrs.get(k) for r in runs if k not in r.unread}) > 1]
     options = [k for k in varying if k in GROUPS]
     shown = list(options)
     for key in varying:
@@ -184,7 +186,8 @@ def label_keys(runs: Sequence[Run], strategy_keys: Sequence[str] = ()) -> Tuple[
             setting = [g for g in options if g in (_group_of(key), *_SET_OTHER_GROUPS)]
             by_options = defaultdict(set)
             for r in runs:
-                by_options[tuple(r.attrs.get(g) for g in setting)].add(r.attrs.get(key))
+                if key not in r.unread:
+                    by_options[tuple(r.attrs.get(g) for g in setting)].add(r.attrs.get(key))
             if any(len(v) > 1 for v in by_options.values()):
                 shown.append(key)
     shown.sort(key=_key_order)
