@@ -18,6 +18,7 @@ from dal_runner.config import register_configs
 from dal_runner.config_checks import explain
 from dal_runner.errors import ConfigError, as_config_error
 from dal_runner.job_control import Terminated, remove_failed_start, stop_on_sigterm
+from dal_runner.launchers import dead_jobs_are_failed_runs
 from dal_runner.preflight import PREFLIGHT, fail, preflight
 from dal_runner.cli_help import CONFIG_MODULE, help_text
 
@@ -176,7 +177,8 @@ def run_main() -> None:
     callbacks.FAILED_RUNS.clear()
     _CURRENT["not_started"] = False
     try:
-        _dal_run()
+        with dead_jobs_are_failed_runs(sweep=any(a in ("-m", "--multirun") for a in argv)):
+            _dal_run()
     except KeyboardInterrupt:
         _stopped("interrupted (Ctrl-C)", 130)
     except Terminated:

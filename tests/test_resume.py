@@ -527,3 +527,31 @@ def test_a_stop_while_the_run_is_starting_leaves_no_folder(tmp_path, monkeypatch
     assert err.strip().splitlines()[-1] == (
         f"dal-run: error: {how} while the run was starting; nothing was written: run the command again")
     assert not (tmp_path / "new").exists()
+
+
+def test_a_sweep_job_killed_outright_is_one_failed_run_and_the_sweep_ends_as_usual(tmp_path):
+    """A job of a submitit sweep (hydra/launcher=local, the code path of =slurm) killed with SIGKILL,
+    as the out-of-memory killer does: it leaves submitit no result. The sweep still collects the
+    other job, marks the dead one failed, writes the report and exits 1 with one line per failed run
+    (before: a Hydra traceback, no report, and the dead job's status.json still `running`)."""
+    sweep = tmp_path / "sweep"
+    proc = subprocess.Popen([str(BIN / "dal-run"), "-m", "hydra/launcher=local", *BASE, "seed=0,1",
+                             f"hydra.sweep.dir={sweep}"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **ENV}, start_new_session=True)
+    try:
+        assert wait_for_round(sweep / "0", 1, until=lambda: proc.poll() is not None)
+        os.kill(read_json(sweep / "0" / "status.json")["pid"], signal.SIGKILL)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err, err
+    assert err.strip().splitlines()[-2:] == [
+        f"dal-run: error: {sweep / '0'}: failed in round 1: the job's process ended without a result: killed "
+        f"(out of memory, SIGKILL) or its node failed; the same command with hydra.sweep.dir continues it from its "
+        f"last round",
+        "dal-run: error: 1 of 2 runs of the sweep did not complete (the others did; see their status.json)"], err
+    assert read_json(sweep / "0" / "status.json")["state"] == "failed"
+    assert read_json(sweep / "1" / "status.json")["state"] == "completed"
+    assert [r["run"] for r in read_csv(sweep / "report" / "excluded.csv")] == ["0"]
