@@ -17,7 +17,7 @@ from omegaconf.errors import InterpolationResolutionError
 from dal_runner.config import register_configs
 from dal_runner.config_checks import explain
 from dal_runner.errors import ConfigError, as_config_error
-from dal_runner.job_control import Terminated, remove_failed_start, stop_on_sigterm
+from dal_runner.job_control import FolderBusy, Terminated, only_process_in, remove_failed_start, stop_on_sigterm
 from dal_runner.launchers import dead_jobs_are_failed_runs
 from dal_runner.preflight import PREFLIGHT, fail, preflight
 from dal_runner.cli_help import CONFIG_MODULE, help_text
@@ -47,7 +47,16 @@ def _dal_run(cfg: DictConfig) -> Optional[float]:
     _CURRENT["run_dir"], _CURRENT["sweep_dir"] = run_dir, Path(hydra_cfg.sweep.dir) if multirun else None
     restore = stop_on_sigterm()
     try:
-        result = _job(cfg, hydra_cfg, run_dir, multirun)
+        with only_process_in(run_dir):
+            result = _job(cfg, hydra_cfg, run_dir, multirun)
+    except FolderBusy:
+        message = f"{run_dir}: another dal-run process is running in this folder; this job stopped"
+        _CURRENT["run_dir"] = None
+        if multirun:
+            log.error(message)
+            return None
+        fail(f"hydra.run.dir={run_dir}: a run there is still going (another dal-run process runs in it); accepted: "
+             f"another folder, or this one once that run stopped")
     finally:
         restore()
     _CURRENT["run_dir"] = None  # a stop from here on (the next job's start, the report) is no job's

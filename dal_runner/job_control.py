@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 
 class Terminated(SystemExit):
@@ -27,6 +28,29 @@ def stop_on_sigterm() -> Callable[[], None]:
         return lambda: None
     signal.signal(signal.SIGTERM, stop)
     return lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+class FolderBusy(Exception):
+    """Another process runs in this run folder."""
+
+
+@contextmanager
+def only_process_in(run_dir: Path) -> Iterator[None]:
+    """Holds an exclusive lock on the run folder for the whole job: a second dal-run in the same
+    folder (a run launched twice, or `resume=` of a SLURM job that submitit requeued meanwhile)
+    raises FolderBusy instead of writing the same files twice over. flock(2) on the folder itself,
+    so nothing is added to it; the lock goes with the process, however it ends."""
+    import fcntl
+
+    fd = os.open(run_dir, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FolderBusy(str(run_dir)) from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def remove_failed_start(run_dir: Path, existing: Optional[Path]) -> None:

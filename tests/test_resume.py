@@ -555,3 +555,24 @@ def test_a_sweep_job_killed_outright_is_one_failed_run_and_the_sweep_ends_as_usu
     assert read_json(sweep / "0" / "status.json")["state"] == "failed"
     assert read_json(sweep / "1" / "status.json")["state"] == "completed"
     assert [r["run"] for r in read_csv(sweep / "report" / "excluded.csv")] == ["0"]
+
+
+def test_a_second_process_in_a_run_folder_is_refused_while_the_first_runs(tmp_path, monkeypatch, capsys):
+    """Two dal-run processes in one folder (one started twice within seconds, before its status.json
+    exists; or resume= of a SLURM job that submitit requeued meanwhile) would write the same files
+    twice over: the folder is locked for the whole job, and the second is refused."""
+    import fcntl
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    holder = os.open(folder, os.O_RDONLY)  # the first process's lock
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        code, _, err = run_cli_inprocess([*BASE, f"hydra.run.dir={folder}"], tmp_path, monkeypatch, capsys)
+    finally:
+        os.close(holder)
+    assert code == 2, err
+    assert err.strip().splitlines()[-1] == (
+        f"dal-run: error: hydra.run.dir={folder}: a run there is still going (another dal-run process runs in it); "
+        f"accepted: another folder, or this one once that run stopped")
+    assert not (folder / "status.json").exists() and not (folder / "state").exists()
