@@ -17,7 +17,8 @@ from omegaconf.errors import InterpolationResolutionError
 from dal_runner.config import register_configs
 from dal_runner.config_checks import explain
 from dal_runner.errors import ConfigError, as_config_error
-from dal_runner.job_control import FolderBusy, Terminated, only_process_in, remove_failed_start, stop_on_sigterm
+from dal_runner.job_control import (FolderBusy, Terminated, only_process_in, remove_failed_start, signal_name,
+                                    stop_on_sigterm)
 from dal_runner.launchers import dead_jobs_are_failed_runs
 from dal_runner.preflight import PREFLIGHT, fail, preflight
 from dal_runner.cli_help import CONFIG_MODULE, help_text
@@ -190,8 +191,8 @@ def run_main() -> None:
             _dal_run()
     except KeyboardInterrupt:
         _stopped("interrupted (Ctrl-C)", 130)
-    except Terminated:
-        _stopped("terminated (SIGTERM)", 143)
+    except Terminated as e:
+        _stopped(f"terminated ({signal_name(e)})", int(e.code))
     if callbacks.FAILED_RUNS:
         n, total = len(callbacks.FAILED_RUNS), callbacks.FAILED_RUNS[0][2]
         for folder, reason, _ in callbacks.FAILED_RUNS:

@@ -10,24 +10,42 @@ from typing import Callable, Iterator, Optional
 
 
 class Terminated(SystemExit):
-    """SIGTERM (kill, scancel outside submitit): leaves the run interrupted, as Ctrl-C does."""
+    """SIGTERM (kill, scancel outside submitit), SIGUSR1/2: leaves the run interrupted, as Ctrl-C does."""
 
 
 def stop_on_sigterm() -> Callable[[], None]:
     """SIGTERM ends the run through its except clauses (status.json: interrupted) instead of at
-    once; left alone where a handler is set already (submitit's, which requeues on SLURM).
-    Returns what puts the previous handler back."""
+    once; so do SIGUSR1 and SIGUSR2 (what sbatch --signal sends before a time limit), whose
+    default action would kill the run without a word. Each is left alone where a handler is set
+    already (submitit's, which requeues on SLURM). Returns what puts the previous handlers back."""
     import signal
     import threading
 
     def stop(signum, frame):
-        raise Terminated(128 + signal.SIGTERM)
+        raise Terminated(128 + signum)
 
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None):
+    if threading.current_thread() is not threading.main_thread():
         return lambda: None
-    signal.signal(signal.SIGTERM, stop)
-    return lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    taken = [s for s in (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+             if signal.getsignal(s) in (signal.SIG_DFL, None)]
+    for s in taken:
+        signal.signal(s, stop)
+
+    def restore() -> None:
+        for s in taken:
+            signal.signal(s, signal.SIG_DFL)
+
+    return restore
+
+
+def signal_name(stop: SystemExit) -> str:
+    """SIGTERM for Terminated(143), and so on."""
+    import signal
+
+    try:
+        return signal.Signals(int(stop.code) - 128).name
+    except (TypeError, ValueError):
+        return "SIGTERM"
 
 
 class FolderBusy(Exception):

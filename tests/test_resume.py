@@ -314,7 +314,10 @@ def test_a_run_or_sweep_launched_into_a_folder_still_going_is_refused(tmp_path, 
 
 
 @pytest.mark.parametrize("sig, status, how", [(signal.SIGTERM, 143, "terminated (SIGTERM)"),
-                                              (signal.SIGINT, 130, "interrupted (Ctrl-C)")])
+                                              (signal.SIGINT, 130, "interrupted (Ctrl-C)"),
+                                              # sbatch --signal=USR1@90 in a user's own script: its default
+                                              # action had killed the run without a word
+                                              (signal.SIGUSR1, 138, "terminated (SIGUSR1)")])
 def test_sigterm_or_ctrl_c_leaves_an_interrupted_run_that_resumes(tmp_path, uninterrupted_run, sig, status, how):
     folder = tmp_path / "run"
     # as from a terminal: SIGINT's default action, even where pytest itself was started with SIGINT
