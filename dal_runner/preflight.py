@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from dal_runner import in_processes
 from dal_runner.callbacks import LAUNCHED_JOBS
@@ -128,8 +128,15 @@ def _resume_argv(argv: List[str], overrides: List[str], multirun: bool) -> List[
     others = [o for o in overrides if o.split("=", 1)[0] not in ("resume",) and not o.startswith("hydra.")]
     flags = [a for a in argv if a not in overrides]
     # the run's own overrides, with those given now on top (a changed protocol key is refused later)
-    saved = [str(o) for o in OmegaConf.load(path / ".hydra" / "overrides.yaml")
-             if not str(o).startswith(("resume=", "hydra."))]
+    try:
+        listed = OmegaConf.load(path / ".hydra" / "overrides.yaml")
+        if not isinstance(listed, ListConfig):
+            raise ValueError("not a list of overrides")
+    except Exception as e:  # missing, or edited by hand into something else
+        fail(f"{given}: its .hydra/overrides.yaml cannot be read ({type(e).__name__}: {' '.join(str(e).split())[:200]}); "
+             f"accepted: a run folder as dal-run wrote it (the file lists the run's overrides, one per line, "
+             f"e.g. - seed=0)")
+    saved = [str(o) for o in listed if not str(o).startswith(("resume=", "hydra."))]
     key = lambda o: o.split("=", 1)[0].lstrip("+~")  # noqa: E731
     given_keys = {key(o) for o in others}
     others = [o for o in saved if key(o) not in given_keys] + others

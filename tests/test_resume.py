@@ -579,3 +579,21 @@ def test_a_second_process_in_a_run_folder_is_refused_while_the_first_runs(tmp_pa
         f"dal-run: error: hydra.run.dir={folder}: a run there is still going (another dal-run process runs in it); "
         f"accepted: another folder, or this one once that run stopped")
     assert not (folder / "status.json").exists() and not (folder / "state").exists()
+
+
+@pytest.mark.parametrize("damage", ["missing", "not yaml", "not a list"])
+def test_resume_of_a_folder_with_a_damaged_overrides_file_is_one_line(tmp_path, monkeypatch, capsys,
+                                                                      uninterrupted_run, damage):
+    run = tmp_path / "run"
+    shutil.copytree(uninterrupted_run, run)
+    overrides = run / ".hydra" / "overrides.yaml"
+    if damage == "missing":
+        overrides.unlink()
+    else:
+        overrides.write_text("- seed=[oops\n- : :\n" if damage == "not yaml" else "seed: 0\n")
+    code, out, err = run_cli_inprocess([f"resume={run}"], tmp_path, monkeypatch, capsys)
+    assert code == 2 and "Traceback" not in out + err, err
+    (line,) = err.strip().splitlines()
+    assert line.startswith(f"dal-run: error: resume={run}: its .hydra/overrides.yaml cannot be read (") and \
+        line.endswith("accepted: a run folder as dal-run wrote it (the file lists the run's overrides, one per "
+                      "line, e.g. - seed=0)"), line
