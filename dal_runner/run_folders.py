@@ -118,6 +118,13 @@ def load_run(path: Path, name: str) -> Run:
         return run
     if not run.curve:
         run.reason = "incomplete: rounds.csv has no rounds"
+        return run
+    summary = _read_json(path / SUMMARY_JSON) or {}
+    expected = (summary.get("n_rounds"), summary.get("final_n_labeled"))
+    if None not in expected and (len(run.curve), run.curve[-1][0]) != expected:
+        # cut short or edited since the run wrote it: its AUC would be another run's
+        run.reason = (f"inconsistent: rounds.csv holds {len(run.curve)} rounds up to {run.curve[-1][0]} labels, "
+                      f"summary.json {expected[0]} rounds up to {expected[1]}")
     return run
 
 

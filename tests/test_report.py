@@ -361,6 +361,20 @@ def test_a_penalty_matrix_with_nothing_tested_is_not_written(tmp_path, capsys):
     assert rows(tmp_path / "one" / "report" / "penalty_skipped.csv") == []
 
 
+def test_a_rounds_csv_cut_short_since_the_run_wrote_it_is_left_out(tmp_path):
+    sweep(tmp_path / "sweep", n_seeds=2)
+    for job in range(4):
+        (tmp_path / "sweep" / str(job) / "summary.json").write_text(json.dumps({"n_rounds": 3, "final_n_labeled": 90}))
+    rounds = tmp_path / "sweep" / "1" / "rounds.csv"
+    rounds.write_text("".join(rounds.read_text().splitlines(keepends=True)[:3]))  # 2 of its 3 rounds
+    assert report.main([str(tmp_path / "sweep")]) == 0
+    (excluded,) = rows(tmp_path / "sweep" / "report" / "excluded.csv")
+    assert excluded["run"] == "1" and excluded["reason"] == (
+        "inconsistent: rounds.csv holds 2 rounds up to 60 labels, summary.json 3 rounds up to 90")
+    assert {r["strategy"]: r["seeds"] for r in rows(tmp_path / "sweep" / "report" / "auc.csv")} == \
+        {"query=margin": "0", "query=random": "0 1"}
+
+
 def test_a_report_with_no_completed_run_points_to_no_file(tmp_path, capsys):
     make_run(tmp_path / "runs" / "0", state="failed")
     assert report.main([str(tmp_path / "runs")]) == 2
