@@ -123,8 +123,15 @@ def _stopped(how: str, status: int) -> None:
     dal-run.log gets it too (the terminal only once)."""
     run_dir, sweep_dir = _CURRENT["run_dir"], _CURRENT["sweep_dir"]
     if run_dir is None:
-        fail(f"{how} while the run was starting; nothing was written: run the command again"
-             if _CURRENT.get("not_started") else how, status)
+        from dal_runner.callbacks import LAUNCHED_JOBS
+
+        if _CURRENT.get("not_started"):
+            fail(f"{how} while the run was starting; nothing was written: run the command again", status)
+        if len(LAUNCHED_JOBS) == 1:  # the sweep's own process (its jobs run elsewhere: submitit's launchers)
+            sweep = next(iter(LAUNCHED_JOBS))
+            fail(f"{how} of the sweep {sweep}; the same command with hydra.sweep.dir={sweep} finishes it "
+                 f"(completed jobs are kept, stopped ones continue)", status)
+        fail(how, status)
     if sweep_dir is None and not state_exists(run_dir):
         message = (f"{how}{_failed_round(run_dir)} of {run_dir}, before its first round ended; nothing to resume: "
                    f"run the command again")

@@ -14,6 +14,7 @@ from dal_runner import state
 from dal_runner.errors import ConfigError
 from dal_runner.features import amp_dtype
 from dal_runner.io import STATUS_JSON, RunFolder, read_json
+from dal_runner.job_control import signals_held
 from dal_runner.loop import run_active_learning
 
 if TYPE_CHECKING:
@@ -75,7 +76,8 @@ def execute(exp: Experiment, run_dir: Path, resume: Optional[Dict[str, Any]] = N
                "by a signal (SIGTERM, SIGUSR1/2, or preempted or timed out)")
         then = ("; dal-run resume=PATH continues it" if state.state_path(run_dir).is_file() else
                 " before its first round ended; nothing to resume: run it again")
-        mark_failed(run_dir, f"interrupted {how}{then}", state_name="interrupted")
+        with signals_held():  # a second Ctrl-C (submitit forwards one to each job) must not cut this write
+            mark_failed(run_dir, f"interrupted {how}{then}", state_name="interrupted")
         raise
     except BaseException as e:
         mark_failed(run_dir, e)

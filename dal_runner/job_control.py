@@ -48,6 +48,24 @@ def signal_name(stop: SystemExit) -> str:
         return "SIGTERM"
 
 
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """SIGINT, SIGTERM, SIGUSR1/2 held back (delivered when the block ends), so that a file being
+    written is written whole; in the main thread only (signals go to it)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 class FolderBusy(Exception):
     """Another process runs in this run folder."""
 

@@ -597,3 +597,20 @@ def test_resume_of_a_folder_with_a_damaged_overrides_file_is_one_line(tmp_path, 
     assert line.startswith(f"dal-run: error: resume={run}: its .hydra/overrides.yaml cannot be read (") and \
         line.endswith("accepted: a run folder as dal-run wrote it (the file lists the run's overrides, one per "
                       "line, e.g. - seed=0)"), line
+
+
+def test_a_stop_of_a_sweep_whose_jobs_run_elsewhere_names_the_sweep_and_how_to_finish_it(monkeypatch, capsys, tmp_path):
+    """The process of a submitit sweep (hydra/launcher=local or =slurm) runs no job itself: a Ctrl-C
+    there names the sweep and the command that finishes it (it had said only "interrupted")."""
+    from dal_runner import callbacks, cli
+
+    sweep = str(tmp_path / "sweep")
+    monkeypatch.setitem(callbacks.LAUNCHED_JOBS, sweep, [tmp_path / "sweep" / "0"])
+    monkeypatch.setitem(cli._CURRENT, "run_dir", None)
+    monkeypatch.setitem(cli._CURRENT, "not_started", False)
+    with pytest.raises(SystemExit) as stop:
+        cli._stopped("interrupted (Ctrl-C)", 130)
+    assert stop.value.code == 130
+    assert capsys.readouterr().err.strip() == (
+        f"dal-run: error: interrupted (Ctrl-C) of the sweep {sweep}; the same command with hydra.sweep.dir={sweep} "
+        f"finishes it (completed jobs are kept, stopped ones continue)")
