@@ -93,10 +93,12 @@ def help_text() -> str:
     chosen = cfg.hydra.runtime.choices
     lines = ["dal-run: one deep active-learning experiment (the active loop of active-iNAS), configured",
              "with Hydra. Results go to outputs/runs/<date>/<time>/ (multirun: outputs/multirun/...):",
-             "rounds.csv, selected.csv, summary.json, status.json, learning_curve.png.", "",
+             "rounds.csv, selected.csv, summary.json, status.json, dal-run.log, learning_curve.png,",
+             "arch_growth.png, state/ (for resume), and search.csv with a search.", "",
              "usage: dal-run [group=option ...] [key=value ...]      one run",
              "       dal-run -m key=a,b ...                          a sweep (Hydra multirun)",
-             "       dal-run --cfg job [...]                         print the composed config", "",
+             "       dal-run --cfg job [...]                         print the composed config (its types",
+             "                                                       are checked, not its ranges)", "",
              "Values of the default run include presets (conf/preset/: on digits with arch=resnet, a",
              "CPU-sized space: arch.width=16, search.epochs=15); `dal-run --cfg job [...]` shows any config.", ""]
     for group, options in group_options().items():

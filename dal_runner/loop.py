@@ -158,6 +158,7 @@ def run_active_learning(
 
     def estimate(spec: ArchSpec, train_idx: torch.Tensor, val_idx: torch.Tensor, est_seed: int,
                  on_epoch: Optional[Callable[[int, Callable[[], float]], bool]] = None) -> float:
+        started_at = time.perf_counter()  # building the network too, as search.csv's seconds count it
         model = new_model(spec)
         if inherit_weights and parent is not None and spec.name == "resnet":
             resnet.inherit(model, parent)
@@ -173,7 +174,6 @@ def run_active_learning(
             return stop
 
         params = search_trainer or trainer
-        started_at = time.perf_counter()
         progress.update(t, f"round {t}: search {spec}")
         training.fit(model, data.x_train[t_idx], data.y_train[t_idx], params, est_seed, augment,
                      extra_loss=regulariser(params), on_epoch=None if on_epoch is None else epoch_end,
