@@ -89,6 +89,23 @@ def only_process_in(run_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
+def folder_locked(run_dir: Path) -> bool:
+    """Whether a process holds `run_dir`'s lock now (a run runs in it)."""
+    import fcntl
+
+    try:
+        fd = os.open(run_dir, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False  # taken and, with the close below, given back at once
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
 def remove_failed_start(run_dir: Path, existing: Optional[Path]) -> None:
     """Undo what Hydra made for a run that could not start: its files in the run folder (.hydra/,
     the log), then the folders it created, up to `existing` (nothing a user put there)."""

@@ -20,6 +20,7 @@ from dal_runner.callbacks import LAUNCHED_JOBS
 from dal_runner.cli_help import CONFIG_MODULE
 from dal_runner.config_checks import check_resolvable, check_schema, check_values_given, explain, hydra_message
 from dal_runner.errors import ConfigError
+from dal_runner.job_control import folder_locked
 
 # Hydra flags that take a value (their value is not an override)
 _VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
@@ -116,7 +117,7 @@ def _resume_argv(argv: List[str], overrides: List[str], multirun: bool) -> List[
         pass
     if status.get("state") == "completed":  # checked against the config given now, then nothing runs
         PREFLIGHT["completed"] = path
-    if status.get("state") == "running" and _alive_here(status.get("host"), status.get("pid")):
+    if status.get("state") == "running" and _alive_here(status.get("host"), status.get("pid"), path):
         fail(f"{given}: the run is still going (pid {status['pid']} on this machine); "
              f"accepted: a run that stopped (wait for it, or stop it first)")
     try:
@@ -165,11 +166,16 @@ def _nothing_to_resume(path: Path) -> None:
     sys.exit(0)
 
 
-def _alive_here(host, pid) -> bool:
+def _alive_here(host, pid, run_dir: Optional[Path] = None) -> bool:
+    """Whether the process a `running` status.json names still runs here. `run_dir`: a run holds
+    its folder's lock while it runs (job_control.only_process_in), so a free lock means the pid now
+    belongs to another program."""
     import os
     import socket
 
     if host != socket.gethostname() or not isinstance(pid, int) or pid == os.getpid():
+        return False
+    if run_dir is not None and not folder_locked(run_dir):
         return False
     try:
         os.kill(pid, 0)
@@ -209,7 +215,7 @@ def _check_not_running(run_dir: Optional[Path], sweep_dir: Optional[str] = None,
         status = read_json(run_dir / STATUS_JSON)
     except (OSError, ValueError):
         return
-    if status.get("state") != "running" or not _alive_here(status.get("host"), status.get("pid")):
+    if status.get("state") != "running" or not _alive_here(status.get("host"), status.get("pid"), run_dir):
         return
     going = f"still going (pid {status['pid']} on this machine)"
     if job is None:

@@ -267,18 +267,37 @@ def test_a_deterministic_job_sets_the_cublas_workspace_before_any_job_runs(deter
     assert os.environ.get("CUBLAS_WORKSPACE_CONFIG") == (":4096:8" if deterministic else None)
 
 
+def running_in(*folders: Path) -> subprocess.Popen:
+    """A process that holds the folders' locks, as a dal-run busy in a round does (sleeps 60 s)."""
+    from dal_runner.job_control import folder_locked
+
+    code = ("import fcntl, os, sys, time\nfor f in sys.argv[1:]:\n    fd = os.open(f, os.O_RDONLY)\n"
+            "    fcntl.flock(fd, fcntl.LOCK_EX)\ntime.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", code, *map(str, folders)])
+    deadline = time.time() + 30
+    while not all(folder_locked(f) for f in folders) and time.time() < deadline:
+        time.sleep(0.02)
+    return proc
+
+
 def test_resume_of_a_run_still_going_is_refused(tmp_path, killed_run, monkeypatch, capsys):
     import socket
 
     _, _, _, snapshot = killed_run
     busy = tmp_path / "busy"
     shutil.copytree(snapshot, busy)
-    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) as other:  # a dal-run busy in a round
+    with running_in(busy) as other:  # a dal-run busy in a round
         status = {**read_json(busy / "status.json"), "host": socket.gethostname(), "pid": other.pid}
         (busy / "status.json").write_text(json.dumps(status))
         code, _, err = run_cli_inprocess([f"resume={busy}"], tmp_path, monkeypatch, capsys)
         other.kill()
     assert code == 2 and f"still going (pid {other.pid}" in err
+    # the pid given again to another python program, which holds no run's lock: not a run that is going
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) as other:
+        (busy / "status.json").write_text(json.dumps({**status, "pid": other.pid}))
+        code, _, err = run_cli_inprocess([f"resume={busy}", "trainer.epochs=5"], tmp_path, monkeypatch, capsys)
+        other.kill()
+    assert code == 2 and "still going" not in err and "another config" in err, err
     # a pid the system gave again to another program (not python) is no run that is going
     with subprocess.Popen(["sleep", "60"]) as other:
         (busy / "status.json").write_text(json.dumps({**status, "pid": other.pid}))
@@ -297,7 +316,7 @@ def test_a_run_or_sweep_launched_into_a_folder_still_going_is_refused(tmp_path, 
     busy, sweep = tmp_path / "busy", tmp_path / "sweep"
     shutil.copytree(snapshot, busy)
     (sweep / "1").mkdir(parents=True)
-    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) as other:  # a dal-run busy in a round
+    with running_in(busy, sweep / "1") as other:  # a dal-run busy in a round
         status = {**read_json(busy / "status.json"), "host": socket.gethostname(), "pid": other.pid}
         for folder in (busy, sweep / "1"):
             (folder / "status.json").write_text(json.dumps(status))
