@@ -129,8 +129,12 @@ def _stopped(how: str, status: int) -> None:
             fail(f"{how} while the run was starting; nothing was written: run the command again", status)
         if len(LAUNCHED_JOBS) == 1:  # the sweep's own process (its jobs run elsewhere: submitit's launchers)
             sweep = next(iter(LAUNCHED_JOBS))
-            fail(f"{how} of the sweep {sweep}; the same command with hydra.sweep.dir={sweep} finishes it "
-                 f"(completed jobs are kept, stopped ones continue)", status)
+            if how.startswith("interrupted"):  # submitit passes Ctrl-C on to the jobs, not SIGTERM
+                fail(f"{how} of the sweep {sweep}; the same command with hydra.sweep.dir={sweep} finishes it "
+                     f"(completed jobs are kept, stopped ones continue)", status)
+            fail(f"{how} of the sweep {sweep}; its jobs already started (hydra/launcher=local or =slurm) go on "
+                 f"to their end; then the same command with hydra.sweep.dir={sweep} finishes it (completed jobs "
+                 f"are kept)", status)
         fail(how, status)
     if sweep_dir is None and not state_exists(run_dir):
         message = (f"{how}{_failed_round(run_dir)} of {run_dir}, before its first round ended; nothing to resume: "
@@ -193,13 +197,18 @@ def run_main() -> None:
 
     callbacks.FAILED_RUNS.clear()
     _CURRENT["not_started"] = False
+    sweep = any(a in ("-m", "--multirun") for a in argv)
+    # a sweep's own process too: under submitit's launchers it runs no job, whose handler would say it
+    restore = stop_on_sigterm() if sweep else (lambda: None)
     try:
-        with dead_jobs_are_failed_runs(sweep=any(a in ("-m", "--multirun") for a in argv)):
+        with dead_jobs_are_failed_runs(sweep=sweep):
             _dal_run()
     except KeyboardInterrupt:
         _stopped("interrupted (Ctrl-C)", 130)
     except Terminated as e:
         _stopped(f"terminated ({signal_name(e)})", int(e.code))
+    finally:
+        restore()
     if callbacks.FAILED_RUNS:
         n, total = len(callbacks.FAILED_RUNS), callbacks.FAILED_RUNS[0][2]
         for folder, reason, _ in callbacks.FAILED_RUNS:

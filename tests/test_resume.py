@@ -633,3 +633,11 @@ def test_a_stop_of_a_sweep_whose_jobs_run_elsewhere_names_the_sweep_and_how_to_f
     assert capsys.readouterr().err.strip() == (
         f"dal-run: error: interrupted (Ctrl-C) of the sweep {sweep}; the same command with hydra.sweep.dir={sweep} "
         f"finishes it (completed jobs are kept, stopped ones continue)")
+    # SIGTERM: submitit does not pass it on, so the jobs that started run to their end
+    with pytest.raises(SystemExit) as stop:
+        cli._stopped("terminated (SIGTERM)", 143)
+    assert stop.value.code == 143
+    assert capsys.readouterr().err.strip() == (
+        f"dal-run: error: terminated (SIGTERM) of the sweep {sweep}; its jobs already started "
+        f"(hydra/launcher=local or =slurm) go on to their end; then the same command with hydra.sweep.dir={sweep} "
+        f"finishes it (completed jobs are kept)")
