@@ -557,8 +557,8 @@ def test_a_sweep_job_killed_outright_is_one_failed_run_and_the_sweep_ends_as_usu
     other job, marks the dead one failed, writes the report and exits 1 with one line per failed run
     (before: a Hydra traceback, no report, and the dead job's status.json still `running`)."""
     sweep = tmp_path / "sweep"
-    proc = subprocess.Popen([str(BIN / "dal-run"), "-m", "hydra/launcher=local", *BASE, "seed=0,1",
-                             f"hydra.sweep.dir={sweep}"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([str(BIN / "dal-run"), "-m", "hydra/launcher=local", *BASE, "budget.max_labels=150",
+                             "seed=0,1", f"hydra.sweep.dir={sweep}"], cwd=tmp_path, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, env={**os.environ, **ENV}, start_new_session=True)
     try:
         assert wait_for_round(sweep / "0", 1, until=lambda: proc.poll() is not None)
