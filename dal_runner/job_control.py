@@ -91,19 +91,13 @@ def only_process_in(run_dir: Path) -> Iterator[None]:
 
 def folder_locked(run_dir: Path) -> bool:
     """Whether a process holds `run_dir`'s lock now (a run runs in it)."""
-    import fcntl
-
     try:
-        fd = os.open(run_dir, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return False  # taken and, with the close below, given back at once
-    except BlockingIOError:
+        with only_process_in(run_dir):  # taken, and given back at once
+            return False
+    except FolderBusy:
         return True
-    finally:
-        os.close(fd)
+    except OSError:  # no such folder
+        return False
 
 
 def remove_failed_start(run_dir: Path, existing: Optional[Path]) -> None:
