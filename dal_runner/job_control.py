@@ -84,6 +84,8 @@ def only_process_in(run_dir: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise FolderBusy(str(run_dir)) from None
+        except OSError:  # a file system without locks (some FUSE or NFS mounts): the run goes on unlocked
+            pass
         yield
     finally:
         os.close(fd)
