@@ -4,7 +4,7 @@ reject: the key, the value given and what is accepted (`dal-run`'s preflight cal
 from __future__ import annotations
 
 import re
-from typing import List
+from typing import List, Optional
 
 from omegaconf import DictConfig
 
@@ -32,10 +32,10 @@ def explain(exc: BaseException, overrides: List[str]) -> str:
         # a sweep's job overrides come escaped (\\$\\{...\\}): shown as typed
         given = re.sub(r"\\(.)", r"\1", matching[-1].partition("=")[2]) if matching else None
         if isinstance(cause, (ConfigAttributeError, ConfigKeyError)):
-            append = re.search(r"use (\+\S.*)$", str(exc), re.MULTILINE)
+            append = _append_hint(str(exc))
             if "not in struct" in str(cause) and "Dict[" in str(cause) and append:
                 # a free-form mapping (hydra.launcher.additional_parameters): Hydra adds its keys with +
-                return (f"{full_key}: not a key of {full_key.rpartition('.')[0]} yet; accepted: {append.group(1)} "
+                return (f"{full_key}: not a key of {full_key.rpartition('.')[0]} yet; accepted: {append} "
                         f"(+ adds a key to a mapping)")
             return f"{full_key}: unknown key{_accepted_keys(full_key, overrides)}"
         msg = str(cause).splitlines()[0]
@@ -67,6 +67,12 @@ def explain(exc: BaseException, overrides: List[str]) -> str:
     return hydra_message(exc, overrides)
 
 
+def _append_hint(text: str) -> Optional[str]:
+    """The override Hydra suggests in "To append to your config use +key=value", if it does."""
+    found = re.search(r"use (\+\S.*)$", text, re.MULTILINE)
+    return found.group(1) if found else None
+
+
 def _deleted(key: str) -> str:
     """`~key` of a key every run needs (Hydra refuses some deletions itself, check_schema the rest)."""
     return f"~{key}: a key dal-run needs cannot be deleted; accepted: {key}=<value> to change it"
@@ -83,7 +89,7 @@ def hydra_message(exc: BaseException, overrides: List[str]) -> str:
     if no_match:  # a group the defaults do not hold: experiment=X for +experiment=X
         group = no_match.group(1)
         typed = next((o for o in overrides if o.split("=", 1)[0] == group), group)
-        append = re.search(r"use (\+\S.*)$", text, re.MULTILINE)
+        append = _append_hint(text)
         if group == "experiment":
             from dal_runner.cli_help import group_options
 
@@ -93,7 +99,7 @@ def hydra_message(exc: BaseException, overrides: List[str]) -> str:
             return (f"{typed}: an experiment is added to the run's configs with +; accepted: {accepted} "
                     f"(experiments: {', '.join(known)})")
         if append:
-            return f"{typed}: {group} is not chosen by default; accepted: {append.group(1)} to add it"
+            return f"{typed}: {group} is not chosen by default; accepted: {append} to add it"
     if first.startswith("Ambiguous value for argument"):
         given = first.split("'", 1)[1].rsplit("'", 1)[0] if "'" in first else first
         return (f"{given}: a comma-separated value; accepted: dal-run -m ... to sweep over it (one run per "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Optional
@@ -13,12 +14,14 @@ class Terminated(SystemExit):
     """SIGTERM (kill, scancel outside submitit), SIGUSR1/2: leaves the run interrupted, as Ctrl-C does."""
 
 
+_STOPS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)  # the signals that stop a run as SIGTERM does
+
+
 def stop_on_sigterm() -> Callable[[], None]:
     """SIGTERM ends the run through its except clauses (status.json: interrupted) instead of at
     once; so do SIGUSR1 and SIGUSR2 (what sbatch --signal sends before a time limit), whose
     default action would kill the run without a word. Each is left alone where a handler is set
     already (submitit's, which requeues on SLURM). Returns what puts the previous handlers back."""
-    import signal
     import threading
 
     def stop(signum, frame):
@@ -26,8 +29,7 @@ def stop_on_sigterm() -> Callable[[], None]:
 
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
-    taken = [s for s in (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
-             if signal.getsignal(s) in (signal.SIG_DFL, None)]
+    taken = [s for s in _STOPS if signal.getsignal(s) in (signal.SIG_DFL, None)]
     for s in taken:
         signal.signal(s, stop)
 
@@ -40,8 +42,6 @@ def stop_on_sigterm() -> Callable[[], None]:
 
 def signal_name(stop: SystemExit) -> str:
     """SIGTERM for Terminated(143), and so on."""
-    import signal
-
     try:
         return signal.Signals(int(stop.code) - 128).name
     except (TypeError, ValueError):
@@ -52,13 +52,12 @@ def signal_name(stop: SystemExit) -> str:
 def signals_held() -> Iterator[None]:
     """SIGINT, SIGTERM, SIGUSR1/2 held back (delivered when the block ends), so that a file being
     written is written whole; in the main thread only (signals go to it)."""
-    import signal
     import threading
 
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    held = {signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2}
+    held = {signal.SIGINT, *_STOPS}
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
     try:
         yield
