@@ -77,7 +77,7 @@ def _ours(name: str) -> Callable:
 
     def mc_dropout(d, k, g):
         model = EmbeddingNetwork(d["emb"].shape[1], d["probs"].shape[1], 0.5).to(d["emb"].device)
-        return top_k(mc_scores(model, d["emb"], MC_PASSES, "predicted_class_variance", 1024, g), k)
+        return top_k(mc_scores(model, d["emb"], MC_PASSES, "predicted_class_variance", 1024, g), k, ties=g)
 
     def albl(d, k, g, arms="strategies"):
         # the pool as a context: labeled embeddings first, then the unlabeled ones; arms=strategies
@@ -90,9 +90,9 @@ def _ours(name: str) -> Callable:
 
     return {
         "random": lambda d, k, g: random_sample(d["probs"].shape[0], k, g),
-        "softmax_response": lambda d, k, g: top_k(least_confidence(d["probs"]), k),
-        "margin": lambda d, k, g: top_k(negative_margin(d["probs"]), k),
-        "entropy": lambda d, k, g: top_k(predictive_entropy(d["probs"]), k),
+        "softmax_response": lambda d, k, g: top_k(least_confidence(d["probs"]), k, ties=g),
+        "margin": lambda d, k, g: top_k(negative_margin(d["probs"]), k, ties=g),
+        "entropy": lambda d, k, g: top_k(predictive_entropy(d["probs"]), k, ties=g),
         "mc_dropout": mc_dropout,
         "coreset": lambda d, k, g: k_center_greedy(d["emb"], d["labeled"], k),
         "badge": lambda d, k, g: kmeans_pp(d["probs"], d["emb"], k, g),

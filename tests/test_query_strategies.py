@@ -285,7 +285,40 @@ def test_mc_dropout_selects_the_top_scores_of_the_unlabeled_points(acquisition):
     scores = mc_scores(model, x[unlabeled], 16, acquisition, 7, gen(2))
     assert float(scores.max()) > float(scores.min())  # dropout makes the passes disagree
     ctx = QueryContext(model, x, torch.arange(0, 40, 2), unlabeled, gen(2))
-    assert torch.equal(MCDropout(16, acquisition, batch_size=7).select(ctx, 5), top_k(scores, 5))
+    assert torch.equal(MCDropout(16, acquisition, batch_size=7).select(ctx, 5), top_k(scores, 5, ties=gen(2)))
+
+
+def test_top_k_shares_exact_ties_at_the_cut_at_random_reproducibly():
+    # a pool in its file's order, sorted by class: 3 clear winners, then 200 points tied exactly
+    # (variation_ratio takes multiples of 1/T), then the rest
+    scores = torch.cat([torch.full((3,), 0.9), torch.full((200,), 0.5), torch.full((50,), 0.1)])
+    g = gen(7)
+    state = g.get_state()
+    picks = top_k(scores, 10, ties=g)
+    assert torch.equal(g.get_state(), state)  # the caller's generator is not advanced
+    assert picks[:3].tolist() == [0, 1, 2]  # above the cut: all taken, in order
+    assert len(set(picks.tolist())) == 10 and all(3 <= p < 203 for p in picks[3:].tolist())
+    assert sorted(picks[3:].tolist()) != list(range(3, 10))  # not the first positions of the tie
+    assert torch.equal(top_k(scores, 10, ties=gen(7)), picks)  # the seed decides
+    assert not torch.equal(top_k(scores, 10, ties=gen(8)), picks)
+    # spread over the tie: 200 draws of 7 places reach far beyond the first 7 positions
+    reached = torch.cat([top_k(scores, 10, ties=gen(s))[3:] for s in range(200)])
+    assert int(reached.max()) > 190 and len(set(reached.tolist())) > 150
+    # without a tie at the cut, or without a generator, the plain order
+    assert top_k(scores, 3, ties=g).tolist() == [0, 1, 2]
+    assert top_k(scores, 203, ties=g).tolist() == list(range(203))
+    assert top_k(scores, 10).tolist() == list(range(10))
+
+
+def test_score_strategies_share_ties_by_the_query_generator():
+    # a saturated model: every unlabeled point has the same probabilities, so every score ties
+    probs = torch.full((60, 4), 0.25)
+    ctx = QueryContext(nn.Identity(), torch.zeros(80, 1), torch.arange(20), torch.arange(20, 80), gen(3))
+    ctx._cache["unlabeled_probs"] = probs
+    for strategy in (SoftmaxResponse(), Margin(), Entropy()):
+        picks = strategy.select(ctx, 5)
+        assert torch.equal(picks, top_k(torch.zeros(60), 5, ties=gen(3)))
+        assert picks.tolist() != list(range(5))
 
 
 def test_top_k_keeps_float64_scores_exact():

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from dal_runner.features import infer
+from dal_runner.seeding import torch_generator
 
 
 @dataclass
@@ -49,13 +50,27 @@ class QueryContext:
         return self._cache[f"{which}_emb"]
 
 
-def top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
-    """Positions of the k largest scores, ties broken by position (deterministic)."""
+def top_k(scores: torch.Tensor, k: int, ties: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Positions of the k largest scores, largest first.
+
+    Points that tie exactly with the k-th score, more of them than places left, share those
+    places at random when ``ties`` is given: drawn from a generator seeded from ``ties``'s seed
+    (``ties`` itself is not advanced), so a query stays reproducible. Without it, or among the
+    scores above the cut, ties go to the lower position. Exact ties are common where a score
+    takes few values (variation_ratio: multiples of 1/T; a saturated model's probabilities),
+    and a pool in its file's order (e.g. sorted by class) would otherwise decide them.
+    """
     scores = scores.cpu()
     if scores.dtype not in (torch.float32, torch.float64):  # half precision sorts in float32; float64 stays exact
         scores = scores.float()
     order = torch.argsort(scores, descending=True, stable=True)
-    return order[:k]
+    if ties is None or not 0 < k < len(scores) or scores[order[k]] != scores[order[k - 1]]:
+        return order[:k]
+    cut = scores[order[k - 1]]
+    above = int((scores > cut).sum())
+    tied = (scores == cut).nonzero().squeeze(1)
+    draw = torch.randperm(len(tied), generator=torch_generator(ties.initial_seed(), "ties"))
+    return torch.cat([order[:above], tied[draw[: k - above]]])
 
 
 class ScoreStrategy:
@@ -64,4 +79,4 @@ class ScoreStrategy:
     score_fn = None  # set by subclasses: probs (N x C) -> scores (N), larger = query first
 
     def select(self, ctx: QueryContext, k: int) -> torch.Tensor:
-        return top_k(type(self).score_fn(ctx.probs()), k)
+        return top_k(type(self).score_fn(ctx.probs()), k, ties=ctx.generator)

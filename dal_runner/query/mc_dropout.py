@@ -149,4 +149,4 @@ class MCDropout:
 
     def select(self, ctx: QueryContext, k: int) -> torch.Tensor:
         return top_k(mc_scores(ctx.model, ctx.x, self.passes, self.acquisition, self.batch_size, ctx.generator,
-                               index=ctx.unlabeled), k)
+                               index=ctx.unlabeled), k, ties=ctx.generator)
