@@ -9,9 +9,10 @@
 - inference: pool images/s of `dal_runner.features.infer` (probabilities and embeddings).
 - round: one round of the active-iNAS CIFAR-10 protocol (`+experiment=active_inas_cifar10`) on a
   synthetic CIFAR-shaped pool through the real loop, its training cut to one epoch of
-  `--round-steps` steps; its split (search, final training, evaluation, inference, selection),
-  projected to the protocol's steps, and the whole protocol projected from it (training time per
-  round is fixed by steps_per_epoch=390, whatever |S| is).
+  `--round-steps` steps and again with 5; its split (search, final training, evaluation, inference,
+  selection), projected to the protocol's steps from the two (what does not grow with the steps,
+  building networks and evaluating them, is not scaled up), and the whole protocol projected from
+  it (training time per round is fixed by steps_per_epoch=390, whatever |S| is).
 - protocol_bounds: the training time of the whole protocol (13 rounds) along the path where iNAS
   never grows (a lower bound) and the one where it always moves to the costliest candidate (a
   pessimistic path), from the measured step time of every architecture on them.
@@ -211,35 +212,67 @@ def _protocol_run(device: torch.device, x: torch.Tensor, y: torch.Tensor, n_trai
                 "search": read_csv(Path(tmp) / "run" / "search.csv"), "summary": summary}
 
 
-def protocol_round(device: torch.device, steps: int, pool: int = 50_000) -> Dict:
+PROTOCOL_STEPS = {"search": 50 * 390, "train": 200 * 390}  # per candidate / for the model: epochs x steps
+
+
+def project_steps(short: Dict, timed: Dict, short_steps: int, steps: int) -> Dict:
+    """Search and training seconds at the protocol's steps, from the same round timed at two step
+    counts: seconds = fixed + per_step x steps, where fixed is what does not grow with the steps
+    (building each network, evaluating on V' and the test set). Where the two runs trained different
+    final models, or the difference is not positive (noise), that part is scaled whole (errs high)."""
+    projected, how = {}, {}
+    for part, protocol in PROTOCOL_STEPS.items():
+        per_step = (timed[part] - short[part]) / (steps - short_steps) if steps > short_steps else 0.0
+        same = part == "search" or short["arch"] == timed["arch"]
+        if per_step > 0 and same:
+            fixed = max(timed[part] - per_step * steps, 0.0)
+            projected[part], how[part] = fixed + per_step * protocol, {"fixed_seconds": round(fixed, 3),
+                                                                       "seconds_per_step": round(per_step, 6)}
+        else:
+            why = "the two runs trained different models" if not same else "no positive difference"
+            projected[part], how[part] = timed[part] * protocol / steps, f"scaled whole ({why})"
+    return {"projected": projected, "how": how}
+
+
+def protocol_round(device: torch.device, steps: int, pool: int = 50_000, n_test: int = 10_000,
+                   short_steps: int = 5, overrides: Tuple[str, ...] = ()) -> Dict:
     """Round 0 of the active-iNAS CIFAR-10 protocol (2,000 labels, one iNAS step, selection of
     2,000) through the real loop, with the candidates and the final model trained for one epoch of
-    `steps` steps (the protocol: 50 and 200 epochs of 390 steps); the full round is projected by
-    scaling the training times to the protocol's steps."""
-    x, y = synthetic_cifar(pool + 10_000)
+    `steps` steps (the protocol: 50 and 200 epochs of 390 steps). The round's search and training
+    also run with `short_steps` steps, and the full round is projected from the two
+    (`project_steps`): the costs that do not grow with the steps are not scaled up. `overrides` go
+    on top of the protocol (a smaller pool needs a smaller budget.max_labels)."""
+    x, y = synthetic_cifar(pool + n_test)
     shortened = ["trainer.epochs=1", "trainer.lr_milestones=[]", "search.epochs=1", "search.lr_milestones=[]"]
-    # warm-up: round 0's networks and batch shapes once, a few steps each, so that cuDNN's autotuning
-    # of every new shape (a fixed cost per architecture) is not scaled up with the timed steps below
-    _protocol_run(device, x, y, pool, ["budget.max_rounds=1", "trainer.steps_per_epoch=5", *shortened])
-    # two rounds: round 0 selects only when a round follows it
-    result = _protocol_run(device, x, y, pool, ["budget.max_rounds=2", f"trainer.steps_per_epoch={steps}", *shortened])
-    row = result["rounds"][0]
-    candidates = [r for r in result["search"] if r["round"] == "0"]
-    parts = {k: float(row[f"{k}_seconds"]) for k in ("search", "train", "eval", "infer", "select", "round")}
-    # training time is proportional to the steps: 50 x 390 per candidate, 200 x 390 for the model
-    projected = {"search": parts["search"] * 50 * 390 / steps, "train": parts["train"] * 200 * 390 / steps,
-                 "eval": parts["eval"], "infer": parts["infer"], "select": parts["select"]}
+
+    def timed(steps_per_epoch: int, rounds: int) -> Dict:
+        result = _protocol_run(device, x, y, pool, [f"budget.max_rounds={rounds}",
+                                                    f"trainer.steps_per_epoch={steps_per_epoch}", *shortened, *overrides])
+        row = result["rounds"][0]
+        parts = {k: float(row[f"{k}_seconds"]) for k in ("search", "train", "eval", "infer", "select", "round")}
+        return {**parts, "arch": row["arch"],
+                "candidates": len([r for r in result["search"] if r["round"] == "0"])}
+
+    # warm-up: round 0's networks and batch shapes once, so that cuDNN's autotuning of every new
+    # shape (a fixed cost per architecture) is in neither timed run
+    timed(short_steps, 1)
+    short = timed(short_steps, 1)
+    parts = timed(steps, 2)  # two rounds: round 0 selects only when a round follows it
+    fit = project_steps(short, parts, short_steps, steps)
+    projected = {**fit["projected"], "eval": parts["eval"], "infer": parts["infer"], "select": parts["select"]}
     full_round = sum(projected.values())
     n_rounds = len(range(2000, 10_000, 2000)) + len(range(10_000, 50_001, 5000))  # 2k..8k by 2k, 10k..50k by 5k
-    return {"timed_steps_per_epoch": steps, "candidates_trained": len(candidates), "measured_seconds": parts,
+    return {"timed_steps_per_epoch": steps, "short_steps_per_epoch": short_steps,
+            "candidates_trained": parts["candidates"],
+            "measured_seconds": {k: v for k, v in parts.items() if k not in ("arch", "candidates")},
+            "measured_seconds_short": {k: short[k] for k in ("search", "train")},
+            "projection": fit["how"],
             "projected_round_seconds": {k: round(v, 1) for k, v in projected.items()},
             "projected_share": {k: round(v / full_round, 4) for k, v in projected.items()},
             "projected_protocol_rounds": n_rounds,
             "projected_protocol_seconds": round(full_round * n_rounds, 1),
             "note": "synthetic CIFAR-shaped pool; later rounds train as many candidates as round 0 "
-                    "(one iNAS step: 2 or 3), and their models are larger once iNAS grows them. The search "
-                    "and training seconds are scaled whole, so the fixed costs in them (building each "
-                    "network, evaluating on V' and the test set) are scaled too: the projection errs high"}
+                    "(one iNAS step: 2 or 3), and their models are larger once iNAS grows them"}
 
 
 def inheritance(device: torch.device, rounds: int, steps: int, pool: int = 20_000, n_test: int = 5_000,

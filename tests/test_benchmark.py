@@ -148,3 +148,23 @@ def test_the_error_line_is_the_exception_not_the_notes_after_it():
               "Compile with `TORCH_USE_CUDA_DSA` to enable device-side assertions.\n")
     assert error_line(stderr, 1) == "torch.AcceleratorError: CUDA error: an illegal memory access was encountered"
     assert error_line("killed\n", -9) == "killed" and error_line("", -9) == "exit status -9"
+
+
+def test_the_round_projection_scales_only_what_grows_with_the_steps():
+    import benchmark_training
+
+    # 3 candidates: 12 s to build and evaluate them, 3 s per step; the model: 5 s fixed, 1 s per step
+    short = {"search": 12 + 3 * 5, "train": 5 + 1 * 5, "arch": "A(basic, 1, 1)"}
+    timed = {"search": 12 + 3 * 100, "train": 5 + 1 * 100, "arch": "A(basic, 1, 1)"}
+    fit = benchmark_training.project_steps(short, timed, 5, 100)
+    assert fit["projected"]["search"] == pytest.approx(12 + 3 * 50 * 390)
+    assert fit["projected"]["train"] == pytest.approx(5 + 200 * 390)
+    assert fit["how"]["search"] == {"fixed_seconds": 12.0, "seconds_per_step": 3.0}
+    # the runs chose different models: training is scaled whole (as before), and says why
+    other = benchmark_training.project_steps(short, {**timed, "arch": "A(basic, 2, 1)"}, 5, 100)
+    assert other["projected"]["train"] == pytest.approx(105 * 200 * 390 / 100)
+    assert other["how"]["train"] == "scaled whole (the two runs trained different models)"
+    assert other["projected"]["search"] == fit["projected"]["search"]
+    # noise: the longer run was not slower
+    noisy = benchmark_training.project_steps({**short, "search": 400.0}, timed, 5, 100)
+    assert noisy["how"]["search"] == "scaled whole (no positive difference)"
