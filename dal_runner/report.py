@@ -41,6 +41,7 @@ FILES = {  # name -> columns; every file dal-report writes (stale ones are remov
     "auc_gain.csv": ["group", "environment", "strategy", "reference", "mean", "std", "n", "from_labels", "to_labels"],
     "penalty.csv": ["split", "subset", "kind", "row", "column", "value"],
     "penalty_skipped.csv": ["environment", "n_labeled", "reason"],
+    "penalty_sizes.csv": ["environment", "counted", "rule"],
     "excluded.csv": ["run", "state", "reason"],
 }
 FIGURES = ("learning_curves", "penalty", "penalty_by_batch", "penalty_by_arch", "auc_gain")
@@ -132,7 +133,7 @@ def check_strategy_keys(runs: Sequence[Run], strategy: Sequence[str]) -> None:
 
 
 def build_report(paths: Sequence[Path], reference: Optional[Dict[str, str]] = None, alpha: float = 0.05,
-                 out: Optional[Path] = None, strategy: Sequence[str] = ()) -> Report:
+                 out: Optional[Path] = None, strategy: Sequence[str] = (), penalty_sizes: str = "badge") -> Report:
     from dal_runner.metrics import curves as C
     from dal_runner.metrics.auc import auc
     from dal_runner.metrics.penalty import penalty_report, tidy
@@ -193,10 +194,11 @@ def build_report(paths: Sequence[Path], reference: Optional[Dict[str, str]] = No
                             + ("; ..." if len(unmatched) > 5 else ""))
 
     penalty_rows = []
+    randoms = {r.strategy for r in included if r.attrs.get("query.name", r.attrs.get("query")) == "random"}
     for split, subsets in penalty_splits(included, env_keys).items():
-        results = {subset: penalty_report(records, alpha) for subset, records in subsets.items()}
+        results = {subset: penalty_report(records, alpha, penalty_sizes, randoms) for subset, records in subsets.items()}
         if split == "overall":  # what could not be tested is listed whether or not anything could
-            skipped = results["all"].skipped
+            skipped, overall = results["all"].skipped, results["all"]
         if not any(any(result.sizes.values()) for result in results.values()):
             if split == "overall":  # an all-zero matrix would read as "no significant wins"
                 why = " (why, per label count: penalty_skipped.csv)" if skipped else ""
@@ -211,6 +213,8 @@ def build_report(paths: Sequence[Path], reference: Optional[Dict[str, str]] = No
         "curves.csv": curves, "auc.csv": aucs, "auc_gain.csv": gains, "penalty.csv": penalty_rows,
         "penalty_skipped.csv": [{"environment": s.environment, "n_labeled": s.n_labeled, "reason": s.reason}
                                 for s in skipped],
+        "penalty_sizes.csv": [{"environment": env, "counted": " ".join(map(str, overall.sizes.get(env, []))),
+                               "rule": rule} for env, rule in overall.rules.items()],
     }
     return report
 
@@ -337,6 +341,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--reference", nargs="+", metavar="KEY=VALUE",
                         help="AUC-gain reference, e.g. query=random (default) or search=fixed arch=resnet18")
     parser.add_argument("--alpha", type=float, default=0.05, help="significance level of the penalty t-tests")
+    parser.add_argument("--penalty-sizes", choices=("badge", "all"), default="badge",
+                        help="label counts the penalty matrix tests: badge (the paper's: rounds 1, 2, 4, ... while "
+                             "random sampling is below 99%% of its final accuracy; default) or all")
     parser.add_argument("--strategy", nargs="+", metavar="KEY", default=[],
                         help="config keys or groups that belong to the compared strategy besides the query, "
                              "e.g. trainer.objective (default: query; + search and arch when search varies)")
@@ -357,7 +364,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args = parse_args(sys.argv[1:] if argv is None else argv)
         out = args.out or args.paths[0] / REPORT_DIR
         report = build_report(args.paths, parse_reference(args.reference), args.alpha, out=out,
-                              strategy=args.strategy)
+                              strategy=args.strategy, penalty_sizes=args.penalty_sizes)
         if not report.runs:
             print_excluded(report, _console(), written=False)
             raise ReportError(f"none of the {len(report.excluded)} run folder(s) completed; nothing to report")

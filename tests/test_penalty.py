@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from scipy.stats import ttest_rel
 
-from dal_runner.metrics.penalty import PenaltyWarning, column_means, penalty_matrix, penalty_report, tidy
+from dal_runner.metrics.penalty import (PenaltyWarning, badge_sizes, column_means, penalty_matrix, penalty_report,
+                                       tidy)
 
 
 def records(env, strategy, accuracy_by_size):
@@ -132,3 +133,56 @@ def test_tidy_rows_hold_every_cell_and_the_column_means():
     assert [(r["kind"], r["row"], r["column"], r["value"]) for r in rows] == [
         ("penalty", "a", "a", 0.0), ("penalty", "a", "b", 2.0), ("penalty", "b", "a", 1.0), ("penalty", "b", "b", 0.0),
         ("column_mean", "", "a", 0.5), ("column_mean", "", "b", 1.0)]
+
+
+# ---- BADGE's sizes: rounds 1, 2, 4, ... while random sampling is still learning -----------------
+
+def saturating(m=100, b=100, rounds=10, final=0.81):
+    """Random sampling's curve: rising to 0.80 at round 7, 99% of the final 0.81 reached at round 8."""
+    acc = [0.30, 0.40, 0.50, 0.60, 0.70, 0.75, 0.78, 0.80, 0.805, final][:rounds]
+    return {m + r * b: [a - 0.01, a, a + 0.01] for r, a in enumerate(acc)}
+
+
+def test_badge_sizes_are_m_plus_powers_of_two_batches_below_n0():
+    curve = {n: float(np.mean(accs)) for n, accs in saturating().items()}
+    sizes, rule = badge_sizes(curve)
+    # n0 = 900 (0.805 >= 0.99 x 0.81), M = 100, B = 100: m = 1 .. floor(log2((900 - 100) / 100)) = 3
+    assert sizes == [100 + 2 ** (m - 1) * 100 for m in (1, 2, 3)] == [200, 300, 500]
+    assert rule == ("BADGE: random reaches 99% of its final accuracy (0.8100) at 900 labels (round 8); "
+                    "counted rounds 1, 2, 4")
+    # random already saturated after one batch: nothing is still learning, nothing counted
+    assert badge_sizes({50: 0.5, 100: 0.9, 150: 0.9})[0] == []
+    assert badge_sizes({50: 0.5, 100: 0.6, 150: 0.9, 200: 0.9})[0] == [100]
+
+
+def test_badge_rule_leaves_out_the_shared_start_and_the_saturated_tail():
+    rand = saturating()
+    better = shifted(rand, CLEAR_MARGIN)
+    better[100] = rand[100]  # the shared initial set: the same accuracies
+    recs = records("e", "badge", better) + records("e", "random", rand)
+    everything = penalty_report(recs, sizes="all")
+    assert everything.sizes == {"e": sorted(rand)}
+    assert everything.matrix[0, 1] == pytest.approx(9 / 10)  # the start can never be won: at most (L-1)/L
+    result = penalty_report(recs, sizes="badge", random_strategies={"random"})
+    assert result.sizes == {"e": [200, 300, 500]} and result.skipped == []
+    np.testing.assert_allclose(result.matrix, [[0.0, 1.0], [0.0, 0.0]])  # a clear winner: one environment
+    assert result.rules["e"].endswith("counted rounds 1, 2, 4")
+
+
+def test_badge_rule_without_random_sampling_counts_every_size_after_the_start():
+    recs = records("e", "margin", shifted(BASE, CLEAR_MARGIN)) + records("e", "entropy", BASE)
+    result = penalty_report(recs, sizes="badge", random_strategies={"random"})
+    assert result.sizes == {"e": [20, 30]}
+    assert result.rules["e"] == "BADGE's rule needs a random-sampling strategy: every size after the initial 10"
+    np.testing.assert_allclose(result.matrix, [[0.0, 0.0], [1.0, 0.0]])  # entropy, margin: margin's row
+
+
+def test_badge_rule_with_two_random_strategies_takes_the_one_still_learning_longest():
+    early = {n: accs for n, accs in saturating().items()}
+    flat = {n: [0.8, 0.8, 0.8] for n in early}  # saturated from the start: no size of its own
+    recs = (records("e", "random a", flat) + records("e", "random b", early)
+            + records("e", "badge", shifted(early, CLEAR_MARGIN)))
+    result = penalty_report(recs, sizes="badge", random_strategies={"random a", "random b"})
+    assert result.sizes == {"e": [200, 300, 500]} and result.rules["e"].endswith("(random b)")
+    with pytest.raises(ValueError, match="sizes='first': accepted: one of badge, all"):
+        penalty_report(recs, sizes="first")

@@ -23,7 +23,8 @@ from dal_runner.metrics.curves import auc_between, auc_gain, summarize
 
 from conftest import BIN
 
-TABLES = ["curves.csv", "auc.csv", "auc_gain.csv", "penalty.csv", "penalty_skipped.csv", "excluded.csv"]
+TABLES = ["curves.csv", "auc.csv", "auc_gain.csv", "penalty.csv", "penalty_skipped.csv", "penalty_sizes.csv",
+          "excluded.csv"]
 
 
 def rows(path):
@@ -133,17 +134,28 @@ def test_seeds_are_averaged_and_every_table_matches_a_hand_computation(tmp_path,
     gain = {r["strategy"]: r for r in rows(out / "auc_gain.csv")}["query=margin"]
     assert float(gain["mean"]) == pytest.approx(0.75 * 0.11, abs=1e-6)
     assert (gain["reference"], gain["n"], gain["from_labels"], gain["to_labels"]) == ("query=random", "3", "30", "90")
-    # margin wins at 60 and 90 labels, not at 30 (the same random start): 2 of 3 sizes
+    # BADGE's sizes: random's mean accuracy is 0.5233, 0.6233, 0.7033 at 30, 60, 90 labels, so it
+    # reaches 99% of its final one at 90 (round 2): rounds 2^(m-1), m = 1 .. floor(log2 2), i.e. 60
+    # alone; margin wins there (p = 0.0027): one environment, won outright
     penalty = {(r["kind"], r["row"], r["column"]): float(r["value"]) for r in rows(out / "penalty.csv")}
-    assert penalty["penalty", "query=margin", "query=random"] == pytest.approx(2 / 3, abs=1e-6)
+    assert penalty["penalty", "query=margin", "query=random"] == 1.0
     assert penalty["penalty", "query=random", "query=margin"] == 0.0
-    assert penalty["column_mean", "", "query=random"] == pytest.approx(1 / 3, abs=1e-6)
+    assert penalty["column_mean", "", "query=random"] == pytest.approx(1 / 2, abs=1e-6)
+    (sizes,) = rows(out / "penalty_sizes.csv")
+    assert (sizes["environment"], sizes["counted"]) == ("dataset=digits", "60")
+    assert sizes["rule"].startswith("BADGE: random reaches 99% of its final accuracy (0.7033) at 90 labels (round 2)")
     assert rows(out / "excluded.csv") == [] and rows(out / "penalty_skipped.csv") == []
     for stem in ("learning_curves", "penalty", "auc_gain"):
         assert (out / f"{stem}.png").stat().st_size > 1000 and (out / f"{stem}.svg").is_file()
     assert not (out / "penalty_by_batch.png").exists()  # one batch size: the overall matrix is that one
     printed = capsys.readouterr().out
-    assert "query=margin" in printed and "± " in printed and f"wrote 12 files to {out}" in printed
+    assert "query=margin" in printed and "± " in printed and f"wrote 13 files to {out}" in printed
+    # every size: margin wins at 60 and 90 labels, not at 30 (the same random start): 2 of 3 sizes
+    assert report.main([str(tmp_path / "sweep"), "--penalty-sizes", "all", "--out", str(tmp_path / "all")]) == 0
+    penalty = {(r["kind"], r["row"], r["column"]): float(r["value"]) for r in rows(tmp_path / "all" / "penalty.csv")}
+    assert penalty["penalty", "query=margin", "query=random"] == pytest.approx(2 / 3, abs=1e-6)
+    assert penalty["column_mean", "", "query=random"] == pytest.approx(1 / 3, abs=1e-6)
+    assert rows(tmp_path / "all" / "penalty_sizes.csv")[0]["counted"] == "30 60 90"
 
 
 def test_runs_of_different_protocols_are_never_averaged_together(tmp_path):
@@ -151,7 +163,7 @@ def test_runs_of_different_protocols_are_never_averaged_together(tmp_path):
     for job, (query, seed) in enumerate((q, s) for q in ("margin", "random") for s in range(3)):
         curve = [(30, 0.5 + 0.01 * seed), (75, 0.7 + 0.01 * seed * seed + (MARGIN_DELTA[seed] if query == "margin" else 0))]
         make_run(tmp_path / "runs" / "b45" / str(job), query=query, seed=seed, batch=45, curve=curve)
-    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--penalty-sizes", "all"]) == 0
     out = tmp_path / "out"
     envs = {(r["environment"], r["strategy"]): r["n"] for r in rows(out / "auc.csv")}
     assert envs == {("dataset=digits budget.batch=30", "query=margin"): "3", ("dataset=digits budget.batch=30", "query=random"): "3",
@@ -345,7 +357,7 @@ def test_environments_are_in_natural_order_and_a_query_keeps_its_colour_across_r
 
 def test_a_penalty_matrix_with_nothing_tested_is_not_written(tmp_path, capsys):
     sweep(tmp_path / "sweep", n_seeds=1)  # one seed each: no t-test anywhere
-    assert report.main([str(tmp_path / "sweep")]) == 0
+    assert report.main([str(tmp_path / "sweep"), "--penalty-sizes", "all"]) == 0
     out = tmp_path / "sweep" / "report"
     assert rows(out / "penalty.csv") == [] and not (out / "penalty.png").exists()
     assert len(rows(out / "penalty_skipped.csv")) == 3  # each label count, with why
@@ -411,7 +423,7 @@ def test_the_callback_reports_at_the_end_of_the_sweep(real_sweep):
                           "auc_gain.png", "auc_gain.svg"]:
         assert (out / name).is_file(), name
     assert "AUC of the learning curve" in stdout
-    assert f"wrote 12 files to outputs/multirun/{sweep_dir.parent.name}/{sweep_dir.name}/report" in stdout
+    assert f"wrote 13 files to outputs/multirun/{sweep_dir.parent.name}/{sweep_dir.name}/report" in stdout
     curves = rows(out / "curves.csv")
     assert [(r["strategy"], int(r["n_labeled"]), r["n"]) for r in curves] == [
         (q, n, "2") for q in ("query=margin", "query=random") for n in (30, 60, 90)]
@@ -445,7 +457,7 @@ def test_a_run_whose_status_is_failed_is_listed_and_left_out(real_sweep, tmp_pat
     failed = next(d for d in sorted(copy.glob("[0-9]"))
                   if json.loads((d / "summary.json").read_text())["choices"]["query"] == "margin")
     (failed / "status.json").write_text(json.dumps({"state": "failed", "error": "RuntimeError: boom", "round": 1}))
-    res = cli("dal-report", [copy], tmp_path)
+    res = cli("dal-report", [copy, "--penalty-sizes", "all"], tmp_path)
     assert res.returncode == 0, res.stderr
     assert rows(copy / "report" / "excluded.csv") == [{"run": failed.name, "state": "failed", "reason": "failed: RuntimeError: boom"}]
     assert f"  {failed.name}: failed: RuntimeError: boom" in res.stdout and "excluded 1 run(s)" in res.stdout

@@ -1,17 +1,29 @@
 """Pairwise penalty matrix of the BADGE paper (Ash et al., ICLR 2020, section 5 and Figure 4).
 
-For every environment (dataset, model, batch size, ...) and every labeled-set size that all
-compared strategies reached, a two-sided paired t-test over seeds on the accuracy differences;
-where strategy i beats j at level alpha (mean difference > 0, p < alpha),
+For every environment (dataset, model, batch size, ...) and every labeled-set size it counts, a
+two-sided paired t-test over seeds on the accuracy differences; where strategy i beats j at
+level alpha (mean difference > 0, p < alpha),
 
-    P[i, j] += 1 / (number of those sizes in the environment)
+    P[i, j] += 1 / (number of sizes the environment counts)
 
 so P[i, j] is roughly "in how many environments i beats j". The column means (lower is
 better) rank the strategies.
 
+Which sizes an environment counts (`sizes`):
+
+- ``"badge"``, the paper's rule: only sizes where learning is still progressing. With M the
+  initial size and B the batch, n0 is the smallest size at which random sampling's mean
+  accuracy reaches 99% of its final one, and the sizes are M + 2^(m-1) B for
+  m = 1 .. floor(log2((n0 - M) / B)): rounds 1, 2, 4, ... of the curve, up to half of n0's round
+  (the shared initial set M is not counted). Written in rounds, it also covers a batch
+  schedule. An environment without a random-sampling strategy (``random``) counts every size
+  after the initial one, and says so.
+- ``"all"``: every size that all compared strategies reached, the initial one included.
+
 A size enters an environment's count only when every strategy of that environment has an
 accuracy there from at least 2 seeds; a size or a pair of strategies that cannot be tested is
 never passed over silently: `penalty_report` lists it, and `penalty_matrix` warns.
+`PenaltyResult.rules` says, per environment, which sizes were counted and why.
 """
 
 from __future__ import annotations
@@ -19,12 +31,14 @@ from __future__ import annotations
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Collection, Dict, List, Sequence, Tuple
 
 import numpy as np
 from scipy.stats import ttest_rel
 
 RECORD_KEYS = ("environment", "strategy", "seed", "n_labeled", "accuracy")
+SIZE_RULES = ("badge", "all")
+SATURATION = 0.99  # BADGE: n0 is where random sampling reaches 99% of its final accuracy
 
 
 class PenaltyWarning(UserWarning):
@@ -47,6 +61,7 @@ class PenaltyResult:
     matrix: np.ndarray  # P[i, j]: environments (fractionally) in which names[i] beats names[j]
     skipped: List[Skipped] = field(default_factory=list)
     sizes: Dict[str, List[int]] = field(default_factory=dict)  # the sizes each environment counted
+    rules: Dict[str, str] = field(default_factory=dict)  # why those sizes, per environment
 
     @property
     def column_means(self) -> np.ndarray:
@@ -70,16 +85,36 @@ def _as_records(records: Any) -> List[Dict[str, Any]]:
     return records
 
 
-def penalty_report(records: Any, alpha: float = 0.05) -> PenaltyResult:
-    """The penalty matrix, with every untested (environment, size[, pair]) and its reason."""
+def badge_sizes(random_curve: Dict[int, float]) -> Tuple[List[int], str]:
+    """BADGE's sizes from random sampling's mean accuracy per size (its sizes are the
+    environment's rounds): rounds 2^(m-1), m = 1 .. floor(log2(r0)), r0 the round of n0."""
+    sizes = sorted(random_curve)
+    final = random_curve[sizes[-1]]
+    r0 = next(r for r, n in enumerate(sizes) if random_curve[n] >= SATURATION * final)
+    rounds = [2 ** m for m in range(r0.bit_length() - 1)]  # floor(log2(r0)) of them; none for r0 = 0 or 1
+    counted = [sizes[r] for r in rounds]
+    rule = (f"BADGE: random reaches {SATURATION:.0%} of its final accuracy ({final:.4f}) at {sizes[r0]} labels "
+            f"(round {r0}); counted rounds {', '.join(map(str, rounds)) or 'none'}")
+    return counted, rule
+
+
+def penalty_report(records: Any, alpha: float = 0.05, sizes: str = "all",
+                   random_strategies: Collection[str] = ()) -> PenaltyResult:
+    """The penalty matrix, with every untested (environment, size[, pair]) and its reason.
+
+    `sizes`: "all" or "badge" (module docstring); `random_strategies` names the strategies that
+    sample at random, whose curve sets BADGE's sizes."""
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha={alpha}: accepted: a level in (0, 1)")
+    if sizes not in SIZE_RULES:
+        raise ValueError(f"sizes={sizes!r}: accepted: one of {', '.join(SIZE_RULES)}")
     records = _as_records(records)
     names = sorted({str(r["strategy"]) for r in records})
     index = {name: i for i, name in enumerate(names)}
     matrix = np.zeros((len(names), len(names)))
     skipped: List[Skipped] = []
     counted: Dict[str, List[int]] = {}
+    rules: Dict[str, str] = {}
 
     # acc[env][size][strategy][seed] = accuracy
     acc: Dict[str, Dict[int, Dict[str, Dict[Any, float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
@@ -95,8 +130,9 @@ def penalty_report(records: Any, alpha: float = 0.05) -> PenaltyResult:
         strategies = sorted({s for by_strategy in acc[env].values() for s in by_strategy})
         if len(strategies) < 2:
             continue  # nothing to compare in this environment
+        allowed, rules[env] = _sizes_of(acc[env], strategies, sizes, random_strategies)
         tested: List[Tuple[int, Dict[str, Dict[Any, float]]]] = []
-        for size in sorted(acc[env]):
+        for size in allowed:
             by_strategy = acc[env][size]
             absent = [s for s in strategies if s not in by_strategy]
             if absent:
@@ -124,7 +160,25 @@ def penalty_report(records: Any, alpha: float = 0.05) -> PenaltyResult:
                         matrix[index[i_name], index[j_name]] += weight
                     elif winner < 0:
                         matrix[index[j_name], index[i_name]] += weight
-    return PenaltyResult(names, matrix, skipped, counted)
+    return PenaltyResult(names, matrix, skipped, counted, rules)
+
+
+def _sizes_of(by_size: Dict[int, Dict[str, Dict[Any, float]]], strategies: Sequence[str], rule: str,
+              random_strategies: Collection[str]) -> Tuple[List[int], str]:
+    """The sizes one environment counts under `rule`, and why (for PenaltyResult.rules)."""
+    every = sorted(by_size)
+    if rule == "all":
+        return every, "all: every size all strategies reached"
+    randoms = [s for s in strategies if s in random_strategies]
+    if not randoms:
+        return every[1:], f"BADGE's rule needs a random-sampling strategy: every size after the initial {every[0]}"
+    best: Tuple[List[int], str] = ([], "")
+    for name in randoms:  # several (e.g. random with two architectures): the one that saturates last
+        curve = {n: float(np.mean(list(cells[name].values()))) for n, cells in by_size.items() if cells.get(name)}
+        found, why = badge_sizes(curve)
+        if not best[1] or len(found) > len(best[0]):
+            best = found, (f"{why} ({name})" if len(randoms) > 1 else why)
+    return best
 
 
 def _winner(x: np.ndarray, y: np.ndarray, alpha: float) -> int:
