@@ -39,12 +39,14 @@ FILES = {  # name -> columns; every file dal-report writes (stale ones are remov
     "auc.csv": ["group", "environment", "strategy", "mean", "std", "n", "seeds", "from_labels", "to_labels",
                 "ranges_differ"],
     "auc_gain.csv": ["group", "environment", "strategy", "reference", "mean", "std", "n", "from_labels", "to_labels"],
+    "auc_gain_by_labels.csv": ["group", "environment", "strategy", "reference", "from_labels", "to_labels", "mean",
+                               "std", "n"],
     "penalty.csv": ["split", "subset", "kind", "row", "column", "value"],
     "penalty_skipped.csv": ["environment", "n_labeled", "reason"],
     "penalty_sizes.csv": ["environment", "counted", "rule"],
     "excluded.csv": ["run", "state", "reason"],
 }
-FIGURES = ("learning_curves", "penalty", "penalty_by_batch", "penalty_by_arch", "auc_gain")
+FIGURES = ("learning_curves", "penalty", "penalty_by_batch", "penalty_by_arch", "auc_gain", "auc_gain_by_labels")
 
 
 @dataclass
@@ -158,7 +160,7 @@ def build_report(paths: Sequence[Path], reference: Optional[Dict[str, str]] = No
     groups: Dict[Tuple[str, str], List[Run]] = defaultdict(list)
     for r in included:
         groups[(r.environment, r.strategy)].append(r)
-    curves, aucs, gains, unmatched = [], [], [], []
+    curves, aucs, gains, gains_by_labels, unmatched = [], [], [], [], []
     order = sorted(groups, key=lambda group: (_natural_key(group[0]), _natural_key(group[1])))
     for env, strategy in order:  # budget.batch=50 before budget.batch=100, in every table and figure
         members = groups[(env, strategy)]
@@ -181,13 +183,15 @@ def build_report(paths: Sequence[Path], reference: Optional[Dict[str, str]] = No
         if ref is None:
             unmatched.append(name)
             continue
+        pair = ({_fmt(r.seed): r.curve for r in members}, {_fmt(r.seed): r.curve for r in ref})
         try:
-            gain = C.paired_auc_gain({_fmt(r.seed): r.curve for r in members}, {_fmt(r.seed): r.curve for r in ref})
+            gain = C.paired_auc_gain(*pair)
         except ValueError as e:
             report.notes.append(f"AUC-gain of {name}: {e}")
             continue
-        gain.update({k: int(gain[k]) for k in ("from_labels", "to_labels") if float(gain[k]).is_integer()})
-        gains.append({"group": name, "environment": env, "strategy": strategy, "reference": ref[0].strategy, **gain})
+        keys = {"group": name, "environment": env, "strategy": strategy, "reference": ref[0].strategy}
+        gains.append({**keys, **_whole_labels(gain)})
+        gains_by_labels += [{**keys, **_whole_labels(row)} for row in C.paired_auc_gain_by_labels(*pair)]
     if unmatched:
         report.notes.append(f"AUC-gain: no single reference strategy ({_spec(report.reference)} in the same "
                             f"environment) for {len(unmatched)} group(s): {'; '.join(unmatched[:5])}"
@@ -210,13 +214,19 @@ def build_report(paths: Sequence[Path], reference: Optional[Dict[str, str]] = No
         penalty_rows += [{"split": split, "subset": subset, **row} for subset, result in report.penalties[split].items()
                          for row in tidy(result.names, result.matrix)]
     report.tables = {
-        "curves.csv": curves, "auc.csv": aucs, "auc_gain.csv": gains, "penalty.csv": penalty_rows,
+        "curves.csv": curves, "auc.csv": aucs, "auc_gain.csv": gains, "auc_gain_by_labels.csv": gains_by_labels,
+        "penalty.csv": penalty_rows,
         "penalty_skipped.csv": [{"environment": s.environment, "n_labeled": s.n_labeled, "reason": s.reason}
                                 for s in skipped],
         "penalty_sizes.csv": [{"environment": env, "counted": " ".join(map(str, overall.sizes.get(env, []))),
                                "rule": rule} for env, rule in overall.rules.items()],
     }
     return report
+
+
+def _whole_labels(gain: Dict[str, Any]) -> Dict[str, Any]:
+    """Label counts as integers where they are (the range's ends are floats)."""
+    return {**gain, **{k: int(gain[k]) for k in ("from_labels", "to_labels") if float(gain[k]).is_integer()}}
 
 
 def penalty_splits(runs: Sequence[Run], env_keys: Sequence[str]) -> Dict[str, Dict[str, List[dict]]]:

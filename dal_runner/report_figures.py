@@ -152,10 +152,44 @@ def auc_gain_bars(rows: Sequence[dict], colors: Dict[str, tuple], reference: str
                error_kw={"lw": 0.8})
     ax.axhline(0.0, color="black", lw=0.8)
     ax.set_xticks(range(len(envs)), [_wrap(e, 24) for e in envs], fontsize=7)
-    ax.set_ylabel("AUC-gain (accuracy; ± 1 std over seeds)")
+    spread = any(not math.isnan(r["std"]) for r in rows)
+    ax.set_ylabel("AUC-gain (accuracy; ± 1 std over seeds)" if spread else "AUC-gain (accuracy; 1 seed: no spread)")
     ax.set_title(_wrap(f"AUC-gain over the reference {reference} (common label range)", 70), fontsize=9)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)  # clear of the bars
+    fig.tight_layout()
+    return fig
+
+
+def auc_gain_by_labels(rows: Sequence[dict], reference: str) -> "plt.Figure":
+    """One panel per strategy, one line per environment: the AUC-gain over [first common label
+    count, x] against x (active-iNAS Figure 6b: softmax response over passive learning, by model)."""
+    rows = [r for r in rows if r["strategy"] != r["reference"]]
+    strategies = sorted({r["strategy"] for r in rows}, key=_natural_key)
+    envs = sorted({r["environment"] for r in rows}, key=_natural_key)
+    palette = plt.get_cmap("tab10")
+    nrows, ncols = _grid(len(strategies))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.9 * nrows), squeeze=False)
+    for ax, strategy in zip(axes.flat, strategies):
+        for e_index, env in enumerate(envs):
+            points = sorted((r for r in rows if r["strategy"] == strategy and r["environment"] == env),
+                            key=lambda r: r["to_labels"])
+            if not points:
+                continue
+            x = np.array([p["to_labels"] for p in points], dtype=float)
+            mean = np.array([p["mean"] for p in points])
+            std = np.nan_to_num(np.array([p["std"] for p in points], dtype=float))  # one seed: no band
+            color = palette(e_index % 10)
+            ax.plot(x, mean, marker="o", ms=3, lw=1.4, color=color, label=_wrap(env, 40))
+            ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.18, lw=0)
+        ax.axhline(0.0, color="black", lw=0.8)
+        ax.set_title(_wrap(f"{strategy} over {reference}", 60), fontsize=9)
+        ax.set_xlabel("labeled examples (end of the range)")
+        ax.set_ylabel("AUC-gain from the first label count (± 1 std)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, frameon=False)
+    for ax in list(axes.flat)[len(strategies):]:
+        ax.set_visible(False)
     fig.tight_layout()
     return fig
 
@@ -171,4 +205,6 @@ def write_figures(report, out: Path) -> List[Path]:
     if any(r["strategy"] != r["reference"] for r in tables["auc_gain.csv"]):
         reference = " ".join(f"{k}={v}" for k, v in report.reference.items())
         paths += _save(lambda: auc_gain_bars(tables["auc_gain.csv"], colors, reference), out, "auc_gain")
+        paths += _save(lambda: auc_gain_by_labels(tables["auc_gain_by_labels.csv"], reference), out,
+                       "auc_gain_by_labels")
     return paths

@@ -23,7 +23,7 @@ from dal_runner.metrics.curves import auc_between, auc_gain, summarize
 
 from conftest import BIN
 
-TABLES = ["curves.csv", "auc.csv", "auc_gain.csv", "penalty.csv", "penalty_skipped.csv", "penalty_sizes.csv",
+TABLES = ["curves.csv", "auc.csv", "auc_gain.csv", "auc_gain_by_labels.csv", "penalty.csv", "penalty_skipped.csv", "penalty_sizes.csv",
           "excluded.csv"]
 
 
@@ -134,6 +134,11 @@ def test_seeds_are_averaged_and_every_table_matches_a_hand_computation(tmp_path,
     gain = {r["strategy"]: r for r in rows(out / "auc_gain.csv")}["query=margin"]
     assert float(gain["mean"]) == pytest.approx(0.75 * 0.11, abs=1e-6)
     assert (gain["reference"], gain["n"], gain["from_labels"], gain["to_labels"]) == ("query=random", "3", "30", "90")
+    # and as the budget grows: 0 over 30..30, d/2 over 30..60, 0.75 d over 30..90 (the last is auc_gain.csv's)
+    by_labels = [r for r in rows(out / "auc_gain_by_labels.csv") if r["strategy"] == "query=margin"]
+    assert [(r["from_labels"], r["to_labels"], r["n"]) for r in by_labels] == [("30", n, "3") for n in ("30", "60", "90")]
+    assert [float(r["mean"]) for r in by_labels] == pytest.approx([0.0, 0.5 * 0.11, 0.75 * 0.11], abs=1e-6)
+    assert by_labels[-1]["mean"] == gain["mean"] and by_labels[-1]["std"] == gain["std"]
     # BADGE's sizes: random's mean accuracy is 0.5233, 0.6233, 0.7033 at 30, 60, 90 labels, so it
     # reaches 99% of its final one at 90 (round 2): rounds 2^(m-1), m = 1 .. floor(log2 2), i.e. 60
     # alone; margin wins there (p = 0.0027): one environment, won outright
@@ -145,11 +150,11 @@ def test_seeds_are_averaged_and_every_table_matches_a_hand_computation(tmp_path,
     assert (sizes["environment"], sizes["counted"]) == ("dataset=digits", "60")
     assert sizes["rule"].startswith("BADGE: random reaches 99% of its final accuracy (0.7033) at 90 labels (round 2)")
     assert rows(out / "excluded.csv") == [] and rows(out / "penalty_skipped.csv") == []
-    for stem in ("learning_curves", "penalty", "auc_gain"):
+    for stem in ("learning_curves", "penalty", "auc_gain", "auc_gain_by_labels"):
         assert (out / f"{stem}.png").stat().st_size > 1000 and (out / f"{stem}.svg").is_file()
     assert not (out / "penalty_by_batch.png").exists()  # one batch size: the overall matrix is that one
     printed = capsys.readouterr().out
-    assert "query=margin" in printed and "± " in printed and f"wrote 13 files to {out}" in printed
+    assert "query=margin" in printed and "± " in printed and f"wrote 16 files to {out}" in printed
     # every size: margin wins at 60 and 90 labels, not at 30 (the same random start): 2 of 3 sizes
     assert report.main([str(tmp_path / "sweep"), "--penalty-sizes", "all", "--out", str(tmp_path / "all")]) == 0
     penalty = {(r["kind"], r["row"], r["column"]): float(r["value"]) for r in rows(tmp_path / "all" / "penalty.csv")}
@@ -420,10 +425,10 @@ def test_the_callback_reports_at_the_end_of_the_sweep(real_sweep):
     sweep_dir, stdout = real_sweep
     out = sweep_dir / "report"
     for name in TABLES + ["learning_curves.png", "learning_curves.svg", "penalty.png", "penalty.svg",
-                          "auc_gain.png", "auc_gain.svg"]:
+                          "auc_gain.png", "auc_gain.svg", "auc_gain_by_labels.png", "auc_gain_by_labels.svg"]:
         assert (out / name).is_file(), name
     assert "AUC of the learning curve" in stdout
-    assert f"wrote 13 files to outputs/multirun/{sweep_dir.parent.name}/{sweep_dir.name}/report" in stdout
+    assert f"wrote 16 files to outputs/multirun/{sweep_dir.parent.name}/{sweep_dir.name}/report" in stdout
     curves = rows(out / "curves.csv")
     assert [(r["strategy"], int(r["n_labeled"]), r["n"]) for r in curves] == [
         (q, n, "2") for q in ("query=margin", "query=random") for n in (30, 60, 90)]

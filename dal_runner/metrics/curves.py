@@ -92,9 +92,21 @@ def paired_auc_gain(curves: Dict[Any, Curve], reference: Dict[Any, Curve]) -> Di
     gain of the seed-averaged curves is given, with n = 0. Raises ValueError when they do not overlap.
     """
     lo, hi = common_range(*[[n for n, _ in c] for c in [*curves.values(), *reference.values()]])
+    return {**_gain_over(curves, reference, lo, hi), "from_labels": lo, "to_labels": hi}
+
+
+def paired_auc_gain_by_labels(curves: Dict[Any, Curve], reference: Dict[Any, Curve]) -> List[Dict[str, float]]:
+    """`paired_auc_gain` over [lo, n] for every label count n the curves measured in the range all
+    cover (lo its start): how the gain builds up as the budget grows (active-iNAS Figure 6b)."""
+    lo, hi = common_range(*[[n for n, _ in c] for c in [*curves.values(), *reference.values()]])
+    counts = sorted({float(n) for c in curves.values() for n, _ in c if lo <= n <= hi})
+    return [{**_gain_over(curves, reference, lo, n), "from_labels": lo, "to_labels": n} for n in counts]
+
+
+def _gain_over(curves: Dict[Any, Curve], reference: Dict[Any, Curve], lo: float, hi: float) -> Dict[str, float]:
     gains = [auc_between(*zip(*curves[s]), lo, hi) - auc_between(*zip(*reference[s]), lo, hi)
              for s in curves if s in reference]
     mean, std, n = summarize(gains)
     if not gains:
         mean = auc_between(*mean_curve(curves.values()), lo, hi) - auc_between(*mean_curve(reference.values()), lo, hi)
-    return {"mean": mean, "std": std, "n": n, "from_labels": lo, "to_labels": hi}
+    return {"mean": mean, "std": std, "n": n}
