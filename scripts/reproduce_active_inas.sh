@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
-# Active-iNAS (Geifman & El-Yaniv, NeurIPS 2019), Figures 2-6: for each data set, active-iNAS with
-# softmax response, MC-dropout and core-set, and the fixed baselines ResNet-18 and A(B,1,2), over
-# 3 seeds; then one report: learning curves (Figs. 2-5), AUC-gain over fixed ResNet-18 (Fig. 6b);
-# each run's arch_growth.png is Fig. 6a.
+# Active-iNAS (Geifman & El-Yaniv, NeurIPS 2019), Figures 2-6, for each data set:
+#   sweeps   inas/<query>/N   active-iNAS with softmax response, MC-dropout and core-set
+#            fixed/<query>/N  the fixed baselines ResNet-18 and A(B,1,2) with the same queries,
+#                             and with random sampling (passive learning): fixed/random/N
+#   reports  report/<query>   Figs. 2-4: one per query, active-iNAS against the fixed baselines
+#                             (learning curves; AUC-gain over fixed ResNet-18)
+#            report/inas      Fig. 5: active-iNAS across the query functions
+#            report/fig6b     Fig. 6b: AUC-gain of each query over passive learning, per fixed
+#                             architecture, as the budget grows (auc_gain_by_labels.png)
+#            each active-iNAS run's arch_growth.png is Fig. 6a.
+# 3 seeds.
 #
 #   scripts/reproduce_active_inas.sh [--smoke] [cifar10 cifar100 svhn]
 #
@@ -18,12 +25,16 @@ if [ $smoke = 1 ]; then
   queries=softmax_response; seeds=0,1
   extra=(budget.initial=60 "budget.batch={0:60}" budget.max_labels=120 search.epochs=2 "search.lr_milestones=[1]" ~hydra.callbacks.report)
 fi
+by_query='hydra.sweep.subdir=${query.name}/${hydra.job.num}'  # one folder of runs per query
 for ds in "${datasets[@]}"; do
   exp=active_inas_${ds}; [ $smoke = 1 ] && exp=${exp}_smoke
   root=$out/$ds
-  "$DAL_RUN" -m +experiment=$exp query=$queries seed=$seeds "${extra[@]}" \
-    hydra.sweep.dir=$root/inas
-  "$DAL_RUN" -m +experiment=$exp search=fixed arch=resnet18,resnet_small query=$queries seed=$seeds "${extra[@]}" \
-    hydra.sweep.dir=$root/fixed
-  "$DAL_REPORT" $root/inas $root/fixed --out $root/report
+  "$DAL_RUN" -m +experiment=$exp query=$queries seed=$seeds "${extra[@]}" hydra.sweep.dir=$root/inas "$by_query"
+  "$DAL_RUN" -m +experiment=$exp search=fixed arch=resnet18,resnet_small query=$queries,random seed=$seeds \
+    "${extra[@]}" hydra.sweep.dir=$root/fixed "$by_query"
+  for q in ${queries//,/ }; do
+    "$DAL_REPORT" $root/inas/$q $root/fixed/$q --out $root/report/$q
+  done
+  "$DAL_REPORT" $root/inas --out $root/report/inas
+  "$DAL_REPORT" $root/fixed --reference query=random --out $root/report/fig6b
 done

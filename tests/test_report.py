@@ -514,3 +514,19 @@ def test_the_ranganathan_experiment_reports_objectives_as_strategies_against_cro
     # margin_curve adds delta from 60 labels on; AUC over 30..90: delta * (1/2 * 1/2 + 1/2) = 0.75 delta
     assert gain["trainer.objective=joint_entropy"][0] == "trainer.objective=cross_entropy"
     assert math.isclose(gain["trainer.objective=joint_entropy"][1], 0.75 * sum(MARGIN_DELTA) / 3, abs_tol=1e-6)
+
+
+def test_a_penalty_matrix_that_badges_rule_leaves_empty_says_so(tmp_path, capsys):
+    # two label counts: random's final accuracy is its first after the start, so no round is still learning
+    for job, (query, seed) in enumerate((q, s) for q in ("margin", "random") for s in range(3)):
+        curve = [(n, a + (MARGIN_DELTA[seed] if query == "margin" and n > 30 else 0.0)) for n, a in RANDOM[seed][:2]]
+        make_run(tmp_path / "runs" / str(job), query=query, seed=seed, curve=curve)
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "badge")]) == 0
+    assert rows(tmp_path / "badge" / "penalty.csv") == [] and rows(tmp_path / "badge" / "penalty_skipped.csv") == []
+    assert rows(tmp_path / "badge" / "penalty_sizes.csv")[0]["counted"] == ""
+    printed = capsys.readouterr().out
+    assert "BADGE's rule counts no label count here" in printed and "--penalty-sizes all" in printed
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "all"), "--penalty-sizes", "all"]) == 0
+    penalty = {(r["row"], r["column"]): float(r["value"]) for r in rows(tmp_path / "all" / "penalty.csv")
+               if r["kind"] == "penalty"}
+    assert penalty["query=margin", "query=random"] == pytest.approx(1 / 2)  # wins at 60, not at the shared 30

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 import subprocess
@@ -23,12 +24,22 @@ def test_smoke_mode_produces_every_figure_type(tmp_path, script):
                          capture_output=True, text=True, timeout=1200)
     assert res.returncode == 0, res.stderr[-3000:]
     (report,) = [p for p in (tmp_path / "outputs" / "reproduce").glob("**/report") if p.is_dir()]
+    if script == "reproduce_active_inas.sh":
+        # Figs. 2-4: one report per query; Fig. 5: active-iNAS across queries; Fig. 6b: over passive learning
+        assert sorted(p.name for p in report.iterdir()) == ["fig6b", "inas", "softmax_response"]
+        assert (report / "inas" / "learning_curves.png").is_file()
+        gain = [r for r in csv.DictReader((report / "fig6b" / "auc_gain_by_labels.csv").open())
+                if r["strategy"] != r["reference"]]
+        assert {(r["environment"], r["strategy"], r["reference"]) for r in gain} == {
+            (f"dataset=digits arch={a}", "query=softmax_response", "query=random") for a in ("resnet18", "resnet_small")}
+        assert (report / "fig6b" / "auc_gain_by_labels.png").is_file()
+        # each active-iNAS run has its architecture-growth figure (Fig. 6a)
+        assert list((tmp_path / "outputs" / "reproduce").glob("**/inas/*/*/arch_growth.png"))
+        report = report / "softmax_response"
     for figure in FIGURES[script]:
         assert (report / f"{figure}.png").is_file() and (report / f"{figure}.svg").is_file(), figure
     for table in ("curves.csv", "auc.csv", "auc_gain.csv", "penalty.csv"):
         assert (report / table).stat().st_size > 0
-    if script == "reproduce_active_inas.sh":  # each active-iNAS run has its architecture-growth figure
-        assert list((tmp_path / "outputs" / "reproduce").glob("**/inas/*/arch_growth.png"))
 
 
 @pytest.mark.parametrize("script", sorted(FIGURES))

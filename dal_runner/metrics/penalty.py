@@ -62,6 +62,7 @@ class PenaltyResult:
     skipped: List[Skipped] = field(default_factory=list)
     sizes: Dict[str, List[int]] = field(default_factory=dict)  # the sizes each environment counted
     rules: Dict[str, str] = field(default_factory=dict)  # why those sizes, per environment
+    allowed: Dict[str, List[int]] = field(default_factory=dict)  # the sizes the rule picked, testable or not
 
     @property
     def column_means(self) -> np.ndarray:
@@ -115,6 +116,7 @@ def penalty_report(records: Any, alpha: float = 0.05, sizes: str = "all",
     skipped: List[Skipped] = []
     counted: Dict[str, List[int]] = {}
     rules: Dict[str, str] = {}
+    picked: Dict[str, List[int]] = {}
 
     # acc[env][size][strategy][seed] = accuracy
     acc: Dict[str, Dict[int, Dict[str, Dict[Any, float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
@@ -130,9 +132,9 @@ def penalty_report(records: Any, alpha: float = 0.05, sizes: str = "all",
         strategies = sorted({s for by_strategy in acc[env].values() for s in by_strategy})
         if len(strategies) < 2:
             continue  # nothing to compare in this environment
-        allowed, rules[env] = _sizes_of(acc[env], strategies, sizes, random_strategies)
+        picked[env], rules[env] = _sizes_of(acc[env], strategies, sizes, random_strategies)
         tested: List[Tuple[int, Dict[str, Dict[Any, float]]]] = []
-        for size in allowed:
+        for size in picked[env]:
             by_strategy = acc[env][size]
             absent = [s for s in strategies if s not in by_strategy]
             if absent:
@@ -160,7 +162,7 @@ def penalty_report(records: Any, alpha: float = 0.05, sizes: str = "all",
                         matrix[index[i_name], index[j_name]] += weight
                     elif winner < 0:
                         matrix[index[j_name], index[i_name]] += weight
-    return PenaltyResult(names, matrix, skipped, counted, rules)
+    return PenaltyResult(names, matrix, skipped, counted, rules, picked)
 
 
 def _sizes_of(by_size: Dict[int, Dict[str, Dict[Any, float]]], strategies: Sequence[str], rule: str,
