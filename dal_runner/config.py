@@ -60,6 +60,7 @@ class OpenMLConfig(DatasetConfig):
 class NPZConfig(DatasetConfig):
     path: str = MISSING
     test_fraction: float = 0.3
+    layout: str = "auto"
 
 
 # ---------------------------------------------------------------- architecture

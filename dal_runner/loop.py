@@ -125,6 +125,8 @@ def run_active_learning(
     def new_model(spec: ArchSpec) -> Network:
         return training.prepare(build_model(spec), device, data.is_image, trainer.precision, trainer.channels_last)
 
+    log.info("data: %s, pool %d, test %d, %d classes, input %s %s", data.name, pool.size, data.x_test.shape[0],
+             data.n_classes, " x ".join(map(str, data.input_shape)), str(data.x_train.dtype).replace("torch.", ""))
     if resume is None:
         # line 3: S_1 <- k points sampled at random from U
         first = initial_set(pool.size, budget.initial, seed)

@@ -83,7 +83,7 @@ def load_dataset(cfg: DictConfig, seed: int) -> Dataset:
     loaders = {
         "digits": lambda: digits.load(cfg.test_fraction, seed),
         "openml": lambda: openml.load(cfg.id, cfg.root, cfg.test_fraction, seed),
-        "npz": lambda: npz.load(cfg.path, cfg.test_fraction, seed),
+        "npz": lambda: npz.load(cfg.path, cfg.test_fraction, seed, cfg.layout),
     }
     check_choice("dataset", cfg.name, [*loaders, *torchvision_sets.NAMES])
     return loaders[cfg.name]()
@@ -241,6 +241,7 @@ def check_config(cfg: DictConfig, unresolved_ok: bool = False) -> None:
         lambda: build_query(cfg.query, build_budget(cfg.budget), 1),
         lambda: _check_mc_dropout(cfg),
         lambda: _check_tabular(cfg),
+        lambda: _check_layout(cfg.dataset),
     ]
     for check in checks:
         try:
@@ -263,6 +264,12 @@ def _check_mc_dropout(cfg: DictConfig) -> None:
         raise ConfigError("arch.dropout", 0.0, "a probability in (0, 1) with MC-dropout, e.g. arch.dropout=0.5 "
                           "(the active-iNAS protocol's)", f"{who} dropout masks, and without dropout its passes "
                           "are identical")
+
+def _check_layout(cfg: DictConfig) -> None:
+    from dal_runner.data import npz
+
+    if cfg.name == "npz":
+        check_choice("dataset.layout", cfg.layout, npz.LAYOUTS)
 
 def build(cfg: DictConfig, choices: Optional[Dict[str, str]] = None) -> Experiment:
     check_config(cfg)  # the trainer and augmentation below included

@@ -330,6 +330,31 @@ def test_npz_channel_last_and_channel_first_give_the_same_uint8_tensors(tmp_path
     assert first.name == "npz-first"
 
 
+@pytest.mark.parametrize("channels, side", [(2, 12), (13, 64)])  # two bands, a multispectral stack
+def test_npz_channels_last_with_any_channel_count_is_read_as_channels_last(tmp_path, channels, side):
+    x = RNG.integers(0, 256, size=(24, channels, side, side), dtype=np.uint8)  # stored N x H x W x C below
+    y = np.repeat(np.arange(3), 8)
+    np.savez(tmp_path / "last.npz", x=x.transpose(0, 2, 3, 1), y=y, x_test=x[:6].transpose(0, 2, 3, 1), y_test=y[:6])
+    np.savez(tmp_path / "first.npz", x=x, y=y, x_test=x[:6], y_test=y[:6])
+    for name in ("last", "first"):
+        data = npz.load(tmp_path / f"{name}.npz", 0.3, 0)
+        assert data.input_shape == (channels, side, side)
+        np.testing.assert_array_equal(data.x_train.numpy(), x)
+    # dataset.layout overrides the rule: the channels-last file read as channels first is H x W x C
+    assert npz.load(tmp_path / "last.npz", 0.3, 0, "channels_first").input_shape == (side, side, channels)
+    assert npz.load(tmp_path / "first.npz", 0.3, 0, "channels_last").input_shape == (side, channels, side)
+    with pytest.raises(ConfigError, match="dataset.layout=nhwc: accepted: one of auto, channels_first, channels_last"):
+        npz.load(tmp_path / "last.npz", 0.3, 0, "nhwc")
+
+
+def test_npz_layout_rule_takes_the_shorter_axis_for_the_channels_and_channels_first_on_a_tie():
+    assert npz.channels_last((10, 32, 32, 3)) and npz.channels_last((10, 12, 12, 2))
+    assert not npz.channels_last((10, 3, 32, 32)) and not npz.channels_last((10, 13, 64, 64))
+    assert not npz.channels_last((10, 8, 8, 8))  # a tie: channels first (dataset.layout decides otherwise)
+    assert npz.channels_last((10, 8, 8, 8), "channels_last") and not npz.channels_last((10, 32, 32, 3), "channels_first")
+    assert not npz.channels_last((10, 28, 28))  # grey images and tables have no channel axis to place
+
+
 def test_npz_rgba_images_channels_last_have_four_channels(tmp_path):
     x = RNG.integers(0, 256, size=(12, 5, 6, 4), dtype=np.uint8)  # N x H x W x RGBA
     np.savez(tmp_path / "rgba.npz", x=x, y=np.arange(12) % 2)

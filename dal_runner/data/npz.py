@@ -5,8 +5,13 @@ Shapes of x (x_test has the same shape after the first axis):
     N x D            a table: float32, with per-feature mean/std of the pool in Dataset.mean/std
     N x H x W        grey images: a channel axis is added (N x 1 x H x W)
     N x C x H x W    images, channels first
-    N x H x W x C    images, channels last, detected when the last axis is 1, 3 or 4 (RGBA) and
-                     the second is not; so N x 3 x 3 x 3 is read as channels first
+    N x H x W x C    images, channels last
+
+Which of the two a 4-D x is, is `layout` (dataset.layout): channels_first, channels_last, or
+auto (the default): the channel axis is the shorter of the second and the last (images have
+fewer channels than pixels per side: 32 x 32 x 3 is channels last, 13 x 64 x 64 channels first,
+12 x 12 x 2 channels last); where they are equal (N x 8 x 8 x 8) it is channels first. The run's
+log names the layout it read.
 
 Image values: uint8 stays uint8 with scale 255; integer or boolean arrays whose values all lie
 in 0..255 become uint8 too (scale 255); any other numeric array becomes float32 with scale 1.0,
@@ -35,11 +40,17 @@ from dal_runner.errors import ConfigError
 from dal_runner.seeding import derive_seed
 
 KEY = "dataset.path"
-FORMAT = ("an .npz file (numpy.savez) with arrays x (N x D, N x H x W, N x C x H x W or N x H x W x C) "
+FORMAT = ("an .npz file (numpy.savez) with arrays x (N x D, N x H x W, N x C x H x W or N x H x W x C: "
+          "dataset.layout) "
           "and y (N integer labels 0..K-1), optionally x_test and y_test")
 
 
-def load(path: str | os.PathLike, test_fraction: float, seed: int) -> Dataset:
+LAYOUTS = ("auto", "channels_first", "channels_last")
+
+
+def load(path: str | os.PathLike, test_fraction: float, seed: int, layout: str = "auto") -> Dataset:
+    if layout not in LAYOUTS:
+        raise ConfigError("dataset.layout", layout, f"one of {', '.join(LAYOUTS)}")
     file = Path(str(path)).expanduser()
     arrays = _read(file, path)
 
@@ -95,7 +106,7 @@ def load(path: str | os.PathLike, test_fraction: float, seed: int) -> Dataset:
         x_train_t, x_test_t, scale = _as_table(x), _as_table(x_test), 1.0
         mean, std = _feature_mean_std(x_train_t)
     else:
-        x_train_t, x_test_t, scale = _as_images(x, x_test)
+        x_train_t, x_test_t, scale = _as_images(x, x_test, channels_last(x.shape, layout))
         mean, std = channel_mean_std(x_train_t, scale)
     return Dataset(
         name=f"npz-{file.stem}",
@@ -193,12 +204,17 @@ def _feature_mean_std(x: torch.Tensor) -> Tuple[Tuple[float, ...], Tuple[float, 
     return tuple(mean.tolist()), tuple(std.tolist())
 
 
-def _channels_first(images: np.ndarray) -> np.ndarray:
+def channels_last(shape: Tuple[int, ...], layout: str = "auto") -> bool:
+    """Whether x of this shape holds channels last (`layout`: the module docstring's rule)."""
+    if len(shape) != 4 or layout == "channels_first":
+        return False
+    return layout == "channels_last" or shape[3] < shape[1]
+
+
+def _channels_first(images: np.ndarray, last: bool) -> np.ndarray:
     if images.ndim == 3:
         return images[:, None]
-    if images.shape[-1] in (1, 3, 4) and images.shape[1] not in (1, 3, 4):  # 4: RGBA
-        return images.transpose(0, 3, 1, 2)
-    return images
+    return images.transpose(0, 3, 1, 2) if last else images
 
 
 def _fits_in_byte(images: np.ndarray) -> bool:
@@ -207,11 +223,11 @@ def _fits_in_byte(images: np.ndarray) -> bool:
     return images.dtype.kind in "iu" and int(images.min()) >= 0 and int(images.max()) <= 255
 
 
-def _as_images(x: np.ndarray, x_test: np.ndarray) -> Tuple[torch.Tensor, torch.Tensor, float]:
+def _as_images(x: np.ndarray, x_test: np.ndarray, last: bool) -> Tuple[torch.Tensor, torch.Tensor, float]:
     as_bytes = _fits_in_byte(x) and _fits_in_byte(x_test)
     dtype, scale = (np.uint8, 255.0) if as_bytes else (np.float32, 1.0)
 
     def convert(images: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(_channels_first(images), dtype=dtype))
+        return torch.from_numpy(np.ascontiguousarray(_channels_first(images, last), dtype=dtype))
 
     return convert(x), convert(x_test), scale
