@@ -556,3 +556,46 @@ def test_dataset_yaml_starts_with_a_description_and_its_schema(name):
     assert text.startswith("# ")
     cfg = OmegaConf.load(CONF / f"{name}.yaml")
     assert cfg.defaults[0] == f"/schema/dataset/{name}@_here_" and cfg.name == name
+
+
+def test_openml_failures_say_which_failure_it_was(tmp_path, monkeypatch, recwarn):
+    def damaged(**kwargs):  # scikit-learn on a cached file it cannot read: warns, removes it, fetches again
+        warnings.warn("Invalid cache, redownloading file", RuntimeWarning)
+        raise URLError("[Errno -2] Name or service not known")
+
+    class OpenMLError(ValueError):  # scikit-learn's, for OpenML's own error answers
+        pass
+
+    def unknown(**kwargs):
+        raise OpenMLError("Dataset 999999 not found")
+
+    def sparse(**kwargs):
+        raise ValueError("Sparse ARFF datasets cannot be loaded with as_frame=True.")
+
+    cases = {damaged: "the cached copy of OpenML data set 6 under dataset.root=",
+             unknown: "OpenML answered: OpenMLError: Dataset 999999 not found",
+             sparse: "OpenML data set 6 could not be read as a table (ValueError: Sparse ARFF"}
+    for fetch, message in cases.items():
+        monkeypatch.setattr(openml, "fetch_openml", fetch)
+        with pytest.raises(ConfigError) as err:
+            openml.load(6, tmp_path, 0.3, 0)
+        assert message in str(err.value) and "neither cached" not in str(err.value)
+    assert not [w for w in recwarn if "Invalid cache" in str(w.message)]  # folded into the one line
+
+
+def test_openml_whole_number_regression_targets_are_refused_and_warnings_go_to_the_log(tmp_path, monkeypatch, caplog):
+    pd = pytest.importorskip("pandas")
+    bunch = openml_bunch()
+    bunch.target = pd.Series(np.arange(60) % 11, name="rating")  # ratings 0..10: numeric, not nominal
+    monkeypatch.setattr(openml, "fetch_openml", lambda **kwargs: bunch)
+    with pytest.raises(ConfigError, match="the target 'rating' is numeric .int64., not nominal: a regression"):
+        openml.load(6, tmp_path, 0.3, 0)
+
+    def inactive(**kwargs):
+        warnings.warn("Version 1 of dataset letter is inactive, meaning that issues have been found", UserWarning)
+        return openml_bunch()
+
+    monkeypatch.setattr(openml, "fetch_openml", inactive)
+    with caplog.at_level("WARNING", logger="dal_runner"):
+        assert openml.load(6, tmp_path, 0.3, 0).n_classes == 3
+    assert "OpenML data set 6: Version 1 of dataset letter is inactive" in caplog.text

@@ -17,7 +17,9 @@ identity) and scale is 1.0.
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import shutil
 import warnings
 from pathlib import Path
@@ -36,10 +38,42 @@ from dal_runner.data.torchvision_sets import default_root
 from dal_runner.errors import ConfigError
 from dal_runner.seeding import derive_seed
 
+log = logging.getLogger("dal_runner")
+
 
 def _only_folders(folder: Path) -> bool:
     """True if `folder` holds no file at any depth (what a failed fetch leaves behind)."""
     return folder.is_dir() and not any(p.is_file() for p in folder.rglob("*"))
+
+
+_NETWORK = re.compile(r"network error", re.IGNORECASE)  # scikit-learn's "... Retrying": the one-line error says it
+_INVALID_CACHE = re.compile(r"invalid cache", re.IGNORECASE)  # scikit-learn removed a cached file it could not read
+
+
+def _damaged_cache(caught) -> bool:
+    return any(_INVALID_CACHE.search(str(w.message)) for w in caught)
+
+
+def _fetch_error(data_id: int, root: Path, exc: Exception, damaged: bool) -> ConfigError:
+    """The one-line error for a failed fetch_openml: not reachable (with or without a damaged
+    cache), no such data set, or a data set that cannot be read as a table."""
+    detail = " ".join(f"{type(exc).__name__}: {exc}".split())
+    where = f"dataset.root={root}/openml"
+    if isinstance(exc, OSError):  # the network (URLError, timeouts) or the cache's files
+        accepted = (f"the id of an existing OpenML data set, fetched once where the network allows and then "
+                    f"cached under {where}")
+        if damaged:
+            return ConfigError("dataset.id", data_id, accepted,
+                               f"the cached copy of OpenML data set {data_id} under {where} could not be read "
+                               f"(damaged; scikit-learn removed it) and it could not be fetched again ({detail})")
+        return ConfigError("dataset.id", data_id, accepted,
+                           f"OpenML data set {data_id} is neither cached under dataset.root={root} nor could be "
+                           f"fetched ({detail})")
+    if type(exc).__name__ == "OpenMLError":  # OpenML's own answer, e.g. no data set with this id
+        return ConfigError("dataset.id", data_id, "the id of an existing OpenML data set, see openml.org/d/<id>",
+                           f"OpenML answered: {detail}")
+    return ConfigError("dataset.id", data_id, "the id of an OpenML data set stored as a dense table (ARFF or "
+                       "parquet) with one target", f"OpenML data set {data_id} could not be read as a table ({detail})")
 
 
 def load(data_id: int, root: Optional[str | os.PathLike], test_fraction: float, seed: int) -> Dataset:
@@ -51,21 +85,18 @@ def load(data_id: int, root: Optional[str | os.PathLike], test_fraction: float, 
     root = default_root() if root is None or str(root) == "" else Path(root).expanduser()
 
     created = [p for p in (root, root / "openml") if not p.exists()]  # removed again if the fetch fails
-    try:
-        with warnings.catch_warnings():  # "network error ... Retrying": the one-line error below says it
-            warnings.filterwarnings("ignore", message=".*network error", category=UserWarning)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
             bunch = fetch_openml(data_id=data_id, data_home=str(root), as_frame=True, parser="auto")
-    except (OSError, ValueError, KeyError) as exc:  # URLError is an OSError; OpenMLError a ValueError
-        for folder in reversed(created):
-            if _only_folders(folder):
-                shutil.rmtree(folder, ignore_errors=True)
-        detail = " ".join(f"{type(exc).__name__}: {exc}".split())
-        raise ConfigError(
-            "dataset.id", data_id,
-            f"the id of an existing OpenML data set, fetched once where the network allows and then "
-            f"cached under dataset.root={root}/openml",
-            f"OpenML data set {data_id} is neither cached under dataset.root={root} nor could be fetched ({detail})",
-        ) from None
+        except (OSError, ValueError, KeyError) as exc:  # URLError is an OSError; OpenMLError a ValueError
+            for folder in reversed(created):
+                if _only_folders(folder):
+                    shutil.rmtree(folder, ignore_errors=True)
+            raise _fetch_error(data_id, root, exc, _damaged_cache(caught)) from None
+    for warning in caught:  # e.g. "Version 1 of dataset ... is inactive": into the run's log, not raw on stderr
+        if not _NETWORK.search(str(warning.message)):
+            log.warning("OpenML data set %d: %s", data_id, " ".join(str(warning.message).split()))
 
     def bad(reason: str) -> ConfigError:
         return ConfigError("dataset.id", data_id, "the id of an OpenML classification data set with one target", reason)
@@ -124,10 +155,11 @@ def load(data_id: int, root: Optional[str | os.PathLike], test_fraction: float, 
 def _encode_labels(target, bad) -> np.ndarray:
     import pandas as pd
 
-    if pd.api.types.is_float_dtype(target.dtype):
-        values = target.to_numpy(dtype=np.float64)
-        if not np.all(values == np.round(values)):
-            raise bad("the target holds non-integer numbers: a regression data set, not classification")
+    if pd.api.types.is_numeric_dtype(target.dtype) and not pd.api.types.is_bool_dtype(target.dtype):
+        # OpenML marks a classification target as nominal (a category here); a numeric one is a
+        # regression target, even where it holds whole numbers (counts, ratings)
+        raise bad(f"the target {getattr(target, 'name', '')!r} is numeric ({target.dtype}), not nominal: "
+                  f"a regression data set, not classification")
     values = target.to_numpy()
     if values.dtype == object:  # categories of mixed Python types do not sort; their text does
         values = values.astype(str)
