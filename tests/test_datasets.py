@@ -133,6 +133,8 @@ def test_svhn_mat_files_map_label_10_to_0_and_transpose_to_nchw(tmp_path):
     assert data.y_train[0] == 0 and int(data.y_train.max()) <= 9
     assert tuple(data.x_test.shape) == (12, 3, 32, 32)
     np.testing.assert_allclose(data.mean, expected_stats(x.transpose(3, 2, 0, 1))[0], rtol=1e-10)
+    # rows in memory order, as the pool's batches are gathered (MATLAB's order was kept before)
+    assert data.x_train.is_contiguous() and data.x_test.is_contiguous()
 
 
 def test_svhn_extra_is_appended_to_the_pool_only(tmp_path):
@@ -142,6 +144,7 @@ def test_svhn_extra_is_appended_to_the_pool_only(tmp_path):
     np.testing.assert_array_equal(data.x_train[30:].numpy(), written["extra"][0].transpose(3, 2, 0, 1))
     pool = np.concatenate([written["train"][0], written["extra"][0]], axis=3).transpose(3, 2, 0, 1)
     np.testing.assert_allclose(data.std, expected_stats(pool)[1], rtol=1e-10)
+    assert data.x_train.is_contiguous()
 
 
 @pytest.mark.parametrize("name, folder, gz", [("mnist", "MNIST", True), ("mnist", "MNIST", False),
@@ -189,7 +192,7 @@ def test_truncated_cifar_batch_is_a_config_error_naming_the_file(tmp_path):
     write_cifar(tmp_path, "cifar10")
     path = tmp_path / "cifar-10-batches-py" / "data_batch_3"
     path.write_bytes(path.read_bytes()[:5000])
-    with pytest.raises(ConfigError, match="data_batch_3 is truncated or corrupt"):
+    with pytest.raises(ConfigError, match="data_batch_3 is truncated, corrupt or not the official"):
         torchvision_sets.load("cifar10", tmp_path)
 
 
@@ -197,7 +200,7 @@ def test_cifar_batch_of_the_wrong_shape_is_rejected(tmp_path):
     write_cifar(tmp_path, "cifar100")
     with open(tmp_path / "cifar-100-python" / "test", "wb") as f:
         pickle.dump({"data": np.zeros((3, 1000), np.uint8), "fine_labels": [0, 1, 2]}, f)
-    with pytest.raises(ConfigError, match=r"cifar-100-python/test is truncated or corrupt.*N x 3072"):
+    with pytest.raises(ConfigError, match=r"cifar-100-python/test is truncated, corrupt or not the official.*N x 3072"):
         torchvision_sets.load("cifar100", tmp_path)
 
 
@@ -209,13 +212,21 @@ def test_cifar_labels_out_of_range_are_rejected(tmp_path):
         torchvision_sets.load("cifar10", tmp_path)
 
 
+def test_cifar_labels_that_are_not_whole_numbers_are_rejected_not_truncated(tmp_path):
+    write_cifar(tmp_path, "cifar10")
+    with open(tmp_path / "cifar-10-batches-py" / "test_batch", "wb") as f:
+        pickle.dump({"data": np.zeros((2, 3072), np.uint8), "labels": np.array([0.5, 1.5])}, f)
+    with pytest.raises(ConfigError, match=r"labels are not whole numbers \(e.g. 0.5\)"):
+        torchvision_sets.load("cifar10", tmp_path)
+
+
 @pytest.mark.parametrize("damage", ["truncate", "garbage"])
 def test_damaged_svhn_mat_is_a_config_error_naming_the_file(tmp_path, damage):
     write_svhn(tmp_path)
     path = tmp_path / "SVHN" / "test_32x32.mat"
     content = path.read_bytes()
     path.write_bytes(content[: len(content) // 2] if damage == "truncate" else b"not a matlab file" * 20)
-    with pytest.raises(ConfigError, match="test_32x32.mat is truncated or corrupt"):
+    with pytest.raises(ConfigError, match="test_32x32.mat is truncated, corrupt or not the official"):
         torchvision_sets.load("svhn", tmp_path)
 
 
@@ -225,7 +236,7 @@ def test_truncated_idx_file_is_a_config_error_naming_the_file(tmp_path, gz):
     path = tmp_path / "MNIST" / "raw" / ("train-images-idx3-ubyte" + (".gz" if gz else ""))
     content = path.read_bytes()
     path.write_bytes(content[: len(content) - 100])
-    with pytest.raises(ConfigError, match="train-images-idx3-ubyte.* is truncated or corrupt"):
+    with pytest.raises(ConfigError, match="train-images-idx3-ubyte.* is truncated, corrupt or not the official"):
         torchvision_sets.load("mnist", tmp_path)
 
 

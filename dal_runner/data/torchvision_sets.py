@@ -77,7 +77,7 @@ def load(name: str, root: Optional[str | os.PathLike] = None, download: bool = F
             "dataset.root", root,
             "the files of the official release; delete this one, then copy it again "
             "or re-run with dataset.download=true where the network allows",
-            f"{bad.path} is truncated or corrupt ({bad.detail})",
+            f"{bad.path} is truncated, corrupt or not the official release's file ({bad.detail})",
         ) from None
     if x_train.shape[1:] != x_test.shape[1:]:
         raise ConfigError("dataset.root", root, f"the official {name} files",
@@ -285,8 +285,13 @@ def _read_svhn(root: Path, include_extra: bool) -> Tuple[Arrays, Arrays]:
     if include_extra:
         pool.append(_read_svhn_file(folder / name["extra"]))
     test = _read_svhn_file(folder / name["test"])
-    # X is H x W x C x N; one copy straight into N x C x H x W (concatenate writes the result)
-    x_train = np.concatenate([x.transpose(3, 2, 0, 1) for x, _ in pool])
+    # X is H x W x C x N: one copy of each file into a C-contiguous N x C x H x W (concatenate
+    # would keep the transposed views' memory order, a pool whose rows are not contiguous)
+    x_train = np.empty((sum(x.shape[3] for x, _ in pool), 3, 32, 32), dtype=np.uint8)
+    start = 0
+    for x, _ in pool:
+        x_train[start:start + x.shape[3]] = x.transpose(3, 2, 0, 1)
+        start += x.shape[3]
     y_train = np.concatenate([y for _, y in pool])
     return (x_train, y_train), (np.ascontiguousarray(test[0].transpose(3, 2, 0, 1)), test[1])
 
@@ -357,9 +362,12 @@ def _read_idx(path: Path, ndim: int) -> np.ndarray:
 # ---------------------------------------------------------------- labels, shared by all
 def _labels(path: Path, values, n: int, n_classes: int) -> np.ndarray:
     try:
-        labels = np.asarray(values, dtype=np.int64).reshape(-1)
+        given = np.asarray(values).reshape(-1)
+        labels = given.astype(np.int64)
     except (TypeError, ValueError) as exc:
         raise _BadFile(path, f"labels are not integers ({exc})") from None
+    if given.dtype.kind == "f" and not np.array_equal(labels, given):  # 0.5 is not truncated to 0
+        raise _BadFile(path, f"labels are not whole numbers (e.g. {float(given[labels != given][0])})")
     if labels.shape[0] != n:
         raise _BadFile(path, f"{n} images but {labels.shape[0]} labels")
     if n and (labels.min() < 0 or labels.max() >= n_classes):
