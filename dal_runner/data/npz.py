@@ -69,6 +69,7 @@ def load(path: str | os.PathLike, test_fraction: float, seed: int, layout: str =
     if len(x) == 0 or 0 in x.shape[1:]:
         raise bad(f"x is empty, shape {x.shape}")
     y = _labels("y", y, len(x), bad)
+    del arrays["x"]  # from here `x` alone holds the pool, so that each copy below frees the one before
     n_classes = int(y.max()) + 1
     present = np.unique(y)
     if n_classes < 2 or len(present) != n_classes or y.min() < 0:
@@ -81,7 +82,7 @@ def load(path: str | os.PathLike, test_fraction: float, seed: int, layout: str =
                   "labels 0..K-1 (remap them yourself, e.g. with numpy.unique(y, return_inverse=True))")
 
     if has_test:
-        x_test = arrays["x_test"]
+        x_test = arrays.pop("x_test")
         if x_test.shape[1:] != x.shape[1:]:
             raise bad(f"x_test is {x_test.shape} but x is {x.shape}; they must agree after the first axis")
         if len(x_test) == 0:
@@ -89,6 +90,14 @@ def load(path: str | os.PathLike, test_fraction: float, seed: int, layout: str =
         if _is_float(x) != _is_float(x_test):
             raise bad(f"x is {x.dtype} but x_test is {x_test.dtype}; give both as integers or both as floats")
         y_test = _labels("y_test", arrays["y_test"], len(x_test), bad)
+    # the final layout and type before the split, one array at a time: a copy of the file's pool
+    # is made only where the layout or the type changes (uint8 N x C x H x W images need none)
+    as_bytes = x.ndim > 2 and _fits_in_byte(x) and (not has_test or _fits_in_byte(x_test))
+    dtype, scale = (np.uint8, 255.0) if as_bytes else (np.float32, 1.0)
+    last = channels_last(x.shape, layout)
+    x = _final(x, dtype, last)
+    if has_test:
+        x_test = _final(x_test, dtype, last)
     else:
         if not 0.0 < test_fraction < 1.0:
             raise ConfigError("dataset.test_fraction", test_fraction, "a fraction in (0, 1), e.g. 0.3")
@@ -102,11 +111,10 @@ def load(path: str | os.PathLike, test_fraction: float, seed: int, layout: str =
     if y_test.min() < 0 or y_test.max() >= n_classes:
         raise bad(f"y_test has labels {y_test.min()}..{y_test.max()} outside y's classes 0..{n_classes - 1}")
 
+    x_train_t, x_test_t = torch.from_numpy(x), torch.from_numpy(x_test)
     if x.ndim == 2:
-        x_train_t, x_test_t, scale = _as_table(x), _as_table(x_test), 1.0
         mean, std = _feature_mean_std(x_train_t)
     else:
-        x_train_t, x_test_t, scale = _as_images(x, x_test, channels_last(x.shape, layout))
         mean, std = channel_mean_std(x_train_t, scale)
     return Dataset(
         name=f"npz-{file.stem}",
@@ -174,10 +182,12 @@ def _check_numeric(name: str, array: np.ndarray, bad) -> None:
             raise bad(f"array {name} holds {n_bad} NaN or infinite value(s)")
         # x is used as float32: a finite float64 beyond its range would become inf there
         limit = float(np.finfo(np.float32).max)
-        n_big = int(np.count_nonzero(np.abs(array) > limit)) if array.dtype.itemsize > 4 else 0
-        if n_big:
-            raise bad(f"array {name} holds {n_big} value(s) beyond float32's range (|v| > {limit:.3g}), "
-                      f"the largest {float(np.abs(array).max()):.3g}; scale them first")
+        if array.dtype.itemsize > 4:  # comparisons, not np.abs: no float64 copy of a large array
+            n_big = int(np.count_nonzero(array > limit)) + int(np.count_nonzero(array < -limit))
+            if n_big:
+                largest = max(float(array.max()), -float(array.min()))
+                raise bad(f"array {name} holds {n_big} value(s) beyond float32's range (|v| > {limit:.3g}), "
+                          f"the largest {largest:.3g}; scale them first")
 
 
 def _labels(name: str, labels: np.ndarray, n: int, bad) -> np.ndarray:
@@ -193,13 +203,16 @@ def _labels(name: str, labels: np.ndarray, n: int, bad) -> np.ndarray:
     return labels.astype(np.int64)
 
 
-def _as_table(x: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-
-
-def _feature_mean_std(x: torch.Tensor) -> Tuple[Tuple[float, ...], Tuple[float, ...]]:
-    values = x.to(torch.float64)
-    mean, std = values.mean(dim=0), values.std(dim=0, unbiased=False)
+def _feature_mean_std(x: torch.Tensor, rows: int = 65536) -> Tuple[Tuple[float, ...], Tuple[float, ...]]:
+    """Per-feature mean and std (1/N) in float64, two passes over blocks of rows (no float64 copy)."""
+    total = torch.zeros(x.shape[1], dtype=torch.float64)
+    for block in x.split(rows):
+        total += block.to(torch.float64).sum(dim=0)
+    mean = total / x.shape[0]
+    squares = torch.zeros_like(mean)
+    for block in x.split(rows):
+        squares += (block.to(torch.float64) - mean).square().sum(dim=0)
+    std = (squares / x.shape[0]).sqrt()
     std = torch.where(std > 0, std, torch.ones_like(std))  # a constant feature is left as is
     return tuple(mean.tolist()), tuple(std.tolist())
 
@@ -211,10 +224,14 @@ def channels_last(shape: Tuple[int, ...], layout: str = "auto") -> bool:
     return layout == "channels_last" or shape[3] < shape[1]
 
 
-def _channels_first(images: np.ndarray, last: bool) -> np.ndarray:
-    if images.ndim == 3:
-        return images[:, None]
-    return images.transpose(0, 3, 1, 2) if last else images
+def _final(x: np.ndarray, dtype, last: bool) -> np.ndarray:
+    """x as the Dataset holds it: C-contiguous, of `dtype`, images channels first (grey images
+    with a channel axis). A view where nothing changes; else one copy."""
+    if x.ndim == 3:
+        x = x[:, None]
+    elif x.ndim == 4 and last:
+        x = x.transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(x, dtype=dtype)
 
 
 def _fits_in_byte(images: np.ndarray) -> bool:
@@ -223,11 +240,3 @@ def _fits_in_byte(images: np.ndarray) -> bool:
     return images.dtype.kind in "iu" and int(images.min()) >= 0 and int(images.max()) <= 255
 
 
-def _as_images(x: np.ndarray, x_test: np.ndarray, last: bool) -> Tuple[torch.Tensor, torch.Tensor, float]:
-    as_bytes = _fits_in_byte(x) and _fits_in_byte(x_test)
-    dtype, scale = (np.uint8, 255.0) if as_bytes else (np.float32, 1.0)
-
-    def convert(images: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(_channels_first(images, last), dtype=dtype))
-
-    return convert(x), convert(x_test), scale

@@ -148,8 +148,11 @@ def channel_mean_std(images: torch.Tensor, scale: float,
     channels = images.shape[1]
     if images.dtype == torch.uint8:
         levels = torch.arange(256, dtype=torch.float64)
-        counts = torch.stack([torch.bincount(images[:, c].reshape(-1), minlength=256)
-                              for c in range(channels)]).to(torch.float64)
+        counts = torch.zeros(channels, 256, dtype=torch.int64)
+        for part in images.split(chunk):  # bincount works on int64 copies: a chunk at a time
+            for c in range(channels):
+                counts[c] += torch.bincount(part[:, c].reshape(-1), minlength=256)
+        counts = counts.to(torch.float64)
         count = counts.sum(dim=1)
         mean = (counts * levels).sum(dim=1) / count
         var = (counts * (levels - mean[:, None]).square()).sum(dim=1) / count
