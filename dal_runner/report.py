@@ -192,6 +192,12 @@ def build_report(paths: Sequence[Path], reference: Optional[Dict[str, str]] = No
         keys = {"group": name, "environment": env, "strategy": strategy, "reference": ref[0].strategy}
         gains.append({**keys, **_whole_labels(gain)})
         gains_by_labels += [{**keys, **_whole_labels(row)} for row in C.paired_auc_gain_by_labels(*pair)]
+    for env in dict.fromkeys(row["environment"] for row in aucs):  # strategies of one environment, side by side
+        spans = {row["strategy"]: f"{row['from_labels']}-{row['to_labels']}" for row in aucs if row["environment"] == env}
+        if len(set(spans.values())) > 1:
+            report.notes.append(f"AUC of {env}: its strategies cover different label ranges "
+                                f"({', '.join(f'{k} {v}' for k, v in spans.items())}), so their AUCs do not "
+                                f"compare; auc_gain.csv compares over the range both cover")
     if unmatched:
         report.notes.append(f"AUC-gain: no single reference strategy ({_spec(report.reference)} in the same "
                             f"environment) for {len(unmatched)} group(s): {'; '.join(unmatched[:5])}"

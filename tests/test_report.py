@@ -530,3 +530,16 @@ def test_a_penalty_matrix_that_badges_rule_leaves_empty_says_so(tmp_path, capsys
     penalty = {(r["row"], r["column"]): float(r["value"]) for r in rows(tmp_path / "all" / "penalty.csv")
                if r["kind"] == "penalty"}
     assert penalty["query=margin", "query=random"] == pytest.approx(1 / 2)  # wins at 60, not at the shared 30
+
+
+def test_aucs_of_strategies_over_different_label_ranges_are_flagged(tmp_path, capsys):
+    for seed in range(2):
+        make_run(tmp_path / "runs" / f"r{seed}", query="random", seed=seed, curve=RANDOM[seed])
+        make_run(tmp_path / "runs" / f"m{seed}", query="margin", seed=seed, curve=margin_curve(seed)[:2])  # to 60
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    assert ("AUC of dataset=digits: its strategies cover different label ranges (query=margin 30-60, "
+            "query=random 30-90), so their AUCs do not compare") in printed
+    # the gain is over the range both cover
+    (gain,) = [r for r in rows(tmp_path / "out" / "auc_gain.csv") if r["strategy"] == "query=margin"]
+    assert (gain["from_labels"], gain["to_labels"]) == ("30", "60")
