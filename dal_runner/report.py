@@ -211,9 +211,9 @@ def build_report(paths: Sequence[Path], reference: Optional[Dict[str, str]] = No
             skipped, overall = results["all"].skipped, results["all"]
         if not any(any(result.sizes.values()) for result in results.values()):
             if split == "overall" and overall.allowed and not any(overall.allowed.values()):
-                report.notes.append("penalty matrix: not computed, BADGE's rule counts no label count here: "
-                                    "random sampling reaches 99% of its final accuracy by its first round after "
-                                    "the start (penalty_sizes.csv); --penalty-sizes all tests every label count")
+                report.notes.append("penalty matrix: not computed, BADGE's rule picks no label count here "
+                                    "(why, per environment: penalty_sizes.csv); --penalty-sizes all tests every "
+                                    "label count")
             elif split == "overall":  # an all-zero matrix would read as "no significant wins"
                 why = " (why, per label count: penalty_skipped.csv)" if skipped else ""
                 report.notes.append("penalty matrix: not computed, no (environment, label count) could be "

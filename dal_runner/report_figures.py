@@ -116,7 +116,7 @@ def _penalty_panel(fig, cell, result, title: str, vmax: float) -> None:
     ax_mean.set_yticks([0], ["column mean"], fontsize=7)
     n_env = sum(1 for counted in result.sizes.values() if counted)  # an environment with no size tested counts nothing
     left_out = len(result.sizes) - n_env
-    note = f", {left_out} left out: see penalty_sizes.csv" if left_out else ""
+    note = f", {left_out} left out: see penalty_sizes.csv, penalty_skipped.csv" if left_out else ""
     ax.set_title(f"{_wrap(title, 50)}\n({n_env} environment{'s' if n_env != 1 else ''}{note}; row beats column)",
                  fontsize=8)
 
@@ -185,7 +185,8 @@ def auc_gain_by_labels(rows: Sequence[dict], reference: str) -> "plt.Figure":
         ax.axhline(0.0, color="black", lw=0.8)
         ax.set_title(_wrap(f"{strategy} over {reference}", 60), fontsize=9)
         ax.set_xlabel("labeled examples (end of the range)")
-        ax.set_ylabel("AUC-gain from the first label count (± 1 std)")
+        spread = any(not math.isnan(r["std"]) for r in rows if r["strategy"] == strategy)
+        ax.set_ylabel("AUC-gain from the first label count" + (" (± 1 std)" if spread else " (1 seed)"))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, frameon=False)
     for ax in list(axes.flat)[len(strategies):]:

@@ -229,7 +229,9 @@ def project_steps(short: Dict, timed: Dict, short_steps: int, steps: int) -> Dic
             projected[part], how[part] = fixed + per_step * protocol, {"fixed_seconds": round(fixed, 3),
                                                                        "seconds_per_step": round(per_step, 6)}
         else:
-            why = "the two runs trained different models" if not same else "no positive difference"
+            why = ("the two runs trained different models" if not same else
+                   "the timed run is not longer than the short one" if steps <= short_steps else
+                   "no positive difference")
             projected[part], how[part] = timed[part] * protocol / steps, f"scaled whole ({why})"
     return {"projected": projected, "how": how}
 

@@ -358,10 +358,16 @@ def test_npz_channels_last_with_any_channel_count_is_read_as_channels_last(tmp_p
         npz.load(tmp_path / "last.npz", 0.3, 0, "nhwc")
 
 
-def test_npz_layout_rule_takes_the_shorter_axis_for_the_channels_and_channels_first_on_a_tie():
+def test_npz_layout_rule_finds_the_image_sides_and_channels_first_where_all_are_equal():
     assert npz.channels_last((10, 32, 32, 3)) and npz.channels_last((10, 12, 12, 2))
     assert not npz.channels_last((10, 3, 32, 32)) and not npz.channels_last((10, 13, 64, 64))
-    assert not npz.channels_last((10, 8, 8, 8))  # a tie: channels first (dataset.layout decides otherwise)
+    # more channels than pixels per side: the square sides tell (feature maps, hyperspectral cubes)
+    assert not npz.channels_last((10, 64, 8, 8)) and not npz.channels_last((10, 200, 16, 16))
+    assert npz.channels_last((10, 16, 16, 200))
+    # not square: the last axis is the channels only where it is shorter than both others
+    assert npz.channels_last((10, 32, 64, 3)) and npz.channels_last((10, 5, 6, 4))
+    assert not npz.channels_last((10, 3, 32, 64))
+    assert not npz.channels_last((10, 8, 8, 8))  # all equal: channels first (dataset.layout decides otherwise)
     assert npz.channels_last((10, 8, 8, 8), "channels_last") and not npz.channels_last((10, 32, 32, 3), "channels_first")
     assert not npz.channels_last((10, 28, 28))  # grey images and tables have no channel axis to place
 

@@ -149,7 +149,7 @@ def test_badge_sizes_are_m_plus_powers_of_two_batches_below_n0():
     # n0 = 900 (0.805 >= 0.99 x 0.81), M = 100, B = 100: m = 1 .. floor(log2((900 - 100) / 100)) = 3
     assert sizes == [100 + 2 ** (m - 1) * 100 for m in (1, 2, 3)] == [200, 300, 500]
     assert rule == ("BADGE: random reaches 99% of its final accuracy (0.8100) at 900 labels (round 8); "
-                    "counted rounds 1, 2, 4")
+                    "picked rounds 1, 2, 4")
     # random already saturated after one batch: nothing is still learning, nothing counted
     assert badge_sizes({50: 0.5, 100: 0.9, 150: 0.9})[0] == []
     assert badge_sizes({50: 0.5, 100: 0.6, 150: 0.9, 200: 0.9})[0] == [100]
@@ -166,7 +166,7 @@ def test_badge_rule_leaves_out_the_shared_start_and_the_saturated_tail():
     result = penalty_report(recs, sizes="badge", random_strategies={"random"})
     assert result.sizes == {"e": [200, 300, 500]} and result.skipped == []
     np.testing.assert_allclose(result.matrix, [[0.0, 1.0], [0.0, 0.0]])  # a clear winner: one environment
-    assert result.rules["e"].endswith("counted rounds 1, 2, 4")
+    assert result.rules["e"].endswith("picked rounds 1, 2, 4")
 
 
 def test_badge_rule_without_random_sampling_counts_every_size_after_the_start():
@@ -186,3 +186,8 @@ def test_badge_rule_with_two_random_strategies_takes_the_one_still_learning_long
     assert result.sizes == {"e": [200, 300, 500]} and result.rules["e"].endswith("(random b)")
     with pytest.raises(ValueError, match="sizes='first': accepted: one of badge, all"):
         penalty_report(recs, sizes="first")
+
+
+def test_badge_sizes_without_a_final_accuracy_fall_back_to_every_size_after_the_start():
+    sizes, rule = badge_sizes({100: 0.5, 200: float("nan"), 300: float("nan")})
+    assert sizes == [200, 300] and "no n0" in rule

@@ -310,6 +310,12 @@ def test_top_k_shares_exact_ties_at_the_cut_at_random_reproducibly():
     assert top_k(scores, 10).tolist() == list(range(10))
 
 
+def test_top_k_with_a_tie_keeps_every_score_above_the_cut_even_beside_a_nan():
+    scores = torch.tensor([float("nan"), 0.9, 0.5, 0.5, 0.5])  # argsort puts NaN first
+    picks = top_k(scores, 3, ties=gen(0))
+    assert picks[:2].tolist() == [0, 1] and int(picks[2]) in (2, 3, 4)
+
+
 def test_score_strategies_share_ties_by_the_query_generator():
     # a saturated model: every unlabeled point has the same probabilities, so every score ties
     probs = torch.full((60, 4), 0.25)

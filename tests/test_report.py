@@ -525,7 +525,7 @@ def test_a_penalty_matrix_that_badges_rule_leaves_empty_says_so(tmp_path, capsys
     assert rows(tmp_path / "badge" / "penalty.csv") == [] and rows(tmp_path / "badge" / "penalty_skipped.csv") == []
     assert rows(tmp_path / "badge" / "penalty_sizes.csv")[0]["counted"] == ""
     printed = capsys.readouterr().out
-    assert "BADGE's rule counts no label count here" in printed and "--penalty-sizes all" in printed
+    assert "BADGE's rule picks no label count here" in printed and "--penalty-sizes all" in printed
     assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "all"), "--penalty-sizes", "all"]) == 0
     penalty = {(r["row"], r["column"]): float(r["value"]) for r in rows(tmp_path / "all" / "penalty.csv")
                if r["kind"] == "penalty"}

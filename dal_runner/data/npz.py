@@ -8,10 +8,10 @@ Shapes of x (x_test has the same shape after the first axis):
     N x H x W x C    images, channels last
 
 Which of the two a 4-D x is, is `layout` (dataset.layout): channels_first, channels_last, or
-auto (the default): the channel axis is the shorter of the second and the last (images have
-fewer channels than pixels per side: 32 x 32 x 3 is channels last, 13 x 64 x 64 channels first,
-12 x 12 x 2 channels last); where they are equal (N x 8 x 8 x 8) it is channels first. The run's
-log names the layout it read.
+auto (the default): the two equal axes are the image's sides (32 x 32 x 3 and 16 x 16 x 200 are
+channels last, 3 x 32 x 32 and 200 x 16 x 16 channels first); for images that are not square
+the channel axis is the last if it is shorter than both others (32 x 64 x 3), else the second;
+all equal (8 x 8 x 8): channels first. The run's log names the layout it read.
 
 Image values: uint8 stays uint8 with scale 255; integer or boolean arrays whose values all lie
 in 0..255 become uint8 too (scale 255); any other numeric array becomes float32 with scale 1.0,
@@ -25,6 +25,7 @@ numbers are accepted. Without x_test, a seeded stratified split holds out test_f
 
 from __future__ import annotations
 
+import logging
 import os
 import zipfile
 import zlib
@@ -39,6 +40,7 @@ from dal_runner.data.torchvision_sets import channel_mean_std
 from dal_runner.errors import ConfigError
 from dal_runner.seeding import derive_seed
 
+log = logging.getLogger("dal_runner")
 KEY = "dataset.path"
 FORMAT = ("an .npz file (numpy.savez) with arrays x (N x D, N x H x W, N x C x H x W or N x H x W x C: "
           "dataset.layout) "
@@ -95,6 +97,9 @@ def load(path: str | os.PathLike, test_fraction: float, seed: int, layout: str =
     as_bytes = x.ndim > 2 and _fits_in_byte(x) and (not has_test or _fits_in_byte(x_test))
     dtype, scale = (np.uint8, 255.0) if as_bytes else (np.float32, 1.0)
     last = channels_last(x.shape, layout)
+    if x.ndim == 4:
+        log.info("%s: x %s read as %s", file.name, " x ".join(map(str, x.shape)),
+                 "channels last (N x H x W x C)" if last else "channels first (N x C x H x W)")
     x = _final(x, dtype, last)
     if has_test:
         x_test = _final(x_test, dtype, last)
@@ -221,7 +226,14 @@ def channels_last(shape: Tuple[int, ...], layout: str = "auto") -> bool:
     """Whether x of this shape holds channels last (`layout`: the module docstring's rule)."""
     if len(shape) != 4 or layout == "channels_first":
         return False
-    return layout == "channels_last" or shape[3] < shape[1]
+    if layout == "channels_last":
+        return True
+    _, a, b, c = shape
+    if a == b != c:  # square images first: N x H x W x C
+        return True
+    if b == c != a:  # square images last: N x C x H x W
+        return False
+    return c < min(a, b)  # images that are not square: the channel axis is the shortest
 
 
 def _final(x: np.ndarray, dtype, last: bool) -> np.ndarray:

@@ -91,11 +91,13 @@ def badge_sizes(random_curve: Dict[int, float]) -> Tuple[List[int], str]:
     environment's rounds): rounds 2^(m-1), m = 1 .. floor(log2(r0)), r0 the round of n0."""
     sizes = sorted(random_curve)
     final = random_curve[sizes[-1]]
-    r0 = next(r for r, n in enumerate(sizes) if random_curve[n] >= SATURATION * final)
+    r0 = next((r for r, n in enumerate(sizes) if random_curve[n] >= SATURATION * final), None)
+    if r0 is None:  # a final accuracy that is not a number: no n0
+        return sizes[1:], f"BADGE: random's final accuracy is {final}, so no n0: every size after the initial one"
     rounds = [2 ** m for m in range(r0.bit_length() - 1)]  # floor(log2(r0)) of them; none for r0 = 0 or 1
     counted = [sizes[r] for r in rounds]
     rule = (f"BADGE: random reaches {SATURATION:.0%} of its final accuracy ({final:.4f}) at {sizes[r0]} labels "
-            f"(round {r0}); counted rounds {', '.join(map(str, rounds)) or 'none'}")
+            f"(round {r0}); picked rounds {', '.join(map(str, rounds)) or 'none'}")
     return counted, rule
 
 

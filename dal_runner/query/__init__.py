@@ -67,7 +67,7 @@ def top_k(scores: torch.Tensor, k: int, ties: Optional[torch.Generator] = None) 
     if ties is None or not 0 < k < len(scores) or scores[order[k]] != scores[order[k - 1]]:
         return order[:k]
     cut = scores[order[k - 1]]
-    above = int((scores > cut).sum())
+    above = int((scores[order] == cut).nonzero()[0])  # the places before the tie (NaN, sorted first, too)
     tied = (scores == cut).nonzero().squeeze(1)
     draw = torch.randperm(len(tied), generator=torch_generator(ties.initial_seed(), "ties"))
     return torch.cat([order[:above], tied[draw[: k - above]]])
