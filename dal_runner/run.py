@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dal_runner.arch import ArchSpec, Network, build_network
 from dal_runner.config import TrainerConfig
-from dal_runner.data import Dataset, Normalize
+from dal_runner.data import IMAGE_SIDE, Dataset, Normalize
 from dal_runner.augment import Augment
 from dal_runner.checks import DEVICES, check_augment, check_budget, check_trainer
 from dal_runner.errors import ConfigError, check_choice, check_positive
@@ -131,14 +131,19 @@ def arch_spec(cfg: DictConfig, input_shape) -> ArchSpec:
 
 def check_search(cfg: DictConfig) -> None:
     """The search's checks that need no data (the preflight's): its keys, its candidates'
-    trainer, the arch it searches, the labeled set it splits; the space as given (the input's
-    resolution, which may clip its stacks, is the job's)."""
+    trainer, the arch it searches, the labeled set it splits; the space as the job will clip it
+    where the data set's resolution is known without reading it (IMAGE_SIDE), else as given."""
     if check_choice("search", cfg.search.name, SEARCHES) == "fixed":
         return
     spec = arch_spec(cfg.arch, input_shape=())
     candidates = search_trainer(cfg.search, OmegaConf.to_object(cfg.trainer), warn=False)
     check_searchable(cfg.search, spec)
     space = (int(cfg.search.space[0]), int(cfg.search.space[1]))
+    side = IMAGE_SIDE.get(cfg.dataset.name)
+    if side is not None:  # a bundled or torchvision set: its resolution is known, clip as build_search will
+        from dal_runner.arch import resnet
+
+        space = (space[0], min(space[1], resnet.max_stacks(side, spec.params["stem"])))
     make_search(cfg.search, spec, 0, space, lambda s: 0, candidates.epochs)
     check_initial_for_search(cfg.search.name, cfg.budget.initial)
 

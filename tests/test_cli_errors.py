@@ -248,6 +248,24 @@ def test_interpolations_only_a_launched_job_resolves_pass_the_preflight(tmp_path
         cli.preflight(["-m", "search=fixed", "arch=mlp", "seed=${oops}", "trainer.lr=0.001,0.002"])
 
 
+def test_a_search_start_beyond_the_stacks_of_a_known_resolution_stops_the_sweep_before_any_job(
+        tmp_path, monkeypatch, capsys):
+    """digits is 8 x 8: 4 stacks with the cifar stem. The job clips the space to them; the checks
+    before the sweep clip it too, so a start at 5 stacks starts no job (it failed in every job)."""
+    from dal_runner import cli
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit):
+        cli.preflight(["-m", "search.start=[1,5]", "seed=0,1"])
+    err = capsys.readouterr().err
+    assert "search.start=[1, 5]: outside the search space; accepted: [n_blocks, n_stacks] within [1..12, 1..4]" in err
+    argv = ["-m", "search.start=[1,4]", "seed=0,1"]
+    assert cli.preflight(argv) == argv  # the largest the input supports
+    argv = ["-m", "dataset=cifar10", "dataset.download=true", "search.start=[1,5]", "seed=0,1"]  # 32 x 32: 6 stacks
+    assert cli.preflight(argv) == argv
+    assert not (tmp_path / "multirun").exists() and not (tmp_path / "outputs").exists()
+
+
 def test_shell_completion_takes_its_command_before_or_after_the_flag(tmp_path, monkeypatch, capsys):
     for args in (["-sc", "install=bash"], ["install=bash", "-sc"]):
         code, out, err = run_cli_inprocess(args, tmp_path, monkeypatch, capsys)
