@@ -117,8 +117,8 @@ def _penalty_panel(fig, cell, result, title: str, vmax: float) -> None:
     n_env = sum(1 for counted in result.sizes.values() if counted)  # an environment with no size tested counts nothing
     left_out = len(result.sizes) - n_env
     note = f", {left_out} left out: see penalty_sizes.csv, penalty_skipped.csv" if left_out else ""
-    ax.set_title(f"{_wrap(title, 50)}\n({n_env} environment{'s' if n_env != 1 else ''}{note}; row beats column)",
-                 fontsize=8)
+    detail = f"({n_env} environment{'s' if n_env != 1 else ''}{note}; row beats column)"
+    ax.set_title(f"{_wrap(title, 50)}\n{_wrap(detail, 50)}", fontsize=8)
 
 
 def penalty_figure(results: Dict[str, object], title: str) -> "plt.Figure":
