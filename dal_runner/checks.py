@@ -43,6 +43,9 @@ def check_trainer(t: TrainerConfig) -> TrainerConfig:
     check_positive("trainer.weight_decay", t.weight_decay, allow_zero=True)
     if t.optimizer == "sgd" and not 0.0 <= t.momentum < 1.0:
         raise ConfigError("trainer.momentum", t.momentum, "a number in [0, 1)")
+    if t.optimizer == "sgd" and t.nesterov and t.momentum == 0.0:
+        raise ConfigError("trainer.nesterov", t.nesterov, "false with trainer.momentum=0, or a momentum in (0, 1)",
+                          "Nesterov's momentum needs a momentum")
     check_positive("trainer.lr_gamma", t.lr_gamma)
     check_milestones("trainer.lr_milestones", t.lr_milestones, t.epochs, "trainer.epochs")
     check_positive("trainer.entropy_lambda", t.entropy_lambda, allow_zero=True)

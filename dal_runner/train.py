@@ -62,6 +62,11 @@ def _batches(n: int, batch_size: int, steps: Optional[int], generator: torch.Gen
     left than a batch (the authors' fixed steps per epoch). Each permutation is drawn
     on the CPU (the same order on every device) and copied to the device once, without a
     host-GPU synchronisation (`to_device_async`)."""
+    if n == 1:  # one point (a tiny S' or subset): twice per batch, so batch norm sees two values per channel
+        perm = torch.randperm(1, generator=generator)  # the stream advances as for any n
+        for _ in range(1 if steps is None else steps):
+            yield to_device_async(perm.repeat(2), device)
+        return
     perm = to_device_async(torch.randperm(n, generator=generator), device)
     if steps is None:
         batches = list(perm.split(batch_size))
@@ -138,10 +143,16 @@ def fit(
                 raise TrainingDiverged(f"training loss became {mean_loss} at epoch {epoch + 1} "
                                        f"(lr={params.lr}; a smaller trainer.lr usually helps)")
             factor = params.divergence_factor
-            if factor is not None and history and mean_loss > factor * history[0]:
-                raise TrainingDiverged(f"training loss grew to {mean_loss:.4g} at epoch {epoch + 1}, over "
-                                       f"trainer.divergence_factor={factor:g} x the first epoch's {history[0]:.4g} "
-                                       f"(lr={params.lr}; a smaller trainer.lr usually helps)")
+            if factor is not None:
+                # the reference: the first epoch's loss, or the loss of a chance-level prediction where
+                # that is lower (a run that diverges within its first epoch has a first loss far above it)
+                chance = math.log(max(int(logits.shape[1]), 2)) * (1.0 + (params.entropy_lambda if extra_loss else 0.0))
+                reference = min(history[0] if history else mean_loss, chance)
+                if mean_loss > factor * reference:
+                    which = "the first epoch's" if history and history[0] <= chance else "chance level's"
+                    raise TrainingDiverged(
+                        f"training loss grew to {mean_loss:.4g} at epoch {epoch + 1}, over trainer.divergence_factor="
+                        f"{factor:g} x {which} {reference:.4g} (lr={params.lr}; a smaller trainer.lr usually helps)")
             history.append(mean_loss)
             if heartbeat is not None:
                 heartbeat(epoch + 1, mean_loss)

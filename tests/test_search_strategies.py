@@ -331,6 +331,8 @@ def test_bad_fidelity_values_name_their_key(kwargs, key):
     ("search.blocks=[basic,wide]", "search.blocks=['basic', 'wide']: accepted: a non-empty list"),
     ("search.subset=1.5", "search.subset=1.5: accepted: a fraction of S' in (0, 1]"),
     ("search.stop_at=2", "search.stop_at=2.0: accepted: null (no early stopping)"),
+    # search.epochs 15 (digits preset): 0.98 x 15 rounds to 15, the last epoch: nothing could stop early
+    ("search.stop_at=0.98", "search.stop_at=0.98: the check would fall on the last of the 15 candidate epochs"),
     ("search.baseline_decay=1", "search.baseline_decay=1.0: accepted: a number in [0, 1)"),
 ])
 def test_bad_search_values_are_one_line_config_errors(override, message):

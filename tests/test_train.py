@@ -205,3 +205,41 @@ def test_training_stops_at_the_first_epoch_that_reaches_the_train_accuracy():
     losses = train.fit(nn.Linear(4, 2), x, noisy, TrainerConfig(epochs=20, batch_size=32, stop_at_train_accuracy=1.0),
                        seed=3)
     assert len(losses) == 20
+
+
+def test_a_loss_far_above_chance_level_within_the_first_epoch_is_divergence():
+    # a first epoch that is already far off: the first epoch's loss is no reference, chance level is
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 3) * 1e4, torch.randint(0, 4, (64,))
+    model = nn.Linear(3, 4)
+    with pytest.raises(train.TrainingDiverged, match=r"over trainer.divergence_factor=100 x chance level's 1.386"):
+        train.fit(model, x, y, TrainerConfig(epochs=3, batch_size=8, lr=1.0), 0)
+    # a sane run is not stopped (its loss stays near or below chance level)
+    torch.manual_seed(0)
+    losses = train.fit(nn.Linear(3, 4), torch.randn(64, 3), y, TrainerConfig(epochs=3, batch_size=8), 0)
+    assert len(losses) == 3
+
+
+def test_a_single_training_point_is_trained_on_twice_per_batch_so_batch_norm_has_two_values():
+    from dal_runner.arch import ArchSpec, build_network
+    from dal_runner.data import Normalize
+
+    torch.manual_seed(0)
+    # 8 x 8 input, 4 stacks: the last feature map is 1 x 1, where batch norm needs two values per channel
+    model = build_network(ArchSpec("resnet", block="basic", n_blocks=1, n_stacks=4, stem="cifar", width=4),
+                          (1, 8, 8), 3, Normalize(255.0, (0.5,), (0.25,), True), 0.0)
+    x, y = torch.randint(0, 256, (1, 1, 8, 8), dtype=torch.uint8), torch.tensor([2])
+    for steps in (None, 3):
+        losses = train.fit(model, x, y, TrainerConfig(epochs=2, batch_size=8, steps_per_epoch=steps), 0)
+        assert len(losses) == 2 and all(math.isfinite(v) for v in losses)
+    batches = list(train._batches(1, 8, None, torch.Generator().manual_seed(0), torch.device("cpu")))
+    assert [b.tolist() for b in batches] == [[0, 0]]
+
+
+def test_sgd_nesterov_without_momentum_is_refused_naming_the_key():
+    from dal_runner.checks import check_trainer
+    from dal_runner.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="trainer.nesterov=True: Nesterov's momentum needs a momentum"):
+        check_trainer(TrainerConfig(optimizer="sgd", momentum=0.0, nesterov=True))
+    check_trainer(TrainerConfig(optimizer="sgd", momentum=0.9, nesterov=True))

@@ -118,6 +118,11 @@ class Fidelity:
             raise _bad("search.stop_margin", self.stop_margin, "an accuracy difference >= 0")
         if self.stop_at is not None and self.epochs is None:
             raise ValueError("search.stop_at needs the candidates' epochs (Fidelity.epochs)")
+        if self.stop_at is not None and self.stop_epoch is None:  # the check would fall on the last epoch
+            most = f" (below {(self.epochs - 0.5) / self.epochs:.3g})" if self.epochs > 1 else ""
+            raise ValueError(f"search.stop_at={self.stop_at}: the check would fall on the last of the {self.epochs} "
+                             f"candidate epochs, so no candidate could stop early; accepted: null, or a fraction "
+                             f"that rounds to an epoch before the last{most}")
 
     @property
     def stop_epoch(self) -> Optional[int]:
