@@ -57,6 +57,26 @@ def _split_argv(argv: List[str]):
     return overrides, multirun, custom_config
 
 
+def _hold_keys_of_swept_groups(argv: List[str], overrides: List[str]) -> List[str]:
+    """Hydra composes a sweep's first config without its sweeps, so a key of a swept group
+    (`search=random,reinforce search.blocks=null`) is set on the group's default (inas, which
+    has no `blocks`) and fails there, though every job has the key. Hydra runs such an override
+    as `++key=value` (add or override): the first config takes it, and every job sets it as
+    written. Every job has been checked with the override as given, which refuses a key a job's
+    option lacks."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception:
+        return argv  # Hydra's parse error, reported where the jobs are expanded
+    swept = {o.key_or_group for o in parsed if o.is_sweep_override()}
+    held = {text: f"++{text}" for text, o in zip(overrides, parsed)
+            if not o.is_sweep_override() and not text.startswith(("+", "~"))
+            and any(text.startswith(f"{group}.") for group in swept)}
+    return [held.get(a, a) for a in argv]
+
+
 def _job_overrides(overrides: List[str], multirun: bool) -> List[List[str]]:
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -354,6 +374,8 @@ def preflight(argv: List[str]) -> List[str]:
     if any(o.split("=", 1)[0] == "resume" for o in overrides):
         argv = _resume_argv(argv, overrides, multirun)
         overrides, multirun, _ = _split_argv(argv)
+    # what Hydra runs; the jobs are checked with the overrides as given
+    hydra_argv = _hold_keys_of_swept_groups(argv, overrides) if multirun else argv
     setup_globals()
     try:
         jobs = _job_overrides(overrides, multirun)
@@ -389,7 +411,7 @@ def preflight(argv: List[str]) -> List[str]:
     job_dirs = [job_dir for _, _, job_dir, _, _ in checked]
     if multirun and job_dirs and None not in job_dirs:  # the sweep's end counts and reports these jobs
         LAUNCHED_JOBS[os.path.abspath(target)] = job_dirs
-    return argv
+    return hydra_argv
 
 
 def _check_data_files(datasets, seen: set) -> None:

@@ -117,3 +117,20 @@ def test_multirun_sweep_writes_one_folder_per_job_under_outputs_multirun(tmp_pat
     for job, query in zip(jobs, ("random", "margin")):
         assert json.loads((job / "summary.json").read_text())["choices"]["query"] == query
         assert json.loads((job / "status.json").read_text())["state"] == "completed"
+
+
+def test_a_sweep_over_searches_takes_keys_only_the_swept_options_have(tmp_path):
+    """`search=random,reinforce search.blocks=null`: the default search (inas) has no `blocks`;
+    Hydra's first config of a sweep is the default's, where the key failed (a raw Hydra error)."""
+    res = run_cli(["-m", "search=random,reinforce", "search.blocks=null", "search.budget=3", "seed=0",
+                   "budget.max_rounds=1", "search.epochs=1", "search.lr_milestones=[]", "trainer.epochs=1",
+                   "trainer.lr_milestones=[]"], cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    jobs = run_dirs(tmp_path / "outputs" / "multirun")
+    configs = [OmegaConf.load(job / ".hydra" / "config.yaml").search for job in jobs]
+    assert [(c.name, c.blocks, c.budget) for c in configs] == [("random", None, 3), ("reinforce", None, 3)]
+    # an option that lacks the key is still refused, before any job starts
+    (tmp_path / "other").mkdir()
+    res = run_cli(["-m", "search=inas,random", "search.blocks=null"], cwd=tmp_path / "other")
+    assert res.returncode == 2 and "search.blocks: unknown key for search=inas" in res.stderr
+    assert not (tmp_path / "other" / "outputs").exists()
