@@ -192,7 +192,9 @@ def run_main() -> None:
         try:
             sys.argv = [sys.argv[0], *preflight(argv)]
         except KeyboardInterrupt:
-            fail("interrupted (Ctrl-C) while checking the jobs; none started", 130)
+            what = "the jobs; none started" if any(a in ("-m", "--multirun") for a in argv) else \
+                "the run; it did not start"
+            fail(f"interrupted (Ctrl-C) while checking {what}", 130)
     from dal_runner import callbacks
 
     callbacks.FAILED_RUNS.clear()

@@ -74,7 +74,7 @@ def execute(exp: Experiment, run_dir: Path, resume: Optional[Dict[str, Any]] = N
     except (KeyboardInterrupt, SystemExit) as e:  # Ctrl-C, or SLURM preemption (submitit requeues the job)
         how = ("by the user (Ctrl-C)" if isinstance(e, KeyboardInterrupt) else
                "by a signal (SIGTERM, SIGUSR1/2, or preempted or timed out)")
-        then = ("; dal-run resume=PATH continues it" if state.state_path(run_dir).is_file() else
+        then = (f"; dal-run resume={run_dir} continues it" if state.state_path(run_dir).is_file() else
                 " before its first round ended; nothing to resume: run it again")
         with signals_held():  # a second Ctrl-C (submitit forwards one to each job) must not cut this write
             mark_failed(run_dir, f"interrupted {how}{then}", state_name="interrupted")

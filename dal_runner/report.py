@@ -71,6 +71,9 @@ def parse_reference(items: Optional[Sequence[str]]) -> Dict[str, str]:
         if key.strip() == "seed":
             raise ReportError(f"--reference {item}: the seed is what a group averages over (gains are paired by "
                               f"seed), not part of a strategy; accepted: strategy keys, e.g. query=random")
+        if key.strip() in spec and spec[key.strip()] != value.strip():
+            raise ReportError(f"--reference {item}: {key.strip()} is given twice ({key.strip()}="
+                              f"{spec[key.strip()]} before); accepted: one value per key")
         spec[key.strip()] = value.strip()
     return spec
 
@@ -220,6 +223,11 @@ def build_report(paths: Sequence[Path], reference: Optional[Dict[str, str]] = No
                                     "tested; it needs 2 strategies or more with 2 seeds or more each in one "
                                     f"environment{why}")
             continue
+        empty = [subset for subset, result in results.items() if not any(result.sizes.values())]
+        if empty and split != "overall":  # all zeros would read as "tested, nothing significant"
+            report.notes.append(f"penalty matrix by {split}: nothing tested in {', '.join(empty)} (why: "
+                                f"penalty_sizes.csv, penalty_skipped.csv); left out of its table and figure")
+            results = {subset: result for subset, result in results.items() if subset not in empty}
         report.penalties[split] = results
         penalty_rows += [{"split": split, "subset": subset, **row} for subset, result in report.penalties[split].items()
                          for row in tidy(result.names, result.matrix)]

@@ -305,6 +305,8 @@ def test_two_reports_of_the_same_runs_are_byte_identical(tmp_path):
      "or budget; keys that differ between these runs: query"),
     (["{tmp}/sweep", "--strategy", "seed"], "--strategy seed: the seed is what a group averages over"),
     (["{tmp}/sweep", "--reference", "query=random", "seed=0"], "--reference seed=0: the seed is what a group averages"),
+    (["{tmp}/sweep", "--reference", "query=random", "query=margin"],
+     "--reference query=margin: query is given twice (query=random before); accepted: one value per key"),
     (["--reference", "query=random"], "the following arguments are required: PATH"),
     (["{tmp}/failed"], "none of the 1 run folder(s) completed"),
     (["{tmp}/sweep", "--out", "{tmp}/afile"], "cannot create the folder (it is a file)"),
@@ -543,3 +545,16 @@ def test_aucs_of_strategies_over_different_label_ranges_are_flagged(tmp_path, ca
     # the gain is over the range both cover
     (gain,) = [r for r in rows(tmp_path / "out" / "auc_gain.csv") if r["strategy"] == "query=margin"]
     assert (gain["from_labels"], gain["to_labels"]) == ("30", "60")
+
+
+def test_a_batch_size_whose_penalty_nothing_was_tested_in_is_left_out_of_the_split(tmp_path, capsys):
+    # batch 30: 30, 60, 90 labels, BADGE's rule picks 60; batch 60: 30, 90, random saturates at once
+    for job, (query, seed) in enumerate((q, s) for q in ("margin", "random") for s in range(3)):
+        make_run(tmp_path / "runs" / "b30" / str(job), query=query, seed=seed, batch=30,
+                 curve=margin_curve(seed) if query == "margin" else RANDOM[seed])
+        curve = [RANDOM[seed][0], (90, RANDOM[seed][2][1] + (MARGIN_DELTA[seed] if query == "margin" else 0.0))]
+        make_run(tmp_path / "runs" / "b60" / str(job), query=query, seed=seed, batch=60, curve=curve)
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
+    splits = {(r["split"], r["subset"]) for r in rows(tmp_path / "out" / "penalty.csv")}
+    assert splits == {("overall", "all"), ("batch", "budget.batch=30")}  # no all-zero batch-60 matrix
+    assert "penalty matrix by batch: nothing tested in budget.batch=60" in " ".join(capsys.readouterr().out.split())

@@ -84,6 +84,7 @@ def load(path: str | os.PathLike, test_fraction: float, seed: int, layout: str =
                   "labels 0..K-1 (remap them yourself, e.g. with numpy.unique(y, return_inverse=True))")
 
     if has_test:
+        log.info("%s: x_test and y_test are the test set (dataset.test_fraction is not used)", file.name)
         x_test = arrays.pop("x_test")
         if x_test.shape[1:] != x.shape[1:]:
             raise bad(f"x_test is {x_test.shape} but x is {x.shape}; they must agree after the first axis")
