@@ -51,7 +51,7 @@ CASES = {
     "dropout out of range": (["arch.dropout=1.5"], ["arch.dropout=1.5", "[0, 1)"]),
     "validation fraction out of range": (["search.val_fraction=1.5"], ["search.val_fraction=1.5", "(0, 1)"]),
     "search start outside the space": (["search.start=[20,1]"],
-                                       ["search.start=[20, 1]", "outside the search space", "[1..12, 1..5]"]),  # as given: the job clips
+                                       ["search.start=[20, 1]", "outside the search space", "[1..12, 1..4]"]),  # digits: 4 stacks
     "unknown tie break": (["search.tie_break=foo"], ["search.tie_break=foo", "unknown option", "smaller, larger"]),
     "negative seed": (["seed=-1"], ["seed=-1", "an integer >= 0"]),
     "data file not given": (["dataset=npz"], ["dataset.path=???", "no value given", "required with dataset=npz"]),
