@@ -362,6 +362,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    from dal_runner.metrics.penalty import SIZE_RULES
+
     parser = _Parser(prog="dal-report", description="Learning curves, AUC, AUC-gain and pairwise penalty "
                                                     "matrices of dal-run run folders (single runs or sweeps).")
     parser.add_argument("paths", nargs="*", metavar="PATH", type=Path, help="run folders or folders of runs")
@@ -369,7 +371,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--reference", nargs="+", metavar="KEY=VALUE",
                         help="AUC-gain reference, e.g. query=random (default) or search=fixed arch=resnet18")
     parser.add_argument("--alpha", type=float, default=0.05, help="significance level of the penalty t-tests")
-    parser.add_argument("--penalty-sizes", choices=("badge", "all"), default="badge",
+    parser.add_argument("--penalty-sizes", choices=SIZE_RULES, default="badge",
                         help="label counts the penalty matrix tests: badge (the paper's: rounds 1, 2, 4, ... while "
                              "random sampling is below 99%% of its final accuracy; default) or all")
     parser.add_argument("--strategy", nargs="+", metavar="KEY", default=[],
