@@ -141,7 +141,7 @@ def build_report(paths: Sequence[Path], reference: Optional[Dict[str, str]] = No
                  out: Optional[Path] = None, strategy: Sequence[str] = (), penalty_sizes: str = "badge") -> Report:
     from dal_runner.metrics import curves as C
     from dal_runner.metrics.auc import auc
-    from dal_runner.metrics.penalty import penalty_report, tidy
+    from dal_runner.metrics.penalty import penalty_report, t_critical, tidy
 
     if not 0.0 < alpha < 1.0:
         raise ReportError(f"--alpha {alpha}: accepted: a significance level in (0, 1), e.g. 0.05")
@@ -229,6 +229,11 @@ def build_report(paths: Sequence[Path], reference: Optional[Dict[str, str]] = No
                                 f"penalty_sizes.csv, penalty_skipped.csv); left out of its table and figure")
             results = {subset: result for subset, result in results.items() if subset not in empty}
         report.penalties[split] = results
+        if split == "overall" and min(overall.fewest_seeds.values(), default=3) == 2:
+            report.notes.append(f"penalty matrix: some t-tests had only 2 seeds (1 degree of freedom): at alpha "
+                                f"{alpha:g} a win needs t > {t_critical(alpha, 1):.1f}, that is nearly the same "
+                                "difference in both seeds, so the matrix misses most real differences; BADGE "
+                                "used 5 seeds")
         penalty_rows += [{"split": split, "subset": subset, **row} for subset, result in report.penalties[split].items()
                          for row in tidy(result.names, result.matrix)]
     report.tables = {

@@ -558,3 +558,12 @@ def test_a_batch_size_whose_penalty_nothing_was_tested_in_is_left_out_of_the_spl
     splits = {(r["split"], r["subset"]) for r in rows(tmp_path / "out" / "penalty.csv")}
     assert splits == {("overall", "all"), ("batch", "budget.batch=30")}  # no all-zero batch-60 matrix
     assert "penalty matrix by batch: nothing tested in budget.batch=60" in " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize("n_seeds, warned", [(2, True), (3, False)])
+def test_a_penalty_matrix_from_two_seeds_says_how_little_its_t_tests_can_find(tmp_path, capsys, n_seeds, warned):
+    sweep(tmp_path / "sweep", n_seeds=n_seeds)
+    assert report.main([str(tmp_path / "sweep"), "--penalty-sizes", "all"]) == 0
+    out = capsys.readouterr().out
+    # t(0.975, 1 dof) = 12.706: with 2 seeds a win needs nearly the same difference in both
+    assert ("only 2 seeds (1 degree of freedom): at alpha 0.05 a win needs t > 12.7" in out) is warned

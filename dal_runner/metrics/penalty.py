@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Collection, Dict, List, Sequence, Tuple
 
 import numpy as np
+from scipy.stats import t as student_t
 from scipy.stats import ttest_rel
 
 RECORD_KEYS = ("environment", "strategy", "seed", "n_labeled", "accuracy")
@@ -63,6 +64,7 @@ class PenaltyResult:
     sizes: Dict[str, List[int]] = field(default_factory=dict)  # the sizes each environment counted
     rules: Dict[str, str] = field(default_factory=dict)  # why those sizes, per environment
     allowed: Dict[str, List[int]] = field(default_factory=dict)  # the sizes the rule picked, testable or not
+    fewest_seeds: Dict[str, int] = field(default_factory=dict)  # per environment: the fewest seeds a t-test had
 
     @property
     def column_means(self) -> np.ndarray:
@@ -119,6 +121,7 @@ def penalty_report(records: Any, alpha: float = 0.05, sizes: str = "all",
     counted: Dict[str, List[int]] = {}
     rules: Dict[str, str] = {}
     picked: Dict[str, List[int]] = {}
+    fewest: Dict[str, int] = {}
 
     # acc[env][size][strategy][seed] = accuracy
     acc: Dict[str, Dict[int, Dict[str, Dict[Any, float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
@@ -157,6 +160,7 @@ def penalty_report(records: Any, alpha: float = 0.05, sizes: str = "all",
                         skipped.append(Skipped(env, size, f"{i_name} and {j_name} share fewer than 2 seeds "
                                                           f"({len(seeds)})", True))
                         continue
+                    fewest[env] = min(fewest.get(env, len(seeds)), len(seeds))
                     x = np.array([by_strategy[i_name][s] for s in seeds])
                     y = np.array([by_strategy[j_name][s] for s in seeds])
                     winner = _winner(x, y, alpha)
@@ -164,7 +168,7 @@ def penalty_report(records: Any, alpha: float = 0.05, sizes: str = "all",
                         matrix[index[i_name], index[j_name]] += weight
                     elif winner < 0:
                         matrix[index[j_name], index[i_name]] += weight
-    return PenaltyResult(names, matrix, skipped, counted, rules, picked)
+    return PenaltyResult(names, matrix, skipped, counted, rules, picked, fewest)
 
 
 def _sizes_of(by_size: Dict[int, Dict[str, Dict[Any, float]]], strategies: Sequence[str], rule: str,
@@ -197,6 +201,11 @@ def _winner(x: np.ndarray, y: np.ndarray, alpha: float) -> int:
         return 0
     mean = float(diff.mean())
     return 1 if mean > 0 else -1 if mean < 0 else 0
+
+
+def t_critical(alpha: float, dof: int) -> float:
+    """|t| a two-sided paired t-test at level alpha needs with dof degrees of freedom (seeds - 1)."""
+    return float(student_t.ppf(1.0 - alpha / 2.0, dof))
 
 
 def penalty_matrix(records: Any, alpha: float = 0.05) -> Tuple[List[str], np.ndarray]:
