@@ -65,7 +65,7 @@ def initial_set(pool_size: int, k: int, seed: int) -> torch.Tensor:
     return torch.randperm(pool_size, generator=torch_generator(seed, "initial"))[:k]
 
 
-SEARCH_FIELDS = ["round", "step", "arch", "n_blocks", "n_stacks", "n_params", "val_accuracy", "seconds",
+SEARCH_FIELDS = ["round", "step", "candidate", "n_blocks", "n_stacks", "n_params", "val_accuracy", "seconds",
                  "reused", "chosen", "epochs", "n_train", "stopped_early"]
 
 
@@ -139,6 +139,8 @@ def run_active_learning(
         parent = None  # search.inherit: the weights (CPU) the next round's candidates start from
     else:
         selected, rounds, search_rows = resume["selected"], resume["rounds"], resume["search"]
+        # state written before search.csv's column took DESIGN.md's name (2026-12-03): arch -> candidate
+        search_rows = [{("candidate" if k == "arch" else k): v for k, v in row.items()} for row in search_rows]
         pool.add([row["pool_index"] for row in selected])
         previous = ArchSpec(resume["arch"]["name"], **resume["arch"]["params"])
         t, elapsed = resume["next_round"], resume["elapsed"]

@@ -302,7 +302,7 @@ def inheritance(device: torch.device, rounds: int, steps: int, pool: int = 20_00
             "search_seconds": [float(r["search_seconds"]) for r in rows],
             "round_seconds": [float(r["round_seconds"]) for r in rows],
             "candidates_trained": len(result["search"]),
-            "candidates": [{"round": int(r["round"]), "arch": r["arch"], "seconds": float(r["seconds"]),
+            "candidates": [{"round": int(r["round"]), "arch": r["candidate"], "seconds": float(r["seconds"]),
                             "val_accuracy": float(r["val_accuracy"])} for r in result["search"]],
         }
     scratch, inherited = out["from_scratch"], out["inherited"]

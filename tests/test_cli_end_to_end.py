@@ -48,7 +48,9 @@ def test_default_run_learns_digits_and_writes_every_result_file(tmp_path):
     search = _rows(run / "search.csv")
     assert {int(r["round"]) for r in search} == set(range(6))
     chosen = [r for r in search if r["chosen"] == "True"]
-    assert [c["arch"] for c in chosen] == archs  # one iNAS step per round: its choice is trained
+    assert [c["candidate"] for c in chosen] == archs  # one iNAS step per round: its choice is trained
+    # DESIGN.md's run-folder schema: search.csv has round, step, candidate, val_accuracy, chosen
+    assert {"round", "step", "candidate", "val_accuracy", "chosen"} <= set(search[0])
     # the one-line log per round, as plain lines when stdout is not a terminal
     round_lines = [ln for ln in res.stdout.splitlines() if "labels" in ln and "accuracy" in ln and "done:" not in ln]
     assert len(round_lines) == 6

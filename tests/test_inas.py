@@ -77,14 +77,14 @@ def test_one_step_moves_to_the_best_candidate_and_marks_it_chosen():
     assert result.spec == spec(1, 2)
     assert [(r["n_blocks"], r["n_stacks"], r["val_accuracy"], r["chosen"]) for r in result.candidates] == [
         (1, 1, 0.5, False), (1, 2, 0.7, True), (2, 1, 0.6, False)]
-    assert [r["arch"] for r in result.candidates][1] == "A(basic,1,2)"
+    assert [r["candidate"] for r in result.candidates][1] == "A(basic,1,2)"
 
 
 def test_search_climbs_until_the_current_architecture_is_best():
     estimator = TableEstimator(CLIMB)
     result = INASSearch("basic", seed=0, max_steps=10).select(0, LABELED, None, estimator)
     assert result.spec == spec(1, 3)
-    chosen = [(r["step"], r["arch"]) for r in result.candidates if r["chosen"]]
+    chosen = [(r["step"], r["candidate"]) for r in result.candidates if r["chosen"]]
     assert chosen == [(1, repr(spec(1, 2))), (2, repr(spec(1, 3))), (3, repr(spec(1, 3)))]
     assert len(result.candidates) == 9  # three steps of three candidates
 
@@ -110,7 +110,7 @@ def test_reuse_candidates_scores_each_architecture_once_per_round():
 def test_reused_rows_are_flagged_and_keep_the_first_score():
     result = INASSearch("basic", seed=0, max_steps=10).select(0, LABELED, None, TableEstimator(CLIMB))
     step2_current = [r for r in result.candidates if r["step"] == 2][0]
-    assert step2_current["arch"] == repr(spec(1, 2))
+    assert step2_current["candidate"] == repr(spec(1, 2))
     assert step2_current["reused"] and step2_current["val_accuracy"] == 0.7
 
 

@@ -77,7 +77,7 @@ def test_random_search_picks_the_best_sample_on_v_prime():
     result = RandomSearch(SPACE, seed=3, budget=6).select(2, LABELED, None, scores)
     best = max(scores.calls, key=lambda c: size_score(c[0]))[0]
     assert result.spec == best
-    assert [r["arch"] for r in result.candidates if r["chosen"]] == [repr(best)]
+    assert [r["candidate"] for r in result.candidates if r["chosen"]] == [repr(best)]
 
 
 def test_random_search_trains_a_space_smaller_than_the_budget_whole():
@@ -99,7 +99,7 @@ def test_monotone_random_search_never_samples_less_than_the_previous_choice():
 
 def test_random_search_is_seeded_per_round():
     def arches(seed, rnd):
-        return [r["arch"] for r in RandomSearch(SPACE, seed=seed, budget=4).select(rnd, LABELED, None,
+        return [r["candidate"] for r in RandomSearch(SPACE, seed=seed, budget=4).select(rnd, LABELED, None,
                                                                                     Scores(size_score)).candidates]
 
     assert arches(1, 2) == arches(1, 2)
@@ -167,7 +167,7 @@ def test_reinforce_honours_the_budget_steps_times_children():
     assert len(scores.calls) == len(trained) <= 6  # a child drawn twice in a round is reused, not retrained
     assert sum(not r["reused"] for r in result.candidates) == len(scores.calls)
     best = max((r for r in result.candidates), key=lambda r: r["val_accuracy"])
-    assert repr(result.spec) == best["arch"] and best["chosen"]
+    assert repr(result.spec) == best["candidate"] and best["chosen"]
 
 
 def test_reinforce_search_finds_the_rewarded_region_over_rounds():
@@ -192,10 +192,10 @@ def test_state_dict_round_trip_gives_identical_next_samples(tmp_path):
     for rnd in (3, 4):  # two further rounds, so the optimiser state matters too
         a = first.select(rnd, LABELED, None, Scores(size_score))
         b = resumed.select(rnd, LABELED, None, Scores(size_score))
-        assert [r["arch"] for r in a.candidates] == [r["arch"] for r in b.candidates]
+        assert [r["candidate"] for r in a.candidates] == [r["candidate"] for r in b.candidates]
     fresh = ReinforceSearch(SPACE, seed=5, budget=4, children=2)  # without the state: other samples
-    assert [r["arch"] for r in fresh.select(5, LABELED, None, Scores(size_score)).candidates] != \
-        [r["arch"] for r in first.select(5, LABELED, None, Scores(size_score)).candidates]
+    assert [r["candidate"] for r in fresh.select(5, LABELED, None, Scores(size_score)).candidates] != \
+        [r["candidate"] for r in first.select(5, LABELED, None, Scores(size_score)).candidates]
 
 
 def test_loading_a_controller_of_another_space_is_refused():
@@ -256,7 +256,7 @@ def test_early_stopped_candidates_are_flagged_in_inas_rows():
               resnet("basic", 2, 1): [0.5, 0.7, 0.7, 0.7]}
     search = INASSearch("basic", seed=0, fidelity=Fidelity(epochs=4, stop_at=0.25, stop_margin=0.2))
     result = search.select(0, LABELED, None, Scores(curves=curves))
-    rows = {r["arch"]: r for r in result.candidates}
+    rows = {r["candidate"]: r for r in result.candidates}
     assert rows["A(basic,1,2)"]["stopped_early"] and rows["A(basic,1,2)"]["epochs"] == 1  # a late bloomer, lost
     assert rows["A(basic,1,2)"]["val_accuracy"] == 0.2
     assert result.spec == resnet("basic", 2, 1)
@@ -268,7 +268,7 @@ def test_a_candidate_stopped_early_is_never_chosen():
               resnet("basic", 2, 1): [0.2, 0.65, 0.3, 0.3]}
     search = INASSearch("basic", seed=0, fidelity=Fidelity(epochs=4, stop_at=0.5, stop_margin=0.1))
     result = search.select(0, LABELED, None, Scores(curves=curves))
-    assert [(r["arch"], r["val_accuracy"], r["stopped_early"]) for r in result.candidates] == [
+    assert [(r["candidate"], r["val_accuracy"], r["stopped_early"]) for r in result.candidates] == [
         ("A(basic,1,1)", 0.35, False), ("A(basic,1,2)", 0.5, True), ("A(basic,2,1)", 0.3, False)]
     assert result.spec == resnet("basic", 1, 1)
     rows = [{"val_accuracy": 0.9, "stopped_early": True, "n_params": 1, "n_blocks": 1, "n_stacks": 1},
@@ -289,7 +289,7 @@ def test_early_stopping_gives_the_same_choice_with_or_without_reuse(reuse):
     result = search.select(0, LABELED, None, scores)
     assert result.spec == resnet("basic", 1, 2)
     step2 = [r for r in result.candidates if r["step"] == 2]
-    assert step2[0]["arch"] == "A(basic,1,2)" and step2[0]["val_accuracy"] == 0.9
+    assert step2[0]["candidate"] == "A(basic,1,2)" and step2[0]["val_accuracy"] == 0.9
     assert step2[0]["reused"] is reuse and not step2[0]["stopped_early"]
 
 
@@ -302,7 +302,7 @@ def test_a_candidate_stopped_early_stays_stopped_when_offered_again(reuse):
     search = INASSearch("basic", seed=0, start=(2, 1), max_steps=3, reuse_candidates=reuse,
                         fidelity=Fidelity(epochs=4, stop_at=0.5, stop_margin=0.1))
     result = search.select(0, LABELED, None, Scores(curves=curves))
-    again = [r for r in result.candidates if r["step"] == 2 and r["arch"] == "A(basic,2,2)"]
+    again = [r for r in result.candidates if r["step"] == 2 and r["candidate"] == "A(basic,2,2)"]
     assert again and again[0]["stopped_early"]
     assert result.spec == resnet("basic", 3, 1)
 
@@ -369,7 +369,7 @@ def test_random_search_runs_end_to_end_on_digits(small_run):
     assert all(r["epochs"] == "2" and r["stopped_early"] == "False" for r in rows)
     assert [int(r["n_train"]) for r in rows] == [40, 40, 80, 80, 120, 120]  # S' = 80% of 50, 100, 150
     rounds = list(csv.DictReader(io.StringIO((folder / "rounds.csv").read_text())))
-    chosen = [r["arch"] for r in rows if r["chosen"] == "True"]
+    chosen = [r["candidate"] for r in rows if r["chosen"] == "True"]
     assert chosen == [r["arch"] for r in rounds]
     for earlier, later in zip(chosen, chosen[1:]):  # monotone: never fewer blocks or stacks
         (i0, j0), (i1, j1) = (tuple(map(int, a.rstrip(")").split(",")[1:])) for a in (earlier, later))
@@ -425,7 +425,7 @@ def test_a_stateful_search_resumes_to_the_uninterrupted_run(small_run, tmp_path,
     strip = lambda rows: [{k: v for k, v in r.items() if not k.endswith("seconds")} for r in rows]  # noqa: E731
     for name in ("search.csv", "rounds.csv"):
         assert strip(read_csv(tmp_path / "cut" / name)) == strip(read_csv(tmp_path / "full" / name))
-    assert len({r["arch"] for r in read_csv(tmp_path / "full" / "search.csv")}) > 1  # the search explored
+    assert len({r["candidate"] for r in read_csv(tmp_path / "full" / "search.csv")}) > 1  # the search explored
 
 
 def test_inherited_candidates_score_differently_from_scratch(small_run, tmp_path):

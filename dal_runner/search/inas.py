@@ -118,7 +118,7 @@ class INASSearch:
                     scored[position] = score(spec, candidate_seed(self.seed, round_index, spec),
                                              may_stop=not finished)
                 step_rows.append({
-                    "step": step, "arch": repr(spec), "n_blocks": position[0], "n_stacks": position[1],
+                    "step": step, "candidate": repr(spec), "n_blocks": position[0], "n_stacks": position[1],
                     "n_params": self.count_params(spec) if self.count_params else None,
                     **scored[position].fields(), "seconds": round(time.perf_counter() - started, 3),
                     "reused": reused, "chosen": False,

@@ -52,7 +52,7 @@ class ResNetSpace:
     def row(self, step: int, choice: Choice, estimate: Estimate, seconds: float, reused: bool) -> Dict:
         """One search.csv row: the candidate, its estimate and the estimate's fidelity."""
         spec = self.spec(choice)
-        return {"step": step, "arch": repr(spec), "n_blocks": choice[1], "n_stacks": choice[2],
+        return {"step": step, "candidate": repr(spec), "n_blocks": choice[1], "n_stacks": choice[2],
                 "n_params": self.count_params(spec) if self.count_params else None, **estimate.fields(),
                 "seconds": round(seconds, 3), "reused": reused, "chosen": False}
 
