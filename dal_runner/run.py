@@ -66,6 +66,12 @@ def set_determinism(deterministic: bool, device: torch.device) -> None:
     torch.backends.cudnn.deterministic = deterministic
     torch.use_deterministic_algorithms(deterministic, warn_only=True)
 
+def set_fp32_kernels(precision: str, device: torch.device) -> None:
+    """trainer.precision=fp32 on CUDA is fp32 throughout: cuDNN's TF32 convolutions (PyTorch's
+    default on Ampere and later GPUs: 10-bit mantissas) are turned off; auto and bf16 leave them on."""
+    if device.type == "cuda":
+        torch.backends.cudnn.allow_tf32 = precision != "fp32"
+
 def set_cpu_threads() -> int:
     """torch's CPU threads = the CPUs this process may run on (a SLURM allocation, taskset), not
     the machine's core count, unless OMP_NUM_THREADS says otherwise. Returns the count."""
@@ -282,6 +288,7 @@ def build(cfg: DictConfig, choices: Optional[Dict[str, str]] = None) -> Experime
     trainer = OmegaConf.to_object(cfg.trainer)
     augment = Augment(**OmegaConf.to_container(cfg.dataset.augment, resolve=True))
     set_determinism(trainer.deterministic, device)
+    set_fp32_kernels(trainer.precision, device)
     set_cpu_threads()  # also on CUDA: the host side (data, selection on the CPU) uses them
     data = load_dataset(cfg.dataset, cfg.seed)
     spec = arch_spec(cfg.arch, data.input_shape)

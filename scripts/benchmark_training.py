@@ -95,8 +95,16 @@ def ours_training(device: torch.device, steps: int, warmup: int, n: int = 50_000
     return {"steps": steps, "batch_size": batch_size, "seconds": round(seconds, 3),
             "images_per_s": round(steps * batch_size / seconds, 1),
             "recipe": "uint8 on the device, augmentation on the device, "
-                      + ("bf16 autocast" if model.amp_dtype is not None else "fp32")
+                      + ("bf16 autocast" if model.amp_dtype is not None else "fp32" + _tf32_note(device))
                       + (", channels_last" if device.type == "cuda" else "")}
+
+
+def _tf32_note(device: torch.device) -> str:
+    """What "fp32" means here: both fp32 loops keep PyTorch's defaults, under which cuDNN runs
+    convolutions in TF32 on Ampere and later GPUs (dal-run's trainer.precision=fp32 turns that off)."""
+    if device.type == "cuda" and torch.backends.cudnn.allow_tf32 and torch.cuda.get_device_capability(device) >= (8, 0):
+        return " (cuDNN convolutions in TF32, PyTorch's default)"
+    return ""
 
 
 class _CifarLike(torch.utils.data.Dataset):
@@ -143,7 +151,7 @@ def reference_training(device: torch.device, steps: int, warmup: int, workers: i
     seconds = time.perf_counter() - started
     return {"steps": steps, "batch_size": batch_size, "seconds": round(seconds, 3),
             "images_per_s": round(steps * batch_size / seconds, 1), "dataloader_workers": workers,
-            "recipe": "DataLoader with per-image transforms in workers, fp32"}
+            "recipe": "DataLoader with per-image transforms in workers, fp32" + _tf32_note(device)}
 
 
 def inference(device: torch.device, n: int, batch_size: int) -> Dict:

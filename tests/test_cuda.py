@@ -41,6 +41,18 @@ def test_on_a_gpu_the_data_stays_uint8_on_the_device_and_models_run_bf16_channel
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
 
 
+def test_precision_fp32_on_a_gpu_turns_off_tf32_convolutions_and_auto_leaves_them_on():
+    from dal_runner import run
+
+    try:
+        run.build(compose(["search=fixed", "arch=resnet_small", "trainer.precision=fp32"]))
+        assert torch.backends.cudnn.allow_tf32 is False
+        run.build(compose(["search=fixed", "arch=resnet_small"]))
+        assert torch.backends.cudnn.allow_tf32 is True
+    finally:
+        torch.backends.cudnn.allow_tf32 = True  # PyTorch's default, for the tests after this one
+
+
 def test_inference_in_bf16_gives_fp32_probabilities_close_to_an_fp32_model():
     from dal_runner import run
     from dal_runner.features import infer
