@@ -66,7 +66,7 @@ def initial_set(pool_size: int, k: int, seed: int) -> torch.Tensor:
 
 
 SEARCH_FIELDS = ["round", "step", "candidate", "n_blocks", "n_stacks", "n_params", "val_accuracy", "seconds",
-                 "reused", "chosen", "epochs", "n_train", "stopped_early"]
+                 "reused", "chosen", "epochs", "n_train", "stopped_early", "diverged"]
 
 
 class BestCandidates:
@@ -179,9 +179,14 @@ def run_active_learning(
 
         params = search_trainer or trainer
         progress.update(t, f"round {t}: search {spec}")
-        training.fit(model, data.x_train[t_idx], data.y_train[t_idx], params, est_seed, augment,
-                     extra_loss=regulariser(params), on_epoch=None if on_epoch is None else epoch_end,
-                     heartbeat=Heartbeat(f"round {t}: candidate {spec}", params.epochs))
+        try:
+            training.fit(model, data.x_train[t_idx], data.y_train[t_idx], params, est_seed, augment,
+                         extra_loss=regulariser(params), on_epoch=None if on_epoch is None else epoch_end,
+                         heartbeat=Heartbeat(f"round {t}: candidate {spec}", params.epochs))
+        except training.TrainingDiverged:
+            if inherit_weights:
+                best.offer(spec, model, True)  # never a parent
+            raise
         accuracy = score()
         if inherit_weights:
             best.offer(spec, model, any(stopped))
@@ -211,6 +216,10 @@ def run_active_learning(
             progress.update(t, f"round {t}: search")
             best.clear()
             result = search.select(t, labeled, previous, estimate)
+            if result.candidates and all(row.get("diverged") for row in result.candidates):
+                raise training.TrainingDiverged(
+                    f"round {t}: every candidate's training diverged ({len(result.candidates)}; why, in the log "
+                    "above); a smaller trainer.lr usually helps")
             if inherit_weights:
                 parent = best.take(result.spec)
                 if parent is None:

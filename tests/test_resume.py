@@ -641,3 +641,12 @@ def test_a_stop_of_a_sweep_whose_jobs_run_elsewhere_names_the_sweep_and_how_to_f
         f"dal-run: error: terminated (SIGTERM) of the sweep {sweep}; its jobs already started "
         f"(hydra/launcher=local or =slurm) go on to their end; then the same command with hydra.sweep.dir={sweep} "
         f"finishes it (completed jobs are kept)")
+
+
+def test_a_round_whose_every_candidate_diverges_fails_the_run_naming_it(small_run, tmp_path):
+    from dal_runner.train import TrainingDiverged
+
+    with pytest.raises(TrainingDiverged, match=r"round 0: every candidate's training diverged \(3;"):
+        small_run("search=inas", "arch=resnet", "arch.width=4", "trainer.optimizer=sgd", "trainer.lr=1e6",
+                  "trainer.epochs=2", folder=tmp_path / "run")
+    assert read_json(tmp_path / "run" / "status.json")["state"] == "failed"

@@ -529,3 +529,20 @@ def test_an_estimate_records_the_epochs_trained_when_the_trainer_stops_early(sto
     estimate = RoundEstimator(trains_three_of_seven, Fidelity(epochs=7, stop_at=stop_at), 0, 0, LABELED, 0.2)
     first = estimate(resnet("basic", 1, 1), 0)
     assert (first.epochs, first.stopped_early) == (3, False)
+
+
+# ------------------------------------------------------------------ a candidate that diverges
+def test_a_candidate_whose_training_diverges_is_out_of_the_running_and_the_round_goes_on():
+    from dal_runner.train import TrainingDiverged
+
+    def score(spec):  # A(1, 2) would win on size; its training blows up instead
+        if (spec.params["n_blocks"], spec.params["n_stacks"]) == (1, 2):
+            raise TrainingDiverged("training loss became nan at epoch 1")
+        return size_score(spec)
+
+    for search in (INASSearch("basic", seed=0), RandomSearch(ResNetSpace(["basic"], (1, 2)), seed=0, budget=2)):
+        result = search.select(0, LABELED, None, Scores(score))
+        rows = {r["candidate"]: r for r in result.candidates}
+        assert rows["A(basic,1,2)"]["diverged"] is True and rows["A(basic,1,2)"]["val_accuracy"] == 0.0
+        assert not rows["A(basic,1,2)"]["chosen"] and result.spec != resnet("basic", 1, 2)
+        assert all(r["diverged"] is False for name, r in rows.items() if name != "A(basic,1,2)")

@@ -16,6 +16,10 @@ Lower-fidelity estimates (Elsken et al. 2019, "speed-up methods", first row), ea
 The rule compares like with like (the same epoch, S' and V'), needs no parallel candidates (so
 iNAS's 3 candidates, random samples and REINFORCE children use it alike), and never stops the
 first candidate of a round.
+
+A candidate whose training diverges (train.TrainingDiverged: a NaN or exploding loss) is out of the
+running, as one stopped early is: it scores 0 (REINFORCE's reward), search.csv marks it `diverged`,
+and the log says why. Only when every candidate of a round diverged does the run fail.
 """
 
 from __future__ import annotations
@@ -139,11 +143,21 @@ class Estimate:
     epochs: Optional[int]  # epochs trained (fewer when stopped early)
     n_train: int  # points of S' trained on
     stopped_early: bool
+    diverged: bool = False  # training diverged: scored 0, out of the running
+
+    @property
+    def out_of_running(self) -> bool:
+        return self.stopped_early or self.diverged
 
     def fields(self) -> Dict:
         """The columns of search.csv that record the estimate and its fidelity."""
         return {"val_accuracy": self.accuracy, "epochs": self.epochs, "n_train": self.n_train,
-                "stopped_early": self.stopped_early}
+                "stopped_early": self.stopped_early, "diverged": self.diverged}
+
+
+def out_of_running(row: Dict) -> bool:
+    """A search.csv row (Estimate.fields) that cannot be chosen: stopped early, or diverged."""
+    return bool(row["stopped_early"] or row.get("diverged", False))
 
 
 class RoundEstimator:
@@ -154,7 +168,7 @@ class RoundEstimator:
 
     def __init__(self, estimate: Estimator, fidelity: Fidelity, seed: int, round_index: int,
                  labeled: torch.Tensor, val_fraction: float):
-        self.estimate, self.fidelity = estimate, fidelity
+        self.estimate, self.fidelity, self.round_index = estimate, fidelity, round_index
         self.s_prime, self.v_prime = round_split(seed, round_index, labeled, val_fraction, fidelity.nested_split)
         n_val = self.v_prime.numel()
         if n_val < FEW_VALIDATION_POINTS:
@@ -185,7 +199,13 @@ class RoundEstimator:
             seen["stopped"] = may_stop and best is not None and accuracy < best - self.fidelity.stop_margin
             return seen["stopped"]
 
-        accuracy = float(self.estimate(spec, self.train_idx, self.v_prime, seed, on_epoch=on_epoch))
+        from dal_runner.train import TrainingDiverged
+
+        try:
+            accuracy = float(self.estimate(spec, self.train_idx, self.v_prime, seed, on_epoch=on_epoch))
+        except TrainingDiverged as e:
+            log.warning("round %d: candidate %s diverged, out of the running: %s", self.round_index, spec, e)
+            return Estimate(0.0, seen.get("epochs"), n_train, False, diverged=True)
         if "check" in seen:
             self.best_at_check = max(seen["check"], -1.0 if self.best_at_check is None else self.best_at_check)
         # an estimator that reports no epochs is taken to have trained them all

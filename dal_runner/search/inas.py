@@ -23,7 +23,8 @@ import torch
 
 from dal_runner.arch import ArchSpec
 from dal_runner.search import Estimator, SearchResult
-from dal_runner.search.estimation import Estimate, Fidelity, RoundEstimator, candidate_seed, round_split
+from dal_runner.search.estimation import (Estimate, Fidelity, RoundEstimator, candidate_seed, out_of_running,
+                                         round_split)
 
 Position = Tuple[int, int]  # (n_blocks, n_stacks)
 BLOCKS = ("basic", "bottleneck")
@@ -114,7 +115,7 @@ class INASSearch:
                 started = time.perf_counter()
                 if not reused:
                     # trained to the end before: never stop it now; stopped before: it may stop again
-                    finished = position in scored and not scored[position].stopped_early
+                    finished = position in scored and not scored[position].out_of_running
                     scored[position] = score(spec, candidate_seed(self.seed, round_index, spec),
                                              may_stop=not finished)
                 step_rows.append({
@@ -138,5 +139,5 @@ class INASSearch:
         size = row["n_params"] if row["n_params"] is not None else row["n_blocks"] * row["n_stacks"]
         sign = 1 if self.tie_break == "smaller" else -1
         # candidate order puts the current architecture first, so it wins ties between equal sizes;
-        # a candidate stopped early (estimation.py) is out of the running
-        return (row["stopped_early"], -row["val_accuracy"], sign * size, order)
+        # a candidate stopped early or diverged (estimation.py) is out of the running
+        return (out_of_running(row), -row["val_accuracy"], sign * size, order)

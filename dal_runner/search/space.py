@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from dal_runner.arch import ArchSpec
-from dal_runner.search.estimation import Estimate
+from dal_runner.search.estimation import Estimate, out_of_running
 
 Choice = Tuple[str, int, int]  # (block, n_blocks, n_stacks)
 BLOCKS = ("basic", "bottleneck")
@@ -60,9 +60,9 @@ class ResNetSpace:
 def best(rows: Sequence[Dict]) -> int:
     """Index of the best row: highest V' accuracy; on a tie the smaller network, then the earlier row.
 
-    A candidate stopped early is out of the running (a round's first candidate never stops).
+    A candidate stopped early or diverged is out of the running (a round's first candidate never stops).
     """
     def size(row: Dict) -> int:
         return row["n_params"] if row["n_params"] is not None else row["n_blocks"] * row["n_stacks"]
 
-    return min(range(len(rows)), key=lambda k: (rows[k]["stopped_early"], -rows[k]["val_accuracy"], size(rows[k]), k))
+    return min(range(len(rows)), key=lambda k: (out_of_running(rows[k]), -rows[k]["val_accuracy"], size(rows[k]), k))
