@@ -45,6 +45,11 @@ class TorchvisionConfig(DatasetConfig):
 
 
 @dataclass
+class CIFAR100Config(TorchvisionConfig):
+    labels: str = "fine"  # fine: the 100 classes | coarse: the 20 superclasses (the files hold both)
+
+
+@dataclass
 class SVHNConfig(TorchvisionConfig):
     extra: bool = False  # append SVHN's 531,131 `extra` images to the pool
 
@@ -221,7 +226,7 @@ class RunConfig:
 
 
 SCHEMAS = {
-    "dataset": {"digits": DigitsConfig, "cifar10": TorchvisionConfig, "cifar100": TorchvisionConfig,
+    "dataset": {"digits": DigitsConfig, "cifar10": TorchvisionConfig, "cifar100": CIFAR100Config,
                 "svhn": SVHNConfig, "mnist": TorchvisionConfig, "fashion_mnist": TorchvisionConfig,
                 "openml": OpenMLConfig, "npz": NPZConfig},
     "arch": {"mlp": MLPConfig, "cnn": CNNConfig, "resnet": ResNetConfig},

@@ -85,7 +85,8 @@ def load_dataset(cfg: DictConfig, seed: int) -> Dataset:
     from dal_runner.data import digits, npz, openml, torchvision_sets
 
     if cfg.name in torchvision_sets.NAMES:
-        return torchvision_sets.load(cfg.name, cfg.root, cfg.download, include_extra=cfg.get("extra", False))
+        return torchvision_sets.load(cfg.name, cfg.root, cfg.download, include_extra=cfg.get("extra", False),
+                                     labels=cfg.get("labels", "fine"))
     loaders = {
         "digits": lambda: digits.load(cfg.test_fraction, seed),
         "openml": lambda: openml.load(cfg.id, cfg.root, cfg.test_fraction, seed),
@@ -252,7 +253,7 @@ def check_config(cfg: DictConfig, unresolved_ok: bool = False) -> None:
         lambda: build_query(cfg.query, build_budget(cfg.budget), 1),
         lambda: _check_mc_dropout(cfg),
         lambda: _check_tabular(cfg),
-        lambda: _check_layout(cfg.dataset),
+        lambda: _check_dataset_options(cfg.dataset),
     ]
     for check in checks:
         try:
@@ -276,11 +277,14 @@ def _check_mc_dropout(cfg: DictConfig) -> None:
                           "(the active-iNAS protocol's)", f"{who} dropout masks, and without dropout its passes "
                           "are identical")
 
-def _check_layout(cfg: DictConfig) -> None:
-    from dal_runner.data import npz
+def _check_dataset_options(cfg: DictConfig) -> None:
+    """The dataset's own choices, before any job reads the data (the loaders check them again)."""
+    from dal_runner.data import npz, torchvision_sets
 
     if cfg.name == "npz":
         check_choice("dataset.layout", cfg.layout, npz.LAYOUTS)
+    if cfg.name == "cifar100":
+        check_choice("dataset.labels", cfg.labels, torchvision_sets.CIFAR100_LABELS)
 
 def build(cfg: DictConfig, choices: Optional[Dict[str, str]] = None) -> Experiment:
     check_config(cfg)  # the trainer and augmentation below included

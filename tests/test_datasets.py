@@ -113,6 +113,17 @@ def test_cifar_pickled_batches_load_as_uint8_nchw_with_train_stats(tmp_path, nam
     np.testing.assert_allclose(data.std, std, rtol=1e-10)
 
 
+def test_cifar100_coarse_labels_are_the_20_superclasses_of_the_same_files(tmp_path):
+    (x_train, y_fine), (_, y_test_fine) = write_cifar(tmp_path, "cifar100")
+    data = torchvision_sets.load("cifar100", tmp_path, labels="coarse")
+    assert data.n_classes == 20
+    np.testing.assert_array_equal(data.x_train.numpy(), x_train)
+    np.testing.assert_array_equal(data.y_train.numpy(), y_fine // 5)  # how write_cifar made its superclasses
+    np.testing.assert_array_equal(data.y_test.numpy(), y_test_fine // 5)
+    with pytest.raises(ConfigError, match=r"dataset.labels=coarse: unknown option; accepted: one of fine"):
+        torchvision_sets.load("cifar10", tmp_path, labels="coarse")
+
+
 def test_cifar_pixel_order_matches_torchvision_hwc_view(tmp_path):
     """torchvision's .data is the same rows reshaped to N x 3 x 32 x 32 then moved to HWC."""
     write_cifar(tmp_path, "cifar10")

@@ -66,3 +66,17 @@ def test_openml_table_runs_the_loop_with_the_mlp(tmp_path, monkeypatch, small_ru
     summary, folder = small_run("dataset=openml", f"dataset.root={tmp_path}", "budget.initial=9",
                                 "budget.batch=9", "budget.max_labels=27")
     assert summary["final_n_labeled"] == 27
+
+
+def test_cifar100_runs_on_its_coarse_labels_and_refuses_an_unknown_label_set(tmp_path):
+    root = tmp_path / "data"
+    write_cifar(root, "cifar100")
+    res = run_cli(["dataset=cifar100", f"dataset.root={root}", "dataset.labels=coarse", "search=fixed", "arch=mlp",
+                   *TINY], cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    (run,) = run_dirs(tmp_path / "outputs" / "runs")
+    assert "20 classes" in (run / "dal-run.log").read_text()
+    res = run_cli(["dataset=cifar100", f"dataset.root={root}", "dataset.labels=superclass"], cwd=tmp_path)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "dataset.labels=superclass: unknown option; accepted: one of coarse, fine" in res.stderr
+    assert len(run_dirs(tmp_path / "outputs" / "runs")) == 1  # refused before any run folder

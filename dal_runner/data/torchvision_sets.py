@@ -43,6 +43,7 @@ NAMES = ("cifar10", "cifar100", "svhn", "mnist", "fashion_mnist")
 _CIFAR = {  # name -> (torchvision class, label key in the pickled batches, number of classes)
     "cifar10": (tvd.CIFAR10, "labels", 10),
     "cifar100": (tvd.CIFAR100, "fine_labels", 100),
+    "cifar100 coarse": (tvd.CIFAR100, "coarse_labels", 20),  # dataset.labels=coarse: the 20 superclasses
 }
 _MNIST = {"mnist": tvd.MNIST, "fashion_mnist": tvd.FashionMNIST}
 _IDX_UBYTE = 0x08  # IDX type code of unsigned bytes, the third byte of the magic number
@@ -56,9 +57,15 @@ def default_root() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "dal-runner"
 
 
+CIFAR100_LABELS = ("fine", "coarse")
+
+
 def load(name: str, root: Optional[str | os.PathLike] = None, download: bool = False,
-         include_extra: bool = False) -> Dataset:
-    """The standard train split as the pool (+ SVHN extra if asked) and the standard test split."""
+         include_extra: bool = False, labels: str = "fine") -> Dataset:
+    """The standard train split as the pool (+ SVHN extra if asked) and the standard test split.
+    `labels`: CIFAR-100's fine (100) or coarse (20 superclasses) labels."""
+    check_choice("dataset.labels", labels, CIFAR100_LABELS if name == "cifar100" else ("fine",))
+    kind = f"{name} coarse" if labels == "coarse" else name
     root = _checked_root(name, root, include_extra)
     expected = expected_files(name, root, include_extra)
     if download and _missing(expected):
@@ -67,7 +74,7 @@ def load(name: str, root: Optional[str | os.PathLike] = None, download: bool = F
 
     try:
         if name in _CIFAR:
-            (x_train, y_train), (x_test, y_test) = _read_cifar(name, root)
+            (x_train, y_train), (x_test, y_test) = _read_cifar(kind, root)
         elif name == "svhn":
             (x_train, y_train), (x_test, y_test) = _read_svhn(root, include_extra)
         else:
@@ -91,7 +98,7 @@ def load(name: str, root: Optional[str | os.PathLike] = None, download: bool = F
         y_train=torch.from_numpy(y_train),
         x_test=torch.from_numpy(x_test),
         y_test=torch.from_numpy(y_test),
-        n_classes=_n_classes(name),
+        n_classes=_n_classes(kind),
         scale=255.0,
         mean=mean,
         std=std,
