@@ -70,6 +70,10 @@ class SweepStatus(Callback):
                 where = f" in round {status['round']}" if status.get("round") is not None else ""
                 bad.append((str(folder), f"{status.get('state')}{where}: {status.get('error', '')}".rstrip(": ")))
         FAILED_RUNS.extend((folder, reason, len(folders)) for folder, reason in bad)
+        if not folders:  # no job got as far as its folder (a launcher that could not start them)
+            expected = len(LAUNCHED_JOBS.get(str(sweep), [])) or 1
+            FAILED_RUNS.append((str(sweep), "no job of the sweep wrote its run folder: none started (the "
+                                "launcher's own logs: .submitit/ there)", expected))
         log.info("sweep %s: %d of %d runs completed", sweep, len(folders) - len(bad), len(folders))
         if earlier:
             log.info("sweep %s: %d run folder(s) there are from an earlier launch, not this one (%s): left out "

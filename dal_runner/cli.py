@@ -129,6 +129,10 @@ def _stopped(how: str, status: int) -> None:
             fail(f"{how} while the run was starting; nothing was written: run the command again", status)
         if len(LAUNCHED_JOBS) == 1:  # the sweep's own process (its jobs run elsewhere: submitit's launchers)
             sweep = next(iter(LAUNCHED_JOBS))
+            if "Slurm" in PREFLIGHT.get("launcher", ""):  # the jobs are the cluster's: nothing stopped them
+                fail(f"{how} of the sweep {sweep}; its SLURM jobs keep running (squeue lists them, scancel stops "
+                     f"them); once they have ended, the same command with hydra.sweep.dir={sweep} finishes it "
+                     f"(completed jobs are kept, stopped ones continue)", status)
             if how.startswith("interrupted"):  # submitit passes Ctrl-C on to the jobs, not SIGTERM
                 fail(f"{how} of the sweep {sweep}; the same command with hydra.sweep.dir={sweep} finishes it "
                      f"(completed jobs are kept, stopped ones continue)", status)
@@ -172,6 +176,25 @@ def _failed_round(run_dir: Path) -> str:
     return f" in round {r}" if r is not None else ""
 
 
+# Hydra's own flags (dal-run --hydra-help); any other --name is a key given argparse-style
+_HYDRA_FLAGS = {"--help", "-h", "--hydra-help", "--version", "--cfg", "-c", "--resolve", "--package", "-p",
+                "--run", "-r", "--multirun", "-m", "--shell-completion", "-sc", "--config-path", "-cp",
+                "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun", "--info", "-i"}
+
+
+def _refuse_option_style(argv: List[str]) -> None:
+    """`--seed 1`, `--seed=1`, `--trainer.lr 0.1`: one line that says how dal-run takes them."""
+    for i, a in enumerate(argv):
+        flag, eq, value = a.partition("=")
+        if not a.startswith("--") or flag in _HYDRA_FLAGS:
+            continue
+        if not eq and i + 1 < len(argv) and "=" not in argv[i + 1] and not argv[i + 1].startswith("-"):
+            value, a = argv[i + 1], f"{a} {argv[i + 1]}"
+        key = flag[2:].replace("-", "_") if "." not in flag else flag[2:]
+        fail(f"{a}: dal-run takes overrides as key=value, not --options; accepted: {key}={value or '<value>'} "
+             f"(dal-run --help lists the keys)")
+
+
 def run_main() -> None:
     argv = sys.argv[1:]
     if "--help" in argv or "-h" in argv:
@@ -183,6 +206,7 @@ def run_main() -> None:
     if any(a in ("-m", "--multirun") for a in argv):  # Hydra takes -m only before the overrides
         argv = [a for a in argv if a in ("-m", "--multirun")][:1] + [a for a in argv if a not in ("-m", "--multirun")]
         sys.argv = [sys.argv[0], *argv]
+    _refuse_option_style(argv)
     completion = [i for i, a in enumerate(argv) if a in ("--shell-completion", "-sc")]
     if completion and not any(a.split("=")[0] in ("install", "uninstall", "query") for a in argv):
         fail(f"{argv[completion[0]]}: no command given; accepted: {argv[completion[0]]} install=bash "

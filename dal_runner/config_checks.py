@@ -31,6 +31,11 @@ def explain(exc: BaseException, overrides: List[str]) -> str:
         matching = [o for o in overrides if o.lstrip("+~").split("=")[0] == full_key]
         # a sweep's job overrides come escaped (\\$\\{...\\}): shown as typed
         given = re.sub(r"\\(.)", r"\1", matching[-1].partition("=")[2]) if matching else None
+        item = re.fullmatch(r"(.+)\[(\d+)\]", full_key)
+        if not matching and item:  # an item of a list given whole: trainer.lr_milestones=[a] -> [0]=a
+            whole = [o for o in overrides if o.lstrip("+~").split("=")[0] == item.group(1)]
+            items = whole[-1].partition("=")[2].strip().strip("[]").split(",") if whole else []
+            given = items[int(item.group(2))].strip() if int(item.group(2)) < len(items) else None
         if isinstance(cause, (ConfigAttributeError, ConfigKeyError)):
             append = _append_hint(str(exc))
             if "not in struct" in str(cause) and "Dict[" in str(cause) and append:

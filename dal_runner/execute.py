@@ -3,6 +3,7 @@ summary.json and status.json; a run that fails or is stopped says so in its stat
 
 from __future__ import annotations
 
+import logging
 import platform
 import traceback
 from pathlib import Path
@@ -19,6 +20,8 @@ from dal_runner.loop import run_active_learning
 
 if TYPE_CHECKING:
     from dal_runner.run import Experiment
+
+log = logging.getLogger("dal_runner")
 
 
 def versions() -> Dict[str, str]:
@@ -56,6 +59,8 @@ def resume_state(exp: Experiment, run_dir: Path) -> Optional[Dict[str, Any]]:
 
 def execute(exp: Experiment, run_dir: Path, resume: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     folder = RunFolder(run_dir)
+    for partial in folder.remove_partial_writes():
+        log.info("removed %s, a write cut short when the run was killed", partial.relative_to(run_dir))
     try:
         result = run_active_learning(exp.data, exp.search, exp.query, exp.trainer, exp.budget, exp.build_model,
                                      exp.seed, folder, exp.title, exp.search_trainer, exp.augment,

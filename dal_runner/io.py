@@ -85,6 +85,16 @@ class RunFolder:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
 
+    def remove_partial_writes(self) -> List[Path]:
+        """The temporary files of writes a SIGKILL cut short (`.<name>.<random>.tmp`, in the folder
+        and in state/): never results, so a run that starts or resumes removes them. Call it only
+        from the process that owns the folder (job_control.only_process_in)."""
+        found = [p for folder in (self.path, self.path / STATE_DIR) if folder.is_dir()
+                 for p in folder.glob(".*.tmp") if p.is_file()]
+        for p in found:
+            p.unlink(missing_ok=True)
+        return found
+
     def status(self, state: str, **info: Any) -> None:
         import socket
 

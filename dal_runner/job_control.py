@@ -11,31 +11,46 @@ from typing import Callable, Iterator, Optional
 
 
 class Terminated(SystemExit):
-    """SIGTERM (kill, scancel outside submitit), SIGUSR1/2: leaves the run interrupted, as Ctrl-C does."""
+    """SIGTERM (kill, scancel outside submitit), SIGHUP, SIGUSR1/2: leaves the run interrupted, as Ctrl-C does."""
 
 
-_STOPS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)  # the signals that stop a run as SIGTERM does
+# the signals that stop a run as SIGTERM does; SIGHUP: the terminal closed, the ssh connection dropped
+_STOPS = (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+_STOPPING: list = []  # the stop being handled (by the except clauses that record it)
 
 
 def stop_on_sigterm() -> Callable[[], None]:
     """SIGTERM ends the run through its except clauses (status.json: interrupted) instead of at
-    once; so do SIGUSR1 and SIGUSR2 (what sbatch --signal sends before a time limit), whose
-    default action would kill the run without a word. Each is left alone where a handler is set
-    already (submitit's, which requeues on SLURM). Returns what puts the previous handlers back."""
+    once; so do SIGHUP, SIGUSR1 and SIGUSR2 (what sbatch --signal sends before a time limit),
+    whose default action would kill the run without a word. Each is left alone where a handler is
+    set already (submitit's, which requeues on SLURM; nohup's SIG_IGN). Ctrl-C raises
+    KeyboardInterrupt as usual. A second stop while the first is being handled (a double Ctrl-C)
+    is ignored, so that the status the first one writes is written. Returns what puts the
+    previous handlers back."""
     import threading
 
     def stop(signum, frame):
+        if _STOPPING:  # the process is ending already
+            return
+        _STOPPING.append(signum)
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
         raise Terminated(128 + signum)
 
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     taken = [s for s in _STOPS if signal.getsignal(s) in (signal.SIG_DFL, None)]
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        taken.append(signal.SIGINT)
+    previous = {s: signal.getsignal(s) for s in taken}
+    if taken:  # the outermost of nested calls (a sweep's process runs its jobs in it): a fresh start
+        _STOPPING.clear()
     for s in taken:
         signal.signal(s, stop)
 
     def restore() -> None:
         for s in taken:
-            signal.signal(s, signal.SIG_DFL)
+            signal.signal(s, previous[s])
 
     return restore
 
@@ -69,14 +84,43 @@ class FolderBusy(Exception):
     """Another process runs in this run folder."""
 
 
+_HELD: dict = {}  # run folder -> the open folder whose lock this process took before Hydra wrote there
+
+
+def hold_folder(run_dir: Path) -> None:
+    """Take `run_dir`'s lock now (creating the folder), for its job's `only_process_in` to keep: a
+    single run's preflight does, so that a second dal-run in the same folder is refused before
+    Hydra writes its .hydra/ there. Raises FolderBusy."""
+    import fcntl
+
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise FolderBusy(str(run_dir)) from None
+    except OSError:  # a file system without locks: as only_process_in
+        pass
+    _HELD[os.path.abspath(run_dir)] = fd
+
+
 @contextmanager
 def only_process_in(run_dir: Path) -> Iterator[None]:
     """Holds an exclusive lock on the run folder for the whole job: a second dal-run in the same
     folder (a run launched twice, or `resume=` of a SLURM job that submitit requeued meanwhile)
     raises FolderBusy instead of writing the same files twice over. flock(2) on the folder itself,
-    so nothing is added to it; the lock goes with the process, however it ends."""
+    so nothing is added to it; the lock goes with the process, however it ends. A lock this
+    process took already (hold_folder) is kept, then given back at the end."""
     import fcntl
 
+    held = _HELD.pop(os.path.abspath(run_dir), None)
+    if held is not None:
+        try:
+            yield
+        finally:
+            os.close(held)
+        return
     fd = os.open(run_dir, os.O_RDONLY)
     try:
         try:

@@ -20,7 +20,8 @@ from dal_runner.callbacks import LAUNCHED_JOBS
 from dal_runner.cli_help import CONFIG_MODULE
 from dal_runner.config_checks import check_resolvable, check_schema, check_values_given, explain, hydra_message
 from dal_runner.errors import ConfigError
-from dal_runner.job_control import folder_locked
+from dal_runner.folder_checks import alive_here, check_not_foreign, check_not_running, check_not_shared, check_writable
+from dal_runner.job_control import FolderBusy, hold_folder
 
 # Hydra flags that take a value (their value is not an override)
 _VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
@@ -57,6 +58,35 @@ def _split_argv(argv: List[str]):
     return overrides, multirun, custom_config
 
 
+def _whole_schedules(argv: List[str]) -> List[str]:
+    """budget.batch={from_labels: batch, ...} replaces the schedule of budget=active_inas or an
+    experiment: OmegaConf would merge the two dicts (keeping thresholds not given) and refuse a
+    new threshold as an unknown key. A null first, then the schedule given."""
+    out = []
+    for a in argv:
+        key, sep, value = a.partition("=")
+        if sep and key.lstrip("+") == "budget.batch" and value.lstrip().startswith("{"):
+            out.append("budget.batch=null")
+        out.append(a)
+    return out
+
+
+def _check_presets(overrides: List[str]) -> None:
+    """preset is an optional group (dataset x arch defaults, where a file exists): Hydra takes an
+    unknown name silently, so it is checked here."""
+    from importlib.resources import files
+
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        if key.lstrip("+") != "preset" or not sep:
+            continue
+        known = sorted(p.name[:-5] for p in (files(CONFIG_MODULE) / "preset").iterdir() if p.name.endswith(".yaml"))
+        for name in value.split(","):
+            if name.strip() not in (*known, "null"):
+                fail(f"preset={name.strip()}: unknown option; accepted: one of {', '.join(known)}, or null (none; "
+                     f"by default preset/<dataset>_<arch>.yaml applies where it exists)")
+
+
 def _hold_keys_of_swept_groups(argv: List[str], overrides: List[str]) -> List[str]:
     """Hydra composes a sweep's first config without its sweeps, so a key of a swept group
     (`search=random,reinforce search.blocks=null`) is set on the group's default (inas, which
@@ -86,25 +116,6 @@ def _job_overrides(overrides: List[str], multirun: bool) -> List[List[str]]:
         return [overrides]
     batches = BasicSweeper.split_arguments(parsed, None)
     return [list(job) for batch in batches for job in batch]
-
-
-def check_writable(directory: str, key: str = "hydra.run.dir / output_root") -> Path:
-    """The nearest existing ancestor of the output folder must be a folder we can write in; returns it."""
-    import tempfile
-
-    path = Path(os.path.abspath(directory))  # as Hydra makes it (no ~ expansion, .. resolved)
-    ancestor = path
-    while not ancestor.exists():
-        ancestor = ancestor.parent
-    try:
-        if not ancestor.is_dir():
-            raise NotADirectoryError(f"{ancestor} is a file")
-        with tempfile.TemporaryFile(dir=ancestor):
-            pass
-    except OSError as e:
-        raise ConfigError(key, str(path), "a folder this user can create and write",
-                          f"cannot write there ({e.strerror or e})") from None
-    return ancestor
 
 
 def _resume_argv(argv: List[str], overrides: List[str], multirun: bool) -> List[str]:
@@ -137,7 +148,7 @@ def _resume_argv(argv: List[str], overrides: List[str], multirun: bool) -> List[
         pass
     if status.get("state") == "completed":  # checked against the config given now, then nothing runs
         PREFLIGHT["completed"] = path
-    if status.get("state") == "running" and _alive_here(status.get("host"), status.get("pid"), path):
+    if status.get("state") == "running" and alive_here(status.get("host"), status.get("pid"), path):
         fail(f"{given}: the run is still going (pid {status['pid']} on this machine); "
              f"accepted: a run that stopped (wait for it, or stop it first)")
     try:
@@ -184,66 +195,6 @@ def _into_started_folder(run: Path) -> None:
 def _nothing_to_resume(path: Path) -> None:
     print(f"dal-run: {path} already completed; nothing to resume", file=sys.stderr)
     sys.exit(0)
-
-
-def _alive_here(host, pid, run_dir: Optional[Path] = None) -> bool:
-    """Whether the process a `running` status.json names still runs here. `run_dir`: a run holds
-    its folder's lock while it runs (job_control.only_process_in), so a free lock means the pid now
-    belongs to another program."""
-    import os
-    import socket
-
-    if host != socket.gethostname() or not isinstance(pid, int) or pid == os.getpid():
-        return False
-    if run_dir is not None and not folder_locked(run_dir):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    try:  # Linux: a pid the system gave again to another program is not the run
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return True
-    return any(name in cmdline for name in (b"python", b"dal-run", b"dal_runner"))
-
-
-def _check_not_foreign(run_dir: Path) -> None:
-    """A run's folder is new, empty, or a run's own (kept or continued there): a run written into
-    a folder of other files (hydra.run.dir=/ or =outputs/runs) would mix its files with them."""
-    if not run_dir.is_dir() or (run_dir / ".hydra" / "config.yaml").is_file():
-        return
-    entries = sorted(p.name for p in run_dir.iterdir())
-    if entries:
-        shown = ", ".join(entries[:4]) + (", ..." if len(entries) > 4 else "")
-        what = f"{len(entries)} {'entry' if len(entries) == 1 else 'entries'}"
-        raise ConfigError("hydra.run.dir", str(run_dir), "a new or empty folder, or the folder of a dal-run run "
-                          "(kept or continued there)", f"holds {what} and no run ({shown})")
-
-
-def _check_not_running(run_dir: Optional[Path], sweep_dir: Optional[str] = None, job: Optional[int] = None) -> None:
-    """A run launched into a folder where a run is still going (its status.json: running, by a
-    process alive on this machine) would write the same files twice over: refused. A process on
-    another host (a SLURM node) cannot be checked from here."""
-    from dal_runner.io import STATUS_JSON, read_json
-
-    if run_dir is None:
-        return
-    try:
-        status = read_json(run_dir / STATUS_JSON)
-    except (OSError, ValueError):
-        return
-    if status.get("state") != "running" or not _alive_here(status.get("host"), status.get("pid"), run_dir):
-        return
-    going = f"still going (pid {status['pid']} on this machine)"
-    if job is None:
-        raise ConfigError("hydra.run.dir", str(run_dir), "another folder, or this one once the run stopped "
-                          "(wait for it, or stop it first)", f"a run there is {going}")
-    raise ConfigError("hydra.sweep.dir", str(Path(os.path.abspath(sweep_dir))), "another hydra.sweep.dir, or this "
-                      "one once its jobs stopped (wait for them, or stop them first)",
-                      f"its job {job} ({run_dir}) is {going}")
 
 
 def _check_resume(cfg: DictConfig, run_dir: Optional[Path] = None, job: Optional[int] = None) -> None:
@@ -333,14 +284,18 @@ def _check_job(number: int, job: List[str], multirun: bool, printing: bool):
         raise ConfigError(key, "''", f"a folder for the {'sweep' if multirun else 'run'} "
                           f"(the default: under output_root)", "empty")
     existing = check_writable(target, "hydra.sweep.dir / output_root" if multirun else "hydra.run.dir / output_root")
+    minutes = cfg.hydra.launcher.get("timeout_min") if multirun else None
+    if minutes is not None and not (isinstance(minutes, (int, float)) and minutes > 0):  # nan too
+        raise ConfigError("hydra.launcher.timeout_min", minutes, "a time limit in minutes > 0")
     job_dir = None
     if multirun:  # a sweep launched again into its folder: each job's folder as it will be
         job_dir = _sweep_job_dir(cfg, target, number)
-        _check_not_running(job_dir, target, number)
+        check_not_foreign(Path(os.path.abspath(target)), sweep=True)
+        check_not_running(job_dir, target, number)
         _check_resume(cfg, job_dir, number)
     else:
-        _check_not_foreign(Path(os.path.abspath(target)))
-        _check_not_running(Path(os.path.abspath(target)))
+        check_not_foreign(Path(os.path.abspath(target)))
+        check_not_running(Path(os.path.abspath(target)))
         _check_resume(cfg, Path(os.path.abspath(target)))
     try:
         dataset = OmegaConf.to_container(cfg.dataset, resolve=True)
@@ -364,7 +319,9 @@ def preflight(argv: List[str]) -> List[str]:
 
     PREFLIGHT["completed"] = None
     LAUNCHED_JOBS.clear()
+    argv = _whole_schedules(argv)
     overrides, multirun, custom_config = _split_argv(argv)
+    _check_presets(overrides)
     if custom_config:
         return argv  # the user brought their own config tree; Hydra reports its errors
     printing = any(a in ("--cfg", "-c") or a.startswith("--cfg=") for a in argv)
@@ -403,12 +360,24 @@ def preflight(argv: List[str]) -> List[str]:
         if PREFLIGHT.get("completed"):  # resume= of a completed run, with its own config
             _nothing_to_resume(PREFLIGHT["completed"])
         PREFLIGHT["existing"] = existing  # what Hydra will create below it is removed again if the run cannot start
+        run_dir = Path(os.path.abspath(checked[0][0]))
+        try:  # before Hydra writes .hydra/ there: a second dal-run in the folder must not overwrite it
+            hold_folder(run_dir)
+        except FolderBusy:
+            fail(f"hydra.run.dir={run_dir}: a run there is still going (another dal-run process runs in it); "
+                 f"accepted: another folder, or this one once that run stopped")
     if any(deterministic for *_, deterministic, _ in checked):
         # read once, at cuBLAS's first use: in a sweep whose jobs share this process, that may be
         # an earlier job's, so it is set before any job runs
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     target = checked[-1][0]
     job_dirs = [job_dir for _, _, job_dir, _, _ in checked]
+    if multirun:
+        try:
+            check_not_shared(job_dirs, [Path(os.path.abspath(t)) for t, *_ in checked])
+        except ConfigError as e:
+            fail(str(e))
+        PREFLIGHT["launcher"] = checked[-1][-1][1]  # what a stop of the sweep says (cli._stopped)
     if multirun and job_dirs and None not in job_dirs:  # the sweep's end counts and reports these jobs
         LAUNCHED_JOBS[os.path.abspath(target)] = job_dirs
     return hydra_argv

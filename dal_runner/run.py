@@ -187,6 +187,10 @@ def build_query(cfg: DictConfig, budget: Budget, eval_batch_size: int, pool_size
     if cfg.name == "mc_dropout":
         check_positive("query.passes", cfg.passes)
         check_choice("query.acquisition", cfg.acquisition, mc_dropout.SCORES)
+        if cfg.passes < 2 and cfg.acquisition != "max_entropy":  # disagreement needs two passes
+            raise ConfigError("query.passes", cfg.passes, "an integer >= 2 (query.acquisition=max_entropy alone "
+                              "takes 1)", f"one pass scores every point 0 with query.acquisition={cfg.acquisition}, "
+                              "which makes it random sampling")
         return mc_dropout.MCDropout(cfg.passes, cfg.acquisition, eval_batch_size)
     if cfg.name == "coreset":
         check_positive("query.chunk_size", cfg.chunk_size)
@@ -281,6 +285,11 @@ def _check_dataset_options(cfg: DictConfig) -> None:
     """The dataset's own choices, before any job reads the data (the loaders check them again)."""
     from dal_runner.data import npz, torchvision_sets
 
+    fraction = cfg.get("test_fraction")
+    if fraction is not None and not 0.0 < fraction < 1.0:  # nan too
+        raise ConfigError("dataset.test_fraction", fraction, "a fraction in (0, 1), e.g. 0.3")
+    if cfg.name == "openml" and (isinstance(cfg.id, bool) or cfg.id <= 0):
+        raise ConfigError("dataset.id", cfg.id, "a positive OpenML data id, e.g. 6 (letter) or 61 (iris)")
     if cfg.name == "npz":
         check_choice("dataset.layout", cfg.layout, npz.LAYOUTS)
     if cfg.name == "cifar100":

@@ -136,3 +136,11 @@ def test_a_sweep_over_searches_takes_keys_only_the_swept_options_have(tmp_path):
     res = run_cli(["-m", "search=inas,random", "search.blocks=null"], cwd=tmp_path / "other")
     assert res.returncode == 2 and "search.blocks: unknown key for search=inas" in res.stderr
     assert not (tmp_path / "other" / "outputs").exists()
+
+
+def test_a_batch_schedule_on_the_command_line_replaces_the_protocol_s_whole(tmp_path):
+    # before: "budget.batch.5000: unknown key", and {0: 100} kept the protocol's 10000: 5000
+    for schedule, expected in (("{0:100,5000:500}", {0: 100, 5000: 500}), ("{0:100}", {0: 100})):
+        res = run_cli(["budget=active_inas", f"budget.batch={schedule}", "--cfg", "job"], cwd=tmp_path)
+        assert res.returncode == 0, res.stderr
+        assert OmegaConf.create(res.stdout).budget.batch == expected

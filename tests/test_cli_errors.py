@@ -161,6 +161,38 @@ CASES = {
                                         "accepted: +hydra.launcher.additional_parameters={qos: high}"]),
     "an unknown launcher key": (["hydra/launcher=slurm", "hydra.launcher.partitio=gpu"],
                                 ["hydra.launcher.partitio", "unknown key", "partition", "timeout_min"]),
+    # before: "trainer.lr_milestones[1]=None"
+    "a list item of the wrong type": (["trainer.lr_milestones=[3,1.5]"],
+                                      ["trainer.lr_milestones[1]=1.5: wrong type", "an integer"]),
+    # before: an optional group, so Hydra ran without it
+    "an unknown preset": (["preset=foo"], ["preset=foo: unknown option", "digits_resnet"]),
+    # before: "1: Hydra cannot parse this override", or Hydra's usage block for --seed=1
+    "an argparse-style option": (["--seed", "1"], ["--seed 1", "key=value, not --options", "accepted: seed=1"]),
+    "an argparse-style option with =": (["--trainer.lr=0.1"], ["--trainer.lr=0.1", "accepted: trainer.lr=0.1"]),
+    # before: the jobs with the good value ran, then the bad one failed in its own job (exit 1)
+    "a sweep with one bad test fraction": (["-m", "search=fixed", "arch=mlp", "dataset.test_fraction=0.3,-1"],
+                                           ["dataset.test_fraction=-1.0", "a fraction in (0, 1)"]),
+    "a sweep with one bad OpenML id": (["-m", "dataset=openml", "dataset.id=6,-1", "arch=mlp", "search=fixed"],
+                                       ["dataset.id=-1", "a positive OpenML data id"]),
+    # before: accepted, and every point scored 0 (random sampling) or, for REINFORCE, a crash in round 1
+    "MC-dropout with one pass": (["query=mc_dropout", "arch.dropout=0.5", "query.passes=1"],
+                                 ["query.passes=1", "an integer >= 2", "max_entropy alone takes 1"]),
+    "REINFORCE with an infinite learning rate": (["search=reinforce", "search.lr=inf"],
+                                                 ["search.lr=inf", "a finite number > 0"]),
+    "early stopping with a NaN margin": (["search.epochs=10", "search.stop_at=0.5", "search.stop_margin=nan"],
+                                         ["search.stop_margin=nan", ">= 0"]),
+    # before: every job 'killed' at once, "0 of 0 runs completed", exit 0
+    "a sweep with no time to run": (["-m", "seed=0,1", "hydra/launcher=local", "hydra.launcher.timeout_min=0"],
+                                    ["hydra.launcher.timeout_min=0", "minutes > 0"]),
+    # before: job 1 overwrote job 0's folder, which then said failed over job 0's results
+    "a sweep whose jobs share a folder": (["-m", "seed=0,1", "hydra.sweep.subdir=same"],
+                                          ["hydra.sweep.subdir=same", "jobs 0 and 1 would share it",
+                                           "${hydra.job.num}"]),
+    # before: the sweep wrote its job folders among the user's files (hydra.run.dir was refused so)
+    "a sweep into a folder of other files": (
+        lambda tmp: (tmp / "project").mkdir() or (tmp / "project" / "notes.txt").write_text("mine") and
+        ["-m", "seed=0,1", f"hydra.sweep.dir={tmp}/project"],
+        ["hydra.sweep.dir=", "holds 1 entry and no sweep (notes.txt)"]),
 }
 
 

@@ -336,14 +336,16 @@ def test_a_run_or_sweep_launched_into_a_folder_still_going_is_refused(tmp_path, 
                                               (signal.SIGINT, 130, "interrupted (Ctrl-C)"),
                                               # sbatch --signal=USR1@90 in a user's own script: its default
                                               # action had killed the run without a word
-                                              (signal.SIGUSR1, 138, "terminated (SIGUSR1)")])
+                                              (signal.SIGUSR1, 138, "terminated (SIGUSR1)"),
+                                              # the terminal closed or the ssh connection dropped
+                                              (signal.SIGHUP, 129, "terminated (SIGHUP)")])
 def test_sigterm_or_ctrl_c_leaves_an_interrupted_run_that_resumes(tmp_path, uninterrupted_run, sig, status, how):
     folder = tmp_path / "run"
     # as from a terminal: SIGINT's default action, even where pytest itself was started with SIGINT
     # ignored (a background job of a non-interactive shell), which its children would inherit
     proc = subprocess.Popen([str(BIN / "dal-run"), *BASE, f"hydra.run.dir={folder}"], cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, **ENV},
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            preexec_fn=lambda: [signal.signal(s, signal.SIG_DFL) for s in (signal.SIGINT, signal.SIGHUP)])
     try:
         assert wait_for_round(folder, 1, until=lambda: proc.poll() is not None)
         proc.send_signal(sig)
@@ -598,6 +600,7 @@ def test_a_second_process_in_a_run_folder_is_refused_while_the_first_runs(tmp_pa
         f"dal-run: error: hydra.run.dir={folder}: a run there is still going (another dal-run process runs in it); "
         f"accepted: another folder, or this one once that run stopped")
     assert not (folder / "status.json").exists() and not (folder / "state").exists()
+    assert not (folder / ".hydra").exists()  # refused before Hydra wrote the second run's config over the first's
 
 
 @pytest.mark.parametrize("damage", ["missing", "not yaml", "not a list"])
@@ -641,6 +644,14 @@ def test_a_stop_of_a_sweep_whose_jobs_run_elsewhere_names_the_sweep_and_how_to_f
         f"dal-run: error: terminated (SIGTERM) of the sweep {sweep}; its jobs already started "
         f"(hydra/launcher=local or =slurm) go on to their end; then the same command with hydra.sweep.dir={sweep} "
         f"finishes it (completed jobs are kept)")
+    # SLURM: the cluster's jobs were not stopped (it said "stopped ones continue", and a relaunch was refused)
+    monkeypatch.setitem(cli.PREFLIGHT, "launcher", "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher")
+    with pytest.raises(SystemExit) as stop:
+        cli._stopped("interrupted (Ctrl-C)", 130)
+    assert capsys.readouterr().err.strip() == (
+        f"dal-run: error: interrupted (Ctrl-C) of the sweep {sweep}; its SLURM jobs keep running (squeue lists them, "
+        f"scancel stops them); once they have ended, the same command with hydra.sweep.dir={sweep} finishes it "
+        f"(completed jobs are kept, stopped ones continue)")
 
 
 def test_a_round_whose_every_candidate_diverges_fails_the_run_naming_it(small_run, tmp_path):
@@ -650,3 +661,40 @@ def test_a_round_whose_every_candidate_diverges_fails_the_run_naming_it(small_ru
         small_run("search=inas", "arch=resnet", "arch.width=4", "trainer.optimizer=sgd", "trainer.lr=1e6",
                   "trainer.epochs=2", folder=tmp_path / "run")
     assert read_json(tmp_path / "run" / "status.json")["state"] == "failed"
+
+
+def test_a_second_stop_while_the_first_is_being_recorded_is_ignored():
+    """A double Ctrl-C (or Ctrl-C then SIGTERM): the except clauses that write status.json run whole."""
+    from dal_runner.job_control import Terminated, stop_on_sigterm
+
+    restore = stop_on_sigterm()
+    recorded = []
+    try:
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)  # the handler runs at the next bytecode
+        except KeyboardInterrupt:
+            for second in (signal.SIGINT, signal.SIGTERM):
+                os.kill(os.getpid(), second)  # would raise inside this except clause
+                time.sleep(0.1)
+            recorded.append("interrupted")
+    finally:
+        restore()
+    assert recorded == ["interrupted"]
+    restore = stop_on_sigterm()  # a later run starts afresh: its first stop counts
+    try:
+        with pytest.raises(Terminated):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)
+    finally:
+        restore()
+
+
+def test_temporary_files_of_writes_cut_short_are_removed_when_the_run_starts(small_run, tmp_path):
+    folder = tmp_path / "run"
+    (folder / "state").mkdir(parents=True)
+    partial = [folder / ".selected.csv.k7fcbvv_.tmp", folder / "state" / ".state.pt.x1y2z3.tmp"]
+    for p in partial:
+        p.write_bytes(b"half a file")
+    small_run("budget.max_labels=100", folder=folder)
+    assert not any(p.exists() for p in partial)

@@ -118,7 +118,7 @@ class Fidelity:
             raise _bad("search.subset", self.subset, "a fraction of S' in (0, 1]")
         if self.stop_at is not None and not 0.0 < self.stop_at < 1.0:
             raise _bad("search.stop_at", self.stop_at, "null (no early stopping) or a fraction of the epochs in (0, 1)")
-        if self.stop_margin < 0:
+        if not self.stop_margin >= 0:  # nan too: no V' accuracy would ever be that far below
             raise _bad("search.stop_margin", self.stop_margin, "an accuracy difference >= 0")
         if self.stop_at is not None and self.epochs is None:
             raise ValueError("search.stop_at needs the candidates' epochs (Fidelity.epochs)")

@@ -15,6 +15,7 @@ The controller, its optimiser and b carry over from round to round (state_dict).
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -71,7 +72,7 @@ class ReinforceSearch:
         checks = [("search.budget", budget, int(budget) >= 1, "an integer >= 1 (candidate trainings per round)"),
                   ("search.children", children, 1 <= int(children) <= int(budget) and int(budget) % int(children) == 0,
                    f"m >= 1 dividing search.budget={budget} (controller steps = budget / m)"),
-                  ("search.lr", lr, lr > 0, "a number > 0"),
+                  ("search.lr", lr, math.isfinite(lr) and lr > 0, "a finite number > 0"),
                   ("search.baseline_decay", baseline_decay, 0.0 <= baseline_decay < 1.0, "a number in [0, 1)"),
                   ("search.hidden", hidden, int(hidden) >= 1, "an integer >= 1"),
                   ("search.val_fraction", val_fraction, 0.0 < val_fraction < 1.0, "a fraction in (0, 1)")]
