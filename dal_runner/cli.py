@@ -19,7 +19,7 @@ from dal_runner.config_checks import explain
 from dal_runner.errors import ConfigError, as_config_error
 from dal_runner.job_control import (FolderBusy, Terminated, only_process_in, remove_failed_start, signal_name,
                                     stop_on_sigterm)
-from dal_runner.launchers import dead_jobs_are_failed_runs
+from dal_runner.launchers import dead_jobs_are_failed_runs, stop_local_jobs
 from dal_runner.preflight import PREFLIGHT, fail, preflight
 from dal_runner.cli_help import CONFIG_MODULE, help_text
 
@@ -118,9 +118,10 @@ def _job(cfg: DictConfig, hydra_cfg, run_dir: Path, multirun: bool) -> Optional[
 _CURRENT: dict = {"run_dir": None, "sweep_dir": None, "not_started": False}
 
 
-def _stopped(how: str, status: int) -> None:
+def _stopped(how: str, status: int, local_jobs_stopped: int = 0) -> None:
     """One line for a run stopped by Ctrl-C or SIGTERM: where, and how to continue; the run's
-    dal-run.log gets it too (the terminal only once)."""
+    dal-run.log gets it too (the terminal only once). `local_jobs_stopped`: the running jobs of a
+    hydra/launcher=local sweep that were stopped with it."""
     run_dir, sweep_dir = _CURRENT["run_dir"], _CURRENT["sweep_dir"]
     if run_dir is None:
         from dal_runner.callbacks import LAUNCHED_JOBS
@@ -133,12 +134,15 @@ def _stopped(how: str, status: int) -> None:
                 fail(f"{how} of the sweep {sweep}; its SLURM jobs keep running (squeue lists them, scancel stops "
                      f"them); once they have ended, the same command with hydra.sweep.dir={sweep} finishes it "
                      f"(completed jobs are kept, stopped ones continue)", status)
+            if local_jobs_stopped:
+                fail(f"{how} of the sweep {sweep}; its {local_jobs_stopped} running job(s) stopped too (interrupted, "
+                     f"resumable); the same command with hydra.sweep.dir={sweep} finishes it (completed jobs are "
+                     f"kept, stopped ones continue)", status)
             if how.startswith("interrupted"):  # submitit passes Ctrl-C on to the jobs, not SIGTERM
                 fail(f"{how} of the sweep {sweep}; the same command with hydra.sweep.dir={sweep} finishes it "
                      f"(completed jobs are kept, stopped ones continue)", status)
-            fail(f"{how} of the sweep {sweep}; its jobs already started (hydra/launcher=local or =slurm) go on "
-                 f"to their end; then the same command with hydra.sweep.dir={sweep} finishes it (completed jobs "
-                 f"are kept)", status)
+            fail(f"{how} of the sweep {sweep}; none of its jobs was running; the same command with "
+                 f"hydra.sweep.dir={sweep} finishes it (completed jobs are kept)", status)
         fail(how, status)
     if sweep_dir is None and not state_exists(run_dir):
         message = (f"{how}{_failed_round(run_dir)} of {run_dir}, before its first round ended; nothing to resume: "
@@ -230,9 +234,9 @@ def run_main() -> None:
         with dead_jobs_are_failed_runs(sweep=sweep):
             _dal_run()
     except KeyboardInterrupt:
-        _stopped("interrupted (Ctrl-C)", 130)
+        _stopped("interrupted (Ctrl-C)", 130, stop_local_jobs())
     except Terminated as e:
-        _stopped(f"terminated ({signal_name(e)})", int(e.code))
+        _stopped(f"terminated ({signal_name(e)})", int(e.code), stop_local_jobs())
     finally:
         restore()
     if callbacks.FAILED_RUNS:

@@ -39,7 +39,11 @@ def stop_on_sigterm() -> Callable[[], None]:
 
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
-    taken = [s for s in _STOPS if signal.getsignal(s) in (signal.SIG_DFL, None)]
+    # a job of hydra/launcher=local: submitit's SIGTERM handler only "bypasses" it (on SLURM it
+    # precedes a requeue); here it is how a stopped sweep stops its jobs (launchers.stop_local_jobs)
+    local_job = os.environ.get("SUBMITIT_EXECUTOR") == "local"
+    taken = [s for s in _STOPS if signal.getsignal(s) in (signal.SIG_DFL, None)
+             or (local_job and s == signal.SIGTERM)]
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         taken.append(signal.SIGINT)
     previous = {s: signal.getsignal(s) for s in taken}

@@ -70,7 +70,47 @@ def dead_jobs_are_failed_runs(sweep: bool = True) -> Iterator[None]:
             return [_died(folders[index] if index < len(folders) else None, e)]
 
     submitit.Job.results = results
+    # hydra/launcher=local: each job runs under a submitit controller process; they are remembered
+    # so that a stopped sweep can stop its jobs (stop_local_jobs)
+    from submitit.local import local as submitit_local
+
+    original_start = submitit_local.start_controller
+
+    def start_controller(*args, **kwargs):
+        process = original_start(*args, **kwargs)
+        CONTROLLERS.append(process)
+        return process
+
+    submitit_local.start_controller = start_controller
     try:
         yield
     finally:
         submitit.Job.results = original
+        submitit_local.start_controller = original_start
+
+
+CONTROLLERS: List = []  # the submitit controllers (subprocess.Popen) of this process's local sweep
+
+
+def stop_local_jobs(wait_s: float = 60.0) -> int:
+    """SIGTERM to every local controller still running, which passes it on to its job: the job
+    stops as interrupted (status.json), resumable; waits for them. Returns how many it stopped.
+    (A terminal's Ctrl-C reaches the jobs by itself; a SIGTERM to dal-run alone did not, and its
+    jobs ran on to their end.)"""
+    import signal
+    import time
+
+    alive = [p for p in CONTROLLERS if p.poll() is None]
+    for p in alive:
+        try:
+            p.send_signal(signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.time() + wait_s
+    for p in alive:
+        try:
+            p.wait(max(0.1, deadline - time.time()))
+        except Exception:  # still running after the wait: left to submitit's own cleanup
+            pass
+    CONTROLLERS.clear()
+    return len(alive)

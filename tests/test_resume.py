@@ -636,14 +636,14 @@ def test_a_stop_of_a_sweep_whose_jobs_run_elsewhere_names_the_sweep_and_how_to_f
     assert capsys.readouterr().err.strip() == (
         f"dal-run: error: interrupted (Ctrl-C) of the sweep {sweep}; the same command with hydra.sweep.dir={sweep} "
         f"finishes it (completed jobs are kept, stopped ones continue)")
-    # SIGTERM: submitit does not pass it on, so the jobs that started run to their end
+    # SIGTERM with local jobs running: they were stopped with it (they used to run on to their end)
     with pytest.raises(SystemExit) as stop:
-        cli._stopped("terminated (SIGTERM)", 143)
+        cli._stopped("terminated (SIGTERM)", 143, 2)
     assert stop.value.code == 143
     assert capsys.readouterr().err.strip() == (
-        f"dal-run: error: terminated (SIGTERM) of the sweep {sweep}; its jobs already started "
-        f"(hydra/launcher=local or =slurm) go on to their end; then the same command with hydra.sweep.dir={sweep} "
-        f"finishes it (completed jobs are kept)")
+        f"dal-run: error: terminated (SIGTERM) of the sweep {sweep}; its 2 running job(s) stopped too (interrupted, "
+        f"resumable); the same command with hydra.sweep.dir={sweep} finishes it (completed jobs are kept, stopped "
+        f"ones continue)")
     # SLURM: the cluster's jobs were not stopped (it said "stopped ones continue", and a relaunch was refused)
     monkeypatch.setitem(cli.PREFLIGHT, "launcher", "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher")
     with pytest.raises(SystemExit) as stop:
@@ -698,3 +698,26 @@ def test_temporary_files_of_writes_cut_short_are_removed_when_the_run_starts(sma
         p.write_bytes(b"half a file")
     small_run("budget.max_labels=100", folder=folder)
     assert not any(p.exists() for p in partial)
+
+
+def test_sigterm_to_a_local_sweep_stops_its_running_jobs_as_interrupted_runs(tmp_path):
+    """hydra/launcher=local: SIGTERM to dal-run alone (kill PID, a scheduler's stop) used to leave its
+    jobs running to their end behind a sweep that said it had stopped."""
+    sweep = tmp_path / "sweep"
+    proc = subprocess.Popen([str(BIN / "dal-run"), "-m", "hydra/launcher=local", *BASE, "seed=0,1",
+                             f"hydra.sweep.dir={sweep}"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **ENV}, start_new_session=True)
+    try:
+        assert wait_for_round(sweep / "0", 1, until=lambda: proc.poll() is not None)
+        proc.send_signal(signal.SIGTERM)  # to dal-run only, not its process group
+        _, err = proc.communicate(timeout=180)
+        time.sleep(2)  # a job still running after dal-run ended would have moved on by now
+        states = {job: read_json(sweep / job / "status.json")["state"] for job in "01"
+                  if (sweep / job / "status.json").is_file()}  # job 1 may not have started
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 143, err
+    assert states["0"] == "interrupted" and states.get("1", "interrupted") in ("interrupted", "completed"), states
+    assert err.strip().splitlines()[-1].startswith(f"dal-run: error: terminated (SIGTERM) of the sweep {sweep}; its ")
+    assert "running job(s) stopped too (interrupted, resumable)" in err, err
