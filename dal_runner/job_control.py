@@ -92,12 +92,11 @@ _HELD: dict = {}  # run folder -> the open folder whose lock this process took b
 
 
 def hold_folder(run_dir: Path) -> None:
-    """Take `run_dir`'s lock now (creating the folder), for its job's `only_process_in` to keep: a
+    """Take the existing folder `run_dir`'s lock now, for its job's `only_process_in` to keep: a
     single run's preflight does, so that a second dal-run in the same folder is refused before
     Hydra writes its .hydra/ there. Raises FolderBusy."""
     import fcntl
 
-    Path(run_dir).mkdir(parents=True, exist_ok=True)
     fd = os.open(run_dir, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

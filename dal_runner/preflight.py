@@ -361,8 +361,10 @@ def preflight(argv: List[str]) -> List[str]:
             _nothing_to_resume(PREFLIGHT["completed"])
         PREFLIGHT["existing"] = existing  # what Hydra will create below it is removed again if the run cannot start
         run_dir = Path(os.path.abspath(checked[0][0]))
-        try:  # before Hydra writes .hydra/ there: a second dal-run in the folder must not overwrite it
-            hold_folder(run_dir)
+        try:  # before Hydra writes .hydra/ there: a second dal-run in the folder must not overwrite it.
+            # Only a folder that exists: a new one's path may hold ${now:...}, which Hydra resolves again
+            if run_dir.is_dir():
+                hold_folder(run_dir)
         except FolderBusy:
             fail(f"hydra.run.dir={run_dir}: a run there is still going (another dal-run process runs in it); "
                  f"accepted: another folder, or this one once that run stopped")

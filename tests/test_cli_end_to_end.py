@@ -144,3 +144,10 @@ def test_a_batch_schedule_on_the_command_line_replaces_the_protocol_s_whole(tmp_
         res = run_cli(["budget=active_inas", f"budget.batch={schedule}", "--cfg", "job"], cwd=tmp_path)
         assert res.returncode == 0, res.stderr
         assert OmegaConf.create(res.stdout).budget.batch == expected
+
+
+def test_a_run_in_its_default_folder_leaves_no_other_folder(tmp_path):
+    res = run_cli(["search=fixed", "arch=mlp", "budget.max_rounds=1", "trainer.epochs=1"], cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    (day,) = (tmp_path / "outputs" / "runs").iterdir()
+    assert len(list(day.iterdir())) == 1  # the checks before the run made no folder of their own
