@@ -138,7 +138,9 @@ def only_process_in(run_dir: Path) -> Iterator[None]:
 
 
 def folder_locked(run_dir: Path) -> bool:
-    """Whether a process holds `run_dir`'s lock now (a run runs in it)."""
+    """Whether a process holds `run_dir`'s lock now (a run runs in it). False for this process's own."""
+    if os.path.abspath(run_dir) in _HELD:  # taken by this process's preflight (hold_folder): kept as it is
+        return False
     try:
         with only_process_in(run_dir):  # taken, and given back at once
             return False

@@ -721,3 +721,20 @@ def test_sigterm_to_a_local_sweep_stops_its_running_jobs_as_interrupted_runs(tmp
     assert states["0"] == "interrupted" and states.get("1", "interrupted") in ("interrupted", "completed"), states
     assert err.strip().splitlines()[-1].startswith(f"dal-run: error: terminated (SIGTERM) of the sweep {sweep}; its ")
     assert "running job(s) stopped too (interrupted, resumable)" in err, err
+
+
+def test_a_folder_locked_before_hydra_stays_locked_until_its_job_ends(tmp_path):
+    from dal_runner import job_control
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    try_lock = [sys.executable, "-c", "import fcntl, os, sys\nfd = os.open(sys.argv[1], os.O_RDONLY)\n"
+                "fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)", str(folder)]
+    job_control.hold_folder(folder)  # the preflight of a single run
+    try:
+        assert job_control.folder_locked(folder) is False  # this process's own lock, and a check keeps it
+        assert subprocess.run(try_lock, capture_output=True).returncode != 0
+    finally:
+        with job_control.only_process_in(folder):  # the job keeps it, then gives it back
+            assert subprocess.run(try_lock, capture_output=True).returncode != 0
+    assert subprocess.run(try_lock, capture_output=True).returncode == 0
