@@ -17,6 +17,7 @@ from omegaconf.errors import InterpolationResolutionError
 from dal_runner.config import register_configs
 from dal_runner.config_checks import explain
 from dal_runner.errors import ConfigError, as_config_error
+from dal_runner.folder_checks import busy_message
 from dal_runner.job_control import (FolderBusy, Terminated, only_process_in, remove_failed_start, signal_name,
                                     stop_on_sigterm)
 from dal_runner.launchers import dead_jobs_are_failed_runs, stop_local_jobs
@@ -56,8 +57,7 @@ def _dal_run(cfg: DictConfig) -> Optional[float]:
         if multirun:
             log.error(message)
             return None
-        fail(f"hydra.run.dir={run_dir}: a run there is still going (another dal-run process runs in it); accepted: "
-             f"another folder, or this one once that run stopped")
+        fail(busy_message(run_dir))
     finally:
         restore()
     _CURRENT["run_dir"] = None  # a stop from here on (the next job's start, the report) is no job's

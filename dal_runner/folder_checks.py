@@ -107,3 +107,9 @@ def check_not_shared(job_dirs: Sequence[Optional[Path]], sweep_dirs: Sequence[Pa
         if first.setdefault(subdir, job) != job:
             raise ConfigError("hydra.sweep.subdir", subdir, "a subdir that differs by job, e.g. one holding "
                               "${hydra.job.num} (the default)", f"jobs {first[subdir]} and {job} would share it")
+
+
+def busy_message(run_dir: Path) -> str:
+    """The refusal of a run whose folder's lock another process holds (preflight, or the job)."""
+    return (f"hydra.run.dir={run_dir}: a run there is still going (another dal-run process runs in it); "
+            f"accepted: another folder, or this one once that run stopped")

@@ -20,7 +20,7 @@ from dal_runner.callbacks import LAUNCHED_JOBS
 from dal_runner.cli_help import CONFIG_MODULE
 from dal_runner.config_checks import check_resolvable, check_schema, check_values_given, explain, hydra_message
 from dal_runner.errors import ConfigError
-from dal_runner.folder_checks import alive_here, check_not_foreign, check_not_running, check_not_shared, check_writable
+from dal_runner.folder_checks import alive_here, busy_message, check_not_foreign, check_not_running, check_not_shared, check_writable
 from dal_runner.job_control import FolderBusy, hold_folder
 
 # Hydra flags that take a value (their value is not an override)
@@ -366,8 +366,7 @@ def preflight(argv: List[str]) -> List[str]:
             if run_dir.is_dir():
                 hold_folder(run_dir)
         except FolderBusy:
-            fail(f"hydra.run.dir={run_dir}: a run there is still going (another dal-run process runs in it); "
-                 f"accepted: another folder, or this one once that run stopped")
+            fail(busy_message(run_dir))
     if any(deterministic for *_, deterministic, _ in checked):
         # read once, at cuBLAS's first use: in a sweep whose jobs share this process, that may be
         # an earlier job's, so it is set before any job runs
