@@ -28,23 +28,35 @@ class Augment:
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """x: N x C x H x W (any dtype, raw scale) -> float N x C x H x W, same scale."""
-        n, _, h, w = x.shape
-        dev = x.device
+        return self.apply(x, self.draw(x.shape[0], x.shape[2], x.shape[3], x.device, generator))
+
+    def draw(self, n: int, h: int, w: int, device: torch.device, generator: torch.Generator) -> torch.Tensor:
+        """The random part of a batch's maps, 4 x n (rotation in radians, x and y translation in
+        pixels, flip as -1/+1), drawn from `generator`. Kept apart from `apply` so that a training step
+        captured as a CUDA graph replays the maps' arithmetic and resampling while the draws stay
+        outside it, on the same generator and in the same order as an eager step's."""
 
         def uniform(low: float, high: float) -> torch.Tensor:
-            return torch.rand(n, device=dev, generator=generator) * (high - low) + low
+            return torch.rand(n, device=device, generator=generator) * (high - low) + low
 
-        angle = uniform(-self.rotation, self.rotation) * (math.pi / 180) if self.rotation else torch.zeros(n, device=dev)
+        zeros = torch.zeros(n, device=device)
+        angle = uniform(-self.rotation, self.rotation) * (math.pi / 180) if self.rotation else zeros
         # translation in pixels: fractional shift + integer pad-and-crop offset
-        tx = uniform(-self.shift, self.shift) * w if self.shift else torch.zeros(n, device=dev)
-        ty = uniform(-self.shift, self.shift) * h if self.shift else torch.zeros(n, device=dev)
+        tx = uniform(-self.shift, self.shift) * w if self.shift else zeros
+        ty = uniform(-self.shift, self.shift) * h if self.shift else zeros
         if self.crop_padding:
             p = self.crop_padding
-            tx = tx + torch.randint(-p, p + 1, (n,), device=dev, generator=generator)
-            ty = ty + torch.randint(-p, p + 1, (n,), device=dev, generator=generator)
-        flip = torch.ones(n, device=dev)
+            tx = tx + torch.randint(-p, p + 1, (n,), device=device, generator=generator)
+            ty = ty + torch.randint(-p, p + 1, (n,), device=device, generator=generator)
+        flip = torch.ones(n, device=device)
         if self.hflip:
-            flip = torch.where(torch.rand(n, device=dev, generator=generator) < 0.5, -flip, flip)
+            flip = torch.where(torch.rand(n, device=device, generator=generator) < 0.5, -flip, flip)
+        return torch.stack([angle, tx, ty, flip])
+
+    def apply(self, x: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+        """x resampled by the maps `draw` made for it (one per image)."""
+        n, _, h, w = x.shape
+        angle, tx, ty, flip = maps
         cos, sin = torch.cos(angle), torch.sin(angle)
         # affine_grid maps output coords in [-1, 1] to input coords; pixel shifts scale by 2/size
         theta = torch.stack([

@@ -204,6 +204,7 @@ class TrainerConfig:
     eval_batch_size: int = 1024
     precision: str = "auto"  # auto (bf16 on GPUs that have it natively, else fp32) | bf16 | fp32
     channels_last: Optional[bool] = None  # image models; null: on CUDA only
+    cuda_graphs: bool = True  # CUDA: replay the training step as a captured CUDA graph
     deterministic: bool = False  # CUDA: deterministic kernels (slower); CPU runs repeat exactly either way
     divergence_factor: Optional[float] = 100.0  # fail when an epoch's loss exceeds this x the first's
     # stop once an epoch's training accuracy reaches this (BADGE: 0.99); epochs is then the cap

@@ -27,13 +27,14 @@ def amp_dtype(precision: str, device: torch.device) -> Optional[torch.dtype]:
     return None
 
 
-def autocast(model: nn.Module, device: torch.device):
+def autocast(model: nn.Module, device: torch.device, cache: bool = True):
     """The model's forward passes in the precision it was prepared for (`train.prepare`);
-    fp32 for a model that was not prepared."""
+    fp32 for a model that was not prepared. cache=False: no cache of the weights' casts, as a
+    pass captured in a CUDA graph needs (the casts are then part of what the graph replays)."""
     dtype = getattr(model, "amp_dtype", None)
     if dtype is None:
         return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
+    return torch.autocast(device.type, dtype=dtype, cache_enabled=cache)
 
 
 @torch.no_grad()

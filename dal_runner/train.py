@@ -2,18 +2,23 @@
 
 Data stays as one tensor on the device; batches are gathered by index (no DataLoader, no
 per-sample Python). On a GPU with native bf16 the forward passes run under bf16 autocast, and
-image models use channels_last (trainer.precision, trainer.channels_last).
+image models use channels_last (trainer.precision, trainer.channels_last). On a GPU the training
+step (gather, augmentation, forward, backward, optimizer step) is captured once as a CUDA graph
+and replayed (trainer.cuda_graphs): the small networks and batches of active learning leave the
+GPU idle between kernel launches otherwise.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Callable, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dal_runner.augment import Augment
 from dal_runner.config import TrainerConfig
 from dal_runner.features import amp_dtype, autocast, infer
 
@@ -34,12 +39,17 @@ def prepare(model: nn.Module, device: torch.device, is_image: bool, precision: s
     return model
 
 
-def _optimizer(model: nn.Module, p: TrainerConfig) -> torch.optim.Optimizer:
+def _optimizer(model: nn.Module, p: TrainerConfig, capturable: bool = False) -> torch.optim.Optimizer:
     if p.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=p.lr, momentum=p.momentum,
                                nesterov=p.nesterov, weight_decay=p.weight_decay)
     if p.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=p.lr, weight_decay=p.weight_decay)
+        if capturable:
+            # its step counts live on the GPU, so that its step can be part of a CUDA graph; the eager
+            # warm-up steps and short last batches (`_GraphedStep`) are expected, not worth a warning
+            warnings.filterwarnings("ignore", message="This instance was constructed with capturable=True",
+                                    category=UserWarning)
+        return torch.optim.Adam(model.parameters(), lr=p.lr, weight_decay=p.weight_decay, capturable=capturable)
     raise ValueError(f"unknown optimizer {p.optimizer!r}")
 
 
@@ -83,6 +93,81 @@ def _batches(n: int, batch_size: int, steps: Optional[int], generator: torch.Gen
         pos += batch_size
 
 
+class _GraphedStep:
+    """The training step on full batches of `batch_size`, captured as a CUDA graph and replayed.
+
+    What changes from step to step enters through fixed tensors copied before each replay: the
+    batch's indices and its augmentation draws (`Augment.draw`, on the same generator and in the
+    same order as an eager step's). The first `WARMUP` steps run eagerly on a side stream, as
+    PyTorch's whole-network capture recipe does (cuDNN autotuning, the optimizer's state); they
+    are real steps of the training. The graph bakes the learning rate in, so a change of it (an
+    lr milestone) captures the step again. Dropout draws from the default CUDA generator, whose
+    state graphs advance on every replay."""
+
+    WARMUP = 3
+
+    def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, opt: torch.optim.Optimizer,
+                 augment: Optional[Augment], aug_gen: torch.Generator, batch_size: int):
+        self.model, self.x, self.y, self.opt = model, x, y, opt
+        self.augment, self.aug_gen, self.batch_size = augment, aug_gen, batch_size
+        self.idx = torch.zeros(batch_size, dtype=torch.long, device=x.device)
+        self.maps = torch.zeros(4, batch_size, device=x.device)
+        self.graph: Optional[torch.cuda.CUDAGraph] = None
+        self.out: Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = None
+        self.lrs: Optional[List[float]] = None
+        self.warm = 0
+        self.captures = 0
+
+    def _step(self, capturing: bool) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        xb, yb = self.x[self.idx], self.y[self.idx]
+        if self.augment is not None:
+            xb = self.augment.apply(xb, self.maps)
+        with autocast(self.model, self.x.device, cache=not capturing):
+            logits = self.model(xb)
+            loss = F.cross_entropy(logits, yb)
+        loss.backward()  # the gradients were set to None before: written, not accumulated
+        self.opt.step()
+        return loss, logits, yb
+
+    def __call__(self, idx: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        self.idx.copy_(idx)
+        if self.augment is not None:
+            h, w = self.x.shape[2], self.x.shape[3]
+            self.maps.copy_(self.augment.draw(self.batch_size, h, w, self.x.device, self.aug_gen))
+        lrs = [group["lr"] for group in self.opt.param_groups]
+        if self.warm < self.WARMUP:
+            self.warm += 1
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                self.opt.zero_grad(set_to_none=True)
+                out = self._step(capturing=False)
+            torch.cuda.current_stream().wait_stream(side)
+            return out
+        if self.graph is None or lrs != self.lrs:
+            self.graph = self.out = None  # the last capture's memory goes back first
+            self.opt.zero_grad(set_to_none=True)
+            graph = torch.cuda.CUDAGraph()
+            try:
+                with torch.cuda.graph(graph):
+                    out = self._step(capturing=True)
+            except RuntimeError as err:  # an operation that cannot be captured (a host synchronisation, say)
+                raise RuntimeError(f"capturing the training step as a CUDA graph failed: {err}. "
+                                   "trainer.cuda_graphs=false trains with eager steps") from err
+            self.graph, self.out, self.lrs = graph, out, lrs
+            self.captures += 1
+        self.graph.replay()
+        return self.out
+
+
+def _graphs_apply(params: TrainerConfig, device: torch.device, augment, extra_loss) -> bool:
+    """Whether the step is captured: trainer.cuda_graphs on a CUDA device, the plain cross-entropy
+    objective (the joint one draws its unlabeled batch on the CPU every step) and no augmentation
+    or `Augment`'s (whose draws can be kept outside the graph)."""
+    return (params.cuda_graphs and device.type == "cuda" and extra_loss is None
+            and (augment is None or isinstance(augment, Augment)))
+
+
 def fit(
     model: nn.Module,
     x: torch.Tensor,
@@ -104,15 +189,19 @@ def fit(
     `params.stop_at_train_accuracy`: the training stops after the first epoch whose accuracy on
     its own (augmented, training-mode) batches reaches it, as BADGE's code measures it; no extra
     pass over S.
+    `params.cuda_graphs` on a GPU: full batches replay a captured step (`_GraphedStep`); a shorter
+    last batch of an epoch runs eagerly.
     """
     device = x.device
     n = x.shape[0]
     gen = torch.Generator().manual_seed(seed)
     aug_gen = torch.Generator(device=device).manual_seed(seed + 1)
     extra_gen = torch.Generator().manual_seed(seed + 3)
-    opt = _optimizer(model, params)
+    graphs = _graphs_apply(params, device, augment, extra_loss)
+    opt = _optimizer(model, params, capturable=graphs)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(params.lr_milestones), gamma=params.lr_gamma)
     bs = min(params.batch_size, n)
+    graphed = _GraphedStep(model, x, y, opt, augment, aug_gen, bs) if graphs else None
     history = []
     # dropout draws from the global generator: fork it so the run's seed alone decides it
     devices = [device] if device.type == "cuda" else []
@@ -122,17 +211,20 @@ def fit(
         for epoch in range(params.epochs):
             total, correct, seen = torch.zeros((), device=device), torch.zeros((), device=device), 0
             for step, idx in enumerate(_batches(n, bs, params.steps_per_epoch, gen, device)):
-                xb, yb = x[idx], y[idx]
-                if augment is not None:
-                    xb = augment(xb, aug_gen)
-                with autocast(model, device):
-                    logits = model(xb)
-                    loss = F.cross_entropy(logits, yb)
-                    if extra_loss is not None:
-                        loss = loss + extra_loss(model, step, extra_gen)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                if graphed is not None and len(idx) == bs:
+                    loss, logits, yb = graphed(idx)
+                else:
+                    xb, yb = x[idx], y[idx]
+                    if augment is not None:
+                        xb = augment(xb, aug_gen)
+                    with autocast(model, device):
+                        logits = model(xb)
+                        loss = F.cross_entropy(logits, yb)
+                        if extra_loss is not None:
+                            loss = loss + extra_loss(model, step, extra_gen)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
                 total += loss.detach() * len(idx)  # the mean over the epoch's points, not over its batches
                 if params.stop_at_train_accuracy is not None:
                     correct += (logits.detach().argmax(1) == yb).sum()

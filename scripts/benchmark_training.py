@@ -70,15 +70,16 @@ def resnet18(device: torch.device, normalize: bool = True, precision: str = "aut
     return resnet(device, normalize=normalize, precision=precision)
 
 
-def _trainer(steps: int, batch_size: int = 128):
+def _trainer(steps: int, batch_size: int = 128, cuda_graphs: bool = True):
     from dal_runner.config import TrainerConfig
 
     return TrainerConfig(optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4, epochs=1,
-                         batch_size=batch_size, steps_per_epoch=steps, divergence_factor=None)
+                         batch_size=batch_size, steps_per_epoch=steps, divergence_factor=None,
+                         cuda_graphs=cuda_graphs)
 
 
 def ours_training(device: torch.device, steps: int, warmup: int, n: int = 50_000, precision: str = "auto",
-                  batch_size: int = 128) -> Dict:
+                  batch_size: int = 128, cuda_graphs: bool = True) -> Dict:
     from dal_runner.augment import Augment
     from dal_runner.train import fit
 
@@ -86,17 +87,19 @@ def ours_training(device: torch.device, steps: int, warmup: int, n: int = 50_000
     x, y = x.to(device), y.to(device)
     model = resnet18(device, precision=precision)
     augment = Augment(crop_padding=4, hflip=True)
-    fit(model, x, y, _trainer(warmup, batch_size), 0, augment)  # cuDNN autotuning, allocator warm-up
+    fit(model, x, y, _trainer(warmup, batch_size, cuda_graphs), 0, augment)  # cuDNN autotuning, allocator warm-up
     _sync(device)
     started = time.perf_counter()
-    fit(model, x, y, _trainer(steps, batch_size), 1, augment)
+    # the timed fit captures its own graph (after 3 eager steps), as every fit in a run does
+    fit(model, x, y, _trainer(steps, batch_size, cuda_graphs), 1, augment)
     _sync(device)
     seconds = time.perf_counter() - started
     return {"steps": steps, "batch_size": batch_size, "seconds": round(seconds, 3),
             "images_per_s": round(steps * batch_size / seconds, 1),
             "recipe": "uint8 on the device, augmentation on the device, "
                       + ("bf16 autocast" if model.amp_dtype is not None else "fp32" + _tf32_note(device))
-                      + (", channels_last" if device.type == "cuda" else "")}
+                      + (", channels_last" if device.type == "cuda" else "")
+                      + (", the step replayed as a CUDA graph" if device.type == "cuda" and cuda_graphs else "")}
 
 
 def _tf32_note(device: torch.device) -> str:
@@ -410,6 +413,11 @@ def bench_training(device: str, steps: int, warmup: int, workers: int, infer_n: 
         section("training_ours_fp32", lambda: ours_training(dev, steps, warmup, precision="fp32",
                                                             batch_size=batch_size))
         out["training_speedup_fp32"] = speedup("training_ours_fp32")
+    if dev.type == "cuda":
+        # the same trainer with eager steps (trainer.cuda_graphs=false): what the graph replay buys
+        section("training_ours_eager", lambda: ours_training(dev, steps, warmup, batch_size=batch_size,
+                                                             cuda_graphs=False))
+        out["training_speedup_eager"] = speedup("training_ours_eager")
     round_ok = round_steps > 0 and section("round", lambda: protocol_round(dev, round_steps))
 
     def bounds() -> Dict:

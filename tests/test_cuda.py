@@ -179,3 +179,43 @@ def test_deterministic_runs_on_the_gpu_repeat_exactly(tmp_path):
     assert (a / "selected.csv").read_text() == (b / "selected.csv").read_text()
     assert (a / "selected.csv").read_text() != (c / "selected.csv").read_text()
     assert json.loads((a / "summary.json").read_text())["device"].startswith("cuda:")
+
+
+# ---- the training step as a CUDA graph ---------------------------------------------------------
+
+def _fit_twice(optimizer: str, monkeypatch):
+    """The same training with captured and with eager steps: an lr milestone (a second capture) and
+    a shorter last batch per epoch (run eagerly between replays)."""
+    from dal_runner import train
+    from dal_runner.arch.resnet import ResNet
+    from dal_runner.augment import Augment
+    from dal_runner.config import TrainerConfig
+
+    replays = []
+    real_replay = torch.cuda.CUDAGraph.replay
+    monkeypatch.setattr(torch.cuda.CUDAGraph, "replay", lambda self: replays.append(1) or real_replay(self))
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (300, 3, 16, 16), dtype=torch.uint8, generator=g).cuda()
+    y = (x.float().mean(dim=(1, 2, 3)) > 127.5).long() + 2 * (x[:, 0].float().mean(dim=(1, 2)) > 127.5).long()
+    results = {}
+    for graphs in (True, False):
+        torch.manual_seed(0)
+        net = train.prepare(ResNet("basic", 1, 2, in_channels=3, n_classes=4, width=8),
+                            torch.device("cuda"), True, "fp32")
+        params = TrainerConfig(optimizer=optimizer, lr=0.05 if optimizer == "sgd" else 1e-3, momentum=0.9,
+                               nesterov=True, weight_decay=5e-4, epochs=4, batch_size=64, lr_milestones=[2],
+                               cuda_graphs=graphs, divergence_factor=None)
+        losses = train.fit(net, x, y, params, seed=7, augment=Augment(crop_padding=2, hflip=True))
+        results[graphs] = (losses, [p.detach().clone() for p in net.parameters()])
+    return results, len(replays)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_a_training_step_replayed_as_a_cuda_graph_trains_as_eager_steps_do(optimizer, monkeypatch):
+    results, replays = _fit_twice(optimizer, monkeypatch)
+    # 4 epochs of 4 full batches and one of 44 points: the first 3 steps eager, 13 replays
+    assert replays == 4 * 4 - 3
+    (graph_losses, graph_params), (eager_losses, eager_params) = results[True], results[False]
+    assert graph_losses == pytest.approx(eager_losses, rel=1e-4)
+    for a, b in zip(graph_params, eager_params):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
