@@ -127,7 +127,9 @@ class _GraphedStep:
             loss = F.cross_entropy(logits, yb)
         loss.backward()  # the gradients were set to None before: written, not accumulated
         self.opt.step()
-        return loss, logits, yb
+        # detached, so that no autograd node of this step outlives it: the parameters' gradient
+        # accumulators are then made afresh on the stream of each warm-up step and of the capture
+        return loss.detach(), logits.detach(), yb
 
     def __call__(self, idx: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         self.idx.copy_(idx)
@@ -225,9 +227,10 @@ def fit(
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
-                total += loss.detach() * len(idx)  # the mean over the epoch's points, not over its batches
+                    loss, logits = loss.detach(), logits.detach()  # this step's autograd graph goes now (see _step)
+                total += loss * len(idx)  # the mean over the epoch's points, not over its batches
                 if params.stop_at_train_accuracy is not None:
-                    correct += (logits.detach().argmax(1) == yb).sum()
+                    correct += (logits.argmax(1) == yb).sum()
                 seen += len(idx)
             sched.step()
             mean_loss = float(total) / seen

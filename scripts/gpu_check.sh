@@ -13,8 +13,9 @@
 # device tool's `run` with timeout_s=600 holds them all). The benchmark writes gpu.json after
 # every section, so a section cut off by the limit keeps what the ones before measured. The
 # limits were sized by the first run on an NVIDIA H200 (2026-12-04: all three parts in 422 s).
-# GPU_CHECK_TESTS_ARGS and GPU_CHECK_BENCH_ARGS add arguments to pytest and to the benchmark (a -k
-# selection, --suite training: a later arg overrides an earlier one).
+# GPU_CHECK_TESTS_K is a pytest -k expression for the tests ("graph or deterministic");
+# GPU_CHECK_BENCH_ARGS adds arguments to the benchmark, split on spaces ("--suite training": a
+# later argument overrides an earlier one).
 #
 # On a machine with `make test` done, it uses .venv. On a bare PyTorch image with no network
 # (torch, numpy, scipy, scikit-learn, pandas, rich, matplotlib there; hydra-core & co missing)
@@ -76,7 +77,7 @@ if [[ $parts == *" tests "* ]]; then
   # the CUDA tests; the rest of the suite is CPU-only and runs in CI
   # -P: the checkout's own dal_runner/ (no conf/ inside) must not shadow the installed package
   timeout "${GPU_CHECK_TESTS_S:-140}" "$py" -P -m pytest tests/test_cuda.py -p no:cacheprovider -n 0 -q -rs \
-    --durations=5 ${GPU_CHECK_TESTS_ARGS:-} 2>&1 | tee "$out/test_cuda.log" || status=1
+    --durations=5 ${GPU_CHECK_TESTS_K:+-k "$GPU_CHECK_TESTS_K"} 2>&1 | tee "$out/test_cuda.log" || status=1
 fi
 if [[ $parts == *" big "* ]]; then
   # the chunked strategies on a 1,000,000 x 512 pool with 100 classes: peak GPU memory (target: under 8 GB)

@@ -202,11 +202,12 @@ def _fit_twice(optimizer: str, monkeypatch):
         torch.manual_seed(0)
         net = train.prepare(ResNet("basic", 1, 2, in_channels=3, n_classes=4, width=8),
                             torch.device("cuda"), True, "fp32")
+        start = [p.detach().clone() for p in net.parameters()]
         params = TrainerConfig(optimizer=optimizer, lr=0.05 if optimizer == "sgd" else 1e-3, momentum=0.9,
                                nesterov=True, weight_decay=5e-4, epochs=4, batch_size=64, lr_milestones=[2],
                                cuda_graphs=graphs, divergence_factor=None)
         losses = train.fit(net, x, y, params, seed=7, augment=Augment(crop_padding=2, hflip=True))
-        results[graphs] = (losses, [p.detach().clone() for p in net.parameters()])
+        results[graphs] = (losses, [p.detach().clone() for p in net.parameters()], start)
     return results, len(replays)
 
 
@@ -215,7 +216,12 @@ def test_a_training_step_replayed_as_a_cuda_graph_trains_as_eager_steps_do(optim
     results, replays = _fit_twice(optimizer, monkeypatch)
     # 4 epochs of 4 full batches and one of 44 points: the first 3 steps eager, 13 replays
     assert replays == 4 * 4 - 3
-    (graph_losses, graph_params), (eager_losses, eager_params) = results[True], results[False]
+    (graph_losses, graph_params, start), (eager_losses, eager_params, _) = results[True], results[False]
     assert graph_losses == pytest.approx(eager_losses, rel=1e-4)
-    for a, b in zip(graph_params, eager_params):
-        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
+    # the same arithmetic, not the same bits: on an H200 (torch 2.11) single weights differed by up
+    # to 5e-4 (SGD) and 1.3e-4 (Adam) after the 16 steps (cuDNN's TF32 convolutions, atomics), where
+    # the training moved them by up to 0.09 and 0.01. A stale learning rate after the milestone (the
+    # bug a missing recapture would be) differs from the right one by 0.54 (SGD) and 0.63 (Adam) of
+    # the whole training's change (measured on the CPU)
+    graph_w, eager_w, start_w = (torch.cat([p.flatten() for p in ps]) for ps in (graph_params, eager_params, start))
+    assert float((graph_w - eager_w).norm()) < 0.05 * float((eager_w - start_w).norm())
