@@ -41,7 +41,7 @@ def test_selection_benchmark_times_ours_and_the_references_with_their_memory(tmp
 
 
 def test_training_benchmark_compares_our_trainer_with_the_dataloader_reference(tmp_path):
-    result = _benchmark(tmp_path, "--suite", "training", "--train-steps", "1", "--warmup-steps", "1",
+    result = _benchmark(tmp_path, "--suite", "training", "--train-steps", "8", "--warmup-steps", "1",
                         "--train-batch", "8", "--workers", "0", "--infer-images", "128", "--eval-batch", "64",
                         "--round-steps", "0", "--inherit-rounds", "1", "--inherit-steps", "1", "--inherit-pool", "200",
                         "--inherit-initial", "50", "--inherit-epochs", "1", "1", "--bounds-rounds", "1")
@@ -58,8 +58,12 @@ def test_training_benchmark_compares_our_trainer_with_the_dataloader_reference(t
     step = {a: 128 / v for a, v in ips.items()}
     costliest = bounds["grows_to_costliest"]["path"]
     assert bounds["never_grows"]["path"] == ["A(1, 1)"] and costliest == [max(step, key=step.get)]
+    fixed = bounds["fixed_seconds_per_fit"]
+    # each architecture's step time is the slope between fits of 1 and 2 (of 8 // 4) steps; what a fit
+    # costs whatever its steps (a GPU's warm-up steps and graph capture) is counted once per fit
+    assert bounds["timed_steps"] == [1, 2] and set(fixed) == set(ips) and min(fixed.values()) >= 0
     for side, chosen in (("never_grows", "A(1, 1)"), ("grows_to_costliest", costliest[0])):
-        expected = sum(step.values()) * 50 * 390 + step[chosen] * 200 * 390
+        expected = sum(step.values()) * 50 * 390 + step[chosen] * 200 * 390 + sum(fixed.values()) + fixed[chosen]
         assert abs(bounds[side]["training_seconds"] - expected) < 0.01 * expected + 0.1
     inh = t["inheritance"]
     assert (inh["rounds"], inh["steps_per_epoch"], inh["search_epochs"], inh["epochs"]) == (1, 1, 1, 1)
