@@ -258,6 +258,9 @@ def fit(
                     break
             if params.stop_at_train_accuracy is not None and float(correct) / seen >= params.stop_at_train_accuracy:
                 break
+    if graphed is not None:
+        # the gradients live in the graph's private memory: dropping them lets it go with the graph
+        opt.zero_grad(set_to_none=True)
     return history
 
 
