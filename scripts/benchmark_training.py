@@ -7,6 +7,8 @@
   a Dataset whose per-image transforms (pad-and-crop, flip, to float, normalise) run in worker
   processes, fp32, default memory format, one .to(device) per batch.
 - inference: pool images/s of `dal_runner.features.infer` (probabilities and embeddings).
+- step_profile: where a training step's time goes (torch.profiler over eager steps): the kernels
+  with the most GPU time per step and their sum, to hold against the graphed step's time.
 - round: one round of the active-iNAS CIFAR-10 protocol (`+experiment=active_inas_cifar10`) on a
   synthetic CIFAR-shaped pool through the real loop, its training cut to one epoch of
   `--round-steps` steps and again with 5; its split (search, final training, evaluation, inference,
@@ -100,6 +102,46 @@ def ours_training(device: torch.device, steps: int, warmup: int, n: int = 50_000
                       + ("bf16 autocast" if model.amp_dtype is not None else "fp32" + _tf32_note(device))
                       + (", channels_last" if device.type == "cuda" else "")
                       + (", the step replayed as a CUDA graph" if device.type == "cuda" and cuda_graphs else "")}
+
+
+def step_profile(device: torch.device, steps: int, batch_size: int = 128, top: int = 12) -> Dict:
+    """Where a training step's time goes: `steps` eager steps of our trainer (trainer.cuda_graphs=false,
+    so that the kernels a graph would replay are seen one by one) under torch.profiler. On a GPU: the
+    kernels with the most device time per step, and all kernels' sum per step, to hold against the
+    graphed step's time (training_ours): near it, the step is bound by its kernels and only faster
+    kernels help; far under it, by what runs between them. On a CPU: the operators with the most
+    self time."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    from dal_runner.augment import Augment
+    from dal_runner.train import fit
+
+    x, y = synthetic_cifar(max(4 * batch_size, 512))
+    x, y = x.to(device), y.to(device)
+    model = resnet18(device)
+    augment = Augment(crop_padding=4, hflip=True)
+    fit(model, x, y, _trainer(3, batch_size, cuda_graphs=False), 0, augment)  # cuDNN autotuning
+    _sync(device)
+    cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        fit(model, x, y, _trainer(steps, batch_size, cuda_graphs=False), 1, augment)
+        _sync(device)
+
+    def self_us(event) -> float:
+        if not cuda:
+            return event.self_cpu_time_total
+        return getattr(event, "self_device_time_total", None) or getattr(event, "self_cuda_time_total", 0.0)
+
+    events = [e for e in prof.key_averages() if (e.device_type == DeviceType.CUDA) == cuda]
+    events.sort(key=self_us, reverse=True)
+    total = sum(self_us(e) for e in events)
+    return {"steps": steps, "batch_size": batch_size, "time": "GPU kernels" if cuda else "CPU operators (self)",
+            "ms_per_step": round(total / steps / 1000, 3),
+            "top": [{"name": e.key[:100], "ms_per_step": round(self_us(e) / steps / 1000, 4),
+                     "calls_per_step": round(e.count / steps, 2), "share": round(self_us(e) / total, 4)}
+                    for e in events[:top] if total > 0]}
 
 
 def _tf32_note(device: torch.device) -> str:
@@ -436,6 +478,7 @@ def bench_training(device: str, steps: int, warmup: int, workers: int, infer_n: 
         section("training_ours_eager", lambda: ours_training(dev, steps, warmup, batch_size=batch_size,
                                                              cuda_graphs=False))
         out["training_speedup_eager"] = speedup("training_ours_eager")
+    section("step_profile", lambda: step_profile(dev, max(1, min(steps, 20)), batch_size=batch_size))
     round_ok = round_steps > 0 and section("round", lambda: protocol_round(dev, round_steps))
 
     def bounds() -> Dict:

@@ -52,6 +52,10 @@ def test_training_benchmark_compares_our_trainer_with_the_dataloader_reference(t
     assert t["training_speedup"] == round(t["training_ours"]["images_per_s"]
                                           / t["training_reference"]["images_per_s"], 2)
     assert t["inference"]["images"] == 128 and t["inference"]["images_per_s"] > 0
+    prof = t["step_profile"]
+    assert prof["time"] == "CPU operators (self)" and prof["ms_per_step"] > 0 and prof["top"]
+    assert any("conv" in row["name"] for row in prof["top"])
+    assert sum(row["share"] for row in prof["top"]) <= 1.0 + 1e-6
     # one round from A(1, 1): its 3 candidates for 50 epochs, then A(1, 1) or the costliest for 200
     bounds, ips = t["protocol_bounds"], t["protocol_bounds"]["images_per_s"]
     assert sorted(ips) == ["A(1, 1)", "A(1, 2)", "A(2, 1)"]
