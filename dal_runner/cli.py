@@ -199,6 +199,23 @@ def _refuse_option_style(argv: List[str]) -> None:
              f"(dal-run --help lists the keys)")
 
 
+def _check_config_name(argv: List[str]) -> None:
+    """`--config-name X` (`-cn X`) names dal-run's primary config, of which there is one, `config`,
+    unless --config-dir or --config-path brings configs of one's own (Hydra then looks there)."""
+    if any(a.split("=")[0] in ("--config-dir", "-cd", "--config-path", "-cp") for a in argv):
+        return
+    for i, a in enumerate(argv):
+        flag, eq, name = a.partition("=")
+        if flag not in ("--config-name", "-cn"):
+            continue
+        if not eq:
+            name = argv[i + 1] if i + 1 < len(argv) else ""
+        if name != "config":
+            given = f"{flag}={name}" if eq else f"{flag} {name}".rstrip()
+            fail(f"{given}: no such config; accepted: config (the default: leave it out), or a config of your "
+                 f"own from --config-dir DIR (dal-run --help lists the config groups and +experiment=...)")
+
+
 def run_main() -> None:
     argv = sys.argv[1:]
     if "--help" in argv or "-h" in argv:
@@ -211,6 +228,7 @@ def run_main() -> None:
         argv = [a for a in argv if a in ("-m", "--multirun")][:1] + [a for a in argv if a not in ("-m", "--multirun")]
         sys.argv = [sys.argv[0], *argv]
     _refuse_option_style(argv)
+    _check_config_name(argv)
     completion = [i for i, a in enumerate(argv) if a in ("--shell-completion", "-sc")]
     if completion and not any(a.split("=")[0] in ("install", "uninstall", "query") for a in argv):
         fail(f"{argv[completion[0]]}: no command given; accepted: {argv[completion[0]]} install=bash "

@@ -105,6 +105,21 @@ def hydra_message(exc: BaseException, overrides: List[str]) -> str:
                     f"(experiments: {', '.join(known)})")
         if append:
             return f"{typed}: {group} is not chosen by default; accepted: {append} to add it"
+    already = re.match(r"Could not append to config\. An item is already at '([^']+)'", first)
+    if already:  # +seed=3: seed is there already
+        key = already.group(1)
+        given = next((o for o in overrides if o.startswith("+") and not o.startswith("++")
+                      and o[1:].split("=", 1)[0] == key), f"+{key}=<value>")
+        value = given.partition("=")[2]
+        return (f"{given}: {key} is already in the config (+ adds a key that is not); accepted: {key}={value}, "
+                f"or ++{key}={value} (sets it whether or not it is there)")
+    multiple = re.match(r"Multiple values for (\w+)\.", first)
+    if multiple:  # +experiment=a +experiment=b
+        group = multiple.group(1)
+        given = [o for o in overrides if o.lstrip("+~").split("=", 1)[0] == group]
+        values = ",".join(o.partition("=")[2] for o in given)
+        return (f"{' '.join(given) or group}: one {group} per run; accepted: one of them, or dal-run -m "
+                f"+{group}={values} for a run of each")
     if first.startswith("Ambiguous value for argument"):
         given = first.split("'", 1)[1].rsplit("'", 1)[0] if "'" in first else first
         return (f"{given}: a comma-separated value; accepted: dal-run -m ... to sweep over it (one run per "

@@ -164,6 +164,16 @@ CASES = {
     # before: "trainer.lr_milestones[1]=None"
     "a list item of the wrong type": (["trainer.lr_milestones=[3,1.5]"],
                                       ["trainer.lr_milestones[1]=1.5: wrong type", "an integer"]),
+    # before: Hydra's own words ("Could not append to config", "use 'override experiment: ...'"), or
+    # its config search path for --config-name
+    "a key that is there given with +": (["+seed=3"], ["+seed=3", "already in the config", "accepted: seed=3",
+                                                      "++seed=3"]),
+    "two experiments in one run": (["+experiment=active_inas_cifar10_smoke", "+experiment=ranganathan_digits"],
+                                   ["one experiment per run",
+                                    "dal-run -m +experiment=active_inas_cifar10_smoke,ranganathan_digits"]),
+    "an unknown primary config": (["--config-name", "nope"], ["--config-name nope: no such config",
+                                                              "accepted: config"]),
+    "an unknown primary config with =": (["-cn=nope"], ["-cn=nope: no such config"]),
     # before: an optional group, so Hydra ran without it
     "an unknown preset": (["preset=foo"], ["preset=foo: unknown option", "digits_resnet"]),
     # before: "1: Hydra cannot parse this override", or Hydra's usage block for --seed=1
