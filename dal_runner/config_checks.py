@@ -4,7 +4,7 @@ reject: the key, the value given and what is accepted (`dal-run`'s preflight cal
 from __future__ import annotations
 
 import re
-from typing import List, Optional
+from typing import Any, List, Optional
 
 from omegaconf import DictConfig
 
@@ -252,6 +252,28 @@ def check_schema(cfg: DictConfig) -> None:
                 option = f" for {group}={choices.get(group, node.get('name'))}" if group in SCHEMAS else ""
                 raise ConfigError(f"{group}.{key}", node[key], "one of " + ", ".join(sorted(allowed)),
                                   f"unknown key{option}{_options_having(group, str(key))}")
+
+
+def check_bool_overrides(cfg: DictConfig, overrides: List[str]) -> None:
+    """`trainer.nesterov=2`: OmegaConf takes any integer for a boolean key (2 is true), which is a
+    slip more often than a choice; true and false (and 0 and 1) are taken."""
+    from omegaconf import BooleanNode
+
+    for override in overrides:
+        key, eq, value = override.partition("=")
+        if not eq or key.startswith("~") or "/" in key:
+            continue
+        node: Any = cfg
+        for part in key.lstrip("+").split("."):
+            node = node._get_node(part) if isinstance(node, DictConfig) else None
+            if node is None:
+                break
+        try:
+            number = int(value.strip())
+        except ValueError:
+            continue
+        if isinstance(node, BooleanNode) and number not in (0, 1):
+            raise ConfigError(key.lstrip("+"), value, "true or false", "a number is no boolean")
 
 
 def check_values_given(cfg: DictConfig) -> None:

@@ -171,6 +171,9 @@ CASES = {
     "two experiments in one run": (["+experiment=active_inas_cifar10_smoke", "+experiment=ranganathan_digits"],
                                    ["one experiment per run",
                                     "dal-run -m +experiment=active_inas_cifar10_smoke,ranganathan_digits"]),
+    # before: OmegaConf took 2 as true
+    "a number for a boolean": (["trainer.nesterov=2"], ["trainer.nesterov=2", "accepted: true or false"]),
+    "a number for a boolean in a sweep": (["-m", "search.inherit=false,2"], ["search.inherit=2", "true or false"]),
     "an unknown primary config": (["--config-name", "nope"], ["--config-name nope: no such config",
                                                               "accepted: config"]),
     "an unknown primary config with =": (["-cn=nope"], ["-cn=nope: no such config"]),
