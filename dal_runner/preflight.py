@@ -119,6 +119,18 @@ def _job_overrides(overrides: List[str], multirun: bool) -> List[List[str]]:
     return [list(job) for batch in batches for job in batch]
 
 
+def _sweep_overrides(sweep: Path) -> str:
+    """The command line's overrides of the sweep in `sweep` (its multirun.yaml), each followed by a
+    space; '<its overrides> ' where the file is gone or unreadable."""
+    from omegaconf import OmegaConf
+
+    try:
+        task = OmegaConf.load(sweep / "multirun.yaml").hydra.overrides.task
+        return "".join(f"{o} " for o in task if not str(o).startswith("hydra.sweep.dir="))
+    except Exception:  # no multirun.yaml (job folders alone), or one this cannot read: the hint stays general
+        return "<its overrides> "
+
+
 def _resume_argv(argv: List[str], overrides: List[str], multirun: bool) -> List[str]:
     """`resume=PATH`: check PATH, reuse its overrides, and write into PATH.
 
@@ -140,6 +152,12 @@ def _resume_argv(argv: List[str], overrides: List[str], multirun: bool) -> List[
              f"(jobs of a sweep on SLURM continue by themselves when requeued)")
     path = Path(raw).expanduser().resolve()
     if not (path / ".hydra" / "config.yaml").is_file():
+        jobs = sorted((p.name for p in path.iterdir() if (p / ".hydra" / "config.yaml").is_file()),
+                      key=lambda n: (len(n), n)) if path.is_dir() else []
+        if (path / "multirun.yaml").is_file() or jobs:
+            fail(f"{given}: a sweep's folder, whose jobs are runs; accepted: resume={path}/{jobs[0] if jobs else 0} "
+                 f"for one job, or the sweep launched again into it, which continues every job: "
+                 f"dal-run -m {_sweep_overrides(path)}hydra.sweep.dir={path}")
         fail(f"{given}: not a dal-run run folder (no .hydra/config.yaml there); "
              f"accepted: a folder under outputs/runs/<date>/<time>")
     status = {}

@@ -738,3 +738,20 @@ def test_a_folder_locked_before_hydra_stays_locked_until_its_job_ends(tmp_path):
         with job_control.only_process_in(folder):  # the job keeps it, then gives it back
             assert subprocess.run(try_lock, capture_output=True).returncode != 0
     assert subprocess.run(try_lock, capture_output=True).returncode == 0
+
+
+def test_resume_of_a_sweeps_folder_says_how_to_continue_it(tmp_path, monkeypatch, capsys):
+    # before: "not a dal-run run folder", with no word of the sweep (the folders as Hydra writes them)
+    sweep = tmp_path / "sweep"
+    for job in ("0", "1", "10"):
+        (sweep / job / ".hydra").mkdir(parents=True)
+        (sweep / job / ".hydra" / "config.yaml").write_text(f"seed: {job}\n")
+    (sweep / "multirun.yaml").write_text("hydra:\n  overrides:\n    task:\n    - seed=0,1,10\n    - arch=mlp\n")
+    code, _, err = run_cli_inprocess([f"resume={sweep}"], tmp_path, monkeypatch, capsys)
+    assert code == 2 and "Traceback" not in err
+    assert f"resume={sweep}: a sweep's folder" in err
+    assert f"accepted: resume={sweep}/0 for one job" in err
+    assert f"dal-run -m seed=0,1,10 arch=mlp hydra.sweep.dir={sweep}" in err
+    (sweep / "multirun.yaml").unlink()  # job folders alone: the overrides are not known
+    code, _, err = run_cli_inprocess([f"resume={sweep}"], tmp_path, monkeypatch, capsys)
+    assert code == 2 and f"dal-run -m <its overrides> hydra.sweep.dir={sweep}" in err
