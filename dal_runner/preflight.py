@@ -151,6 +151,11 @@ def _resume_argv(argv: List[str], overrides: List[str], multirun: bool) -> List[
         fail(f"{given}: resume continues one run; accepted: dal-run resume=PATH without -m "
              f"(jobs of a sweep on SLURM continue by themselves when requeued)")
     path = Path(raw).expanduser().resolve()
+    elsewhere = [o for o in overrides if o.startswith("hydra.run.dir=")
+                 and Path(o.split("=", 1)[1].strip("'\"")).expanduser().resolve() != path]
+    if elsewhere:  # it used to be dropped without a word
+        fail(f"{elsewhere[0]}: a resumed run goes on in its own folder ({given}); accepted: no hydra.run.dir with "
+             f"resume=, or a new run (without resume=) into that folder")
     if not (path / ".hydra" / "config.yaml").is_file():
         jobs = sorted((p.name for p in path.iterdir() if (p / ".hydra" / "config.yaml").is_file()),
                       key=lambda n: (len(n), n)) if path.is_dir() else []

@@ -755,3 +755,12 @@ def test_resume_of_a_sweeps_folder_says_how_to_continue_it(tmp_path, monkeypatch
     (sweep / "multirun.yaml").unlink()  # job folders alone: the overrides are not known
     code, _, err = run_cli_inprocess([f"resume={sweep}"], tmp_path, monkeypatch, capsys)
     assert code == 2 and f"dal-run -m <its overrides> hydra.sweep.dir={sweep}" in err
+
+
+def test_resume_into_another_run_folder_is_refused(tmp_path, monkeypatch, capsys):
+    # before: hydra.run.dir was dropped without a word and the run went on in its own folder
+    code, out, err = run_cli_inprocess([f"resume={tmp_path / 'run'}", f"hydra.run.dir={tmp_path / 'other'}"],
+                                       tmp_path, monkeypatch, capsys)
+    assert code == 2 and "Traceback" not in err + out
+    assert f"hydra.run.dir={tmp_path / 'other'}: a resumed run goes on in its own folder" in err
+    assert not (tmp_path / "other").exists()
