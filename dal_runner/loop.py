@@ -194,19 +194,22 @@ def run_active_learning(
                  time.perf_counter() - started_at, "  (stopped early)" if any(stopped) else "")
         return accuracy
 
-    def write_results() -> None:
+    def write_results(final: bool) -> None:
         folder.rounds(rounds)
         folder.selected(selected)
         if search_rows:
             folder.search(search_rows, SEARCH_FIELDS)
-        learning_curve(rounds, title, folder.path / "learning_curve.png")
-        arch_growth(rounds, title, folder.path / "arch_growth.png")
+        # a run that stops (or is stopped) before its last round leaves figures that say so
+        unfinished = f"unfinished: {len(rounds)} of {budget.n_rounds(pool.size)} rounds"
+        shown = title if final else f"{title}\n{unfinished}" if title else unfinished
+        learning_curve(rounds, shown, folder.path / "learning_curve.png")
+        arch_growth(rounds, shown, folder.path / "arch_growth.png")
 
     data_fingerprint = data.fingerprint()
     finished = resume is not None and bool(resume.get("finished"))
     if finished:
         log.info("all %d rounds were done already; the results are written from them", len(rounds))
-        write_results()  # the process that saved the state may have stopped before it wrote them
+        write_results(True)  # the process that saved the state may have stopped before it wrote them
     with round_progress(budget.n_rounds(pool.size), t) as progress:
         while not finished:
             folder.status("running", round=t, n_labeled=pool.n_labeled)  # the round in progress
@@ -283,7 +286,7 @@ def run_active_learning(
                 "parent": parent if inherit_weights else None,
                 "data": data_fingerprint,  # a resumption checks that its data are these
             })
-            write_results()
+            write_results(done)
             progress.update(t + 1, f"round {t}: done")
             if done:
                 break

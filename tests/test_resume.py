@@ -68,6 +68,11 @@ def test_killed_run_resumes_to_the_uninterrupted_results(killed_run):
     assert read_json(killed / "status.json")["state"] == "completed"
     assert without_timings(read_csv(killed / "rounds.csv")) == without_timings(read_csv(full / "rounds.csv"))
     assert read_csv(killed / "selected.csv") == read_csv(full / "selected.csv")
+    # the figures of the stopped run said "unfinished: 2 of 6 rounds"; once resumed to the end, they
+    # are the uninterrupted run's, byte for byte
+    assert (snapshot / "learning_curve.png").read_bytes() != (full / "learning_curve.png").read_bytes()
+    for figure in ("learning_curve.png", "arch_growth.png"):
+        assert (killed / figure).read_bytes() == (full / figure).read_bytes(), figure
     a, b = (json.loads((p / "summary.json").read_text()) for p in (killed, full))
     assert (a["auc"], a["final_accuracy"]) == (b["auc"], b["final_accuracy"])
     # its seconds cover the rounds of both processes (those before the kill too), as loop_seconds
@@ -764,3 +769,20 @@ def test_resume_into_another_run_folder_is_refused(tmp_path, monkeypatch, capsys
     assert code == 2 and "Traceback" not in err + out
     assert f"hydra.run.dir={tmp_path / 'other'}: a resumed run goes on in its own folder" in err
     assert not (tmp_path / "other").exists()
+
+
+def test_the_figures_of_a_run_say_it_is_unfinished_until_its_last_round(tmp_path, monkeypatch):
+    # before: a run stopped after round 1 left a learning curve that looked like a finished one
+    from conftest import compose
+
+    from dal_runner import loop, run
+    from dal_runner.execute import execute
+
+    titles, real = [], loop.learning_curve
+    monkeypatch.setattr(loop, "learning_curve", lambda rounds, title, path: titles.append(title) or real(rounds, title, path))
+    cfg = compose(["search=fixed", "arch=mlp", "budget.initial=50", "budget.batch=50", "budget.max_labels=150",
+                   "trainer.epochs=2"])
+    execute(run.build(cfg), tmp_path / "run")
+    assert [t.splitlines()[-1] for t in titles] == ["unfinished: 1 of 3 rounds", "unfinished: 2 of 3 rounds",
+                                                    titles[-1]]
+    assert "unfinished" not in titles[-1] and titles[-1].strip()
