@@ -286,6 +286,8 @@ def run_active_learning(
                 "parent": parent if inherit_weights else None,
                 "data": data_fingerprint,  # a resumption checks that its data are these
             })
+            if not done:  # round t is saved: a stop from here on is one a resumption continues at round t + 1
+                folder.status("running", round=t + 1, n_labeled=pool.n_labeled)
             write_results(done)
             progress.update(t + 1, f"round {t}: done")
             if done:

@@ -786,3 +786,30 @@ def test_the_figures_of_a_run_say_it_is_unfinished_until_its_last_round(tmp_path
     assert [t.splitlines()[-1] for t in titles] == ["unfinished: 1 of 3 rounds", "unfinished: 2 of 3 rounds",
                                                     titles[-1]]
     assert "unfinished" not in titles[-1] and titles[-1].strip()
+
+
+def test_a_stop_while_a_round_is_written_names_the_round_a_resume_starts_at(tmp_path, monkeypatch):
+    # before: "interrupted in round 1" for a stop while round 1's files were written, after its state
+    # was saved, and then "resuming at round 2"
+    from conftest import compose
+
+    from dal_runner import run
+    from dal_runner.execute import execute
+    from dal_runner.io import RunFolder
+
+    writes, real = [], RunFolder.selected
+
+    def selected(folder, rows):
+        writes.append(len(rows))
+        if len(writes) == 2:  # round 1's files
+            raise KeyboardInterrupt
+        return real(folder, rows)
+
+    monkeypatch.setattr(RunFolder, "selected", selected)
+    cfg = compose(["search=fixed", "arch=mlp", "budget.initial=50", "budget.batch=50", "budget.max_labels=150",
+                   "trainer.epochs=2"])
+    with pytest.raises(KeyboardInterrupt):
+        execute(run.build(cfg), tmp_path / "run")
+    status = read_json(tmp_path / "run" / "status.json")
+    saved = torch.load(tmp_path / "run" / "state" / "state.pt", weights_only=True)
+    assert status["state"] == "interrupted" and status["round"] == saved["next_round"] == 2
