@@ -56,8 +56,25 @@ class SweepStatus(Callback):
     others (with their round and error) for `dal-run` to report and exit non-zero.
 
     Jobs never raise into Hydra's sweeper (one failing job must not stop or hide the others),
-    so this is where a sweep learns that some of its runs failed.
+    so this is where a sweep learns that some of its runs failed. Before a single run, it notes
+    which folders exist where the preflight could not (`on_run_start`).
     """
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """A single run the preflight left to Hydra (a config tree of one's own: --config-dir): the
+        nearest folder of its run folder that exists before Hydra makes it, so that a run that cannot
+        start removes only the folders Hydra made (`job_control.remove_failed_start`)."""
+        from dal_runner.preflight import PREFLIGHT
+
+        if PREFLIGHT.get("existing") is not None:
+            return
+        try:
+            folder = Path(os.path.abspath(str(config.hydra.run.dir)))
+        except Exception:  # a path only the job resolves: the run folder alone is removed
+            return
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        PREFLIGHT["existing"] = folder
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         FAILED_RUNS.clear()

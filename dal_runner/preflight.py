@@ -342,7 +342,7 @@ def preflight(argv: List[str]) -> List[str]:
     from hydra import initialize_config_module
     from hydra.core.utils import setup_globals
 
-    PREFLIGHT["completed"] = None
+    PREFLIGHT["completed"] = PREFLIGHT["existing"] = None
     LAUNCHED_JOBS.clear()
     argv = _whole_schedules(argv)
     overrides, multirun, custom_config = _split_argv(argv)

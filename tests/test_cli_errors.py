@@ -412,3 +412,16 @@ def test_a_slurm_sweep_over_files_this_machine_lacks_is_warned_not_refused(tmp_p
     assert stop.value.code == 2 and "no svhn files there" in capsys.readouterr().err
     _check_data_files([({**svhn, "download": True}, "hydra._internal.core_plugins.basic_launcher.BasicLauncher")],
                       set())
+
+
+def test_a_failed_start_with_a_config_dir_of_ones_own_removes_only_what_hydra_made(tmp_path, monkeypatch, capsys):
+    # before: the preflight leaves a config tree of one's own to Hydra, and an empty outputs/runs/<date>
+    # was left behind
+    own = tmp_path / "my_configs"
+    own.mkdir()
+    code, out, err = run_cli_inprocess(["-cd", str(own), "trainer.lr=-1"], tmp_path, monkeypatch, capsys)
+    assert code == 2 and "trainer.lr=-1.0: accepted: a finite number > 0" in err and "Traceback" not in err + out
+    assert not (tmp_path / "outputs").exists(), list(tmp_path.rglob("*"))
+    (tmp_path / "outputs" / "runs").mkdir(parents=True)  # the user's: kept
+    code, _, _ = run_cli_inprocess(["-cd", str(own), "trainer.lr=-1"], tmp_path, monkeypatch, capsys)
+    assert code == 2 and [p.name for p in (tmp_path / "outputs").rglob("*")] == ["runs"]
