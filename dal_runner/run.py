@@ -81,16 +81,25 @@ def set_cpu_threads() -> int:
         torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
     return torch.get_num_threads()
 
+def from_start(path: str) -> str:
+    """A relative dataset.path or dataset.root as the folder dal-run was started from reads it, also
+    in a job that Hydra moved into its run folder (hydra.job.chdir=true); as given outside a job."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.utils import to_absolute_path
+
+    return to_absolute_path(str(path)) if HydraConfig.initialized() else str(path)
+
+
 def load_dataset(cfg: DictConfig, seed: int) -> Dataset:
     from dal_runner.data import digits, npz, openml, torchvision_sets
 
     if cfg.name in torchvision_sets.NAMES:
-        return torchvision_sets.load(cfg.name, cfg.root, cfg.download, include_extra=cfg.get("extra", False),
-                                     labels=cfg.get("labels", "fine"))
+        return torchvision_sets.load(cfg.name, from_start(cfg.root), cfg.download,
+                                     include_extra=cfg.get("extra", False), labels=cfg.get("labels", "fine"))
     loaders = {
         "digits": lambda: digits.load(cfg.test_fraction, seed),
-        "openml": lambda: openml.load(cfg.id, cfg.root, cfg.test_fraction, seed),
-        "npz": lambda: npz.load(cfg.path, cfg.test_fraction, seed, cfg.layout),
+        "openml": lambda: openml.load(cfg.id, from_start(cfg.root), cfg.test_fraction, seed),
+        "npz": lambda: npz.load(from_start(cfg.path), cfg.test_fraction, seed, cfg.layout),
     }
     check_choice("dataset", cfg.name, [*loaders, *torchvision_sets.NAMES])
     return loaders[cfg.name]()
@@ -101,9 +110,9 @@ def check_data_files(cfg: DictConfig) -> None:
     from dal_runner.data import npz, torchvision_sets
 
     if cfg.name in torchvision_sets.NAMES and not cfg.download:
-        torchvision_sets.check_files(cfg.name, cfg.root, include_extra=cfg.get("extra", False))
+        torchvision_sets.check_files(cfg.name, from_start(cfg.root), include_extra=cfg.get("extra", False))
     elif cfg.name == "npz":
-        npz.check_file(cfg.path)
+        npz.check_file(from_start(cfg.path))
 
 def arch_spec(cfg: DictConfig, input_shape) -> ArchSpec:
     params = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k not in ("name", "dropout")}

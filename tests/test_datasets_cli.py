@@ -80,3 +80,20 @@ def test_cifar100_runs_on_its_coarse_labels_and_refuses_an_unknown_label_set(tmp
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "dataset.labels=superclass: unknown option; accepted: one of coarse, fine" in res.stderr
     assert len(run_dirs(tmp_path / "outputs" / "runs")) == 1  # refused before any run folder
+
+
+def test_relative_data_paths_are_read_from_where_dal_run_started_also_with_chdir(tmp_path, monkeypatch, capsys):
+    # before: with hydra.job.chdir=true the job looked for mine.npz (and data/) in its run folder:
+    # "dataset.path=mine.npz: file not found"
+    from conftest import run_cli_inprocess
+
+    x = np.random.default_rng(0).normal(size=(200, 5)).astype(np.float32)
+    np.savez(tmp_path / "mine.npz", x=x, y=(x[:, 0] > 0).astype(np.int64))
+    args = ["dataset=npz", "dataset.path=mine.npz", "arch=mlp", "search=fixed", "trainer.epochs=2",
+            "budget.initial=20", "budget.batch=20", "budget.max_labels=40", "hydra.job.chdir=true"]
+    code, out, err = run_cli_inprocess(args, tmp_path, monkeypatch, capsys)
+    assert code == 0, err
+    (run,) = run_dirs(tmp_path / "outputs" / "runs")
+    assert json.loads((run / "status.json").read_text())["state"] == "completed"
+    code, _, err = run_cli_inprocess(args[:1] + ["dataset.path=gone.npz"] + args[2:], tmp_path, monkeypatch, capsys)
+    assert code == 2 and f"dataset.path={tmp_path / 'gone.npz'}: file not found" in err
