@@ -265,7 +265,8 @@ def check_bool_overrides(cfg: DictConfig, overrides: List[str]) -> None:
             continue
         node: Any = cfg
         for part in key.lstrip("+").split("."):
-            node = node._get_node(part) if isinstance(node, DictConfig) else None
+            # `in` first: _get_node of a key a struct config lacks (+experiment=...) raises
+            node = node._get_node(part) if isinstance(node, DictConfig) and part in node else None
             if node is None:
                 break
         try:

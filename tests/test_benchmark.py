@@ -125,7 +125,8 @@ def test_a_failing_training_section_is_recorded_and_the_others_still_run(monkeyp
     assert out["training_ours"]["images_per_s"] > 0 and out["inference"]["images"] == 16
     # the caller is handed the results after every section, so it can write them as they come
     assert seen == [["training_ours"], ["training_ours", "training_reference"],
-                    ["inference", "training_ours", "training_reference", "training_speedup"]]
+                    ["inference", "training_ours", "training_reference", "training_speedup"],
+                    ["inference", "step_profile", "training_ours", "training_reference", "training_speedup"]]
 
 
 def test_a_method_that_fails_fails_the_benchmark_with_the_error_named(tmp_path):
