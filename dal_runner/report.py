@@ -290,18 +290,21 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def write_report(report: Report, out: Path) -> List[Path]:
+def write_report(report: Report, out: Path, out_given: bool = True) -> List[Path]:
+    """The tables and figures into `out`; `out_given=False`: the folder is the default one (an
+    error then says so, and how to choose another)."""
     from dal_runner import report_figures
 
     out = Path(out)
+    what = f"--out {out}" if out_given else f"{out} (the default --out: report/ in the first PATH)"
+    accepted = "a folder this user can create and write" if out_given else "--out DIR, a folder this user can write"
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         why = "it is a file" if out.is_file() else e.strerror or e
-        raise ReportError(f"--out {out}: cannot create the folder ({why}); accepted: a folder this user "
-                          f"can create and write") from None
+        raise ReportError(f"{what}: cannot create the folder ({why}); accepted: {accepted}") from None
     if not os.access(out, os.W_OK):
-        raise ReportError(f"--out {out}: cannot write in this folder")
+        raise ReportError(f"{what}: cannot write in this folder; accepted: {accepted}")
     tables = {**report.tables, "excluded.csv": [{"run": r.name, "state": r.state, "reason": r.reason}
                                                 for r in report.excluded]}
     written = []
@@ -403,7 +406,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if not report.runs:
             print_excluded(report, _console(), written=False)
             raise ReportError(f"none of the {len(report.excluded)} run folder(s) completed; nothing to report")
-        written = write_report(report, out)
+        written = write_report(report, out, out_given=args.out is not None)
         print_summary(report, out, written)
         return 0
     except ReportError as e:

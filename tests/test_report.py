@@ -328,6 +328,16 @@ def test_user_errors_are_one_line_with_exit_status_2_and_nothing_written(tmp_pat
     assert sorted(tmp_path.rglob("*")) == before
 
 
+def test_a_default_out_folder_that_cannot_be_made_says_it_was_the_default(tmp_path, capsys):
+    # before: "--out .../report: cannot create the folder", though no --out was given
+    sweep(tmp_path / "sweep", n_seeds=2)
+    (tmp_path / "sweep" / "report").write_text("")
+    assert report.main([str(tmp_path / "sweep")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"dal-report: error: {tmp_path}/sweep/report (the default --out: report/ in the first "
+                          f"PATH): cannot create the folder (it is a file); accepted: --out DIR"), err
+
+
 def test_a_single_run_is_reported_into_its_own_report_folder(tmp_path):
     make_run(tmp_path / "run", curve=RANDOM[0])
     assert report.main([str(tmp_path / "run")]) == 0
