@@ -41,12 +41,14 @@ FILES = {  # name -> columns; every file dal-report writes (stale ones are remov
     "auc_gain.csv": ["group", "environment", "strategy", "reference", "mean", "std", "n", "from_labels", "to_labels"],
     "auc_gain_by_labels.csv": ["group", "environment", "strategy", "reference", "from_labels", "to_labels", "mean",
                                "std", "n"],
+    "arch_growth.csv": ["group", "environment", "strategy", "n_labeled", "mean", "std", "n"],
     "penalty.csv": ["split", "subset", "kind", "row", "column", "value"],
     "penalty_skipped.csv": ["environment", "n_labeled", "reason"],
     "penalty_sizes.csv": ["environment", "counted", "rule"],
     "excluded.csv": ["run", "state", "reason"],
 }
-FIGURES = ("learning_curves", "penalty", "penalty_by_batch", "penalty_by_arch", "auc_gain", "auc_gain_by_labels")
+FIGURES = ("learning_curves", "arch_growth", "penalty", "penalty_by_batch", "penalty_by_arch", "auc_gain",
+           "auc_gain_by_labels")
 
 
 @dataclass
@@ -163,7 +165,7 @@ def build_report(paths: Sequence[Path], reference: Optional[Dict[str, str]] = No
     groups: Dict[Tuple[str, str], List[Run]] = defaultdict(list)
     for r in included:
         groups[(r.environment, r.strategy)].append(r)
-    curves, aucs, gains, gains_by_labels, unmatched = [], [], [], [], []
+    curves, aucs, gains, gains_by_labels, unmatched, growth = [], [], [], [], [], []
     order = sorted(groups, key=lambda group: (_natural_key(group[0]), _natural_key(group[1])))
     for env, strategy in order:  # budget.batch=50 before budget.batch=100, in every table and figure
         members = groups[(env, strategy)]
@@ -171,6 +173,10 @@ def build_report(paths: Sequence[Path], reference: Optional[Dict[str, str]] = No
         for n, mean, std, count in C.curve_stats(r.curve for r in members):
             curves.append({"group": name, "environment": env, "strategy": strategy, "n_labeled": n,
                            "mean": mean, "std": std, "n": count})
+        if any(len({p for _, p in r.sizes}) > 1 for r in members):  # a search that grew the model (Fig. 6a)
+            for n, mean, std, count in C.curve_stats(r.sizes for r in members if r.sizes):
+                growth.append({"group": name, "environment": env, "strategy": strategy, "n_labeled": n,
+                               "mean": mean, "std": std, "n": count})
         mean, std, count = C.summarize(auc(*zip(*r.curve)) for r in members)
         seeds = " ".join(sorted((_fmt(r.seed) for r in members), key=_natural_key))
         # each run's AUC is over its own label range; a mean over runs of different ranges is flagged
@@ -238,6 +244,7 @@ def build_report(paths: Sequence[Path], reference: Optional[Dict[str, str]] = No
                          for row in tidy(result.names, result.matrix)]
     report.tables = {
         "curves.csv": curves, "auc.csv": aucs, "auc_gain.csv": gains, "auc_gain_by_labels.csv": gains_by_labels,
+        "arch_growth.csv": growth,
         "penalty.csv": penalty_rows,
         "penalty_skipped.csv": [{"environment": s.environment, "n_labeled": s.n_labeled, "reason": s.reason}
                                 for s in skipped],

@@ -3,7 +3,9 @@
 - learning_curves: mean test accuracy over seeds vs labels, +-1 std band, one panel per environment;
 - penalty, penalty_by_batch, penalty_by_arch: pairwise penalty matrices with their column
   means in a row below (BADGE Figures 4, 13, 14; lower column mean is better);
-- auc_gain: AUC-gain over the reference per strategy and environment (active-iNAS Figure 6b).
+- auc_gain: AUC-gain over the reference per strategy and environment (active-iNAS Figure 6b);
+- arch_growth: mean parameters of the rounds' models vs labels, where a search grew them
+  (active-iNAS Figure 6a, over seeds), one panel per environment.
 """
 
 from __future__ import annotations
@@ -64,7 +66,10 @@ def _grid(n: int, ncols: int = 3):
 
 
 # ------------------------------------------------------------------------------ learning curves
-def learning_curves(rows: Sequence[dict], colors: Dict[str, tuple]) -> "plt.Figure":
+def learning_curves(rows: Sequence[dict], colors: Dict[str, tuple], ylabel: str = "test accuracy (mean ± 1 std)",
+                    log: bool = False) -> "plt.Figure":
+    """Mean over seeds vs labels with a +-1 std band, one panel per environment: test accuracy, or
+    (arch_growth) the rounds' parameter counts on a log axis."""
     by_env: Dict[str, Dict[str, List[dict]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
         by_env[r["environment"]][r["strategy"]].append(r)
@@ -85,7 +90,9 @@ def learning_curves(rows: Sequence[dict], colors: Dict[str, tuple]) -> "plt.Figu
         n = f"{min(seeds)}" if len(seeds) == 1 else f"{min(seeds)}-{max(seeds)}"
         ax.set_title(_wrap(f"{env} ({n} seed{'s' if max(seeds) > 1 else ''})", 60), fontsize=9)
         ax.set_xlabel("labeled examples")
-        ax.set_ylabel("test accuracy (mean ± 1 std)")
+        ax.set_ylabel(ylabel)
+        if log:
+            ax.set_yscale("log")
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(envs):]:
         ax.set_visible(False)
@@ -200,6 +207,9 @@ def write_figures(report, out: Path) -> List[Path]:
     tables = report.tables
     colors = _colors(sorted({r["strategy"] for r in tables["auc.csv"]}))
     paths = _save(lambda: learning_curves(tables["curves.csv"], colors), out, "learning_curves")
+    if tables.get("arch_growth.csv"):
+        paths += _save(lambda: learning_curves(tables["arch_growth.csv"], colors, "parameters (mean ± 1 std)",
+                                               log=True), out, "arch_growth")
     for split, results in report.penalties.items():
         stem = "penalty" if split == "overall" else f"penalty_by_{split}"
         paths += _save(lambda: penalty_figure(results, f"Pairwise penalty, {PENALTY_TITLES[split]}"), out, stem)

@@ -33,6 +33,8 @@ class Run:
     state: str = "missing"
     reason: str = ""  # why it is excluded; empty for a run that counts
     curve: List[Tuple[int, float]] = field(default_factory=list)
+    # (n_labeled, parameters of the round's model), where rounds.csv has them (active-iNAS Fig. 6a)
+    sizes: List[Tuple[int, int]] = field(default_factory=list)
     environment: str = ""
     strategy: str = ""
 
@@ -119,6 +121,14 @@ def load_run(path: Path, name: str) -> Run:
     if not run.curve:
         run.reason = "incomplete: rounds.csv has no rounds"
         return run
+    bad = next(((i, a) for i, (_, a) in enumerate(run.curve) if not 0.0 <= a <= 1.0), None)  # nan too
+    if bad is not None:  # edited by hand, or written by something else: it would reach every mean and AUC
+        run.reason = f"inconsistent: rounds.csv has a test_accuracy of {bad[1]} in round {bad[0]}"
+        return run
+    try:
+        run.sizes = [(int(r["n_labeled"]), int(r["n_params"])) for r in rows]
+    except (KeyError, ValueError, TypeError):  # older or hand-made files: no sizes, the rest stands
+        run.sizes = []
     summary = _read_json(path / SUMMARY_JSON) or {}
     expected = (summary.get("n_rounds"), summary.get("final_n_labeled"))
     if None not in expected and (len(run.curve), run.curve[-1][0]) != expected:

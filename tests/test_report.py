@@ -58,7 +58,8 @@ def test_summarize_gives_mean_sample_std_and_count():
 
 # ------------------------------------------------------------------------------ hand-made run folders
 def make_run(folder: Path, *, query="random", seed=0, curve=((30, 0.5), (60, 0.6), (90, 0.7)), state="completed",
-             dataset="digits", arch="mlp", search="fixed", initial=30, batch=30, max_labels=90, rounds=True):
+             dataset="digits", arch="mlp", search="fixed", initial=30, batch=30, max_labels=90, rounds=True,
+             params=None):
     """A run folder as dal-run leaves it: .hydra/config.yaml + hydra.yaml, rounds.csv, status.json."""
     arch_node = {"mlp": {"name": "mlp", "dropout": 0.0, "hidden": 256},
                  "cnn": {"name": "cnn", "dropout": 0.0, "channels": [32, 64]},
@@ -78,7 +79,11 @@ def make_run(folder: Path, *, query="random", seed=0, curve=((30, 0.5), (60, 0.6
     (folder / ".hydra").mkdir(parents=True)
     (folder / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
     (folder / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"runtime": {"choices": choices}}}))
-    if rounds:
+    if rounds and params is not None:  # the parameters of each round's model, as dal-run writes them
+        lines = ["round,n_labeled,test_accuracy,n_params"] + [f"{i},{n},{a},{p}"
+                                                              for i, ((n, a), p) in enumerate(zip(curve, params))]
+        (folder / "rounds.csv").write_text("\n".join(lines) + "\n")
+    elif rounds:
         lines = ["round,n_labeled,test_accuracy"] + [f"{i},{n},{a}" for i, (n, a) in enumerate(curve)]
         (folder / "rounds.csv").write_text("\n".join(lines) + "\n")
     if state is not None:
@@ -154,7 +159,7 @@ def test_seeds_are_averaged_and_every_table_matches_a_hand_computation(tmp_path,
         assert (out / f"{stem}.png").stat().st_size > 1000 and (out / f"{stem}.svg").is_file()
     assert not (out / "penalty_by_batch.png").exists()  # one batch size: the overall matrix is that one
     printed = capsys.readouterr().out
-    assert "query=margin" in printed and "± " in printed and f"wrote 16 files to {out}" in printed
+    assert "query=margin" in printed and "± " in printed and f"wrote 17 files to {out}" in printed
     # every size: margin wins at 60 and 90 labels, not at 30 (the same random start): 2 of 3 sizes
     assert report.main([str(tmp_path / "sweep"), "--penalty-sizes", "all", "--out", str(tmp_path / "all")]) == 0
     penalty = {(r["kind"], r["row"], r["column"]): float(r["value"]) for r in rows(tmp_path / "all" / "penalty.csv")}
@@ -328,6 +333,34 @@ def test_user_errors_are_one_line_with_exit_status_2_and_nothing_written(tmp_pat
     assert sorted(tmp_path.rglob("*")) == before
 
 
+def test_the_growth_of_searched_models_is_averaged_over_seeds_as_fig_6a(tmp_path):
+    # before: one arch_growth.png per run, none for a sweep
+    for seed, params in enumerate(([100, 100, 300], [100, 300, 500])):
+        make_run(tmp_path / "sweep" / str(seed), seed=seed, search="inas", arch="resnet", curve=RANDOM[seed],
+                 params=params)
+    for seed in (0, 1):  # a fixed architecture does not grow: no curve of its own
+        make_run(tmp_path / "sweep" / str(2 + seed), seed=seed, arch="resnet", curve=RANDOM[seed], params=[50] * 3)
+    assert report.main([str(tmp_path / "sweep")]) == 0
+    out = tmp_path / "sweep" / "report"
+    growth = rows(out / "arch_growth.csv")
+    assert [(r["n_labeled"], float(r["mean"]), r["n"]) for r in growth] == [("30", 100.0, "2"), ("60", 200.0, "2"),
+                                                                             ("90", 400.0, "2")]
+    assert {r["strategy"] for r in growth} == {"search=inas"}
+    assert (out / "arch_growth.png").is_file() and (out / "arch_growth.svg").is_file()
+
+
+def test_a_run_whose_rounds_csv_holds_an_impossible_accuracy_is_left_out(tmp_path, capsys):
+    # before: a NaN (say, a hand edit) reached the mean curve and the AUC
+    sweep(tmp_path / "sweep", n_seeds=2)
+    path = tmp_path / "sweep" / "0" / "rounds.csv"
+    path.write_text(path.read_text().replace("60,0.7", "60,nan", 1))
+    assert report.main([str(tmp_path / "sweep")]) == 0
+    excluded = rows(tmp_path / "sweep" / "report" / "excluded.csv")
+    assert [(r["run"], r["reason"]) for r in excluded] == [("0", "inconsistent: rounds.csv has a test_accuracy of nan "
+                                                                 "in round 1")]
+    assert all(r["mean"] != "nan" for r in rows(tmp_path / "sweep" / "report" / "auc.csv"))
+
+
 def test_a_default_out_folder_that_cannot_be_made_says_it_was_the_default(tmp_path, capsys):
     # before: "--out .../report: cannot create the folder", though no --out was given
     sweep(tmp_path / "sweep", n_seeds=2)
@@ -440,7 +473,7 @@ def test_the_callback_reports_at_the_end_of_the_sweep(real_sweep):
                           "auc_gain.png", "auc_gain.svg", "auc_gain_by_labels.png", "auc_gain_by_labels.svg"]:
         assert (out / name).is_file(), name
     assert "AUC of the learning curve" in stdout
-    assert f"wrote 16 files to outputs/multirun/{sweep_dir.parent.name}/{sweep_dir.name}/report" in stdout
+    assert f"wrote 17 files to outputs/multirun/{sweep_dir.parent.name}/{sweep_dir.name}/report" in stdout
     curves = rows(out / "curves.csv")
     assert [(r["strategy"], int(r["n_labeled"]), r["n"]) for r in curves] == [
         (q, n, "2") for q in ("query=margin", "query=random") for n in (30, 60, 90)]
