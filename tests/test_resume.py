@@ -669,10 +669,12 @@ def test_a_round_whose_every_candidate_diverges_fails_the_run_naming_it(small_ru
 
 
 def _as_a_fresh_process() -> None:
-    """What a dal-run process starts with, for a test that sends itself signals: the default
-    handlers, no signal blocked, no stop being recorded. An earlier test in the same pytest worker
-    can leave these otherwise (seen twice in CI, 2026-12-04: the first SIGINT below never raised;
-    not reproduced by running the files one by one); a leftover is reported as a warning."""
+    """What a dal-run process started from a terminal has, for a test that sends itself signals:
+    the default handlers, no signal blocked, no stop being recorded. pytest itself may have started
+    otherwise: `nohup make test &` from a script leaves SIGINT and SIGHUP ignored (a background job
+    of a non-interactive shell ignores SIGINT), and stop_on_sigterm rightly leaves an ignored signal
+    alone, so the first SIGINT below never raised (seen 2026-12-04). What was found is reported as
+    a warning."""
     import warnings
 
     from dal_runner import job_control
@@ -691,7 +693,7 @@ def _as_a_fresh_process() -> None:
         found.append(f"a stop being recorded: {job_control._STOPPING}")
         job_control._STOPPING.clear()
     if found:
-        warnings.warn("signal state left by an earlier test: " + "; ".join(found))
+        warnings.warn("signal state not a fresh terminal process's (reset for this test): " + "; ".join(found))
 
 
 def test_a_second_stop_while_the_first_is_being_recorded_is_ignored():
