@@ -116,7 +116,6 @@ class _GraphedStep:
         self.out: Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = None
         self.lrs: Optional[List[float]] = None
         self.warm = 0
-        self.captures = 0
 
     def _step(self, capturing: bool) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         xb, yb = self.x[self.idx], self.y[self.idx]
@@ -157,7 +156,6 @@ class _GraphedStep:
                 raise RuntimeError(f"capturing the training step as a CUDA graph failed: {err}. "
                                    "trainer.cuda_graphs=false trains with eager steps") from err
             self.graph, self.out, self.lrs = graph, out, lrs
-            self.captures += 1
         self.graph.replay()
         return self.out
 
