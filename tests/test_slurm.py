@@ -6,6 +6,7 @@ CI starts the one-node cluster before the suite (.ci/run); where none runs these
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -48,6 +49,21 @@ def _array_job_id(sweep: Path, task: int, timeout: float = 60) -> str:
     raise AssertionError("no submitit folder for the job")
 
 
+def _task_pid(job: str, timeout: float = 60) -> int:
+    """The pid of the job's task (step 0, task 0: submitit's Python process), from slurmd's records."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        job_id = subprocess.run(["squeue", "-h", "-o", "%A", "-j", job], capture_output=True, text=True).stdout.split()
+        if job_id:
+            rows = subprocess.run(["scontrol", "listpids", job_id[0]], capture_output=True, text=True).stdout
+            for row in rows.splitlines()[1:]:  # PID JOBID STEPID LOCALID GLOBALID
+                fields = row.split()
+                if fields[2:4] == ["0", "0"]:
+                    return int(fields[0])
+        time.sleep(0.2)
+    raise AssertionError(f"no task of job {job} in `scontrol listpids`")
+
+
 def _logs(sweep: Path, job: str) -> str:
     return "".join(p.read_text(errors="replace") for p in (sweep / ".submitit" / job).glob("*_log.*"))
 
@@ -63,23 +79,18 @@ def test_slurm_sweep_2x2_with_a_preempted_job_matches_uninterrupted(tmp_path, un
     try:
         sweep = _sweep_dir(tmp_path / "out", proc)
         # job 0 is query=albl seed=0, the uninterrupted run's config: preempt it in round 2
-        assert wait_for_round(sweep / "0", 2, until=lambda: proc.poll() is not None)
         job = _array_job_id(sweep, 0)
-        # SLURM's preemption signal. slurmctld delivers it at once but may answer "cannot be
-        # altered now" while the job array is in transition, and scancel then retries every few
-        # seconds, which would also signal the requeued job when it starts again: stop scancel
-        # as soon as the job has caught the signal
-        signal = subprocess.Popen(["scancel", "--signal=USR2", job], stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL)
-        deadline = time.time() + 60
-        while time.time() < deadline and signal.poll() is None and "Caught signal SIGUSR2" not in _logs(sweep, job):
-            time.sleep(0.05)
-        signal.kill()
+        task = _task_pid(job)
+        assert wait_for_round(sweep / "0", 2, until=lambda: proc.poll() is not None)
+        # SIGUSR2, the signal submitit asks SLURM to send before preemption or the time limit, to
+        # the job's task as slurmd would deliver it. Not through scancel: its RPC to slurmctld can
+        # take seconds on a loaded machine, and the whole run takes 3 (a CI run's signal landed
+        # after the job's end; submitit then requeued a completed job and nothing was preempted)
+        os.kill(task, signal.SIGUSR2)
         proc.wait(timeout=600)
     finally:
-        for p in (proc, locals().get("signal")):
-            if p is not None and p.poll() is None:
-                p.kill()
+        if proc.poll() is None:
+            proc.kill()
         log.close()
     output = (tmp_path / "dal-run.out").read_text()
     assert proc.returncode == 0, output[-3000:]
