@@ -19,6 +19,8 @@ scanning the hydra_plugins package, which an editable install of this package ca
 from __future__ import annotations
 
 import logging
+import shlex
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, List, Optional
@@ -76,8 +78,11 @@ def dead_jobs_are_failed_runs(sweep: bool = True) -> Iterator[None]:
 
     original_start = submitit_local.start_controller
 
-    def start_controller(*args, **kwargs):
-        process = original_start(*args, **kwargs)
+    def start_controller(folder, command, *args, setup=(), **kwargs):
+        # submitit's own start (its environment for the job), whose shell runs the setup lines and
+        # then, by exec in the same process, dal-run's controller (local_controller.py: Ctrl-C)
+        controller = shlex.join([sys.executable, "-m", "dal_runner.local_controller", str(folder)])
+        process = original_start(folder, command, *args, setup=[*setup, f"exec {controller}"], **kwargs)
         CONTROLLERS.append(process)
         return process
 

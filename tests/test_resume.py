@@ -757,6 +757,36 @@ def test_sigterm_to_a_local_sweep_stops_its_running_jobs_as_interrupted_runs(tmp
     assert "running job(s) stopped too (interrupted, resumable)" in err, err
 
 
+def test_ctrl_c_in_a_terminal_stops_a_local_sweep_without_a_traceback(tmp_path):
+    """A terminal's Ctrl-C reaches dal-run, submitit's job controllers and the jobs alike (one
+    process group): each controller printed a KeyboardInterrupt traceback into the terminal and
+    sent its job a second SIGINT, then SIGKILL. Each job records its own stop, and the sweep says
+    how to finish it."""
+    sweep = tmp_path / "sweep"
+    cmd = [str(BIN / "dal-run"), "-m", "hydra/launcher=local", *BASE, "seed=0,1", f"hydra.sweep.dir={sweep}"]
+    # SIGINT as a terminal's foreground job has it (a background job of a script starts with it ignored)
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **ENV}, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        assert wait_for_round(sweep / "0", 1, until=lambda: proc.poll() is not None)
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the whole process group
+        out, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in out + err and "KeyboardInterrupt" not in out + err, err
+    assert err.strip().splitlines()[-1].startswith(f"dal-run: error: interrupted (Ctrl-C) of the sweep {sweep}; ")
+    status = read_json(sweep / "0" / "status.json")
+    assert status["state"] == "interrupted" and "by the user (Ctrl-C)" in status["error"], status
+    # the same command finishes it, job 0 from its state
+    res = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env={**os.environ, **ENV}, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "resuming at round" in (sweep / "0" / "dal-run.log").read_text()
+    assert all(read_json(sweep / job / "status.json")["state"] == "completed" for job in "01")
+
+
 def test_a_folder_locked_before_hydra_stays_locked_until_its_job_ends(tmp_path):
     from dal_runner import job_control
 
