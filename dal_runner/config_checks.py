@@ -221,6 +221,21 @@ def _accepted_keys(full_key: str, overrides: List[str]) -> str:
             + ("one of " + ", ".join(keys) if keys else f"none ({parent}={option} has no keys of its own)"))
 
 
+def check_group_deletions(overrides: List[str]) -> None:
+    """`~trainer` (or `~trainer=default`): a group every run needs, deleted from the defaults list.
+    Hydra took it: the run went on with the schema's bare values (`~trainer`, `~budget`), or failed
+    on an interpolation in Hydra's words (`~dataset`, `~arch`)."""
+    for override in overrides:
+        key = override[1:].split("=", 1)[0] if override.startswith("~") else None
+        if key in _GROUPS:
+            from dal_runner.cli_help import group_options
+
+            options = ", ".join(group_options().get(key, {}))
+            typed = f"~{key}" if override.partition("=")[2] in ("", "null") else override  # a sweep's job: ~key=null
+            raise as_config_error(ValueError(f"{typed}: every run needs one {key} option, it cannot be deleted; "
+                                             f"accepted: {key}=<option> to choose another ({options})"))
+
+
 def check_schema(cfg: DictConfig) -> None:
     """Reject keys added with `+key=` that no schema knows (Hydra allows them), and keys a run
     needs that were deleted with `~key`."""

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from dal_runner import in_processes
 from dal_runner.callbacks import LAUNCHED_JOBS
 from dal_runner.cli_help import CONFIG_MODULE
-from dal_runner.config_checks import (check_bool_overrides, check_resolvable, check_schema, check_values_given, explain,
+from dal_runner.config_checks import (check_bool_overrides, check_group_deletions, check_resolvable, check_schema, check_values_given, explain,
                                       hydra_message)
 from dal_runner.errors import ConfigError
 from dal_runner.folder_checks import alive_here, busy_message, check_not_foreign, check_not_running, check_not_shared, check_writable
@@ -295,6 +295,7 @@ def _check_job(number: int, job: List[str], multirun: bool, printing: bool):
     resolves) with its launcher (None when --cfg only prints the config)."""
     from hydra import compose
 
+    check_group_deletions(job)
     cfg = compose("config", overrides=job, return_hydra_config=True)
     check_schema(cfg)
     check_bool_overrides(cfg, job)

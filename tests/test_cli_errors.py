@@ -110,6 +110,11 @@ CASES = {
     "an experiment with an arch it does not fit": (["+experiment=active_inas_cifar10_smoke", "arch=mlp"],
                                                    ["sets arch.stem, a key arch=mlp does not have", "arch=resnet18"]),
     "a needed top-level key deleted": (["~seed"], ["~seed", "cannot be deleted", "seed=<value>"]),
+    # were taken: the run went on with the schema's bare trainer values, or Hydra's interpolation error
+    "a needed group deleted": (["~trainer"], ["~trainer: every run needs one trainer option", "cannot be deleted",
+                                              "trainer=<option> to choose another (active_inas, badge, default)"]),
+    "a needed group deleted, in a sweep": (["-m", "~dataset", "seed=0,1"],
+                                           ["~dataset: every run needs one dataset option", "dataset=<option>"]),
     "a key of another arch option": (["arch=resnet18", "arch.hidden=5"],
                                      ["arch.hidden", "for arch=resnet18", "a key of arch=mlp"]),
     "an override without a value": (["trainer.lr"], ["trainer.lr: no value", "key=value"]),
