@@ -2,8 +2,11 @@
 
 One random affine map per image: rotation, translation (a fraction of the size, plus an
 integer shift for pad-and-crop) and horizontal flip, applied with a single `grid_sample`.
-Pad-and-crop is an integer translation with zero fill, so without rotation or fractional
-shifts the images are resampled with `nearest` and pixels are copied exactly.
+Pad-and-crop is an integer translation, so without rotation or fractional shifts the images
+are resampled with `nearest` and pixels are copied exactly. What a map brings in from outside the
+image is `fill`: zeros (pad-and-crop as torchvision's RandomCrop does it), nearest (the edge pixel
+repeated: Keras' ImageDataGenerator's default, which the active-iNAS authors' code used) or
+reflect (mirrored at the edge, the edge pixel included: Keras' and scipy's "reflect").
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ class Augment:
     hflip: bool = False
     rotation: float = 0.0  # degrees
     shift: float = 0.0  # fraction of the image size
+    fill: str = "zeros"  # zeros | nearest | reflect: what comes in from outside the image
 
     @property
     def active(self) -> bool:
@@ -66,4 +70,9 @@ class Augment:
         grid = F.affine_grid(theta, (n, x.shape[1], h, w), align_corners=False)
         exact = not self.rotation and not self.shift
         return F.grid_sample(x.float(), grid, mode="nearest" if exact else "bilinear",
-                             padding_mode="zeros", align_corners=False)
+                             padding_mode=FILLS[self.fill], align_corners=False)
+
+
+# dataset.augment.fill -> grid_sample's padding_mode (with align_corners=False, "reflection"
+# mirrors about the image's outer edge, so the edge pixel is repeated once: d c b a | a b c d)
+FILLS = {"zeros": "zeros", "nearest": "border", "reflect": "reflection"}

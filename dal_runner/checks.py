@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from dal_runner.augment import Augment
+from dal_runner.augment import FILLS, Augment
 from dal_runner.config import TrainerConfig
 from dal_runner.errors import ConfigError, check_choice, check_positive
 from dal_runner.features import PRECISIONS
@@ -78,4 +78,5 @@ def check_augment(a: Augment) -> Augment:
         raise ConfigError("dataset.augment.rotation", a.rotation, "degrees in [0, 180] (uniform in [-r, r])")
     if not 0.0 <= a.shift < 1.0:
         raise ConfigError("dataset.augment.shift", a.shift, "a fraction of the image size in [0, 1)")
+    check_choice("dataset.augment.fill", a.fill, FILLS)
     return a

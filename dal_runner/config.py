@@ -21,10 +21,11 @@ DEFAULT_DATA_ROOT = "${oc.env:DAL_DATA_ROOT,${oc.env:HOME,.}/.cache/dal-runner}"
 class AugmentConfig:
     """Training-time augmentation, batched on the data's device (dal_runner/augment.py)."""
 
-    crop_padding: int = 0  # random crop after zero padding by this many pixels (0: off)
+    crop_padding: int = 0  # random crop after padding by this many pixels (0: off), padded as `fill` says
     hflip: bool = False  # random horizontal flip
     rotation: float = 0.0  # random rotation, uniform in [-rotation, rotation] degrees
     shift: float = 0.0  # random translation, uniform in [-shift, shift] of the image size
+    fill: str = "zeros"  # what comes in from outside the image: zeros | nearest (edge pixel) | reflect
 
 
 @dataclass

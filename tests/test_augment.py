@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
 import torch
 
 from dal_runner.augment import Augment
@@ -37,3 +39,25 @@ def test_rotation_and_shift_are_seeded_and_keep_the_shape():
     b = aug(x, torch.Generator().manual_seed(3))
     assert a.shape == x.shape and a.dtype == torch.float32 and torch.equal(a, b)
     assert not torch.equal(a, aug(x, torch.Generator().manual_seed(4)))
+
+
+@pytest.mark.parametrize("fill,numpy_mode", [("zeros", "constant"), ("nearest", "edge"), ("reflect", "symmetric")])
+def test_pad_and_crop_fills_as_asked(fill, numpy_mode):
+    # numpy's modes as references: edge repeats the edge pixel (Keras' nearest); symmetric mirrors
+    # with the edge pixel included (Keras' and scipy's reflect)
+    x = _image()
+    out = Augment(crop_padding=2, fill=fill)(x, torch.Generator().manual_seed(1))
+    padded = torch.from_numpy(np.pad(x[0].numpy(), ((0, 0), (2, 2), (2, 2)), mode=numpy_mode)).float()
+    crops = [padded[:, dy:dy + 6, dx:dx + 6] for dy in range(5) for dx in range(5)]
+    for o in out:
+        assert any(torch.equal(o, c) for c in crops)
+    assert len({tuple(o.flatten().tolist()) for o in out}) > 5
+
+
+def test_rotation_brings_in_no_black_corners_unless_the_fill_is_zeros():
+    x = _image() + 100  # every pixel 100..135: a zero can only come from the fill
+    gen = lambda: torch.Generator().manual_seed(5)  # noqa: E731
+    for fill in ("nearest", "reflect"):
+        out = Augment(rotation=30.0, shift=0.1, fill=fill)(x, gen())
+        assert out.min() >= 100 - 1e-3 and out.max() <= 135 + 1e-3, fill
+    assert Augment(rotation=30.0, shift=0.1, fill="zeros")(x, gen()).min() < 50

@@ -102,6 +102,7 @@ CASES = {
     "NaN divergence factor": (["trainer.divergence_factor=nan"], ["trainer.divergence_factor=nan", "> 1"]),
     "negative crop padding": (["dataset.augment.crop_padding=-1"], ["dataset.augment.crop_padding=-1", ">= 0"]),
     "shift out of range": (["dataset.augment.shift=1.5"], ["dataset.augment.shift=1.5", "[0, 1)"]),
+    "unknown fill": (["dataset.augment.fill=wrap"], ["dataset.augment.fill=wrap", "one of nearest, reflect, zeros"]),
     "a needed key deleted": (["~budget.batch"], ["~budget.batch", "cannot be deleted", "budget.batch=<value>"]),
     "interpolation of no key": (["seed=${oops}"], ["seed=${oops}", "'oops' not found", "${key}"]),
     "a sweep without -m": (["query=random,margin"], ["query=random,margin", "dal-run -m", "key=[a,b]"]),
