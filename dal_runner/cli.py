@@ -83,10 +83,12 @@ def _job(cfg: DictConfig, hydra_cfg, run_dir: Path, multirun: bool) -> Optional[
         if not resuming:  # nothing ran: leave no folder behind that looks like a result
             remove_failed_start(run_dir, PREFLIGHT.get("existing"))
         fail(str(e))
-    except (KeyboardInterrupt, Terminated):  # stopped while loading the data or building the model
+    except (KeyboardInterrupt, Terminated) as stop:  # stopped while loading the data or building the model
         if not multirun and not resuming:  # nothing ran: leave no folder behind that looks like a run
             remove_failed_start(run_dir, PREFLIGHT.get("existing"))
             _CURRENT["run_dir"], _CURRENT["not_started"] = None, True
+        elif multirun:  # a sweep's job keeps its folder: its status.json says it was stopped, and how
+            execute.mark_interrupted(run_dir, stop)
         raise
     except Exception as e:  # not a bad input we know of: the same one line, as a failure to start
         if multirun:

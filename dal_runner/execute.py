@@ -77,17 +77,22 @@ def execute(exp: Experiment, run_dir: Path, resume: Optional[Dict[str, Any]] = N
         folder.summary(summary)
         folder.status("completed", round=result["n_rounds"] - 1, n_labeled=result["final_n_labeled"])
     except (KeyboardInterrupt, SystemExit) as e:  # Ctrl-C, or SLURM preemption (submitit requeues the job)
-        how = ("by the user (Ctrl-C)" if isinstance(e, KeyboardInterrupt) else
-               "by a signal (SIGTERM, SIGUSR1/2, or preempted or timed out)")
-        then = (f"; dal-run resume={run_dir} continues it" if state.state_path(run_dir).is_file() else
-                " before its first round ended; nothing to resume: run it again")
-        with signals_held():  # a second Ctrl-C (submitit forwards one to each job) must not cut this write
-            mark_failed(run_dir, f"interrupted {how}{then}", state_name="interrupted")
+        mark_interrupted(run_dir, e)
         raise
     except BaseException as e:
         mark_failed(run_dir, e)
         raise
     return summary
+
+
+def mark_interrupted(run_dir: Path, stop: BaseException) -> None:
+    """status.json = interrupted, by whom, and whether `resume=` continues the run."""
+    how = ("by the user (Ctrl-C)" if isinstance(stop, KeyboardInterrupt) else
+           "by a signal (SIGTERM, SIGUSR1/2, or preempted or timed out)")
+    then = (f"; dal-run resume={run_dir} continues it" if state.state_path(run_dir).is_file() else
+            " before its first round ended; nothing to resume: run it again")
+    with signals_held():  # a second Ctrl-C (submitit forwards one to each job) must not cut this write
+        mark_failed(run_dir, f"interrupted {how}{then}", state_name="interrupted")
 
 
 def mark_failed(run_dir: Path, error: Any, round_index: Optional[int] = None, state_name: str = "failed") -> None:

@@ -847,6 +847,26 @@ def test_the_figures_of_a_run_say_it_is_unfinished_until_its_last_round(tmp_path
     assert "unfinished" not in titles[-1] and titles[-1].strip()
 
 
+def test_a_sweep_job_stopped_while_it_starts_says_so_in_its_status(tmp_path, monkeypatch, capsys):
+    """A sweep's job keeps its folder when stopped while its data load or model is built (the sweep
+    owns the folder); it had no status.json, so the sweep's stop message called it resumable and
+    dal-report "missing status.json"."""
+    from dal_runner import run
+
+    def stopped(*args, **kwargs):
+        raise Terminated(143)
+
+    monkeypatch.setattr(run, "build", stopped)
+    sweep = tmp_path / "sweep"
+    code, _, err = run_cli_inprocess(["-m", *BASE, "seed=0,1", f"hydra.sweep.dir={sweep}"], tmp_path, monkeypatch,
+                                     capsys)
+    assert code == 143, err
+    status = read_json(sweep / "0" / "status.json")
+    assert status["state"] == "interrupted" and status["error"] == (
+        "interrupted by a signal (SIGTERM, SIGUSR1/2, or preempted or timed out) before its first round ended; "
+        "nothing to resume: run it again"), status
+
+
 def test_a_stop_while_a_round_is_written_names_the_round_a_resume_starts_at(tmp_path, monkeypatch):
     # before: "interrupted in round 1" for a stop while round 1's files were written, after its state
     # was saved, and then "resuming at round 2"
