@@ -149,6 +149,11 @@ def run_active_learning(
         state.restore_rng(resume["rng"], device)
         parent = resume.get("parent")
         log.info("resuming at round %d with %d labels (%s)", t, pool.n_labeled, previous)
+        before, here = resume.get("machine"), state.machine(device)
+        if before is not None and before != here:  # OMP_NUM_THREADS, a SLURM allocation, another GPU
+            log.warning("resuming on %s; before this stop the run ran on %s: the rounds from here on may differ in "
+                        "their last bits (and then in the labels they pick) from those of a run left uninterrupted there",
+                        state.describe_machine(here), state.describe_machine(before))
     started = time.perf_counter() - elapsed
 
     def regulariser(params: TrainerConfig) -> Optional[Callable]:
@@ -285,6 +290,7 @@ def run_active_learning(
                 # with inheritance the next candidates start from these weights: part of the state
                 "parent": parent if inherit_weights else None,
                 "data": data_fingerprint,  # a resumption checks that its data are these
+                "machine": state.machine(device),  # a resumption elsewhere says so
             })
             if not done:  # round t is saved: a stop from here on is one a resumption continues at round t + 1
                 folder.status("running", round=t + 1, n_labeled=pool.n_labeled)

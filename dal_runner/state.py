@@ -111,6 +111,18 @@ def check_same_data(saved: Optional[Dict[str, Any]], current: Dict[str, Any]) ->
                       "the data set the run began with (dataset.path / dataset.root holding the same files)")
 
 
+def machine(device: torch.device) -> Dict[str, Any]:
+    """What a run's arithmetic depends on beyond its config and seed: the device (a GPU's model)
+    and, on the CPU, torch's thread count (how reductions are split, so their rounding)."""
+    if device.type == "cuda":
+        return {"device": f"cuda ({torch.cuda.get_device_name(device)})"}
+    return {"device": "cpu", "threads": torch.get_num_threads()}
+
+
+def describe_machine(m: Dict[str, Any]) -> str:
+    return m["device"] + (f" with {m['threads']} thread(s)" if "threads" in m else "")
+
+
 def rng_states(device: torch.device) -> Dict[str, Any]:
     states: Dict[str, Any] = {"cpu": torch.get_rng_state()}
     if device.type == "cuda":

@@ -65,6 +65,7 @@ def test_killed_run_resumes_to_the_uninterrupted_results(killed_run):
     res = run_cli([f"resume={killed}"], cwd=root, env=ENV)  # the run's own overrides are reused
     assert res.returncode == 0, res.stderr
     assert "resuming at round 2 with 150 labels" in res.stdout + res.stderr
+    assert "resuming on" not in res.stdout + res.stderr  # the same thread count: no warning
     assert read_json(killed / "status.json")["state"] == "completed"
     assert without_timings(read_csv(killed / "rounds.csv")) == without_timings(read_csv(full / "rounds.csv"))
     assert read_csv(killed / "selected.csv") == read_csv(full / "selected.csv")
@@ -865,6 +866,19 @@ def test_a_sweep_job_stopped_while_it_starts_says_so_in_its_status(tmp_path, mon
     assert status["state"] == "interrupted" and status["error"] == (
         "interrupted by a signal (SIGTERM, SIGUSR1/2, or preempted or timed out) before its first round ended; "
         "nothing to resume: run it again"), status
+
+
+def test_a_resumption_with_another_thread_count_says_its_rounds_may_differ(killed_run, tmp_path):
+    # before: nothing said so, and the rounds after it differed from an uninterrupted run's in their
+    # last bits (a CPU reduction's rounding depends on how it is split over threads)
+    root, _, _, snapshot = killed_run
+    run = tmp_path / "run"
+    shutil.copytree(snapshot, run)
+    res = run_cli([f"resume={run}"], cwd=tmp_path, env={"OMP_NUM_THREADS": "2"})
+    assert res.returncode == 0, res.stderr
+    assert ("resuming on cpu with 2 thread(s); before this stop the run ran on cpu with 1 thread(s): the rounds "
+            "from here on may differ") in res.stdout + res.stderr
+    assert torch.load(run / "state" / "state.pt", weights_only=True)["machine"] == {"device": "cpu", "threads": 2}
 
 
 def test_a_stop_while_a_round_is_written_names_the_round_a_resume_starts_at(tmp_path, monkeypatch):
