@@ -151,8 +151,9 @@ def run_active_learning(
         log.info("resuming at round %d with %d labels (%s)", t, pool.n_labeled, previous)
         before, here = resume.get("machine"), state.machine(device)
         if before is not None and before != here:  # OMP_NUM_THREADS, a SLURM allocation, another GPU
-            log.warning("resuming on %s; before this stop the run ran on %s: the rounds from here on may differ in "
-                        "their last bits (and then in the labels they pick) from those of a run left uninterrupted there",
+            log.warning("resuming on %s; before this stop the run ran on %s: the rounds from here on may differ "
+                        "in their last bits (and then in the labels they pick) from those of a run left "
+                        "uninterrupted there",
                         state.describe_machine(here), state.describe_machine(before))
     started = time.perf_counter() - elapsed
 

@@ -18,8 +18,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from dal_runner import in_processes
 from dal_runner.callbacks import LAUNCHED_JOBS
 from dal_runner.cli_help import CONFIG_MODULE
-from dal_runner.config_checks import (check_bool_overrides, check_group_deletions, check_resolvable, check_schema, check_values_given, explain,
-                                      hydra_message)
+from dal_runner.config_checks import (check_bool_overrides, check_group_deletions, check_resolvable, check_schema,
+                                      check_values_given, explain, hydra_message)
 from dal_runner.errors import ConfigError
 from dal_runner.folder_checks import alive_here, busy_message, check_not_foreign, check_not_running, check_not_shared, check_writable
 from dal_runner.job_control import FolderBusy, hold_folder
