@@ -19,18 +19,33 @@ _STOPS = (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 _STOPPING: list = []  # the stop being handled (by the except clauses that record it)
 
 
+def _handling_a_stop() -> bool:
+    """Whether the main thread is in an except clause or a finally block of a stop (KeyboardInterrupt,
+    SystemExit, or an error raised while one was handled): what a signal handler sees as the
+    exception being handled is that of the code it interrupted."""
+    import sys
+
+    error = sys.exc_info()[1]
+    while error is not None:
+        if isinstance(error, (KeyboardInterrupt, SystemExit)):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
 def stop_on_sigterm() -> Callable[[], None]:
     """SIGTERM ends the run through its except clauses (status.json: interrupted) instead of at
     once; so do SIGHUP, SIGUSR1 and SIGUSR2 (what sbatch --signal sends before a time limit),
     whose default action would kill the run without a word. Each is left alone where a handler is
     set already (submitit's, which requeues on SLURM; nohup's SIG_IGN). Ctrl-C raises
     KeyboardInterrupt as usual. A second stop while the first is being handled (a double Ctrl-C)
-    is ignored, so that the status the first one writes is written. Returns what puts the
-    previous handlers back."""
+    is ignored, so that the status the first one writes is written; a first stop that nothing
+    handled (raised inside a garbage collector's callback, where Python prints it and goes on) does
+    not make the next one ignored. Returns what puts the previous handlers back."""
     import threading
 
     def stop(signum, frame):
-        if _STOPPING:  # the process is ending already
+        if _STOPPING and _handling_a_stop():  # the process is ending already: its except clauses run
             return
         _STOPPING.append(signum)
         if signum == signal.SIGINT:
@@ -55,6 +70,8 @@ def stop_on_sigterm() -> Callable[[], None]:
     def restore() -> None:
         for s in taken:
             signal.signal(s, previous[s])
+        if taken:  # the stop, if any, is over with the handlers that recorded it
+            _STOPPING.clear()
 
     return restore
 

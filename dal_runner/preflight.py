@@ -407,6 +407,11 @@ def preflight(argv: List[str]) -> List[str]:
         PREFLIGHT["launcher"] = checked[-1][-1][1]  # what a stop of the sweep says (cli._stopped)
     if multirun and job_dirs and None not in job_dirs:  # the sweep's end counts and reports these jobs
         LAUNCHED_JOBS[os.path.abspath(target)] = job_dirs
+    if multirun and not any(o.split("=", 1)[0].lstrip("+") == "hydra.sweep.dir" for o in overrides) \
+            and "'" not in str(target):
+        # the folder checked here is the one Hydra writes: ${now:...} in the default would resolve
+        # again there, some milliseconds later, and a stop of the sweep named a folder that is not
+        hydra_argv = [*hydra_argv, f"hydra.sweep.dir='{target}'"]
     return hydra_argv
 
 

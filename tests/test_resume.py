@@ -725,6 +725,39 @@ def test_a_second_stop_while_the_first_is_being_recorded_is_ignored():
         restore()
 
 
+def test_a_stop_raised_where_python_ignores_it_does_not_make_the_next_one_ignored(monkeypatch):
+    """A Ctrl-C whose KeyboardInterrupt is raised inside a garbage collector's callback is printed
+    and dropped by Python ("Exception ignored in: ... WeakKeyDictionary"): the run went on, and every
+    later Ctrl-C or SIGTERM was ignored as a second stop (seen in a sweep; only SIGKILL ended it)."""
+    import gc
+    import weakref
+
+    from dal_runner.job_control import stop_on_sigterm
+
+    class Thing:
+        pass
+
+    def callback(_):  # runs when the object is collected: the signal's handler raises in here
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1)
+
+    dropped = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: dropped.append(u.exc_type))  # Python's "Exception ignored"
+    _as_a_fresh_process()
+    restore = stop_on_sigterm()
+    try:
+        thing = Thing()
+        ref = weakref.ref(thing, callback)  # noqa: F841
+        del thing
+        gc.collect()
+        assert dropped == [KeyboardInterrupt]  # the first stop, printed and dropped
+        with pytest.raises(Terminated):  # the next stop stops
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)
+    finally:
+        restore()
+
+
 def test_temporary_files_of_writes_cut_short_are_removed_when_the_run_starts(small_run, tmp_path):
     folder = tmp_path / "run"
     (folder / "state").mkdir(parents=True)
@@ -737,12 +770,16 @@ def test_temporary_files_of_writes_cut_short_are_removed_when_the_run_starts(sma
 
 def test_sigterm_to_a_local_sweep_stops_its_running_jobs_as_interrupted_runs(tmp_path):
     """hydra/launcher=local: SIGTERM to dal-run alone (kill PID, a scheduler's stop) used to leave its
-    jobs running to their end behind a sweep that said it had stopped."""
-    sweep = tmp_path / "sweep"
+    jobs running to their end behind a sweep that said it had stopped. The sweep's folder is the
+    default (${now:...}): the message named one resolved again, milliseconds off, that did not exist."""
     proc = subprocess.Popen([str(BIN / "dal-run"), "-m", "hydra/launcher=local", *BASE, "seed=0,1",
-                             f"hydra.sweep.dir={sweep}"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                             f"output_root={tmp_path / 'out'}"], cwd=tmp_path, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, env={**os.environ, **ENV}, start_new_session=True)
     try:
+        deadline = time.time() + 120
+        while not list((tmp_path / "out").glob("multirun/*/*/0")) and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        (sweep,) = [p.parent for p in (tmp_path / "out").glob("multirun/*/*/0")]
         assert wait_for_round(sweep / "0", 1, until=lambda: proc.poll() is not None)
         proc.send_signal(signal.SIGTERM)  # to dal-run only, not its process group
         _, err = proc.communicate(timeout=180)
