@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -201,21 +201,57 @@ def _refuse_option_style(argv: List[str]) -> None:
              f"(dal-run --help lists the keys)")
 
 
-def _check_config_name(argv: List[str]) -> None:
-    """`--config-name X` (`-cn X`) names dal-run's primary config, of which there is one, `config`,
-    unless --config-dir or --config-path brings configs of one's own (Hydra then looks there)."""
-    if any(a.split("=")[0] in ("--config-dir", "-cd", "--config-path", "-cp") for a in argv):
-        return
+def _flag_values(argv: List[str], *flags: str) -> List[Tuple[str, str]]:
+    """(as typed, value) of each `--flag value` / `--flag=value` in argv."""
+    found = []
     for i, a in enumerate(argv):
-        flag, eq, name = a.partition("=")
-        if flag not in ("--config-name", "-cn"):
+        flag, eq, value = a.partition("=")
+        if flag in flags:
+            if not eq:
+                value = argv[i + 1] if i + 1 < len(argv) else ""
+            found.append((f"{flag}={value}" if eq else f"{flag} {value}".rstrip(), value))
+    return found
+
+
+def _check_config_flags(argv: List[str]) -> None:
+    """Hydra's flags that name files, checked before Hydra (which answers a wrong one with its own
+    lines, a search path or a traceback, and exit status 1).
+
+    `--config-name X` (`-cn X`) names dal-run's primary config, of which there is one, `config`,
+    unless --config-dir or --config-path brings configs of one's own, where X.yaml must then be."""
+    dirs = _flag_values(argv, "--config-dir", "-cd")
+    paths = _flag_values(argv, "--config-path", "-cp")
+    for given, value in dirs:
+        if not Path(value).is_dir():
+            fail(f"{given}: no such folder; accepted: a folder of configs of your own (YAML files, config "
+                 f"groups as folders), added to dal-run's")
+    for given, value in paths:
+        if value.startswith(("pkg://", "file://")):
             continue
-        if not eq:
-            name = argv[i + 1] if i + 1 < len(argv) else ""
-        if name != "config":
-            given = f"{flag}={name}" if eq else f"{flag} {name}".rstrip()
+        if not Path(value).is_absolute():
+            fail(f"{given}: a relative --config-path is read from dal-run's package, not from this folder; "
+                 f"accepted: an absolute path (--config-path {Path(value).absolute()}), or --config-dir {value} "
+                 f"to add configs of your own to dal-run's")
+        if not Path(value).is_dir():
+            fail(f"{given}: no such folder; accepted: a folder holding a primary config (config.yaml, or "
+                 f"the one --config-name names)")
+    own = [Path(v) for _, v in dirs + paths if not v.startswith(("pkg://", "file://"))]
+    for given, name in _flag_values(argv, "--config-name", "-cn") or [("", "config")]:
+        if (name == "config" and not paths) or any((d / f"{name}.yaml").is_file() for d in own):
+            continue
+        if not own and not paths:
             fail(f"{given}: no such config; accepted: config (the default: leave it out), or a config of your "
                  f"own from --config-dir DIR (dal-run --help lists the config groups and +experiment=...)")
+        where = " or ".join(str(d) for d in own)
+        if not given:  # --config-path alone: its primary config is config.yaml
+            fail(f"--config-path {where}: no config.yaml there; accepted: a folder holding config.yaml, or "
+                 f"--config-name NAME for NAME.yaml there")
+        fail(f"{given}: no {name}.yaml in {where}; accepted: the name of a YAML file there (without .yaml)"
+             + ("" if paths else ", or config (dal-run's own)"))
+    for given, value in _flag_values(argv, "--experimental-rerun"):
+        if not Path(value).is_file():
+            fail(f"{given}: no such file; accepted: a run's .hydra/config.pickle (Hydra writes it with "
+                 f"+hydra.callbacks.save_job_info._target_=hydra.experimental.callbacks.PickleJobInfoCallback)")
 
 
 def run_main() -> None:
@@ -230,7 +266,7 @@ def run_main() -> None:
         argv = [a for a in argv if a in ("-m", "--multirun")][:1] + [a for a in argv if a not in ("-m", "--multirun")]
         sys.argv = [sys.argv[0], *argv]
     _refuse_option_style(argv)
-    _check_config_name(argv)
+    _check_config_flags(argv)
     completion = [i for i, a in enumerate(argv) if a in ("--shell-completion", "-sc")]
     if completion and not any(a.split("=")[0] in ("install", "uninstall", "query") for a in argv):
         fail(f"{argv[completion[0]]}: no command given; accepted: {argv[completion[0]]} install=bash "

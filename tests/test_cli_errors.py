@@ -183,6 +183,17 @@ CASES = {
     "an unknown primary config": (["--config-name", "nope"], ["--config-name nope: no such config",
                                                               "accepted: config"]),
     "an unknown primary config with =": (["-cn=nope"], ["-cn=nope: no such config"]),
+    # before: Hydra's own lines (its search path, "HYDRA_FULL_ERROR"), or a traceback, and exit status 1
+    "a config dir that is not there": (["--config-dir", "/no/such/dir"], ["--config-dir /no/such/dir: no such folder"]),
+    "an unknown primary config in one's own config dir": (
+        lambda tmp: (tmp / "mine").mkdir() or ["--config-dir", str(tmp / "mine"), "-cn=nope"],
+        ["-cn=nope: no nope.yaml in ", "or config (dal-run's own)"]),
+    "a relative config path": (["--config-path", "confs"], ["--config-path confs: a relative --config-path is read "
+                                                            "from dal-run's package", "--config-dir confs"]),
+    "a config path without config.yaml": (lambda tmp: ["--config-path", str(tmp)],
+                                          ["no config.yaml there", "--config-name NAME"]),
+    "a rerun of a file that is not there": (["--experimental-rerun", "no.pickle"],
+                                            ["--experimental-rerun no.pickle: no such file", "config.pickle"]),
     # before: an optional group, so Hydra ran without it
     "an unknown preset": (["preset=foo"], ["preset=foo: unknown option", "digits_resnet"]),
     # before: "1: Hydra cannot parse this override", or Hydra's usage block for --seed=1
