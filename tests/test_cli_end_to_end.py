@@ -80,6 +80,10 @@ def test_paper_protocols_compose_with_their_source_values(dataset):
     for experiment, stem, width in ((f"active_inas_{dataset}", "paper", 64), (f"active_inas_{dataset}_smoke", "cifar", 16)):
         job = OmegaConf.to_yaml(compose([f"+experiment={experiment}"]))
         assert f"stem: {stem}" in job and f"width: {width}" in job and "dropout: 0.5" in job
+        assert "fill: nearest" in job  # Keras' default in the authors' ImageDataGenerator
+    # the smoke schedule is its own: it had budget=active_inas's 10000: 5000 merged into it
+    assert OmegaConf.to_container(compose([f"+experiment=active_inas_{dataset}_smoke"]).budget.batch) == \
+        {0: 60, 180: 120}
     full = OmegaConf.to_yaml(compose([f"+experiment=active_inas_{dataset}"]))
     for line in ("initial: 2000", "10000: 5000", "max_labels: 50000", "steps_per_epoch: 390", "epochs: 200",
                  "epochs: 50", "rotation: 15.0", "shift: 0.1", "hflip: true", f"name: {dataset}"):
