@@ -80,10 +80,14 @@ def test_random_search_picks_the_best_sample_on_v_prime():
     assert [r["candidate"] for r in result.candidates if r["chosen"]] == [repr(best)]
 
 
-def test_random_search_trains_a_space_smaller_than_the_budget_whole():
+def test_random_search_trains_a_space_smaller_than_the_budget_whole(caplog):
     small = ResNetSpace(["basic"], (2, 2))
     scores = Scores(size_score)
-    result = RandomSearch(small, seed=0, budget=10).select(0, LABELED, None, scores)
+    with caplog.at_level("INFO", logger="dal_runner"):
+        search = RandomSearch(small, seed=0, budget=10)
+    # said once, at the start (search.csv then shows 4 candidates a round, not 10)
+    assert "search.budget=10: the space holds 4 architectures; each round trains all of them" in caplog.text
+    result = search.select(0, LABELED, None, scores)
     assert sorted((r["n_blocks"], r["n_stacks"]) for r in result.candidates) == [(1, 1), (1, 2), (2, 1), (2, 2)]
     assert result.spec == resnet("basic", 2, 2)
 

@@ -10,6 +10,7 @@ A space with fewer architectures than the budget is trained whole.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import List, Optional
 
@@ -21,6 +22,8 @@ from dal_runner.search.estimation import Fidelity, RoundEstimator, candidate_see
 from dal_runner.search.space import Choice, ResNetSpace, best
 from dal_runner.seeding import torch_generator
 
+log = logging.getLogger("dal_runner")
+
 
 class RandomSearch:
     def __init__(self, space: ResNetSpace, *, seed: int, budget: int = 3, monotone: bool = False,
@@ -31,6 +34,10 @@ class RandomSearch:
             raise ValueError(f"search.val_fraction={val_fraction}: accepted: a fraction in (0, 1)")
         self.space, self.seed, self.budget, self.monotone = space, int(seed), int(budget), bool(monotone)
         self.val_fraction, self.fidelity = float(val_fraction), fidelity
+        size = len(space.choices())
+        if self.budget > size:  # said once: search.csv would show fewer candidates than asked for
+            log.info("search.budget=%d: the space holds %d architectures; each round trains all of them", self.budget,
+                     size)
 
     def pool(self, previous: Optional[ArchSpec]) -> List[Choice]:
         """The architectures a round may sample."""
