@@ -513,10 +513,14 @@ def test_a_round_with_a_tiny_validation_set_says_so(caplog):
     with caplog.at_level("WARNING", logger="dal_runner"):
         RoundEstimator(scores, Fidelity(), 0, 3, torch.arange(20), 0.2)  # |V'| = 4
         RoundEstimator(scores, Fidelity(), 0, 4, torch.arange(50), 0.2)  # |V'| = 10: enough
+        RoundEstimator(scores, Fidelity(), 0, 5, torch.arange(100), 0.999)  # |S'| = 1 (it went on without a word)
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert warnings == ["round 3: V' holds 4 of the 20 labeled points (search.val_fraction=0.2), so a candidate's "
                         "V' accuracy moves in steps of 0.25 and ties or noise choose the architecture; a larger "
-                        "budget.initial or search.val_fraction helps"]
+                        "budget.initial or search.val_fraction helps",
+                        "round 5: the candidates train on 1 of the 100 labeled points (search.val_fraction=0.999, "
+                        "search.subset=1), too few for their V' accuracies to rank architectures; a smaller "
+                        "search.val_fraction helps"]
 
 
 @pytest.mark.parametrize("stop_at", [None, 0.5])

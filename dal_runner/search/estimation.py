@@ -39,6 +39,7 @@ log = logging.getLogger("dal_runner")
 # below this many V' points a candidate's score moves in steps of more than 0.1: ties and noise
 # choose the architecture, and the log says so
 FEW_VALIDATION_POINTS = 10
+FEW_TRAINING_POINTS = 10
 
 
 def holdout_split(labeled: torch.Tensor, val_fraction: float, generator: torch.Generator
@@ -182,6 +183,11 @@ class RoundEstimator:
             keep = min(max(int(fidelity.subset * n + 0.5), 1), n)
             order = torch.randperm(n, generator=torch_generator(seed, "search_subset", round_index))
             self.train_idx = self.s_prime[order[:keep].to(self.s_prime.device)]
+        if self.train_idx.numel() < FEW_TRAINING_POINTS:  # search.val_fraction=0.999 left one
+            log.warning("round %d: the candidates train on %d of the %d labeled points (search.val_fraction=%g, "
+                        "search.subset=%g), too few for their V' accuracies to rank architectures; a smaller "
+                        "search.val_fraction helps", round_index, self.train_idx.numel(), labeled.numel(),
+                        val_fraction, fidelity.subset)
         self.best_at_check: Optional[float] = None  # best V' accuracy at the stop epoch so far
 
     def __call__(self, spec: ArchSpec, seed: int, may_stop: bool = True) -> Estimate:
