@@ -79,6 +79,12 @@ class SweepStatus(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         FAILED_RUNS.clear()
         sweep = Path(os.path.abspath(str(config.hydra.sweep.dir)))
+        try:  # submitit's launchers make their folder template itself (.submitit/%j), and leave it empty
+            template = Path(str(config.hydra.launcher.submitit_folder))
+            if "%j" in template.name:
+                template.rmdir()  # only if empty
+        except Exception:  # not a submitit launcher (no such key), or something in it
+            pass
         folders, earlier = sweep_jobs(sweep)
         bad = []
         for folder in folders:

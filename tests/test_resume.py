@@ -823,6 +823,8 @@ def test_ctrl_c_in_a_terminal_stops_a_local_sweep_without_a_traceback(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     assert "resuming at round" in (sweep / "0" / "dal-run.log").read_text()
     assert all(read_json(sweep / job / "status.json")["state"] == "completed" for job in "01")
+    # submitit's folder template, which it makes and leaves empty, is gone at the sweep's end
+    assert not (sweep / ".submitit" / "%j").exists() and len(list((sweep / ".submitit").iterdir())) >= 2
 
 
 def test_a_folder_locked_before_hydra_stays_locked_until_its_job_ends(tmp_path):
