@@ -39,6 +39,7 @@ log = logging.getLogger("dal_runner")
 # below this many V' points a candidate's score moves in steps of more than 0.1: ties and noise
 # choose the architecture, and the log says so
 FEW_VALIDATION_POINTS = 10
+# below this many S' points (after search.subset) a candidate learns next to nothing to be ranked by
 FEW_TRAINING_POINTS = 10
 
 
