@@ -30,6 +30,11 @@ FAILED_RUNS: List[Tuple[str, str, int]] = []
 # hydra.sweep.subdir that only the job knows): every run folder under the sweep folder.
 LAUNCHED_JOBS: Dict[str, List[Path]] = {}
 
+# job number -> final accuracy, of the jobs of the sweep that dal-run -m launches again into its
+# folder which already completed with the same config: set by its preflight; the launchers do not
+# start them again (launchers.keep_completed_jobs), the sweep's end counts and reports them
+KEPT_JOBS: Dict[int, float] = {}
+
 
 def sweep_jobs(sweep: Path) -> Tuple[List[Path], List[Path]]:
     """(this launch's job folders, run folders under `sweep` from an earlier launch)."""
@@ -83,7 +88,8 @@ class SweepStatus(Callback):
             template = Path(str(config.hydra.launcher.submitit_folder))
             if "%j" in template.name:
                 template.rmdir()  # only if empty
-        except Exception:  # not a submitit launcher (no such key), or something in it
+                template.parent.rmdir()  # and .submitit itself where no job was submitted (all kept)
+        except Exception:  # not a submitit launcher (no such key), not empty, or something in it
             pass
         folders, earlier = sweep_jobs(sweep)
         bad = []

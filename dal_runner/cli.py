@@ -18,26 +18,15 @@ from dal_runner.config import register_configs
 from dal_runner.config_checks import explain
 from dal_runner.errors import ConfigError, as_config_error
 from dal_runner.folder_checks import busy_message
+from dal_runner.io import completed_summary
 from dal_runner.job_control import (FolderBusy, Terminated, only_process_in, remove_failed_start, signal_name,
                                     stop_on_sigterm)
-from dal_runner.launchers import dead_jobs_are_failed_runs, stop_local_jobs
+from dal_runner.launchers import stop_local_jobs, sweep_launch
 from dal_runner.preflight import PREFLIGHT, fail, preflight
 from dal_runner.cli_help import CONFIG_MODULE, help_text
 
 register_configs()
 log = logging.getLogger("dal_runner")
-
-
-def _completed_summary(run_dir: Path) -> Optional[dict]:
-    """summary.json of a run folder whose status is completed, else None."""
-    from dal_runner.io import STATUS_JSON, read_json
-
-    try:
-        if read_json(run_dir / STATUS_JSON).get("state") == "completed":
-            return read_json(run_dir / "summary.json")
-    except (OSError, ValueError):
-        pass
-    return None
 
 
 # ------------------------------------------------------------------------------ entry points
@@ -98,7 +87,7 @@ def _job(cfg: DictConfig, hydra_cfg, run_dir: Path, multirun: bool) -> Optional[
         if not resuming:
             remove_failed_start(run_dir, PREFLIGHT.get("existing"))
         fail(f"could not start the run: {type(e).__name__}: {' '.join(str(e).split())}", status=1)
-    done = _completed_summary(run_dir) if resume is not None else None
+    done = completed_summary(run_dir) if resume is not None else None
     if done is not None:  # a sweep launched again into its folder: this job is done, with this config
         log.info("%s: already completed with this config; kept as it is", run_dir)
         return done["final_accuracy"]
@@ -287,7 +276,7 @@ def run_main() -> None:
     # a sweep's own process too: under submitit's launchers it runs no job, whose handler would say it
     restore = stop_on_sigterm() if sweep else (lambda: None)
     try:
-        with dead_jobs_are_failed_runs(sweep=sweep):
+        with sweep_launch(sweep=sweep):
             _dal_run()
     except KeyboardInterrupt:
         _stopped("interrupted (Ctrl-C)", 130, stop_local_jobs())

@@ -8,7 +8,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 ROUNDS_CSV = "rounds.csv"
 SEARCH_CSV = "search.csv"
@@ -70,6 +70,16 @@ def read_csv(path: Path) -> List[Dict[str, str]]:
 def read_json(path: Path) -> Any:
     with open(path) as f:
         return json.load(f)
+
+
+def completed_summary(run_dir: Path) -> Optional[dict]:
+    """summary.json of a run folder whose status is completed, else None."""
+    try:
+        if read_json(run_dir / STATUS_JSON).get("state") == "completed":
+            return read_json(run_dir / SUMMARY_JSON)
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 def utc_now() -> str:

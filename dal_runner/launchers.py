@@ -1,5 +1,14 @@
-"""hydra-submitit-launcher's launchers (`hydra/launcher=local`, `=slurm`), with one change: a job
-whose process died without a result does not abort the sweep.
+"""How `dal-run -m` launches a sweep's jobs: Hydra's launchers (the basic one, and
+hydra-submitit-launcher's `hydra/launcher=local`, `=slurm`), with two changes.
+
+A job that already completed with the same config (a sweep launched again into its folder, which
+its preflight found) is not launched again: its run folder is kept as it is, and its result is
+the run's final accuracy. Before, each such job started a process (on SLURM, a job in the queue)
+that loaded its data and built its model only to find its run completed. The job numbers stay
+those of the whole sweep (the folders and ${hydra:job.num} depend on them): the basic launcher
+skips the job in its loop, submitit's launchers submit the other jobs with their own numbers.
+
+A job whose process died without a result does not abort the sweep.
 
 The plugin collects the jobs' results in order, and a job that left none (killed by the
 out-of-memory killer or SIGKILL, a failed node) raises submitit's UncompletedJobError there: the
@@ -9,9 +18,10 @@ raised is (dal-run's jobs catch their own errors): its status.json says `failed`
 other jobs' results are still collected, and the sweep ends as usual (the count, the report,
 exit status 1).
 
-Only the collection of results is changed, for the time of a sweep (`dal-run -m` wraps it):
-submitit's Job.results, which the plugin calls once per job in the order it submitted them, is
-wrapped. Everything else (executors, parameters, requeueing) is the plugin's own. (A launcher
+Only what is named here is changed, for the time of a sweep (`dal-run -m` wraps it in
+`sweep_launch`): Hydra's run_job in the basic launcher, and submitit's Executor.map_array and
+Job.results, which the plugin calls once per sweep and once per job. Everything else (executors,
+parameters, requeueing) is the plugin's own. (A launcher
 subclass would be the natural place, but Hydra takes a launcher only from a module it finds by
 scanning the hydra_plugins package, which an editable install of this package cannot add to.)
 """
@@ -23,7 +33,7 @@ import shlex
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional
 
 from hydra.core.utils import JobReturn, JobStatus
 
@@ -45,33 +55,74 @@ def _died(run_dir: Optional[Path], error: BaseException) -> JobReturn:
     return JobReturn(status=JobStatus.COMPLETED, _return_value=None)
 
 
+def _kept(number: int) -> JobReturn:
+    """The result of job `number`, which already completed with this config and is not launched."""
+    from dal_runner.callbacks import KEPT_JOBS, LAUNCHED_JOBS
+
+    folders = next(iter(LAUNCHED_JOBS.values()), [])
+    log.info("%s: already completed with this config; kept as it is", folders[number] if number < len(folders)
+             else f"job {number}")
+    return JobReturn(status=JobStatus.COMPLETED, _return_value=KEPT_JOBS[number])
+
+
+class _KeptJob:
+    """Stands in submitit's list of jobs for a job that is not submitted (already completed)."""
+
+    def __init__(self, number: int):
+        self.number = number
+
+    def results(self) -> List[JobReturn]:
+        return [_kept(self.number)]
+
+
 @contextmanager
-def dead_jobs_are_failed_runs(sweep: bool = True) -> Iterator[None]:
-    """For the time of a sweep: a submitit job that left no result is a failed run (see above).
-    Nothing is changed for a single run (`sweep` false)."""
+def sweep_launch(sweep: bool = True) -> Iterator[None]:
+    """For the time of a sweep: jobs that already completed with this config are not launched,
+    and a submitit job that left no result is a failed run (see above). Nothing is changed for a
+    single run (`sweep` false)."""
     if not sweep:
         yield
         return
     import submitit
+    from hydra._internal.core_plugins import basic_launcher
     from submitit.core.utils import UncompletedJobError
 
-    from dal_runner.callbacks import LAUNCHED_JOBS
+    from dal_runner.callbacks import KEPT_JOBS, LAUNCHED_JOBS
 
-    # the sweep's job folders in job order, as dal-run's preflight found them (one sweep per command)
+    # the sweep's job folders by job number, as dal-run's preflight found them (one sweep per command)
     folders: List[Path] = next(iter(LAUNCHED_JOBS.values()), []) if len(LAUNCHED_JOBS) == 1 else []
-    original = submitit.Job.results
-    order: List[object] = []
+    original_run_job, original_map_array, original = basic_launcher.run_job, submitit.AutoExecutor.map_array, \
+        submitit.Job.results
+    numbers: Dict[int, int] = {}  # id of a submitted job -> its number in the sweep
+
+    def run_job(*args, config, **kwargs):  # the basic launcher, job by job in this process
+        number = config.hydra.job.num
+        return _kept(number) if number in KEPT_JOBS else original_run_job(*args, config=config, **kwargs)
+
+    def map_array(executor, fn, *columns):
+        # submitit's launchers: one row per job, (overrides, job dir key, job number, job id, Hydra's state)
+        rows = list(zip(*columns))
+        if len(columns) != 5 or not all(isinstance(row[2], int) for row in rows):  # not the plugin's call
+            return original_map_array(executor, fn, *columns)
+        launched = [row for row in rows if row[2] not in KEPT_JOBS]
+        jobs = iter(original_map_array(executor, fn, *zip(*launched)) if launched else [])
+        listed = []
+        for row in rows:
+            if row[2] in KEPT_JOBS:
+                listed.append(_KeptJob(row[2]))
+            else:
+                listed.append(next(jobs))
+                numbers[id(listed[-1])] = row[2]
+        return listed
 
     def results(job):
-        if job not in order:
-            order.append(job)
         try:
             return original(job)
         except UncompletedJobError as e:
-            index = order.index(job)  # the plugin collects the jobs in the order it submitted them
-            return [_died(folders[index] if index < len(folders) else None, e)]
+            number = numbers.get(id(job), len(folders))
+            return [_died(folders[number] if number < len(folders) else None, e)]
 
-    submitit.Job.results = results
+    basic_launcher.run_job, submitit.AutoExecutor.map_array, submitit.Job.results = run_job, map_array, results
     # hydra/launcher=local: each job runs under a submitit controller process; they are remembered
     # so that a stopped sweep can stop its jobs (stop_local_jobs)
     from submitit.local import local as submitit_local
@@ -90,7 +141,8 @@ def dead_jobs_are_failed_runs(sweep: bool = True) -> Iterator[None]:
     try:
         yield
     finally:
-        submitit.Job.results = original
+        basic_launcher.run_job, submitit.AutoExecutor.map_array, submitit.Job.results = \
+            original_run_job, original_map_array, original
         submitit_local.start_controller = original_start
 
 

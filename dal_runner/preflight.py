@@ -10,17 +10,18 @@ import contextlib
 import os
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import List, NamedTuple, Optional
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from dal_runner import in_processes
-from dal_runner.callbacks import LAUNCHED_JOBS
+from dal_runner.callbacks import KEPT_JOBS, LAUNCHED_JOBS
 from dal_runner.cli_help import CONFIG_MODULE
 from dal_runner.config_checks import (check_bool_overrides, check_group_deletions, check_resolvable, check_schema,
                                       check_values_given, explain, hydra_message)
 from dal_runner.errors import ConfigError
+from dal_runner.io import completed_summary
 from dal_runner.folder_checks import alive_here, busy_message, check_not_foreign, check_not_running, check_not_shared, check_writable
 from dal_runner.job_control import FolderBusy, hold_folder
 
@@ -221,11 +222,12 @@ def _nothing_to_resume(path: Path) -> None:
     sys.exit(0)
 
 
-def _check_resume(cfg: DictConfig, run_dir: Optional[Path] = None, job: Optional[int] = None) -> None:
+def _check_resume(cfg: DictConfig, run_dir: Optional[Path] = None, job: Optional[int] = None) -> bool:
     """A resumed run's config must be the one its state was made with: `resume=PATH`, or a run
     launched again into its folder (`run_dir`: hydra.run.dir, or job `job`'s folder of a sweep
     launched again into hydra.sweep.dir). Checked before Hydra writes the folder's .hydra/, so a
-    refused config never replaces the one its results were made with."""
+    refused config never replaces the one its results were made with. Returns whether a state
+    was read and found to have this config."""
     from dal_runner import state
 
     if cfg.get("resume"):
@@ -233,19 +235,20 @@ def _check_resume(cfg: DictConfig, run_dir: Optional[Path] = None, job: Optional
     elif run_dir is not None and state.state_path(run_dir).is_file():
         path, key = run_dir, "hydra.run.dir" if job is None else "hydra.sweep.dir"
     else:
-        return
+        return False
     try:
         try:
             saved = state.load(path, mmap=True)
         except state.ResumeError:
             if job is not None:  # an unreadable job of a sweep fails alone, in the job; the others run
-                return
+                return False
             raise
         current = OmegaConf.to_container(cfg, resolve=False)
         current.pop("hydra", None)
         with _hydra_node(cfg, job):  # seed=${hydra:job.num} resolves as in the job
             current = OmegaConf.to_container(OmegaConf.create(current), resolve=True)
         state.check_same_config(path, saved["config"], current)
+        return True
     except state.ResumeError as e:
         if job is None:
             raise ConfigError(key, str(path), e.accepted, str(e)) from None
@@ -288,11 +291,19 @@ def _sweep_job_dir(cfg: DictConfig, sweep_dir: str, job: int) -> Optional[Path]:
         return None
 
 
-def _check_job(number: int, job: List[str], multirun: bool, printing: bool):
-    """Compose job `number` of the command line and check it; raises on a bad job. Returns its
-    output folder, the nearest folder of it that exists, its own folder in a sweep, whether it
-    asks for deterministic kernels, and its dataset config (None when it holds what only the job
-    resolves) with its launcher (None when --cfg only prints the config)."""
+class Checked(NamedTuple):
+    """What the preflight learns of one job."""
+    target: str  # its output folder (hydra.run.dir, or the sweep's hydra.sweep.dir)
+    existing: Path  # the nearest folder of `target` that exists
+    job_dir: Optional[Path]  # its own folder in a sweep (None: a run, or a subdir only the job resolves)
+    deterministic: bool  # it asks for deterministic kernels
+    data: tuple  # (its dataset config, None where it holds what only the job resolves; its launcher)
+    kept: Optional[float] = None  # a sweep's job that already completed with this config: its final accuracy
+
+
+def _check_job(number: int, job: List[str], multirun: bool, printing: bool) -> Optional[Checked]:
+    """Compose job `number` of the command line and check it; raises on a bad job. None when
+    --cfg only prints the config."""
     from hydra import compose
 
     check_group_deletions(job)
@@ -313,12 +324,13 @@ def _check_job(number: int, job: List[str], multirun: bool, printing: bool):
     minutes = cfg.hydra.launcher.get("timeout_min") if multirun else None
     if minutes is not None and not (isinstance(minutes, (int, float)) and minutes > 0):  # nan too
         raise ConfigError("hydra.launcher.timeout_min", minutes, "a time limit in minutes > 0")
-    job_dir = None
+    job_dir, kept = None, None
     if multirun:  # a sweep launched again into its folder: each job's folder as it will be
         job_dir = _sweep_job_dir(cfg, target, number)
         check_not_foreign(Path(os.path.abspath(target)), sweep=True)
         check_not_running(job_dir, target, number)
-        _check_resume(cfg, job_dir, number)
+        if _check_resume(cfg, job_dir, number):  # its results were made with this config
+            kept = (completed_summary(job_dir) or {}).get("final_accuracy")
     else:
         check_not_foreign(Path(os.path.abspath(target)))
         check_not_running(Path(os.path.abspath(target)))
@@ -327,7 +339,8 @@ def _check_job(number: int, job: List[str], multirun: bool, printing: bool):
         dataset = OmegaConf.to_container(cfg.dataset, resolve=True)
     except Exception:  # ${hydra:...}: the job checks its own files
         dataset = None
-    return target, existing, job_dir, bool(cfg.trainer.get("deterministic")), (dataset, str(cfg.hydra.launcher._target_))
+    return Checked(target, existing, job_dir, bool(cfg.trainer.get("deterministic")),
+                   (dataset, str(cfg.hydra.launcher._target_)), kept)
 
 
 def _check_job_or_error(number: int, job: List[str], multirun: bool = True, printing: bool = False):
@@ -345,6 +358,7 @@ def preflight(argv: List[str]) -> List[str]:
 
     PREFLIGHT["completed"] = PREFLIGHT["existing"] = None
     LAUNCHED_JOBS.clear()
+    KEPT_JOBS.clear()
     argv = _whole_schedules(argv)
     overrides, multirun, custom_config = _split_argv(argv)
     _check_presets(overrides)
@@ -377,42 +391,63 @@ def preflight(argv: List[str]) -> List[str]:
             if error:
                 fail(error)
             checked.append(result)
-            if multirun and not printing:  # a run alone reads its files at once; a sweep's jobs would
-                _check_data_files([result[-1]], datasets_seen)  # each fail the same way: stop at the first
+            # a run alone reads its files at once; a sweep's jobs would each fail the same way: stop
+            # at the first (a job kept as it is reads none)
+            if multirun and not printing and result.kept is None:
+                _check_data_files([result.data], datasets_seen)
     if printing:
         return argv
     if not multirun:
-        _, existing, _, _, _ = checked[0]
+        existing = checked[0].existing
         if PREFLIGHT.get("completed"):  # resume= of a completed run, with its own config
             _nothing_to_resume(PREFLIGHT["completed"])
         PREFLIGHT["existing"] = existing  # what Hydra will create below it is removed again if the run cannot start
-        run_dir = Path(os.path.abspath(checked[0][0]))
+        run_dir = Path(os.path.abspath(checked[0].target))
         try:  # before Hydra writes .hydra/ there: a second dal-run in the folder must not overwrite it.
             # Only a folder that exists: a new one's path may hold ${now:...}, which Hydra resolves again
             if run_dir.is_dir():
                 hold_folder(run_dir)
         except FolderBusy:
             fail(busy_message(run_dir))
-    if any(deterministic for *_, deterministic, _ in checked):
+    if any(c.deterministic for c in checked):
         # read once, at cuBLAS's first use: in a sweep whose jobs share this process, that may be
         # an earlier job's, so it is set before any job runs
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    target = checked[-1][0]
-    job_dirs = [job_dir for _, _, job_dir, _, _ in checked]
+    target = checked[-1].target
+    job_dirs = [c.job_dir for c in checked]
     if multirun:
         try:
-            check_not_shared(job_dirs, [Path(os.path.abspath(t)) for t, *_ in checked])
+            check_not_shared(job_dirs, [Path(os.path.abspath(c.target)) for c in checked])
         except ConfigError as e:
             fail(str(e))
-        PREFLIGHT["launcher"] = checked[-1][-1][1]  # what a stop of the sweep says (cli._stopped)
+        PREFLIGHT["launcher"] = checked[-1].data[1]  # what a stop of the sweep says (cli._stopped)
     if multirun and job_dirs and None not in job_dirs:  # the sweep's end counts and reports these jobs
         LAUNCHED_JOBS[os.path.abspath(target)] = job_dirs
+        KEPT_JOBS.update({number: c.kept for number, c in enumerate(checked) if c.kept is not None})
+        if KEPT_JOBS:
+            _say_kept(len(checked))
     if multirun and not any(o.split("=", 1)[0].lstrip("+") == "hydra.sweep.dir" for o in overrides) \
             and "'" not in str(target):
         # the folder checked here is the one Hydra writes: ${now:...} in the default would resolve
         # again there, some milliseconds later, and a stop of the sweep named a folder that is not
         hydra_argv = [*hydra_argv, f"hydra.sweep.dir='{target}'"]
     return hydra_argv
+
+
+def _say_kept(n_jobs: int) -> None:
+    """One line for the jobs of a sweep launched again into its folder that are not launched."""
+    numbers = sorted(KEPT_JOBS)
+    spans, start = [], numbers[0]  # 0-3, 5
+    for previous, number in zip(numbers, numbers[1:] + [None]):
+        if number != previous + 1:
+            spans.append(f"{start}-{previous}" if previous > start else str(start))
+            start = number
+    which = f"job{'s' if len(numbers) > 1 else ''} {', '.join(spans)}"
+    rest = n_jobs - len(numbers)
+    them = "they are" if len(numbers) > 1 else "it is"
+    then = f"launching the other {rest}" if rest else "nothing to launch (the sweep's end counts and reports them again)"
+    print(f"dal-run: {which} of the sweep already completed with this config: kept as {them}, not launched again; "
+          f"{then}", file=sys.stderr, flush=True)
 
 
 def _check_data_files(datasets, seen: set) -> None:

@@ -563,14 +563,19 @@ def test_a_sweep_job_killed_outright_is_one_failed_run_and_the_sweep_ends_as_usu
     """A job of a submitit sweep (hydra/launcher=local, the code path of =slurm) killed with SIGKILL,
     as the out-of-memory killer does: it leaves submitit no result. The sweep still collects the
     other job, marks the dead one failed, writes the report and exits 1 with one line per failed run
-    (before: a Hydra traceback, no report, and the dead job's status.json still `running`)."""
+    (before: a Hydra traceback, no report, and the dead job's status.json still `running`). Here
+    the sweep is launched a second time with one more seed: job 0, completed, is kept and not
+    submitted, so the dead job is the only one submitted, and it is still job 1 that is marked."""
     sweep = tmp_path / "sweep"
-    proc = subprocess.Popen([str(BIN / "dal-run"), "-m", "hydra/launcher=local", *BASE, "budget.max_labels=150",
-                             "seed=0,1", f"hydra.sweep.dir={sweep}"], cwd=tmp_path, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, **ENV}, start_new_session=True)
+    args = [str(BIN / "dal-run"), "-m", "hydra/launcher=local", *BASE, "budget.max_labels=150",
+            f"hydra.sweep.dir={sweep}"]
+    first = subprocess.run([*args, "seed=0"], cwd=tmp_path, capture_output=True, env={**os.environ, **ENV})
+    assert first.returncode == 0, first.stderr
+    proc = subprocess.Popen([*args, "seed=0,1"], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, **ENV}, start_new_session=True)
     try:
-        assert wait_for_round(sweep / "0", 1, until=lambda: proc.poll() is not None)
-        os.kill(read_json(sweep / "0" / "status.json")["pid"], signal.SIGKILL)
+        assert wait_for_round(sweep / "1", 1, until=lambda: proc.poll() is not None)
+        os.kill(read_json(sweep / "1" / "status.json")["pid"], signal.SIGKILL)
         _, err = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:
@@ -578,13 +583,13 @@ def test_a_sweep_job_killed_outright_is_one_failed_run_and_the_sweep_ends_as_usu
     assert proc.returncode == 1, err
     assert "Traceback" not in err, err
     assert err.strip().splitlines()[-2:] == [
-        f"dal-run: error: {sweep / '0'}: failed in round 1: the job's process ended without a result: killed "
+        f"dal-run: error: {sweep / '1'}: failed in round 1: the job's process ended without a result: killed "
         f"(out of memory, SIGKILL) or its node failed; the same command with hydra.sweep.dir continues it from its "
         f"last round",
         "dal-run: error: 1 of 2 runs of the sweep did not complete (the others did; see their status.json)"], err
-    assert read_json(sweep / "0" / "status.json")["state"] == "failed"
-    assert read_json(sweep / "1" / "status.json")["state"] == "completed"
-    assert [r["run"] for r in read_csv(sweep / "report" / "excluded.csv")] == ["0"]
+    assert read_json(sweep / "1" / "status.json")["state"] == "failed"
+    assert read_json(sweep / "0" / "status.json")["state"] == "completed"
+    assert [r["run"] for r in read_csv(sweep / "report" / "excluded.csv")] == ["1"]
 
 
 def test_a_second_process_in_a_run_folder_is_refused_while_the_first_runs(tmp_path, monkeypatch, capsys):
@@ -945,3 +950,39 @@ def test_a_stop_while_a_round_is_written_names_the_round_a_resume_starts_at(tmp_
     status = read_json(tmp_path / "run" / "status.json")
     saved = torch.load(tmp_path / "run" / "state" / "state.pt", weights_only=True)
     assert status["state"] == "interrupted" and status["round"] == saved["next_round"] == 2
+
+
+@pytest.mark.parametrize("launcher", ["basic", "local"])
+def test_a_sweep_launched_again_launches_only_the_jobs_not_completed(tmp_path, launcher):
+    """seed=0,1, then seed=0,1,2 into the same folder: jobs 0 and 1 are kept as they are, not
+    launched again (before: each started again, rewrote its .hydra/, loaded its data and built its
+    model only to log 'already completed'; on SLURM, one queued job each); job 2 runs with its own
+    number. Launched once more, nothing is launched and the sweep's end still counts 3 runs."""
+    sweep = tmp_path / "sweep"
+    args = ["-m", *([] if launcher == "basic" else ["hydra/launcher=local"]), "search=fixed", "arch=mlp",
+            "budget.max_rounds=1", "trainer.epochs=1", f"hydra.sweep.dir={sweep}"]
+    res = run_cli([*args, "seed=0,1"], cwd=tmp_path, env=ENV)
+    assert res.returncode == 0, res.stderr
+    submitted = set((sweep / ".submitit").iterdir()) if launcher == "local" else set()
+    kept = {f: f.read_bytes() for job in "01"
+            for f in [sweep / job / "dal-run.log", *(sweep / job / ".hydra").iterdir()]}
+    res = run_cli([*args, "seed=0,1,2"], cwd=tmp_path, env=ENV)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.splitlines()[:1] == ["dal-run: jobs 0-1 of the sweep already completed with this config: kept as "
+                                           "they are, not launched again; launching the other 1"], res.stderr
+    assert "3 of 3 runs completed" in res.stdout + res.stderr
+    assert {f: f.read_bytes() for f in kept} == kept  # neither run again nor its config written again
+    assert read_json(sweep / "2" / "summary.json")["seed"] == 2
+    assert "num: 2\n" in (sweep / "2" / ".hydra" / "hydra.yaml").read_text()
+    if launcher == "local":  # one job submitted by the second launch, none by the third
+        assert len(set((sweep / ".submitit").iterdir()) - submitted) == 1
+        submitted = set((sweep / ".submitit").iterdir())
+    res = run_cli([*args, "seed=0,1,2"], cwd=tmp_path, env=ENV)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.splitlines()[:1] == [
+        "dal-run: jobs 0-2 of the sweep already completed with this config: kept as they are, not launched again; "
+        "nothing to launch (the sweep's end counts and reports them again)"], res.stderr
+    assert "3 of 3 runs completed" in res.stdout + res.stderr
+    assert read_csv(sweep / "report" / "auc.csv")[0]["seeds"] == "0 1 2"
+    if launcher == "local":
+        assert set((sweep / ".submitit").iterdir()) == submitted

@@ -106,3 +106,20 @@ def test_slurm_sweep_2x2_with_a_preempted_job_matches_uninterrupted(tmp_path, un
     assert without_timings(read_csv(sweep / "0" / "rounds.csv")) == \
         without_timings(read_csv(uninterrupted_run / "rounds.csv"))
     assert read_csv(sweep / "0" / "selected.csv") == read_csv(uninterrupted_run / "selected.csv")
+
+    # the same sweep launched again into its folder after job 3's folder was removed: the three
+    # completed jobs are kept and not submitted; job 3 alone is, with its own number
+    import shutil
+
+    shutil.rmtree(sweep / "3")
+    submitted = lambda: {p.name for p in (sweep / ".submitit").glob("*/*_submitted.pkl")}  # noqa: E731
+    before = submitted()
+    res = subprocess.run([*cmd, f"hydra.sweep.dir={sweep}"], cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                         env={**os.environ, **ONE_THREAD})
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stderr.splitlines()[:1] == ["dal-run: jobs 0-2 of the sweep already completed with this config: kept "
+                                           "as they are, not launched again; launching the other 1"], res.stderr
+    assert len(submitted() - before) == 1  # one SLURM job
+    summary = read_json(sweep / "3" / "summary.json")
+    assert summary["seed"] == 1 and summary["choices"]["query"] == "random"
+    assert "4 of 4 runs completed" in res.stdout + res.stderr
