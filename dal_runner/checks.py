@@ -41,6 +41,8 @@ def check_trainer(t: TrainerConfig) -> TrainerConfig:
     if t.steps_per_epoch is not None:
         check_positive("trainer.steps_per_epoch", t.steps_per_epoch)
     check_positive("trainer.weight_decay", t.weight_decay, allow_zero=True)
+    if t.weight_decay_scope is not None:
+        check_choice("trainer.weight_decay_scope", t.weight_decay_scope, ("all", "conv"))
     if t.optimizer == "sgd" and not 0.0 <= t.momentum < 1.0:
         raise ConfigError("trainer.momentum", t.momentum, "a number in [0, 1)")
     if t.optimizer == "sgd" and t.nesterov and t.momentum == 0.0:

@@ -32,6 +32,9 @@ class AugmentConfig:
 class DatasetConfig:
     name: str = MISSING
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # the pool is the first this many training examples, in the data set's order (null: all of them);
+    # the normalisation statistics stay those of the whole training set
+    pool_size: Optional[int] = None
 
 
 @dataclass
@@ -75,6 +78,8 @@ class ArchConfig:
     name: str = MISSING
     # dropout before the linear classifier (MC-dropout samples it at query time)
     dropout: float = 0.0
+    # the rate MC-dropout's passes sample the same layer with at query time; null: dropout's
+    mc_dropout: Optional[float] = None
 
 
 @dataclass
@@ -108,6 +113,9 @@ class SearchConfig:
     subset: float = 1.0  # fraction of S' each candidate trains on (the same seeded subset in a round)
     stop_at: Optional[float] = None  # fraction of the candidates' epochs at which clear losers stop (null: off)
     stop_margin: float = 0.1  # clear loser: V' accuracy this much below the round's best at that epoch
+    # a candidate's score: null or last (its V' accuracy after its last epoch) | best (the best V'
+    # accuracy over its epochs, evaluated after every epoch: the active-iNAS authors' code)
+    score: Optional[str] = None
     # network morphism: candidates start from the previous round's chosen candidate (same-place
     # weights copied, added blocks as identity maps); the paper trains every candidate from scratch
     inherit: bool = False
@@ -194,6 +202,9 @@ class TrainerConfig:
     momentum: float = 0.9  # sgd only
     nesterov: bool = False  # sgd only
     weight_decay: float = 0.0
+    # the parameters weight_decay applies to: null (all: PyTorch's usual) | conv (convolution kernels
+    # only, as Keras' kernel_regularizer on Conv2D layers: no decay of batch norm, biases, linear layers)
+    weight_decay_scope: Optional[str] = None
     epochs: int = 50
     batch_size: int = 64
     # null: one pass over S per epoch; an int: that many steps whatever |S| is

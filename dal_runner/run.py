@@ -7,6 +7,7 @@ search group): it validates values and builds plain objects.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Callable, Dict, Optional
@@ -93,16 +94,26 @@ def from_start(path: str) -> str:
 def load_dataset(cfg: DictConfig, seed: int) -> Dataset:
     from dal_runner.data import digits, npz, openml, torchvision_sets
 
+    size = cfg.get("pool_size")
+    if size is not None:
+        check_positive("dataset.pool_size", size)
     if cfg.name in torchvision_sets.NAMES:
-        return torchvision_sets.load(cfg.name, from_start(cfg.root), cfg.download,
+        data = torchvision_sets.load(cfg.name, from_start(cfg.root), cfg.download,
                                      include_extra=cfg.get("extra", False), labels=cfg.get("labels", "fine"))
-    loaders = {
-        "digits": lambda: digits.load(cfg.test_fraction, seed),
-        "openml": lambda: openml.load(cfg.id, from_start(cfg.root), cfg.test_fraction, seed),
-        "npz": lambda: npz.load(from_start(cfg.path), cfg.test_fraction, seed, cfg.layout),
-    }
-    check_choice("dataset", cfg.name, [*loaders, *torchvision_sets.NAMES])
-    return loaders[cfg.name]()
+    else:
+        loaders = {
+            "digits": lambda: digits.load(cfg.test_fraction, seed),
+            "openml": lambda: openml.load(cfg.id, from_start(cfg.root), cfg.test_fraction, seed),
+            "npz": lambda: npz.load(from_start(cfg.path), cfg.test_fraction, seed, cfg.layout),
+        }
+        check_choice("dataset", cfg.name, [*loaders, *torchvision_sets.NAMES])
+        data = loaders[cfg.name]()
+    if size is None:
+        return data
+    if size > len(data.x_train):
+        raise ConfigError("dataset.pool_size", size, f"null or at most the {len(data.x_train)} training examples of "
+                          f"dataset={cfg.name}")
+    return dataclasses.replace(data, x_train=data.x_train[:size].clone(), y_train=data.y_train[:size].clone())
 
 def check_data_files(cfg: DictConfig) -> None:
     """The files the job will read are there, nothing read (the preflight of a sweep): the same
@@ -115,7 +126,8 @@ def check_data_files(cfg: DictConfig) -> None:
         npz.check_file(from_start(cfg.path))
 
 def arch_spec(cfg: DictConfig, input_shape) -> ArchSpec:
-    params = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k not in ("name", "dropout")}
+    params = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items()
+              if k not in ("name", "dropout", "mc_dropout")}
     if cfg.name == "resnet":
         from dal_runner.arch import resnet
 
@@ -143,6 +155,9 @@ def arch_spec(cfg: DictConfig, input_shape) -> ArchSpec:
         params["channels"] = tuple(params["channels"])
     if not 0.0 <= cfg.dropout < 1.0:
         raise ConfigError("arch.dropout", cfg.dropout, "a probability in [0, 1)")
+    if cfg.get("mc_dropout") is not None and not 0.0 < cfg.mc_dropout < 1.0:
+        raise ConfigError("arch.mc_dropout", cfg.mc_dropout, "null (arch.dropout, the training's rate) or a "
+                          "probability in (0, 1)")
     return ArchSpec(cfg.name, **params)
 
 def check_search(cfg: DictConfig) -> None:
@@ -283,17 +298,20 @@ def _check_tabular(cfg: DictConfig) -> None:
 
 def _check_mc_dropout(cfg: DictConfig) -> None:
     uses_mc = cfg.query.name == "mc_dropout" or (cfg.query.name == "albl" and "mc_dropout" in cfg.query.strategies)
-    if uses_mc and cfg.arch.dropout == 0:  # every pass the same: scores all tie and the pool's order decides
+    if uses_mc and cfg.arch.dropout == 0 and cfg.arch.get("mc_dropout") is None:
+        # every pass the same: scores all tie and the pool's order decides
         who = "query=mc_dropout samples" if cfg.query.name == "mc_dropout" else \
             "query=albl with mc_dropout in query.strategies: mc_dropout samples"
-        raise ConfigError("arch.dropout", 0.0, "a probability in (0, 1) with MC-dropout, e.g. arch.dropout=0.5 "
-                          "(the active-iNAS protocol's)", f"{who} dropout masks, and without dropout its passes "
-                          "are identical")
+        raise ConfigError("arch.dropout", 0.0, "a probability in (0, 1) with MC-dropout, e.g. arch.dropout=0.5, or "
+                          "arch.mc_dropout=0.5 (dropout at query time only: the active-iNAS protocol's)",
+                          f"{who} dropout masks, and without dropout its passes are identical")
 
 def _check_dataset_options(cfg: DictConfig) -> None:
     """The dataset's own choices, before any job reads the data (the loaders check them again)."""
     from dal_runner.data import npz, torchvision_sets
 
+    if cfg.get("pool_size") is not None:
+        check_positive("dataset.pool_size", cfg.pool_size)
     fraction = cfg.get("test_fraction")
     if fraction is not None and not 0.0 < fraction < 1.0:  # nan too
         raise ConfigError("dataset.test_fraction", fraction, "a fraction in (0, 1), e.g. 0.3")
@@ -324,14 +342,15 @@ def build(cfg: DictConfig, choices: Optional[Dict[str, str]] = None) -> Experime
                           "all off for tabular data", "image augmentation on a table")
     try:  # build once now, so an architecture the data cannot take fails before the loop
         build_network(spec, data.input_shape, data.n_classes,
-                      Normalize(data.scale, data.mean, data.std, data.is_image), cfg.arch.dropout)
+                      Normalize(data.scale, data.mean, data.std, data.is_image), cfg.arch.dropout, cfg.arch.mc_dropout)
     except (ValueError, RuntimeError) as e:
         raise ConfigError("arch", cfg.arch.name, "an architecture that fits this dataset's input",
                           str(e).splitlines()[0]) from None
     data = data.to(device)
     normalize = Normalize(data.scale, data.mean, data.std, data.is_image)
     build_model = partial(_build_model, input_shape=data.input_shape, n_classes=data.n_classes,
-                          normalize=normalize, dropout=cfg.arch.dropout, seed=cfg.seed)
+                          normalize=normalize, dropout=cfg.arch.dropout, mc_dropout=cfg.arch.mc_dropout,
+                          seed=cfg.seed)
     choices = {k: v for k, v in (choices or {}).items() if not k.startswith("hydra")}
     if "preset" in choices and not _preset_exists(choices["preset"]):  # `optional preset`: none applied
         choices.pop("preset")
@@ -348,10 +367,10 @@ def _preset_exists(name: Optional[str]) -> bool:
 
     return bool(name) and (files("dal_runner.conf") / "preset" / f"{name}.yaml").is_file()
 
-def _build_model(spec: ArchSpec, input_shape, n_classes, normalize, dropout, seed) -> Network:
+def _build_model(spec: ArchSpec, input_shape, n_classes, normalize, dropout, seed, mc_dropout=None) -> Network:
     from dal_runner.seeding import derive_seed
 
     # the initialisation depends on the run seed and the architecture only
     with torch.random.fork_rng(devices=[]):
         torch.default_generator.manual_seed(derive_seed(seed, "init", repr(spec)))
-        return build_network(spec, input_shape, n_classes, normalize, dropout)
+        return build_network(spec, input_shape, n_classes, normalize, dropout, mc_dropout)

@@ -39,17 +39,29 @@ def prepare(model: nn.Module, device: torch.device, is_image: bool, precision: s
     return model
 
 
+def _decay_groups(model: nn.Module, p: TrainerConfig) -> List[dict]:
+    """The parameters as optimizer groups, each with its weight decay (trainer.weight_decay_scope):
+    all of them decayed, or (conv) the convolution kernels alone, as Keras' kernel_regularizer=l2(c)
+    on Conv2D layers does (its gradient, 2c w, is PyTorch's weight_decay = 2c)."""
+    if p.weight_decay_scope in (None, "all") or p.weight_decay == 0:
+        return [{"params": list(model.parameters()), "weight_decay": p.weight_decay}]
+    kernels = [m.weight for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)]
+    chosen = {id(w) for w in kernels}
+    rest = [w for w in model.parameters() if id(w) not in chosen]
+    return [{"params": kernels, "weight_decay": p.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+
+
 def _optimizer(model: nn.Module, p: TrainerConfig, capturable: bool = False) -> torch.optim.Optimizer:
+    groups = _decay_groups(model, p)
     if p.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=p.lr, momentum=p.momentum,
-                               nesterov=p.nesterov, weight_decay=p.weight_decay)
+        return torch.optim.SGD(groups, lr=p.lr, momentum=p.momentum, nesterov=p.nesterov)
     if p.optimizer == "adam":
         if capturable:
             # its step counts live on the GPU, so that its step can be part of a CUDA graph; the eager
             # warm-up steps and short last batches (`_GraphedStep`) are expected, not worth a warning
             warnings.filterwarnings("ignore", message="This instance was constructed with capturable=True",
                                     category=UserWarning)
-        return torch.optim.Adam(model.parameters(), lr=p.lr, weight_decay=p.weight_decay, capturable=capturable)
+        return torch.optim.Adam(groups, lr=p.lr, capturable=capturable)
     raise ValueError(f"unknown optimizer {p.optimizer!r}")
 
 

@@ -78,9 +78,16 @@ def test_paper_protocol_smoke_experiment_runs_on_digits(tmp_path):
 def test_paper_protocols_compose_with_their_source_values(dataset):
     # composed in-process (as `dal-run --cfg job` prints it; the smoke run above goes through the CLI)
     for experiment, stem, width in ((f"active_inas_{dataset}", "paper", 64), (f"active_inas_{dataset}_smoke", "cifar", 16)):
-        job = OmegaConf.to_yaml(compose([f"+experiment={experiment}"]))
-        assert f"stem: {stem}" in job and f"width: {width}" in job and "dropout: 0.5" in job
+        cfg = compose([f"+experiment={experiment}"])
+        job = OmegaConf.to_yaml(cfg)
+        assert f"stem: {stem}" in job and f"width: {width}" in job
         assert "fill: nearest" in job  # Keras' default in the authors' ImageDataGenerator
+        # the authors' code: no dropout in training, 0.5 for MC-dropout's passes; L2 on the conv
+        # kernels alone (Keras' l2(5e-4), so weight decay 1e-3); candidates at a constant lr,
+        # scored by their best V' accuracy
+        assert (cfg.arch.dropout, cfg.arch.mc_dropout) == (0.0, 0.5)
+        assert (cfg.trainer.weight_decay, cfg.trainer.weight_decay_scope) == (0.001, "conv")
+        assert list(cfg.search.lr_milestones) == [] and cfg.search.score == "best"
     # the smoke schedule is its own: it had budget=active_inas's 10000: 5000 merged into it
     assert OmegaConf.to_container(compose([f"+experiment=active_inas_{dataset}_smoke"]).budget.batch) == \
         {0: 60, 180: 120}
@@ -88,6 +95,8 @@ def test_paper_protocols_compose_with_their_source_values(dataset):
     for line in ("initial: 2000", "10000: 5000", "max_labels: 50000", "steps_per_epoch: 390", "epochs: 200",
                  "epochs: 50", "rotation: 15.0", "shift: 0.1", "hflip: true", f"name: {dataset}"):
         assert line in full, line
+    # SVHN: the authors' pool is the first 50,000 training images (their indices 0..budget-1)
+    assert compose([f"+experiment=active_inas_{dataset}"]).dataset.pool_size == (50000 if dataset == "svhn" else None)
 
 
 def test_help_shows_every_group_its_options_and_an_example(tmp_path):

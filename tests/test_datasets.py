@@ -627,3 +627,16 @@ def test_openml_whole_number_regression_targets_are_refused_and_warnings_go_to_t
     with caplog.at_level("WARNING", logger="dal_runner"):
         assert openml.load(6, tmp_path, 0.3, 0).n_classes == 3
     assert "OpenML data set 6: Version 1 of dataset letter is inactive" in caplog.text
+
+
+def test_pool_size_keeps_the_first_training_examples_and_the_whole_sets_normalisation():
+    """dataset.pool_size=N: the pool is the first N training examples (the active-iNAS authors' SVHN
+    pool is its first 50,000); the test set and the normalisation statistics stay the whole set's."""
+    from omegaconf import OmegaConf
+
+    from dal_runner.run import load_dataset
+
+    whole = load_dataset(OmegaConf.create({"name": "digits", "test_fraction": 0.3, "pool_size": None}), 0)
+    first = load_dataset(OmegaConf.create({"name": "digits", "test_fraction": 0.3, "pool_size": 100}), 0)
+    assert torch.equal(first.x_train, whole.x_train[:100]) and torch.equal(first.y_train, whole.y_train[:100])
+    assert torch.equal(first.x_test, whole.x_test) and (first.mean, first.std) == (whole.mean, whole.std)

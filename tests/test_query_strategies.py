@@ -582,3 +582,35 @@ def test_select_returns_k_distinct_valid_positions(name, n_labeled):
 def test_mc_dropout_rejects_an_unknown_acquisition():
     with pytest.raises(ValueError, match="acquisition='bold'"):
         MCDropout(acquisition="bold")
+
+
+def test_mc_dropout_samples_at_its_own_rate_a_network_trained_without_dropout():
+    """arch.mc_dropout: the active-iNAS authors train with no dropout and sample the layer at 0.5 for
+    the passes; the training's forward pass stays deterministic."""
+    model = small_network(dropout=0.0)
+    model.mc_dropout = 0.5
+    x = torch.rand(37, 1, 8, 8, generator=gen(0))
+    model.train()
+    assert torch.equal(model(x), model(x))  # no dropout in training
+    samples = mc_probs(model, x, passes=25, batch_size=16, generator=gen(1))
+    assert float(bald(samples).max()) > 0.0
+    # the rate is the one sampled: about half the features dropped (the passes at rate 0.9 differ more)
+    model.mc_dropout = 0.9
+    assert float(bald(mc_probs(model, x, passes=25, batch_size=16, generator=gen(1))).mean()) > \
+        float(bald(samples).mean())
+
+
+def test_predicted_class_variance_takes_the_class_of_the_deterministic_pass():
+    """As the authors' code: the class the network predicts with dropout off, not the mean of the
+    passes' (here they differ: the passes favour class 1, the deterministic pass class 0)."""
+    samples = torch.tensor([[[0.8, 0.2]], [[0.1, 0.9]], [[0.3, 0.7]]])  # mean (0.4, 0.6): class 1
+    assert float(predicted_class_variance(samples, torch.tensor([0]))) == pytest.approx(torch.tensor(
+        [0.8, 0.1, 0.3]).var(unbiased=False).item())
+    model = small_network(dropout=0.0)
+    model.mc_dropout = 0.5
+    x = torch.rand(37, 1, 8, 8, generator=gen(0))
+    scores = mc_scores(model, x, 25, "predicted_class_variance", 16, gen(1))
+    samples = mc_probs(model, x, passes=25, batch_size=16, generator=gen(1))
+    model.eval()
+    deterministic = model(x).argmax(dim=1)
+    assert torch.allclose(scores, predicted_class_variance(samples, deterministic))

@@ -255,6 +255,27 @@ def test_early_stopping_drops_a_clearly_losing_candidate():
     assert (third.accuracy, third.epochs, third.stopped_early) == (0.2, 2, True)  # 0.2 < 0.6 - 0.1 at epoch 2
 
 
+def test_a_candidate_scored_by_its_best_epoch_is_scored_by_its_best_v_prime_accuracy():
+    """search.score=best (the active-iNAS authors' max_accuracy): the best V' accuracy over the
+    epochs; last (the default): the accuracy after the last epoch. With early stopping, the best up
+    to the stop."""
+    peak, late = resnet("basic", 1, 1), resnet("basic", 1, 2)
+    curves = {peak: [0.3, 0.8, 0.6, 0.7], late: [0.2, 0.5, 0.6, 0.75]}
+    last = RoundEstimator(Scores(curves=curves), Fidelity(epochs=4), 0, 0, LABELED, 0.2)
+    best = RoundEstimator(Scores(curves=curves), Fidelity(epochs=4, score="best"), 0, 0, LABELED, 0.2)
+    assert [last(spec, 0).accuracy for spec in (peak, late)] == [0.7, 0.75]  # late wins on the last epoch
+    assert [best(spec, 0).accuracy for spec in (peak, late)] == [0.8, 0.75]  # peak wins on its best
+    # stopped early at epoch 2 (0.3 < 0.8 - 0.1): its best up to then
+    dropped = resnet("basic", 2, 1)
+    curves[dropped] = [0.9, 0.3, 0.95, 0.95]
+    stopping = RoundEstimator(Scores(curves=curves), Fidelity(epochs=4, stop_at=0.5, score="best"), 0, 0, LABELED, 0.2)
+    stopping(peak, 0)
+    estimate = stopping(dropped, 0)
+    assert (estimate.accuracy, estimate.epochs, estimate.stopped_early) == (0.9, 2, True)
+    with pytest.raises(ValueError, match="search.score=mean: accepted: null or last"):
+        Fidelity(epochs=4, score="mean")
+
+
 def test_early_stopped_candidates_are_flagged_in_inas_rows():
     curves = {resnet("basic", 1, 1): [0.5, 0.6, 0.6, 0.6], resnet("basic", 1, 2): [0.2, 0.3, 0.9, 0.9],
               resnet("basic", 2, 1): [0.5, 0.7, 0.7, 0.7]}

@@ -244,3 +244,40 @@ def test_sgd_nesterov_without_momentum_is_refused_naming_the_key():
     with pytest.raises(ConfigError, match="trainer.nesterov=True: Nesterov's momentum needs a momentum"):
         check_trainer(TrainerConfig(optimizer="sgd", momentum=0.0, nesterov=True))
     check_trainer(TrainerConfig(optimizer="sgd", momentum=0.9, nesterov=True))
+
+
+def test_weight_decay_on_conv_kernels_alone_is_kerass_l2_kernel_regulariser():
+    """trainer.weight_decay_scope=conv with weight_decay 2c takes the step that SGD (Nesterov) takes
+    on the loss plus c * (sum of squared conv kernels), Keras' kernel_regularizer=l2(c) on every
+    Conv2D (the active-iNAS authors' code): batch norm and the linear head are not decayed."""
+    from dal_runner.arch import resnet
+
+    def net():
+        torch.manual_seed(0)
+        return nn.Sequential(resnet.body((3, 8, 8), "basic", 1, 2), nn.Linear(128, 4))
+
+    x, y = torch.randn(16, 3, 8, 8, generator=torch.Generator().manual_seed(1)), torch.arange(16) % 4
+    c = 5e-4
+    params = dict(optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True)
+    keras, ours = net(), net()
+    opt_keras = train._optimizer(keras, TrainerConfig(**params, weight_decay=0.0))
+    opt_ours = train._optimizer(ours, TrainerConfig(**params, weight_decay=2 * c, weight_decay_scope="conv"))
+    for _ in range(3):  # momentum carries the decay into later steps too
+        kernels = [m.weight for m in keras.modules() if isinstance(m, nn.Conv2d)]
+        loss = nn.functional.cross_entropy(keras(x), y) + c * sum((w ** 2).sum() for w in kernels)
+        opt_keras.zero_grad()
+        loss.backward()
+        opt_keras.step()
+        opt_ours.zero_grad()
+        nn.functional.cross_entropy(ours(x), y).backward()
+        opt_ours.step()
+    for (name, a), b in zip(keras.named_parameters(), ours.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7, msg=name)
+    # and it is not decay of everything: the same with scope "all" moves the head and batch norm too
+    everything = net()
+    opt_all = train._optimizer(everything, TrainerConfig(**params, weight_decay=2 * c, weight_decay_scope="all"))
+    for _ in range(3):
+        opt_all.zero_grad()
+        nn.functional.cross_entropy(everything(x), y).backward()
+        opt_all.step()
+    assert not torch.allclose(everything[1].weight, ours[1].weight, rtol=0, atol=1e-6)

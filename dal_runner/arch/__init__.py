@@ -6,7 +6,7 @@ Every network exposes ``embed(x)`` (the penultimate features used by core-set an
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import nn
@@ -15,12 +15,17 @@ from dal_runner.data import Normalize
 
 
 class Network(nn.Module):
-    def __init__(self, normalize: Normalize, body: nn.Module, embed_dim: int, n_classes: int, dropout: float):
+    """`dropout`: the rate in training; `mc_dropout`: the rate MC-dropout's passes sample the same
+    layer with at query time (None: `dropout`)."""
+
+    def __init__(self, normalize: Normalize, body: nn.Module, embed_dim: int, n_classes: int, dropout: float,
+                 mc_dropout: Optional[float] = None):
         super().__init__()
         self.normalize = normalize
         self.body = body
         self.embed_dim = embed_dim
         self.dropout = nn.Dropout(dropout)
+        self.mc_dropout = dropout if mc_dropout is None else mc_dropout
         self.head = nn.Linear(embed_dim, n_classes)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
@@ -71,7 +76,7 @@ class ArchSpec:
 
 
 def build_network(spec: ArchSpec, input_shape: InputShape, n_classes: int, normalize: Normalize,
-                  dropout: float) -> Network:
+                  dropout: float, mc_dropout: Optional[float] = None) -> Network:
     from dal_runner.arch import cnn, mlp, resnet  # the registry of bodies
 
     bodies = {"mlp": mlp.body, "cnn": cnn.body, "resnet": resnet.body}
@@ -80,4 +85,4 @@ def build_network(spec: ArchSpec, input_shape: InputShape, n_classes: int, norma
     with torch.no_grad():  # one eval-mode pass finds the embedding width (BN needs eval for N=1)
         embed_dim = body.eval()(torch.zeros(1, *input_shape)).shape[1]
     body.train(was_training)
-    return Network(normalize, body, embed_dim, n_classes, dropout)
+    return Network(normalize, body, embed_dim, n_classes, dropout, mc_dropout)

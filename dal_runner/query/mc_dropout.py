@@ -61,11 +61,13 @@ def variation_ratio(samples: torch.Tensor) -> torch.Tensor:
     return 1.0 - votes.max(dim=1).values / n_passes
 
 
-def predicted_class_variance(samples: torch.Tensor) -> torch.Tensor:
-    # active-iNAS (Geifman & El-Yaniv): the variance over the T passes of the probability of
-    # the class that the mean prediction picks (population variance, 1/T)
+def predicted_class_variance(samples: torch.Tensor, predicted: Optional[torch.Tensor] = None) -> torch.Tensor:
+    # active-iNAS (Geifman & El-Yaniv): the variance over the T passes (population variance, 1/T)
+    # of the probability of the predicted class: `predicted` (N), the class of the network's
+    # deterministic pass (dropout off), as the authors' code takes it; None: the mean of the passes'
     s = samples.double()
-    predicted = _mean_over_passes(s).argmax(dim=1)  # N
+    if predicted is None:
+        predicted = _mean_over_passes(s).argmax(dim=1)  # N
     p_hat = s.gather(2, predicted.view(1, -1, 1).expand(s.shape[0], -1, 1)).squeeze(2)  # T x N
     return p_hat.var(dim=0, unbiased=False)
 
@@ -106,22 +108,26 @@ def dropout_passes(head: nn.Module, h: torch.Tensor, p: float, passes: int,
 
 @torch.no_grad()
 def mc_probs(model: nn.Module, x: torch.Tensor, passes: int, batch_size: int,
-             generator: torch.Generator) -> torch.Tensor:
-    """T stochastic probability samples (float32, T x N x C) of the model on x.
+             generator: torch.Generator, deterministic: bool = False):
+    """T stochastic probability samples (float32, T x N x C) of the model on x; with
+    `deterministic`, also the classes of its deterministic pass (dropout off, N).
 
-    embed(x) once per batch in eval mode, then T x (dropout with model.dropout.p -> head)."""
+    embed(x) once per batch in eval mode, then T x (dropout at the model's MC-dropout rate -> head)."""
     model.eval()
-    p = float(model.dropout.p)
+    p = float(getattr(model, "mc_dropout", model.dropout.p))  # a Network's arch.mc_dropout, else its own rate
     g = _device_generator(generator, x.device)
-    out = []
+    out, classes = [], []
     for start in range(0, x.shape[0], batch_size):
         xb = x[start:start + batch_size]
         with autocast(model, xb.device):
             h = model.embed(xb)
         out.append(dropout_passes(model.head, h.float(), p, passes, g))
-    if not out:
-        return torch.empty(passes, 0, model.head.out_features, device=x.device)
-    return torch.cat(out, dim=1)
+        if deterministic:
+            classes.append(model.head(h.float()).argmax(dim=1))
+    samples = torch.cat(out, dim=1) if out else torch.empty(passes, 0, model.head.out_features, device=x.device)
+    if not deterministic:
+        return samples
+    return samples, torch.cat(classes) if classes else torch.empty(0, dtype=torch.long, device=x.device)
 
 
 @torch.no_grad()
@@ -133,8 +139,12 @@ def mc_scores(model: nn.Module, x: torch.Tensor, passes: int, acquisition: str, 
     g = _device_generator(generator, x.device)
     n = x.shape[0] if index is None else len(index)
     index = None if index is None else index.to(x.device)
-    scores = [score(mc_probs(model, x[s:s + batch_size] if index is None else x[index[s:s + batch_size]],
-                             passes, batch_size, g))
+    def batch_scores(xb: torch.Tensor) -> torch.Tensor:
+        if acquisition == "predicted_class_variance":  # the class of the deterministic pass
+            return predicted_class_variance(*mc_probs(model, xb, passes, batch_size, g, deterministic=True))
+        return score(mc_probs(model, xb, passes, batch_size, g))
+
+    scores = [batch_scores(x[s:s + batch_size] if index is None else x[index[s:s + batch_size]])
               for s in range(0, n, batch_size)]
     return torch.cat(scores) if scores else torch.empty(0, dtype=torch.float64)
 

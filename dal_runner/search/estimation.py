@@ -5,6 +5,8 @@ NAS is a search space, a search strategy and a performance estimation strategy (
 
     S', V' <- holdout_split(S)          iNAS's split (Algorithm 1, line 2), seeded per round
     train the candidate on S' (or a seeded subset of it), score it by its accuracy on V'
+    (search.score: after its last epoch, Algorithm 1's line 6; or the best over its epochs,
+    as the active-iNAS authors' code scores candidates, their max_accuracy)
 
 Lower-fidelity estimates (Elsken et al. 2019, "speed-up methods", first row), each from config:
     fewer epochs     search.epochs (the candidates' trainer; recorded per estimate)
@@ -101,6 +103,9 @@ def candidate_seed(seed: int, round_index: int, spec: ArchSpec) -> int:
     return derive_seed(seed, "inas", round_index, repr(spec))
 
 
+SCORES = ("last", "best")  # search.score
+
+
 def _bad(key: str, value, accepted: str) -> ValueError:
     return ValueError(f"{key}={value}: accepted: {accepted}")
 
@@ -114,8 +119,12 @@ class Fidelity:
     stop_at: Optional[float] = None  # fraction of the epochs at which a clearly losing candidate stops
     stop_margin: float = 0.1  # "clearly": this much V' accuracy below the round's best at that epoch
     nested_split: bool = False  # S'/V' nested across rounds (nested_split): set with search.inherit
+    score: str = "last"  # a candidate's V' accuracy after its last epoch | the best over its epochs
 
     def __post_init__(self):
+        if self.score not in SCORES:
+            raise _bad("search.score", self.score, "null or last (the V' accuracy after the last epoch) | best (the "
+                       "best V' accuracy over the epochs, the active-iNAS authors' code's)")
         if not 0.0 < self.subset <= 1.0:
             raise _bad("search.subset", self.subset, "a fraction of S' in (0, 1]")
         if self.stop_at is not None and not 0.0 < self.stop_at < 1.0:
@@ -199,9 +208,12 @@ class RoundEstimator:
 
         def on_epoch(epoch: int, score) -> bool:
             seen["epochs"] = epoch  # the epochs trained: fewer than planned when a stop rule ends it
+            accuracy = float(score()) if epoch == check or self.fidelity.score == "best" else None
+            if accuracy is not None:
+                seen["best"] = max(accuracy, seen.get("best", -1.0))
             if epoch != check:
                 return False
-            seen["check"] = accuracy = float(score())
+            seen["check"] = accuracy
             best = self.best_at_check
             seen["stopped"] = may_stop and best is not None and accuracy < best - self.fidelity.stop_margin
             return seen["stopped"]
@@ -215,6 +227,8 @@ class RoundEstimator:
             return Estimate(0.0, seen.get("epochs"), n_train, False, diverged=True)
         if "check" in seen:
             self.best_at_check = max(seen["check"], -1.0 if self.best_at_check is None else self.best_at_check)
+        if self.fidelity.score == "best":  # the last epoch's is among those seen, unless none was
+            accuracy = max(accuracy, seen.get("best", accuracy))
         # an estimator that reports no epochs is taken to have trained them all
         epochs = seen.get("epochs", self.fidelity.epochs)
         return Estimate(accuracy, None if epochs is None else int(epochs), n_train, bool(seen.get("stopped", False)))

@@ -88,7 +88,7 @@ def make_search(cfg: DictConfig, spec: ArchSpec, seed: int, space, count, candid
     extra = {"stem": spec.params["stem"], "width": spec.params["width"]}
     try:
         fidelity = Fidelity(candidate_epochs, cfg.subset, cfg.stop_at, cfg.stop_margin,
-                            nested_split=split_is_nested(cfg))
+                            nested_split=split_is_nested(cfg), score=cfg.score or "last")
         return _search(cfg, spec, seed, space, extra, count, fidelity)
     except ValueError as e:
         raise as_config_error(e) from None
