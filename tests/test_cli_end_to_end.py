@@ -95,6 +95,8 @@ def test_paper_protocols_compose_with_their_source_values(dataset):
     for line in ("initial: 2000", "10000: 5000", "max_labels: 50000", "steps_per_epoch: 390", "epochs: 200",
                  "epochs: 50", "rotation: 15.0", "shift: 0.1", "hflip: true", f"name: {dataset}"):
         assert line in full, line
+    # Keras' LearningRateScheduler with `epoch > 100` on 0-based epochs: the drops come one epoch later
+    assert list(compose([f"+experiment=active_inas_{dataset}"]).trainer.lr_milestones) == [101, 151]
     # SVHN: the authors' pool is the first 50,000 training images (their indices 0..budget-1)
     assert compose([f"+experiment=active_inas_{dataset}"]).dataset.pool_size == (50000 if dataset == "svhn" else None)
 
