@@ -45,9 +45,15 @@ def _died(run_dir: Optional[Path], error: BaseException) -> JobReturn:
     reason = ("the job's process ended without a result: killed (out of memory, SIGKILL) or its node failed; "
               "the same command with hydra.sweep.dir continues it from its last round")
     detail = " ".join(str(error).split())
-    if run_dir is not None and run_dir.is_dir():
+    if run_dir is not None:
         from dal_runner.execute import mark_failed
 
+        if not run_dir.is_dir():  # it died before it made its folder: one made now says so, so the sweep's end
+            # counts it (a failed run, exit status 1) rather than dropping it
+            reason = ("the job's process ended without a result before it made its run folder: killed (out of "
+                      "memory, SIGKILL, a Ctrl-C that reached the jobs alone) or its node failed; the same command "
+                      "with hydra.sweep.dir runs it again")
+            run_dir.mkdir(parents=True, exist_ok=True)
         mark_failed(run_dir, reason)
         log.error("%s: %s (%s)", run_dir, reason, detail)
     else:

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from conftest import BIN, ONE_THREAD as ENV, RESUME_ARGS as BASE, run_cli, run_cli_inprocess
@@ -313,3 +314,50 @@ def test_a_sweep_launched_again_launches_only_the_jobs_not_completed(tmp_path, l
     assert read_csv(sweep / "report" / "auc.csv")[0]["seeds"] == "0 1 2"
     if launcher == "local":
         assert set((sweep / ".submitit").iterdir()) == submitted
+
+
+def _processes(pattern: str):
+    """pids whose command line holds `pattern`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if pattern in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                    found.append(int(entry.name))
+            except OSError:  # ended meanwhile
+                pass
+    return found
+
+
+def test_a_sweep_job_killed_before_it_made_its_folder_is_one_failed_run(tmp_path):
+    """hydra/launcher=local, a job's process killed before the job made its run folder (the out-of-
+    memory killer at start-up, or a Ctrl-C that reached the jobs alone): before, the sweep dropped
+    it ('1 of 1 runs completed', exit 0, the report averaging one seed); now its folder says
+    failed, the sweep's end counts 2 runs and exits 1, and the same command runs it again."""
+    sweep = tmp_path / "sweep"
+    args = [str(BIN / "dal-run"), "-m", "hydra/launcher=local", "search=fixed", "arch=mlp", "budget.max_rounds=1",
+            "trainer.epochs=1", "seed=0,1", f"hydra.sweep.dir={sweep}"]
+    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **ENV}, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            jobs = _processes(f"submitit.core._submit {sweep}")  # the first job's process, just started
+            if jobs:
+                killed_early = not (sweep / "0").exists() and not (sweep / "1").exists()
+                os.kill(min(jobs), signal.SIGKILL)
+                break
+            time.sleep(0.01)
+        else:
+            raise AssertionError("no job process appeared")
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert killed_early
+    assert proc.returncode == 1, err
+    assert "1 of 2 runs of the sweep did not complete" in err and "Traceback" not in err, err
+    failed = [job for job in "01" if read_json(sweep / job / "status.json")["state"] == "failed"]
+    assert len(failed) == 1 and "before it made its run folder" in read_json(sweep / failed[0] / "status.json")["error"]
+    res = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, env={**os.environ, **ENV})
+    assert res.returncode == 0 and "2 of 2 runs completed" in res.stdout + res.stderr, res.stderr
