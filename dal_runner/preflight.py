@@ -321,9 +321,8 @@ def _check_job(number: int, job: List[str], multirun: bool, printing: bool) -> O
         raise ConfigError(key, "''", f"a folder for the {'sweep' if multirun else 'run'} "
                           f"(the default: under output_root)", "empty")
     existing = check_writable(target, "hydra.sweep.dir / output_root" if multirun else "hydra.run.dir / output_root")
-    minutes = cfg.hydra.launcher.get("timeout_min") if multirun else None
-    if minutes is not None and not (isinstance(minutes, (int, float)) and minutes > 0):  # nan too
-        raise ConfigError("hydra.launcher.timeout_min", minutes, "a time limit in minutes > 0")
+    if multirun:
+        _check_launcher(cfg.hydra.launcher)
     job_dir, kept = None, None
     if multirun:  # a sweep launched again into its folder: each job's folder as it will be
         job_dir = _sweep_job_dir(cfg, target, number)
@@ -341,6 +340,24 @@ def _check_job(number: int, job: List[str], multirun: bool, printing: bool) -> O
         dataset = None
     return Checked(target, existing, job_dir, bool(cfg.trainer.get("deterministic")),
                    (dataset, str(cfg.hydra.launcher._target_)), kept)
+
+
+# submitit's resources (hydra/launcher=local, =slurm): the least each may be, where given (null:
+# the scheduler's default). Unchecked, a bad one failed in submitit or sbatch after the sweep began
+# (tracebacks, a sweep folder left behind) or, on this machine, ran as if it were not there.
+_LAUNCHER_LEAST = {"nodes": 1, "tasks_per_node": 1, "cpus_per_task": 1, "gpus_per_node": 0, "mem_gb": 1,
+                   "cpus_per_gpu": 1, "gpus_per_task": 0, "array_parallelism": 1, "max_num_timeout": 0,
+                   "signal_delay_s": 0}
+
+
+def _check_launcher(launcher: DictConfig) -> None:
+    minutes = launcher.get("timeout_min")
+    if minutes is not None and not (isinstance(minutes, (int, float)) and minutes > 0):  # nan too
+        raise ConfigError("hydra.launcher.timeout_min", minutes, "a time limit in minutes > 0")
+    for key, least in _LAUNCHER_LEAST.items():
+        value = launcher.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
+            raise ConfigError(f"hydra.launcher.{key}", value, f"null (the scheduler's default) or an integer >= {least}")
 
 
 def _check_job_or_error(number: int, job: List[str], multirun: bool = True, printing: bool = False):

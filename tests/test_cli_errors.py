@@ -219,6 +219,12 @@ CASES = {
     "early stopping with a NaN margin": (["search.epochs=10", "search.stop_at=0.5", "search.stop_margin=nan"],
                                          ["search.stop_margin=nan", ">= 0"]),
     # before: every job 'killed' at once, "0 of 0 runs completed", exit 0
+    "a sweep with no tasks per node": (["-m", "seed=0,1", "hydra/launcher=local", "hydra.launcher.tasks_per_node=0"],
+                                       ["hydra.launcher.tasks_per_node=0", "an integer >= 1"]),
+    "a SLURM sweep with negative memory": (["-m", "seed=0,1", "hydra/launcher=slurm", "hydra.launcher.mem_gb=-1"],
+                                           ["hydra.launcher.mem_gb=-1", "an integer >= 1"]),
+    "a sweep with negative GPUs": (["-m", "seed=0,1", "hydra/launcher=local", "hydra.launcher.gpus_per_node=-1"],
+                                   ["hydra.launcher.gpus_per_node=-1", "an integer >= 0"]),
     "a sweep with no time to run": (["-m", "seed=0,1", "hydra/launcher=local", "hydra.launcher.timeout_min=0"],
                                     ["hydra.launcher.timeout_min=0", "minutes > 0"]),
     # before: job 1 overwrote job 0's folder, which then said failed over job 0's results
