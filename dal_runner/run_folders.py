@@ -215,6 +215,17 @@ def label_keys(runs: Sequence[Run], strategy_keys: Sequence[str] = ()) -> Tuple[
     return [k for k in shown if k not in strategy], strategy, search_compared
 
 
+def _fill_added_keys(runs: Sequence[Run]) -> None:
+    """A key some runs lack and others hold as null is one value: a key added in a later version of
+    dal-run, whose null keeps the earlier behaviour (as a resumed run's config check reads it,
+    state.differences). Runs made before and after it was added are then one protocol, not two
+    environments told apart by `key=-` and `key=null`."""
+    nulls = {k for r in runs for k, v in r.attrs.items() if v == "null"}
+    for r in runs:
+        for key in nulls - set(r.attrs) - r.unread:
+            r.attrs[key] = "null"
+
+
 def _label(run: Run, keys: Sequence[str]) -> str:
     return " ".join(f"{k}={run.attrs.get(k, '-')}" for k in keys)
 
@@ -227,6 +238,7 @@ def group_runs(runs: Sequence[Run], strategy_keys: Sequence[str] = ()
     """
     included = [r for r in runs if not r.reason]
     excluded = [r for r in runs if r.reason]
+    _fill_added_keys(included)
     env_keys, strategy_keys, search_compared = label_keys(included, strategy_keys)
     seen: Dict[Tuple[str, str, str], Run] = {}
     kept = []

@@ -217,6 +217,28 @@ def test_keys_a_run_does_not_read_tell_no_runs_apart(tmp_path):
     assert (row["environment"], row["strategy"], row["seeds"]) == ("dataset=digits", "query=random", "0 1 2")
 
 
+def test_runs_made_before_a_key_was_added_are_averaged_with_those_made_after(tmp_path):
+    """A key added in a later version with a null default (trainer.weight_decay_scope) that older
+    runs lack: the same protocol, so seed 2 (made later) is averaged with seeds 0 and 1 (before:
+    two environments, `trainer.weight_decay_scope=-` and `=null`)."""
+    for seed in (0, 1, 2):
+        folder = make_run(tmp_path / "runs" / str(seed), seed=seed, curve=RANDOM[seed])
+        if seed == 2:
+            config = yaml.safe_load((folder / ".hydra" / "config.yaml").read_text())
+            config["trainer"]["weight_decay_scope"] = None
+            (folder / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
+    (row,) = rows(tmp_path / "out" / "auc.csv")
+    assert (row["environment"], row["seeds"]) == ("dataset=digits", "0 1 2")
+    # a value other than null is another protocol, as before
+    config = yaml.safe_load((tmp_path / "runs" / "2" / ".hydra" / "config.yaml").read_text())
+    config["trainer"]["weight_decay_scope"] = "conv"
+    (tmp_path / "runs" / "2" / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
+    assert sorted(r["environment"] for r in rows(tmp_path / "out" / "auc.csv")) == [
+        "dataset=digits trainer.weight_decay_scope=-", "dataset=digits trainer.weight_decay_scope=conv"]
+
+
 def test_arch_is_an_environment_unless_search_strategies_are_compared(tmp_path):
     sweep(tmp_path / "models" / "mlp", arch="mlp")
     sweep(tmp_path / "models" / "cnn", arch="cnn")
