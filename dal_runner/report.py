@@ -42,7 +42,7 @@ FILES = {  # name -> columns; every file dal-report writes (stale ones are remov
     "auc_gain_by_labels.csv": ["group", "environment", "strategy", "reference", "from_labels", "to_labels", "mean",
                                "std", "n"],
     "arch_growth.csv": ["group", "environment", "strategy", "n_labeled", "mean", "std", "n"],
-    "penalty.csv": ["split", "subset", "kind", "row", "column", "value"],
+    "penalty.csv": ["split", "subset", "kind", "row", "column", "value", "tests"],
     "penalty_skipped.csv": ["environment", "n_labeled", "reason"],
     "penalty_sizes.csv": ["environment", "counted", "rule"],
     "excluded.csv": ["run", "state", "reason"],
@@ -240,8 +240,13 @@ def build_report(paths: Sequence[Path], reference: Optional[Dict[str, str]] = No
                                 f"{alpha:g} a win needs t > {t_critical(alpha, 1):.1f}, that is nearly the same "
                                 "difference in both seeds, so the matrix misses most real differences; BADGE "
                                 "used 5 seeds")
+        for subset, result in report.penalties[split].items():
+            if result.untested:  # all zeros would read as "compared, never lost"
+                report.notes.append(f"penalty matrix{'' if split == 'overall' else f' by {split}, {subset}'}: "
+                                    f"{', '.join(result.untested)} compared with no other strategy (why: "
+                                    f"penalty_sizes.csv, penalty_skipped.csv); left out of its table and figure")
         penalty_rows += [{"split": split, "subset": subset, **row} for subset, result in report.penalties[split].items()
-                         for row in tidy(result.names, result.matrix)]
+                         for row in tidy(result.names, result.matrix, result.tests)]
     report.tables = {
         "curves.csv": curves, "auc.csv": aucs, "auc_gain.csv": gains, "auc_gain_by_labels.csv": gains_by_labels,
         "arch_growth.csv": growth,

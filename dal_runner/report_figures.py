@@ -111,11 +111,14 @@ def _penalty_panel(fig, cell, result, title: str, vmax: float) -> None:
     ax, ax_mean = fig.add_subplot(inner[0]), fig.add_subplot(inner[1])
     ax.set_anchor("S")  # square cells leave slack: keep the column means right below the matrix
     ax_mean.set_anchor("N")
-    for axis, values in ((ax, matrix), (ax_mean, means[None, :])):
-        axis.imshow(values, cmap="Reds", vmin=0.0, vmax=vmax, aspect="equal")
+    tests = result.tests if result.tests is not None else np.ones_like(matrix)
+    never = (tests == 0) & ~np.eye(k, dtype=bool)  # a pair never compared: no number, a grey cell
+    for axis, values, blank in ((ax, matrix, never), (ax_mean, means[None, :], np.zeros((1, k), dtype=bool))):
+        axis.imshow(np.ma.masked_array(values, blank), cmap=plt.get_cmap("Reds").with_extremes(bad="0.85"),
+                    vmin=0.0, vmax=vmax, aspect="equal")
         for (i, j), v in np.ndenumerate(values):
-            axis.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
-                      color="white" if v > 0.6 * vmax else "black")
+            axis.text(j, i, "n/a" if blank[i, j] else f"{v:.2f}", ha="center", va="center", fontsize=7,
+                      color="white" if v > 0.6 * vmax and not blank[i, j] else "black")
     labels = [_wrap(n, 30) for n in names]
     ax.set_xticks(range(k), [""] * k)
     ax.set_yticks(range(k), labels, fontsize=7)
@@ -124,6 +127,7 @@ def _penalty_panel(fig, cell, result, title: str, vmax: float) -> None:
     n_env = sum(1 for counted in result.sizes.values() if counted)  # an environment with no size tested counts nothing
     left_out = len(result.sizes) - n_env
     note = f", {left_out} left out: see penalty_sizes.csv, penalty_skipped.csv" if left_out else ""
+    note += "; n/a: a pair never compared" if never.any() else ""
     detail = f"({n_env} environment{'s' if n_env != 1 else ''}{note}; row beats column)"
     ax.set_title(f"{_wrap(title, 50)}\n{_wrap(detail, 50)}", fontsize=8)
 

@@ -191,3 +191,21 @@ def test_badge_rule_with_two_random_strategies_takes_the_one_still_learning_long
 def test_badge_sizes_without_a_final_accuracy_fall_back_to_every_size_after_the_start():
     sizes, rule = badge_sizes({100: 0.5, 200: float("nan"), 300: float("nan")})
     assert sizes == [200, 300] and "no n0" in rule
+
+
+def test_a_strategy_never_compared_is_left_out_and_pairs_never_compared_are_counted_as_such():
+    """Before, a strategy that no t-test reached (its only environment had one seed, or no size the
+    rule picked) had a row and column of 0.00, as if tested and never beaten nor beating; and a pair
+    of strategies that met in no environment showed 0.00 too. Now the first is left out (named in
+    `untested`) and each cell carries its number of t-tests."""
+    one_seed = {n: accs[:1] for n, accs in BASE.items()}
+    recs = (records("e1", "badge", shifted(BASE, CLEAR_MARGIN)) + records("e1", "random", BASE)
+            + records("e2", "margin", shifted(BASE, CLEAR_MARGIN)) + records("e2", "random", BASE)
+            + records("e3", "entropy", one_seed) + records("e3", "random", one_seed))
+    result = penalty_report(recs)
+    assert result.names == ["badge", "margin", "random"] and result.untested == ["entropy"]
+    np.testing.assert_array_equal(result.tests, [[0, 0, 3], [0, 0, 3], [3, 3, 0]])  # badge and margin never met
+    np.testing.assert_allclose(result.matrix, [[0, 0, 1], [0, 0, 1], [0, 0, 0]], atol=1e-12)
+    cells = {(r["row"], r["column"]): r["tests"] for r in tidy(result.names, result.matrix, result.tests)
+             if r["kind"] == "penalty"}
+    assert cells[("badge", "margin")] == 0 and cells[("badge", "random")] == 3

@@ -239,6 +239,20 @@ def test_runs_made_before_a_key_was_added_are_averaged_with_those_made_after(tmp
         "dataset=digits trainer.weight_decay_scope=-", "dataset=digits trainer.weight_decay_scope=conv"]
 
 
+def test_a_strategy_compared_with_no_other_is_left_out_of_the_penalty_matrix(tmp_path, capsys):
+    """entropy ran only where no t-test could be made (one seed): before, penalty.csv and the figure
+    gave it a row and column of 0.00, which reads as "compared, never lost"."""
+    sweep(tmp_path / "runs" / "b30", batch=30)
+    make_run(tmp_path / "runs" / "b45" / "0", query="entropy", batch=45, curve=((30, 0.5), (75, 0.7)))
+    make_run(tmp_path / "runs" / "b45" / "1", query="random", batch=45, curve=((30, 0.5), (75, 0.6)))
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--penalty-sizes", "all"]) == 0
+    cells = [r for r in rows(tmp_path / "out" / "penalty.csv") if r["split"] == "overall"]
+    assert {r["column"] for r in cells} == {"query=margin", "query=random"}
+    assert {(r["row"], r["column"]): r["tests"] for r in cells if r["kind"] == "penalty"}[
+        ("query=margin", "query=random")] == "3"  # sizes 30, 60 and 90 of batch 30
+    assert "penalty matrix: query=entropy compared with no other strategy" in capsys.readouterr().out
+
+
 def test_arch_is_an_environment_unless_search_strategies_are_compared(tmp_path):
     sweep(tmp_path / "models" / "mlp", arch="mlp")
     sweep(tmp_path / "models" / "cnn", arch="cnn")

@@ -31,7 +31,7 @@ from __future__ import annotations
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Collection, Dict, List, Sequence, Tuple
+from typing import Any, Collection, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from scipy.stats import t as student_t
@@ -65,6 +65,10 @@ class PenaltyResult:
     rules: Dict[str, str] = field(default_factory=dict)  # why those sizes, per environment
     allowed: Dict[str, List[int]] = field(default_factory=dict)  # the sizes the rule picked, testable or not
     fewest_seeds: Dict[str, int] = field(default_factory=dict)  # per environment: the fewest seeds a t-test had
+    # tests[i, j]: the (environment, size) t-tests of names[i] against names[j] (0: never compared,
+    # so P[i, j] = 0 says nothing); strategies never compared with any other are left out of names
+    tests: Optional[np.ndarray] = None
+    untested: List[str] = field(default_factory=list)
 
     @property
     def column_means(self) -> np.ndarray:
@@ -117,6 +121,7 @@ def penalty_report(records: Any, alpha: float = 0.05, sizes: str = "all",
     names = sorted({str(r["strategy"]) for r in records})
     index = {name: i for i, name in enumerate(names)}
     matrix = np.zeros((len(names), len(names)))
+    tests = np.zeros((len(names), len(names)), dtype=np.int64)
     skipped: List[Skipped] = []
     counted: Dict[str, List[int]] = {}
     rules: Dict[str, str] = {}
@@ -161,6 +166,8 @@ def penalty_report(records: Any, alpha: float = 0.05, sizes: str = "all",
                                                           f"({len(seeds)})", True))
                         continue
                     fewest[env] = min(fewest.get(env, len(seeds)), len(seeds))
+                    tests[index[i_name], index[j_name]] += 1
+                    tests[index[j_name], index[i_name]] += 1
                     x = np.array([by_strategy[i_name][s] for s in seeds])
                     y = np.array([by_strategy[j_name][s] for s in seeds])
                     winner = _winner(x, y, alpha)
@@ -168,7 +175,10 @@ def penalty_report(records: Any, alpha: float = 0.05, sizes: str = "all",
                         matrix[index[i_name], index[j_name]] += weight
                     elif winner < 0:
                         matrix[index[j_name], index[i_name]] += weight
-    return PenaltyResult(names, matrix, skipped, counted, rules, picked, fewest)
+    kept = [i for i in range(len(names)) if tests[i].any()]
+    untested = [name for i, name in enumerate(names) if i not in kept]
+    return PenaltyResult([names[i] for i in kept], matrix[np.ix_(kept, kept)], skipped, counted, rules, picked,
+                         fewest, tests[np.ix_(kept, kept)], untested)
 
 
 def _sizes_of(by_size: Dict[int, Dict[str, Dict[Any, float]]], strategies: Sequence[str], rule: str,
@@ -224,9 +234,11 @@ def penalty_matrix(records: Any, alpha: float = 0.05) -> Tuple[List[str], np.nda
     return result.names, result.matrix
 
 
-def tidy(names: Sequence[str], matrix: np.ndarray) -> List[Dict[str, Any]]:
-    """One row per cell (kind=penalty) and one per column mean (kind=column_mean, row empty)."""
-    rows = [{"kind": "penalty", "row": r, "column": c, "value": float(matrix[i, j])}
+def tidy(names: Sequence[str], matrix: np.ndarray, tests: Optional[np.ndarray] = None) -> List[Dict[str, Any]]:
+    """One row per cell (kind=penalty) and one per column mean (kind=column_mean, row empty); with
+    `tests`, each cell's number of t-tests (0 off the diagonal: the pair was never compared)."""
+    rows = [{"kind": "penalty", "row": r, "column": c, "value": float(matrix[i, j]),
+             **({} if tests is None else {"tests": int(tests[i, j])})}
             for i, r in enumerate(names) for j, c in enumerate(names)]
     rows += [{"kind": "column_mean", "row": "", "column": c, "value": float(m)}
              for c, m in zip(names, column_means(matrix))]
