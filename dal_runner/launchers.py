@@ -61,13 +61,15 @@ def _died(run_dir: Optional[Path], error: BaseException) -> JobReturn:
     return JobReturn(status=JobStatus.COMPLETED, _return_value=None)
 
 
-def _kept(number: int) -> JobReturn:
-    """The result of job `number`, which already completed with this config and is not launched."""
+def _kept(number: int, say: bool = True) -> JobReturn:
+    """The result of job `number`, which already completed with this config and is not launched
+    (`say`: one line in the log, among the lines of the jobs launched)."""
     from dal_runner.callbacks import KEPT_JOBS, LAUNCHED_JOBS
 
     folders = next(iter(LAUNCHED_JOBS.values()), [])
-    log.info("%s: already completed with this config; kept as it is", folders[number] if number < len(folders)
-             else f"job {number}")
+    if say:
+        log.info("%s: already completed with this config; kept as it is", folders[number] if number < len(folders)
+                 else f"job {number}")
     return JobReturn(status=JobStatus.COMPLETED, _return_value=KEPT_JOBS[number])
 
 
@@ -91,6 +93,7 @@ def sweep_launch(sweep: bool = True) -> Iterator[None]:
         return
     import submitit
     from hydra._internal.core_plugins import basic_launcher
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from submitit.core.utils import UncompletedJobError
 
     from dal_runner.callbacks import KEPT_JOBS, LAUNCHED_JOBS
@@ -100,6 +103,21 @@ def sweep_launch(sweep: bool = True) -> Iterator[None]:
     original_run_job, original_map_array, original = basic_launcher.run_job, submitit.AutoExecutor.map_array, \
         submitit.Job.results
     numbers: Dict[int, int] = {}  # id of a submitted job -> its number in the sweep
+
+    original_setup = BasicSweeper.setup
+
+    def setup(sweeper, *args, **kwargs):
+        original_setup(sweeper, *args, **kwargs)
+        launch = sweeper.launcher.launch
+
+        def launch_unless_kept(job_overrides, initial_job_idx):
+            # a batch of kept jobs alone is not handed to the launcher at all ("Launching 2 jobs")
+            numbers = range(initial_job_idx, initial_job_idx + len(job_overrides))
+            if all(number in KEPT_JOBS for number in numbers):
+                return [_kept(number, say=False) for number in numbers]  # the preflight's line said so
+            return launch(job_overrides, initial_job_idx=initial_job_idx)
+
+        sweeper.launcher.launch = launch_unless_kept
 
     def run_job(*args, config, **kwargs):  # the basic launcher, job by job in this process
         number = config.hydra.job.num
@@ -129,6 +147,7 @@ def sweep_launch(sweep: bool = True) -> Iterator[None]:
             return [_died(folders[number] if number < len(folders) else None, e)]
 
     basic_launcher.run_job, submitit.AutoExecutor.map_array, submitit.Job.results = run_job, map_array, results
+    BasicSweeper.setup = setup
     # hydra/launcher=local: each job runs under a submitit controller process; they are remembered
     # so that a stopped sweep can stop its jobs (stop_local_jobs)
     from submitit.local import local as submitit_local
@@ -149,6 +168,7 @@ def sweep_launch(sweep: bool = True) -> Iterator[None]:
     finally:
         basic_launcher.run_job, submitit.AutoExecutor.map_array, submitit.Job.results = \
             original_run_job, original_map_array, original
+        BasicSweeper.setup = original_setup
         submitit_local.start_controller = original_start
 
 
