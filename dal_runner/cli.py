@@ -126,9 +126,10 @@ def _stopped(how: str, status: int, local_jobs_stopped: int = 0) -> None:
                      f"them); once they have ended, the same command with hydra.sweep.dir={sweep} finishes it "
                      f"(completed jobs are kept, stopped ones continue)", status)
             if local_jobs_stopped:
-                fail(f"{how} of the sweep {sweep}; its {local_jobs_stopped} running job(s) stopped too (interrupted, "
-                     f"resumable); the same command with hydra.sweep.dir={sweep} finishes it (completed jobs are "
-                     f"kept, stopped ones continue)", status)
+                fail(f"{how} of the sweep {sweep}; its {local_jobs_stopped} running job(s) stopped too (interrupted; "
+                     f"their status.json says whether they resume or, stopped in their first round, run again); the "
+                     f"same command with hydra.sweep.dir={sweep} finishes it (completed jobs are kept, stopped ones "
+                     f"continue)", status)
             if how.startswith("interrupted"):  # submitit passes Ctrl-C on to the jobs, not SIGTERM
                 fail(f"{how} of the sweep {sweep}; the same command with hydra.sweep.dir={sweep} finishes it "
                      f"(completed jobs are kept, stopped ones continue)", status)
@@ -139,8 +140,10 @@ def _stopped(how: str, status: int, local_jobs_stopped: int = 0) -> None:
         message = (f"{how}{_failed_round(run_dir)} of {run_dir}, before its first round ended; nothing to resume: "
                    f"run the command again")
     elif sweep_dir is not None:
+        this = "this one continues" if state_exists(run_dir) else \
+            "this one, stopped before its first round ended, runs again"
         message = (f"{how}{_failed_round(run_dir)} of {run_dir}; the same command with hydra.sweep.dir={sweep_dir} "
-                   f"finishes the sweep (completed jobs are kept, this one continues)")
+                   f"finishes the sweep (completed jobs are kept, {this})")
     else:
         message = f"{how}{_failed_round(run_dir)} of {run_dir}; dal-run resume={run_dir} continues it"
     _to_log_files(message)

@@ -225,7 +225,7 @@ def test_sigterm_to_a_local_sweep_stops_its_running_jobs_as_interrupted_runs(tmp
     assert proc.returncode == 143, err
     assert states["0"] == "interrupted" and states.get("1", "interrupted") in ("interrupted", "completed"), states
     assert err.strip().splitlines()[-1].startswith(f"dal-run: error: terminated (SIGTERM) of the sweep {sweep}; its ")
-    assert "running job(s) stopped too (interrupted, resumable)" in err, err
+    assert "running job(s) stopped too (interrupted; their status.json says whether they resume" in err, err
 
 
 def test_ctrl_c_in_a_terminal_stops_a_local_sweep_without_a_traceback(tmp_path):
@@ -278,6 +278,9 @@ def test_a_sweep_job_stopped_while_it_starts_says_so_in_its_status(tmp_path, mon
     assert status["state"] == "interrupted" and status["error"] == (
         "interrupted by a signal (SIGTERM, SIGUSR1/2, or preempted or timed out) before its first round ended; "
         "nothing to resume: run it again"), status
+    # and the terminal says the same: not "this one continues" (before: it did)
+    assert err.strip().splitlines()[-1].endswith("(completed jobs are kept, this one, stopped before its first "
+                                                 "round ended, runs again)"), err
 
 
 @pytest.mark.parametrize("launcher", ["basic", "local"])
