@@ -43,8 +43,9 @@ def check_trainer(t: TrainerConfig) -> TrainerConfig:
     check_positive("trainer.weight_decay", t.weight_decay, allow_zero=True)
     if t.weight_decay_scope is not None:
         check_choice("trainer.weight_decay_scope", t.weight_decay_scope, ("all", "conv"))
-    if t.optimizer == "sgd" and not 0.0 <= t.momentum < 1.0:
-        raise ConfigError("trainer.momentum", t.momentum, "a number in [0, 1)")
+    if not 0.0 <= t.momentum < 1.0:  # with adam too: unread there, but a value no optimizer takes
+        raise ConfigError("trainer.momentum", t.momentum, "a number in [0, 1)"
+                          + ("" if t.optimizer == "sgd" else " (read with trainer.optimizer=sgd only)"))
     if t.optimizer == "sgd" and t.nesterov and t.momentum == 0.0:
         raise ConfigError("trainer.nesterov", t.nesterov, "false with trainer.momentum=0, or a momentum in (0, 1)",
                           "Nesterov's momentum needs a momentum")

@@ -204,6 +204,12 @@ def _accepted_keys(full_key: str, overrides: List[str]) -> str:
             node = OmegaConf.select(compose("config", overrides=kept, return_hydra_config=True), parent)
         except Exception:
             node = None
+        basic = isinstance(node, DictConfig) and "basic_launcher" in str(node.get("_target_"))
+        if parent == "hydra.launcher" and basic:
+            # the default launcher runs the jobs here, one after another, and has no resources
+            return (" of hydra.launcher: the default launcher (jobs one after another in this process) has none; "
+                    f"accepted: hydra/launcher=local or hydra/launcher=slurm before {full_key} (their keys: "
+                    "timeout_min, cpus_per_task, gpus_per_node, mem_gb, ...)")
         if isinstance(node, DictConfig) and len(node):
             return f" of {parent}; accepted: one of " + ", ".join(str(k) for k in node.keys())
         return "; accepted: see dal-run --help"

@@ -89,6 +89,8 @@ CASES = {
     "random split with inheritance": (["search.inherit=true", "search.split=random"],
                                       ["search.split=random", "nested or null"]),
     "negative weight decay": (["trainer.weight_decay=-0.1"], ["trainer.weight_decay=-0.1", "a finite number >= 0"]),
+    "momentum out of range with adam": (["trainer.momentum=5"], ["trainer.momentum=5", "[0, 1)",
+                                                                 "trainer.optimizer=sgd only"]),
     "unknown weight decay scope": (["trainer.weight_decay_scope=bn"], ["trainer.weight_decay_scope=bn", "all, conv"]),
     "MC-dropout rate of 1": (["query=mc_dropout", "arch.mc_dropout=1.0"],
                              ["arch.mc_dropout=1.0", "a probability in (0, 1)"]),
@@ -219,6 +221,9 @@ CASES = {
     "early stopping with a NaN margin": (["search.epochs=10", "search.stop_at=0.5", "search.stop_margin=nan"],
                                          ["search.stop_margin=nan", ">= 0"]),
     # before: every job 'killed' at once, "0 of 0 runs completed", exit 0
+    "a launcher key with the default launcher": (["-m", "seed=0,1", "hydra.launcher.timeout_min=5"],
+                                                 ["hydra.launcher.timeout_min", "hydra/launcher=local or "
+                                                  "hydra/launcher=slurm"]),
     "a sweep with no tasks per node": (["-m", "seed=0,1", "hydra/launcher=local", "hydra.launcher.tasks_per_node=0"],
                                        ["hydra.launcher.tasks_per_node=0", "an integer >= 1"]),
     "a SLURM sweep with negative memory": (["-m", "seed=0,1", "hydra/launcher=slurm", "hydra.launcher.mem_gb=-1"],
