@@ -253,7 +253,8 @@ def _check_resume(cfg: DictConfig, run_dir: Optional[Path] = None, job: Optional
         if job is None:
             raise ConfigError(key, str(path), e.accepted, str(e)) from None
         raise ConfigError(key, str(path.parent), "the sweep's own overrides, in their order (it numbers the jobs; "
-                          "its jobs are then kept or continued), or another hydra.sweep.dir",
+                          "its jobs are then kept or continued; values added at the end of its first swept key keep "
+                          "the numbers, so only the new jobs run), or another hydra.sweep.dir",
                           f"its job {job} ({path}): {e}") from None
 
 

@@ -78,8 +78,9 @@ def test_one_failing_job_neither_stops_nor_corrupts_the_sweep(tmp_path, monkeypa
     assert code == 2, err
     assert err.strip() == (f"dal-run: error: hydra.sweep.dir={sweep}: its job 1 ({sweep / '1'}): the run was made "
                            "with another config (trainer.epochs: 5 there, 6 here); accepted: the sweep's own "
-                           "overrides, in their order (it numbers the jobs; its jobs are then kept or continued), "
-                           "or another hydra.sweep.dir")
+                           "overrides, in their order (it numbers the jobs; its jobs are then kept or continued; "
+                           "values added at the end of its first swept key keep the numbers, so only the new jobs "
+                           "run), or another hydra.sweep.dir")
     assert (sweep / "1" / ".hydra" / "config.yaml").read_bytes() == hydra_config
     assert read_json(sweep / "1" / "status.json")["state"] == "completed"
     # a job whose state cannot be read does not stop the sweep before it starts: that job fails
