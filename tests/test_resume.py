@@ -467,9 +467,9 @@ def test_a_stop_of_a_sweep_whose_jobs_run_elsewhere_names_the_sweep_and_how_to_f
         cli._stopped("terminated (SIGTERM)", 143, 2)
     assert stop.value.code == 143
     assert capsys.readouterr().err.strip() == (
-        f"dal-run: error: terminated (SIGTERM) of the sweep {sweep}; its 2 running job(s) stopped too (interrupted, "
-        f"resumable); the same command with hydra.sweep.dir={sweep} finishes it (completed jobs are kept, stopped "
-        f"ones continue)")
+        f"dal-run: error: terminated (SIGTERM) of the sweep {sweep}; its 2 running job(s) stopped too (interrupted; "
+        f"their status.json says whether they resume or, stopped in their first round, run again); the same command "
+        f"with hydra.sweep.dir={sweep} finishes it (completed jobs are kept, stopped ones continue)")
     # SLURM: the cluster's jobs were not stopped (it said "stopped ones continue", and a relaunch was refused)
     monkeypatch.setitem(cli.PREFLIGHT, "launcher", "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher")
     with pytest.raises(SystemExit) as stop:
