@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# How the active-iNAS figures of the README's gallery were made (digits, CPU, about 4 minutes on 2
+# How the active-iNAS figures of the README's gallery were made (digits, CPU, about 2 minutes on 2
 # cores): the _smoke experiment with its own schedule (60, 120, 180, 300 labels), 2 seeds.
 # The BADGE penalty figure is scripts/reproduce_badge.sh --smoke's report/penalty_by_arch.png.
 set -euo pipefail
