@@ -32,7 +32,7 @@ LAUNCHED_JOBS: Dict[str, List[Path]] = {}
 
 # job number -> final accuracy, of the jobs of the sweep that dal-run -m launches again into its
 # folder which already completed with the same config: set by its preflight; the launchers do not
-# start them again (launchers.keep_completed_jobs), the sweep's end counts and reports them
+# start them again (launchers.sweep_launch), the sweep's end counts and reports them
 KEPT_JOBS: Dict[int, float] = {}
 
 

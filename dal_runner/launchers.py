@@ -19,7 +19,8 @@ other jobs' results are still collected, and the sweep ends as usual (the count,
 exit status 1).
 
 Only what is named here is changed, for the time of a sweep (`dal-run -m` wraps it in
-`sweep_launch`): Hydra's run_job in the basic launcher, and submitit's Executor.map_array and
+`sweep_launch`): the launcher's launch as Hydra's BasicSweeper holds it (a batch of kept jobs alone
+is not handed over), Hydra's run_job in the basic launcher, and submitit's Executor.map_array and
 Job.results, which the plugin calls once per sweep and once per job. Everything else (executors,
 parameters, requeueing) is the plugin's own. (A launcher
 subclass would be the natural place, but Hydra takes a launcher only from a module it finds by
@@ -112,9 +113,9 @@ def sweep_launch(sweep: bool = True) -> Iterator[None]:
 
         def launch_unless_kept(job_overrides, initial_job_idx):
             # a batch of kept jobs alone is not handed to the launcher at all ("Launching 2 jobs")
-            numbers = range(initial_job_idx, initial_job_idx + len(job_overrides))
-            if all(number in KEPT_JOBS for number in numbers):
-                return [_kept(number, say=False) for number in numbers]  # the preflight's line said so
+            batch = range(initial_job_idx, initial_job_idx + len(job_overrides))
+            if all(number in KEPT_JOBS for number in batch):
+                return [_kept(number, say=False) for number in batch]  # the preflight's line said so
             return launch(job_overrides, initial_job_idx=initial_job_idx)
 
         sweeper.launcher.launch = launch_unless_kept

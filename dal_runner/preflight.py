@@ -21,8 +21,8 @@ from dal_runner.cli_help import CONFIG_MODULE
 from dal_runner.config_checks import (check_bool_overrides, check_group_deletions, check_resolvable, check_schema,
                                       check_values_given, explain, hydra_message)
 from dal_runner.errors import ConfigError
-from dal_runner.io import completed_summary
 from dal_runner.folder_checks import alive_here, busy_message, check_not_foreign, check_not_running, check_not_shared, check_writable
+from dal_runner.io import completed_summary
 from dal_runner.job_control import FolderBusy, hold_folder
 
 # Hydra flags that take a value (their value is not an override)
@@ -322,10 +322,9 @@ def _check_job(number: int, job: List[str], multirun: bool, printing: bool) -> O
         raise ConfigError(key, "''", f"a folder for the {'sweep' if multirun else 'run'} "
                           f"(the default: under output_root)", "empty")
     existing = check_writable(target, "hydra.sweep.dir / output_root" if multirun else "hydra.run.dir / output_root")
-    if multirun:
-        _check_launcher(cfg.hydra.launcher)
     job_dir, kept = None, None
     if multirun:  # a sweep launched again into its folder: each job's folder as it will be
+        _check_launcher(cfg.hydra.launcher)
         job_dir = _sweep_job_dir(cfg, target, number)
         check_not_foreign(Path(os.path.abspath(target)), sweep=True)
         check_not_running(job_dir, target, number)
@@ -358,7 +357,8 @@ def _check_launcher(launcher: DictConfig) -> None:
     for key, least in _LAUNCHER_LEAST.items():
         value = launcher.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
-            raise ConfigError(f"hydra.launcher.{key}", value, f"null (the scheduler's default) or an integer >= {least}")
+            raise ConfigError(f"hydra.launcher.{key}", value,
+                              f"null (the scheduler's default) or an integer >= {least}")
 
 
 def _check_job_or_error(number: int, job: List[str], multirun: bool = True, printing: bool = False):
