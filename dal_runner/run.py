@@ -282,6 +282,8 @@ def check_config(cfg: DictConfig, unresolved_ok: bool = False) -> None:
         lambda: _check_mc_dropout(cfg),
         lambda: _check_tabular(cfg),
         lambda: _check_dataset_options(cfg.dataset),
+        lambda: _check_pool_size(cfg),
+        lambda: _check_decay_scope(cfg),
     ]
     for check in checks:
         try:
@@ -295,6 +297,22 @@ def _check_tabular(cfg: DictConfig) -> None:
     if cfg.dataset.name == "openml" and cfg.arch.name != "mlp":
         raise ConfigError("arch", cfg.arch.name, "mlp (with search=fixed) for dataset=openml",
                           f"arch={cfg.arch.name} needs image data and OpenML data sets are tables")
+
+def _check_pool_size(cfg: DictConfig) -> None:
+    """dataset.pool_size bounds the pool, so a budget past it is known to fail without the data."""
+    size, labels = cfg.dataset.get("pool_size"), cfg.budget.max_labels
+    if size is not None and isinstance(labels, int) and labels > size:
+        raise ConfigError("budget.max_labels", labels, f"at most dataset.pool_size={size} (the pool's size), or a "
+                          f"larger dataset.pool_size", "larger than the pool")
+
+
+def _check_decay_scope(cfg: DictConfig) -> None:
+    """trainer.weight_decay_scope=conv decays convolution kernels alone: an MLP has none."""
+    if cfg.trainer.weight_decay_scope == "conv" and cfg.trainer.weight_decay > 0 and cfg.arch.name == "mlp":
+        raise ConfigError("trainer.weight_decay_scope", "conv", "all (or null) with arch=mlp, or trainer.weight_decay=0",
+                          f"arch=mlp has no convolution kernels, so trainer.weight_decay={cfg.trainer.weight_decay} "
+                          "would decay nothing")
+
 
 def _check_mc_dropout(cfg: DictConfig) -> None:
     uses_mc = cfg.query.name == "mc_dropout" or (cfg.query.name == "albl" and "mc_dropout" in cfg.query.strategies)

@@ -209,3 +209,17 @@ def test_a_strategy_never_compared_is_left_out_and_pairs_never_compared_are_coun
     cells = {(r["row"], r["column"]): r["tests"] for r in tidy(result.names, result.matrix, result.tests)
              if r["kind"] == "penalty"}
     assert cells[("badge", "margin")] == 0 and cells[("badge", "random")] == 3
+
+
+def test_a_strategy_with_one_seed_leaves_the_others_compared():
+    """entropy ran with one seed beside margin and random with three: before, every size was
+    skipped ("fewer than 2 seeds: entropy (1)") and nothing was compared; now margin and random
+    are, and entropy is left out, said in `skipped` and `untested`."""
+    one_seed = {n: accs[:1] for n, accs in BASE.items()}
+    recs = (records("e", "margin", shifted(BASE, CLEAR_MARGIN)) + records("e", "random", BASE)
+            + records("e", "entropy", one_seed))
+    result = penalty_report(recs)
+    assert result.names == ["margin", "random"] and result.untested == ["entropy"]
+    np.testing.assert_allclose(result.matrix, [[0.0, 1.0], [0.0, 0.0]], atol=1e-12)
+    assert [s.reason for s in result.skipped] == ["fewer than 2 seeds: entropy (1)"] * 3
+    assert result.sizes == {"e": [10, 20, 30]}

@@ -20,9 +20,11 @@ Which sizes an environment counts (`sizes`):
   after the initial one, and says so.
 - ``"all"``: every size that all compared strategies reached, the initial one included.
 
-A size enters an environment's count only when every strategy of that environment has an
-accuracy there from at least 2 seeds; a size or a pair of strategies that cannot be tested is
-never passed over silently: `penalty_report` lists it, and `penalty_matrix` warns.
+A size enters an environment's count when every strategy of that environment reached it and at
+least one pair of them could be t-tested there (2 seeds or more in common); a strategy with fewer
+than 2 seeds at a size is left out of that size's tests, the others are still compared. A size,
+strategy or pair that cannot be tested is never passed over silently: `penalty_report` lists it,
+and `penalty_matrix` warns; a strategy no t-test reached is left out of the matrix (`untested`).
 `PenaltyResult.rules` says, per environment, which sizes were counted and why.
 """
 
@@ -143,38 +145,45 @@ def penalty_report(records: Any, alpha: float = 0.05, sizes: str = "all",
         if len(strategies) < 2:
             continue  # nothing to compare in this environment
         picked[env], rules[env] = _sizes_of(acc[env], strategies, sizes, random_strategies)
-        tested: List[Tuple[int, Dict[str, Dict[Any, float]]]] = []
+        # per size, the pairs that can be t-tested: a strategy with fewer than 2 seeds there is left
+        # out of that size's tests (said in `skipped`), the other strategies are still compared
+        tested: List[Tuple[int, Dict[str, Dict[Any, float]], List[Tuple[str, str, List[Any]]]]] = []
         for size in picked[env]:
             by_strategy = acc[env][size]
             absent = [s for s in strategies if s not in by_strategy]
             if absent:
                 skipped.append(Skipped(env, size, f"not reached by {', '.join(absent)}"))
                 continue
-            few = [f"{s} ({len(by_strategy[s])})" for s in strategies if len(by_strategy[s]) < 2]
+            few = [s for s in strategies if len(by_strategy[s]) < 2]
             if few:
-                skipped.append(Skipped(env, size, f"fewer than 2 seeds: {', '.join(few)}", True))
-                continue
-            tested.append((size, by_strategy))
-        counted[env] = [size for size, _ in tested]
-        for size, by_strategy in tested:
-            weight = 1.0 / len(tested)
-            for a, i_name in enumerate(strategies):
-                for j_name in strategies[a + 1:]:
+                listed = ", ".join(f"{s} ({len(by_strategy[s])})" for s in few)
+                skipped.append(Skipped(env, size, f"fewer than 2 seeds: {listed}", True))
+            enough = [s for s in strategies if s not in few]
+            pairs = []
+            for a, i_name in enumerate(enough):
+                for j_name in enough[a + 1:]:
                     seeds = sorted(set(by_strategy[i_name]) & set(by_strategy[j_name]), key=repr)
                     if len(seeds) < 2:
                         skipped.append(Skipped(env, size, f"{i_name} and {j_name} share fewer than 2 seeds "
                                                           f"({len(seeds)})", True))
-                        continue
-                    fewest[env] = min(fewest.get(env, len(seeds)), len(seeds))
-                    tests[index[i_name], index[j_name]] += 1
-                    tests[index[j_name], index[i_name]] += 1
-                    x = np.array([by_strategy[i_name][s] for s in seeds])
-                    y = np.array([by_strategy[j_name][s] for s in seeds])
-                    winner = _winner(x, y, alpha)
-                    if winner > 0:
-                        matrix[index[i_name], index[j_name]] += weight
-                    elif winner < 0:
-                        matrix[index[j_name], index[i_name]] += weight
+                    else:
+                        pairs.append((i_name, j_name, seeds))
+            if pairs:  # a size counts (1/L) where at least one pair was tested
+                tested.append((size, by_strategy, pairs))
+        counted[env] = [size for size, _, _ in tested]
+        for size, by_strategy, pairs in tested:
+            weight = 1.0 / len(tested)
+            for i_name, j_name, seeds in pairs:
+                fewest[env] = min(fewest.get(env, len(seeds)), len(seeds))
+                tests[index[i_name], index[j_name]] += 1
+                tests[index[j_name], index[i_name]] += 1
+                x = np.array([by_strategy[i_name][s] for s in seeds])
+                y = np.array([by_strategy[j_name][s] for s in seeds])
+                winner = _winner(x, y, alpha)
+                if winner > 0:
+                    matrix[index[i_name], index[j_name]] += weight
+                elif winner < 0:
+                    matrix[index[j_name], index[i_name]] += weight
     kept = [i for i in range(len(names)) if tests[i].any()]
     untested = [name for i, name in enumerate(names) if i not in kept]
     return PenaltyResult([names[i] for i in kept], matrix[np.ix_(kept, kept)], skipped, counted, rules, picked,
