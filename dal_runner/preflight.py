@@ -1,8 +1,8 @@
 """The checks `dal-run` makes before Hydra starts: it composes the config of every job the
 command line asks for, so that a bad option, key, type, value or output folder is one line (the
 key, the value, what is accepted) with exit status 2 before any run folder exists; and for a
-run or sweep launched again into its folder, whether it may continue there (`resume=`, the
-same config, no run still going)."""
+run or sweep launched again into its folder, whether it may continue there (`resume=`, whose
+command line resume_argv.py makes; the same config; no run still going)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import List, NamedTuple, Optional
 
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from dal_runner import in_processes
 from dal_runner.callbacks import KEPT_JOBS, LAUNCHED_JOBS
@@ -21,9 +21,10 @@ from dal_runner.cli_help import CONFIG_MODULE
 from dal_runner.config_checks import (check_bool_overrides, check_group_deletions, check_resolvable, check_schema,
                                       check_values_given, explain, hydra_message)
 from dal_runner.errors import ConfigError
-from dal_runner.folder_checks import alive_here, busy_message, check_not_foreign, check_not_running, check_not_shared, check_writable
+from dal_runner.folder_checks import busy_message, check_not_foreign, check_not_running, check_not_shared, check_writable
 from dal_runner.io import completed_summary
 from dal_runner.job_control import FolderBusy, hold_folder
+from dal_runner.resume_argv import nothing_to_resume, resume_argv
 
 # Hydra flags that take a value (their value is not an override)
 _VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
@@ -118,108 +119,6 @@ def _job_overrides(overrides: List[str], multirun: bool) -> List[List[str]]:
         return [overrides]
     batches = BasicSweeper.split_arguments(parsed, None)
     return [list(job) for batch in batches for job in batch]
-
-
-def _sweep_overrides(sweep: Path) -> str:
-    """The command line's overrides of the sweep in `sweep` (its multirun.yaml), each followed by a
-    space; '<its overrides> ' where the file is gone or unreadable."""
-    from omegaconf import OmegaConf
-
-    try:
-        task = OmegaConf.load(sweep / "multirun.yaml").hydra.overrides.task
-        return "".join(f"{o} " for o in task if not str(o).startswith("hydra.sweep.dir="))
-    except Exception:  # no multirun.yaml (job folders alone), or one this cannot read: the hint stays general
-        return "<its overrides> "
-
-
-def _resume_argv(argv: List[str], overrides: List[str], multirun: bool) -> List[str]:
-    """`resume=PATH`: check PATH, reuse its overrides, and write into PATH.
-
-    Returns the command line Hydra runs: the run's own overrides with the ones given now on
-    top, resume=<absolute PATH> and hydra.run.dir=<PATH>.
-    """
-    from dal_runner import state
-    from dal_runner.io import STATUS_JSON, read_json
-
-    given = next(o for o in overrides if o.split("=", 1)[0] == "resume")
-    raw = given.split("=", 1)[1].strip("'\"")
-    if raw == "null":
-        return argv
-    if not raw.strip():
-        fail("resume=: no run folder given; accepted: resume=PATH (a folder under outputs/runs/<date>/<time>), "
-             "or resume=null for a new run")
-    if multirun:
-        fail(f"{given}: resume continues one run; accepted: dal-run resume=PATH without -m "
-             f"(jobs of a sweep on SLURM continue by themselves when requeued)")
-    path = Path(raw).expanduser().resolve()
-    elsewhere = [o for o in overrides if o.startswith("hydra.run.dir=")
-                 and Path(o.split("=", 1)[1].strip("'\"")).expanduser().resolve() != path]
-    if elsewhere:  # it used to be dropped without a word
-        fail(f"{elsewhere[0]}: a resumed run goes on in its own folder ({given}); accepted: no hydra.run.dir with "
-             f"resume=, or a new run (without resume=) into that folder")
-    if not (path / ".hydra" / "config.yaml").is_file():
-        jobs = sorted((p.name for p in path.iterdir() if (p / ".hydra" / "config.yaml").is_file()),
-                      key=lambda n: (len(n), n)) if path.is_dir() else []
-        if (path / "multirun.yaml").is_file() or jobs:
-            fail(f"{given}: a sweep's folder, whose jobs are runs; accepted: resume={path}/{jobs[0] if jobs else 0} "
-                 f"for one job, or the sweep launched again into it, which continues every job: "
-                 f"dal-run -m {_sweep_overrides(path)}hydra.sweep.dir={path}")
-        fail(f"{given}: not a dal-run run folder (no .hydra/config.yaml there); "
-             f"accepted: a folder under outputs/runs/<date>/<time>")
-    status = {}
-    try:
-        status = read_json(path / STATUS_JSON)
-    except (OSError, ValueError):
-        pass
-    if status.get("state") == "completed":  # checked against the config given now, then nothing runs
-        PREFLIGHT["completed"] = path
-    if status.get("state") == "running" and alive_here(status.get("host"), status.get("pid"), path):
-        fail(f"{given}: the run is still going (pid {status['pid']} on this machine); "
-             f"accepted: a run that stopped (wait for it, or stop it first)")
-    try:
-        state.load(path, mmap=True)
-    except state.ResumeError as e:
-        if PREFLIGHT["completed"]:  # its results stand; only the state that would check the config is gone
-            _nothing_to_resume(path)
-        fail(f"{given}: {e}; accepted: {e.accepted}")
-    others = [o for o in overrides if o.split("=", 1)[0] not in ("resume",) and not o.startswith("hydra.")]
-    flags = [a for a in argv if a not in overrides]
-    # the run's own overrides, with those given now on top (a changed protocol key is refused later)
-    try:
-        listed = OmegaConf.load(path / ".hydra" / "overrides.yaml")
-        if not isinstance(listed, ListConfig):
-            raise ValueError("not a list of overrides")
-    except Exception as e:  # missing, or edited by hand into something else
-        fail(f"{given}: its .hydra/overrides.yaml cannot be read ({type(e).__name__}: {' '.join(str(e).split())[:200]}); "
-             f"accepted: a run folder as dal-run wrote it (the file lists the run's overrides, one per line, "
-             f"e.g. - seed=0)")
-    saved = [str(o) for o in listed if not str(o).startswith(("resume=", "hydra."))]
-    key = lambda o: o.split("=", 1)[0].lstrip("+~")  # noqa: E731
-    given_keys = {key(o) for o in others}
-    others = [o for o in saved if key(o) not in given_keys] + others
-    hydra_given = [o for o in overrides if o.startswith("hydra.") and not o.startswith("hydra.run.dir=")]
-    _into_started_folder(path)
-    quoted = str(path).replace("\\", "\\\\").replace("'", "\\'")
-    return [*flags, *others, *hydra_given, f"resume='{quoted}'", f"hydra.run.dir='{quoted}'"]
-
-
-def _into_started_folder(run: Path) -> None:
-    """A resumed run works in the folder it was started from, so that the relative paths of its
-    config (dataset.path=my.npz, dataset.root=data) mean what they meant then."""
-    try:
-        started = Path(str(OmegaConf.load(run / ".hydra" / "hydra.yaml").hydra.runtime.cwd))
-    except Exception:  # an older or hand-made folder: stay where we are
-        return
-    if started.is_dir() and started.resolve() != Path.cwd().resolve():
-        os.chdir(started)
-        if not PREFLIGHT["completed"]:  # a completed run is not run again: no need to say where
-            print(f"dal-run: resuming in {started}, the folder {run.name} was started from (its relative paths "
-                  f"are read from there)", file=sys.stderr)
-
-
-def _nothing_to_resume(path: Path) -> None:
-    print(f"dal-run: {path} already completed; nothing to resume", file=sys.stderr)
-    sys.exit(0)
 
 
 def _check_resume(cfg: DictConfig, run_dir: Optional[Path] = None, job: Optional[int] = None) -> bool:
@@ -387,7 +286,7 @@ def preflight(argv: List[str]) -> List[str]:
         fail("--cfg with -m: --cfg prints the config of one run; accepted: dal-run --cfg job with one value "
              "per key (e.g. seed=0), or dal-run -m ... without --cfg")
     if any(o.split("=", 1)[0] == "resume" for o in overrides):
-        argv = _resume_argv(argv, overrides, multirun)
+        argv = resume_argv(argv, overrides, multirun)
         overrides, multirun, _ = _split_argv(argv)
     # what Hydra runs; the jobs are checked with the overrides as given
     hydra_argv = _hold_keys_of_swept_groups(argv, overrides) if multirun else argv
@@ -418,7 +317,7 @@ def preflight(argv: List[str]) -> List[str]:
     if not multirun:
         existing = checked[0].existing
         if PREFLIGHT.get("completed"):  # resume= of a completed run, with its own config
-            _nothing_to_resume(PREFLIGHT["completed"])
+            nothing_to_resume(PREFLIGHT["completed"])
         PREFLIGHT["existing"] = existing  # what Hydra will create below it is removed again if the run cannot start
         run_dir = Path(os.path.abspath(checked[0].target))
         try:  # before Hydra writes .hydra/ there: a second dal-run in the folder must not overwrite it.
