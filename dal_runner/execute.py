@@ -15,7 +15,7 @@ from dal_runner import state
 from dal_runner.errors import ConfigError
 from dal_runner.features import amp_dtype
 from dal_runner.io import STATUS_JSON, RunFolder, read_json
-from dal_runner.job_control import signals_held
+from dal_runner.job_control import signals_held, stop_recorded
 from dal_runner.loop import run_active_learning
 
 if TYPE_CHECKING:
@@ -80,6 +80,10 @@ def execute(exp: Experiment, run_dir: Path, resume: Optional[Dict[str, Any]] = N
         mark_interrupted(run_dir, e)
         raise
     except BaseException as e:
+        stop = stop_recorded()
+        if stop is not None:  # a stop that became another exception on its way (raised inside an import)
+            mark_interrupted(run_dir, stop)
+            raise stop from e
         mark_failed(run_dir, e)
         raise
     return summary

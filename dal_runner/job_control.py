@@ -33,6 +33,15 @@ def _handling_a_stop() -> bool:
     return False
 
 
+def stop_recorded() -> Optional[BaseException]:
+    """The stop the signal handler raised, if it raised one (KeyboardInterrupt or Terminated), for
+    code that caught another exception: a stop raised inside a module's import reaches the run as
+    ImportError("initialization failed"), not as itself."""
+    if not _STOPPING:
+        return None
+    return KeyboardInterrupt() if _STOPPING[-1] == signal.SIGINT else Terminated(128 + _STOPPING[-1])
+
+
 def stop_on_sigterm() -> Callable[[], None]:
     """SIGTERM ends the run through its except clauses (status.json: interrupted) instead of at
     once; so do SIGHUP, SIGUSR1 and SIGUSR2 (what sbatch --signal sends before a time limit),

@@ -688,3 +688,41 @@ def test_a_stop_while_a_round_is_written_names_the_round_a_resume_starts_at(tmp_
     assert status["state"] == "interrupted" and status["round"] == saved["next_round"] == 2
 
 
+
+
+def test_a_stop_raised_inside_an_import_leaves_the_run_interrupted_not_failed(tmp_path, monkeypatch):
+    """A SIGTERM whose Terminated was raised while a module was being imported reaches the run as
+    ImportError("initialization failed"): before, the run said `failed` with that error (seen in CI:
+    a local sweep stopped by SIGTERM, one job failed instead of interrupted). The stop the handler
+    recorded decides: the run is interrupted, and the stop goes on up."""
+    from conftest import compose
+
+    from dal_runner import run
+    from dal_runner.execute import execute
+    from dal_runner.io import RunFolder
+    from dal_runner.job_control import stop_on_sigterm
+
+    writes, real = [], RunFolder.selected
+
+    def selected(folder, rows):
+        writes.append(len(rows))
+        if len(writes) == 2:  # in round 1: the signal, then what an extension's import makes of it
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)
+            except Terminated:
+                raise ImportError("initialization failed") from None
+        return real(folder, rows)
+
+    monkeypatch.setattr(RunFolder, "selected", selected)
+    cfg = compose(["search=fixed", "arch=mlp", "budget.initial=50", "budget.batch=50", "budget.max_labels=150",
+                   "trainer.epochs=2"])
+    experiment = run.build(cfg)
+    restore = stop_on_sigterm()
+    try:
+        with pytest.raises(Terminated):
+            execute(experiment, tmp_path / "run")
+    finally:
+        restore()
+    status = read_json(tmp_path / "run" / "status.json")
+    assert status["state"] == "interrupted" and "by a signal" in status["error"], status
