@@ -16,7 +16,8 @@ class Terminated(SystemExit):
 
 # the signals that stop a run as SIGTERM does; SIGHUP: the terminal closed, the ssh connection dropped
 _STOPS = (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
-_STOPPING: list = []  # the stop being handled (by the except clauses that record it)
+_STOPPING: list = []  # the stops the signal handlers raised, in order (KeyboardInterrupt, Terminated, submitit's)
+_RAISED_AGAIN = [0]  # how many of them raise_lost_stop found lost and raised again
 
 
 def _handling_a_stop() -> bool:
@@ -34,12 +35,46 @@ def _handling_a_stop() -> bool:
 
 
 def stop_recorded() -> Optional[BaseException]:
-    """The stop the signal handler raised, if it raised one (KeyboardInterrupt or Terminated), for
-    code that caught another exception: a stop raised inside a module's import reaches the run as
+    """The stop a signal handler raised, if one did (KeyboardInterrupt, Terminated, or submitit's
+    SystemExit after it requeued a SLURM job), for code that caught another exception: a stop raised inside a module's import reaches the run as
     ImportError("initialization failed"), not as itself."""
-    if not _STOPPING:
-        return None
-    return KeyboardInterrupt() if _STOPPING[-1] == signal.SIGINT else Terminated(128 + _STOPPING[-1])
+    return _STOPPING[-1] if _STOPPING else None
+
+
+def raise_lost_stop() -> None:
+    """Raises again a stop that a signal handler raised where Python could not pass it on: inside a
+    weakref's callback, a __del__ or the garbage collector, where Python prints "Exception ignored
+    in ..." and goes on as if no signal came (a CI run's SLURM preemption was lost so, and the job
+    ran to its end). Called where the run can stop cleanly (after each training epoch, before each
+    round); a stop on its way up through the except clauses never reaches those calls."""
+    if len(_STOPPING) > _RAISED_AGAIN[0]:
+        _RAISED_AGAIN[0] = len(_STOPPING)
+        stop = _STOPPING[-1]
+        import logging
+
+        logging.getLogger("dal_runner").warning("a stop signal arrived inside a callback, where Python drops what "
+                                                "it raises; the run stops now")
+        raise stop.with_traceback(None)
+
+
+def _clear_stops() -> None:
+    _STOPPING.clear()
+    _RAISED_AGAIN[0] = 0
+
+
+def _recording(handler: Callable) -> Callable:
+    """`handler` (submitit's on SLURM: it requeues the job, then raises SystemExit), with the stop
+    it raises recorded as this module's own are, for raise_lost_stop and stop_recorded."""
+
+    def handle(signum, frame):
+        try:
+            handler(signum, frame)
+        except BaseException as stop:
+            _STOPPING.append(stop)
+            raise
+
+    handle.dal_runner_stop = True
+    return handle
 
 
 def stop_on_sigterm() -> Callable[[], None]:
@@ -50,17 +85,18 @@ def stop_on_sigterm() -> Callable[[], None]:
     KeyboardInterrupt as usual. A second stop while the first is being handled (a double Ctrl-C)
     is ignored, so that the status the first one writes is written; a first stop that nothing
     handled (raised inside a garbage collector's callback, where Python prints it and goes on) does
-    not make the next one ignored. Returns what puts the previous handlers back."""
+    not make the next one ignored, and raise_lost_stop raises it again. A handler set already is
+    wrapped to record the stop it raises too. Returns what puts the previous handlers back."""
     import threading
 
     def stop(signum, frame):
         if _STOPPING and _handling_a_stop():  # the process is ending already: its except clauses run
             return
-        _STOPPING.append(signum)
-        if signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        raise Terminated(128 + signum)
+        stop = KeyboardInterrupt() if signum == signal.SIGINT else Terminated(128 + signum)
+        _STOPPING.append(stop)
+        raise stop
 
+    stop.dal_runner_stop = True
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     # a job of hydra/launcher=local: submitit's SIGTERM handler only "bypasses" it (on SLURM it
@@ -70,17 +106,22 @@ def stop_on_sigterm() -> Callable[[], None]:
              or (local_job and s == signal.SIGTERM)]
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         taken.append(signal.SIGINT)
-    previous = {s: signal.getsignal(s) for s in taken}
-    if taken:  # the outermost of nested calls (a sweep's process runs its jobs in it): a fresh start
-        _STOPPING.clear()
+    # another's handler (submitit's, on SLURM) stays, wrapped so that what it raises is recorded
+    wrapped = [s for s in _STOPS if s not in taken and callable(signal.getsignal(s))
+               and not getattr(signal.getsignal(s), "dal_runner_stop", False)]
+    previous = {s: signal.getsignal(s) for s in (*taken, *wrapped)}
+    if taken or wrapped:  # the outermost of nested calls (a sweep's process runs its jobs in it): a fresh start
+        _clear_stops()
     for s in taken:
         signal.signal(s, stop)
+    for s in wrapped:
+        signal.signal(s, _recording(previous[s]))
 
     def restore() -> None:
-        for s in taken:
-            signal.signal(s, previous[s])
-        if taken:  # the stop, if any, is over with the handlers that recorded it
-            _STOPPING.clear()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if taken or wrapped:  # the stop, if any, is over with the handlers that recorded it
+            _clear_stops()
 
     return restore
 

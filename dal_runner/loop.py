@@ -24,6 +24,7 @@ from dal_runner.config import TrainerConfig
 from dal_runner.data import Dataset
 from dal_runner.figures import arch_growth, learning_curve
 from dal_runner.io import RunFolder
+from dal_runner.job_control import raise_lost_stop
 from dal_runner.metrics.auc import auc
 from dal_runner.pool import Pool
 from dal_runner.progress import Heartbeat, round_progress
@@ -218,6 +219,7 @@ def run_active_learning(
         write_results(True)  # the process that saved the state may have stopped before it wrote them
     with round_progress(budget.n_rounds(pool.size), t) as progress:
         while not finished:
+            raise_lost_stop()  # a stop that Python dropped inside a callback during the last round's query
             folder.status("running", round=t, n_labeled=pool.n_labeled)  # the round in progress
             t0 = time.perf_counter()
             labeled = pool.labeled()

@@ -48,8 +48,14 @@ def find_run_folders(paths: Sequence[Path]) -> List[Path]:
             raise ReportError(f"{root}: no such file or folder")
         if not root.is_dir():
             raise ReportError(f"{root}: not a folder (give a run folder or a folder of runs)")
-        for config in root.rglob(".hydra/config.yaml"):
-            run = config.parent.parent.resolve()
+        runs = [config.parent.parent for config in root.rglob(".hydra/config.yaml")]
+        # a sweep's job that died before Hydra wrote its config: the sweep's end made its folder and
+        # marked it failed (launchers._died); it is listed as excluded, not left out unseen
+        runs += [status.parent for status in root.rglob(STATUS_JSON)
+                 if (status.parent.parent / "multirun.yaml").is_file()
+                 and not (status.parent / ".hydra" / "config.yaml").exists()]
+        for run in runs:
+            run = run.resolve()
             parts = run.relative_to(root.resolve()).parts if run != root.resolve() else ()
             if REPORT_DIR in parts:
                 continue
@@ -84,10 +90,22 @@ def _flatten(node: Dict[str, Any], prefix: str = "") -> Dict[str, str]:
     return out
 
 
+def _reason(state: str, status: Dict[str, Any]) -> str:
+    """Why a run that did not complete is excluded: its state, with the last line of its error."""
+    error = str(status.get("error") or "").splitlines()[-1:]
+    # "interrupted by the user ..." says its state itself: not "interrupted: interrupted by ..."
+    return error[0] if error and error[0].startswith(state) else f"{state}" + (f": {error[0]}" if error else "")
+
+
 def load_run(path: Path, name: str) -> Run:
     from omegaconf import OmegaConf
 
     run = Run(path, name)
+    if not (path / ".hydra" / "config.yaml").exists():  # a sweep's job that died before it started
+        status = _read_json(path / STATUS_JSON) or {}
+        run.state = str(status.get("state", "missing"))
+        run.reason = _reason(run.state, status) if run.state != "completed" else "no .hydra/config.yaml"
+        return run
     try:
         config = OmegaConf.to_container(OmegaConf.load(path / ".hydra" / "config.yaml"), resolve=False)
         if not isinstance(config, dict):
@@ -107,10 +125,7 @@ def load_run(path: Path, name: str) -> Run:
         return run
     run.state = str(status.get("state", "missing"))
     if run.state != "completed":
-        error = str(status.get("error") or "").splitlines()[-1:]
-        # "interrupted by the user ..." says its state itself: not "interrupted: interrupted by ..."
-        run.reason = error[0] if error and error[0].startswith(run.state) else \
-            f"{run.state}" + (f": {error[0]}" if error else "")
+        run.reason = _reason(run.state, status)
         return run
     try:
         rows = read_csv(path / ROUNDS_CSV)

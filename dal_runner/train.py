@@ -21,6 +21,7 @@ from torch import nn
 from dal_runner.augment import Augment
 from dal_runner.config import TrainerConfig
 from dal_runner.features import amp_dtype, autocast, infer
+from dal_runner.job_control import raise_lost_stop
 
 
 class TrainingDiverged(RuntimeError):
@@ -243,6 +244,7 @@ def fit(
                     correct += (logits.argmax(1) == yb).sum()
                 seen += len(idx)
             sched.step()
+            raise_lost_stop()  # a SIGTERM or SLURM preemption that Python dropped inside a callback
             mean_loss = float(total) / seen
             if not math.isfinite(mean_loss):
                 raise TrainingDiverged(f"training loss became {mean_loss} at epoch {epoch + 1} "

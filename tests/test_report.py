@@ -286,6 +286,12 @@ def test_failed_running_incomplete_and_duplicate_runs_are_listed_and_excluded(tm
     make_run(root / "12", query="random", seed=8, state="interrupted")
     (root / "12" / "status.json").write_text(json.dumps({"state": "interrupted", "error": "interrupted by the user "
                                                          "(Ctrl-C); dal-run resume=PATH continues it"}))
+    # a job killed before it made its folder: the sweep's end makes the folder and marks it failed;
+    # Hydra never wrote its .hydra/config.yaml (before, the report did not list it)
+    from dal_runner.launchers import _died
+
+    (root / "multirun.yaml").write_text("hydra: {}\n")
+    _died(root / "13", RuntimeError("no result"))
     assert report.main([str(root)]) == 0
     excluded = {r["run"]: (r["state"], r["reason"]) for r in rows(root / "report" / "excluded.csv")}
     assert excluded == {"6": ("failed", "failed: RuntimeError: CUDA out of memory"),
@@ -294,12 +300,15 @@ def test_failed_running_incomplete_and_duplicate_runs_are_listed_and_excluded(tm
                         "9": ("completed", "incomplete: rounds.csv missing or unreadable"),
                         "10": ("completed", "duplicate of 3 (same environment, strategy and seed)"),
                         "11": ("failed", "failed: RuntimeError: CUDA out of memory"),
-                        "12": ("interrupted", "interrupted by the user (Ctrl-C); dal-run resume=PATH continues it")}
+                        "12": ("interrupted", "interrupted by the user (Ctrl-C); dal-run resume=PATH continues it"),
+                        "13": ("failed", "failed: the job's process ended without a result before it made its run "
+                               "folder: killed (out of memory, SIGKILL, a Ctrl-C that reached the jobs alone) or its "
+                               "node failed; the same command with hydra.sweep.dir runs it again")}
     aucs = {r["strategy"]: r for r in rows(root / "report" / "auc.csv")}
     assert aucs["query=random"]["n"] == "3" and aucs["query=random"]["seeds"] == "0 1 2"
     assert {r["environment"] for r in aucs.values()} == {"dataset=digits"}  # failed runs define no environment
     printed = capsys.readouterr().out
-    assert "excluded 7 run(s)" in printed and "  7: running" in printed
+    assert "excluded 8 run(s)" in printed and "  7: running" in printed
 
 
 def test_the_report_folder_is_not_read_back_and_stale_figures_are_removed(tmp_path):
