@@ -8,7 +8,7 @@ naming the key. The YAML holds the values a user reads; the dataclass holds the 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -184,6 +184,12 @@ class ALBLConfig(QueryConfig):
     horizon: Optional[int] = None  # T: query rounds (arms=strategies) or queries (points); null: from the budget
 
 
+@dataclass
+class CustomQueryConfig(QueryConfig):
+    target: str = MISSING  # package.module.ClassName (or :ClassName), or a function select(ctx, k, **params)
+    params: Dict[str, Any] = field(default_factory=dict)  # keyword arguments of the class (or function)
+
+
 # ---------------------------------------------------------------- budget
 @dataclass
 class BudgetConfig:
@@ -254,6 +260,7 @@ SCHEMAS = {
         "coreset": CoresetConfig,
         "badge": BadgeConfig,
         "albl": ALBLConfig,
+        "custom": CustomQueryConfig,
     },
 }
 

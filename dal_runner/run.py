@@ -201,7 +201,7 @@ def build_budget(cfg: DictConfig, pool_size: Optional[int] = None) -> Budget:
 
 _BATCH_ACCEPTED = "an integer > 0, or a schedule {0: b0, from_labels: b, ...} of integers > 0"
 
-QUERIES = ("random", "softmax_response", "margin", "entropy", "mc_dropout", "coreset", "badge", "albl")
+QUERIES = ("random", "softmax_response", "margin", "entropy", "mc_dropout", "coreset", "badge", "albl", "custom")
 
 def build_query(cfg: DictConfig, budget: Budget, eval_batch_size: int, pool_size: Optional[int] = None):
     """The query strategy named by cfg.name, its keys from cfg (ALBL's experts with their defaults)."""
@@ -224,13 +224,17 @@ def build_query(cfg: DictConfig, budget: Budget, eval_batch_size: int, pool_size
     if cfg.name == "badge":
         check_choice("query.first", cfg.first, ("uniform", "largest_norm"))
         return badge.Badge(cfg.first)
+    if cfg.name == "custom":
+        from dal_runner.query import custom
+
+        return custom.build(cfg.target, OmegaConf.to_container(cfg.params, resolve=True))
     if cfg.name == "albl":
         if len(set(cfg.strategies)) != len(cfg.strategies):
             raise ConfigError("query.strategies", list(cfg.strategies), "distinct strategies, each once",
                               "a strategy twice would be two experts with the same advice")
         experts = []
         for name in cfg.strategies:
-            check_choice("query.strategies", name, [q for q in QUERIES if q != "albl"])
+            check_choice("query.strategies", name, [q for q in QUERIES if q not in ("albl", "custom")])
             experts.append(_default_query(name, budget, eval_batch_size))
         if len(experts) < 2:
             raise ConfigError("query.strategies", list(cfg.strategies), "a list of at least 2 strategies")

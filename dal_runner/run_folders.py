@@ -85,6 +85,8 @@ def _flatten(node: Dict[str, Any], prefix: str = "") -> Dict[str, str]:
         # a dict of named keys is a config node; a dict keyed by numbers (a batch schedule) is a value
         if isinstance(value, dict) and value and all(isinstance(k, str) and k.isidentifier() for k in value):
             out.update(_flatten(value, name + "."))
+        elif value == {}:  # no keys (query=custom's params): runs that have some show them, the others `-`
+            continue
         elif name not in IGNORED:
             out[name] = _fmt(value)
     return out

@@ -1,0 +1,189 @@
+"""query=custom: a user's own strategy, from a module in the folder dal-run starts in."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+import torch
+from conftest import ONE_THREAD, run_cli, without_timings
+from test_resume import _kill_mid_round
+
+from dal_runner.errors import ConfigError
+from dal_runner.io import read_csv, read_json
+from dal_runner.query import QueryContext
+from dal_runner.query.custom import QueryError, build
+
+BASE = ["search=fixed", "arch=mlp", "budget.initial=50", "budget.batch=50", "budget.max_labels=300",
+        "trainer.epochs=60"]
+
+MODULE = textwrap.dedent('''
+    import torch
+
+
+    def smallest_margin(ctx, k, scale=1.0):
+        """margin sampling, written as a user would"""
+        top = ctx.probs().topk(2, dim=1).values
+        return (-(top[:, 0] - top[:, 1]) * scale).argsort(descending=True, stable=True)[:k].tolist()
+
+
+    class Rotating:
+        """random positions, shifted by a count it keeps across rounds (in the run's state)"""
+
+        def __init__(self, shift=1):
+            self.shift, self.count = shift, 0
+
+        def select(self, ctx, k):
+            self.count += self.shift
+            order = torch.randperm(len(ctx.unlabeled), generator=ctx.generator)
+            return order.roll(self.count)[:k]
+
+        def state_dict(self):
+            return {"count": self.count}
+
+        def load_state_dict(self, state):
+            self.count = state["count"]
+
+
+    class NoSelect:
+        pass
+''')
+
+
+@pytest.fixture
+def user_folder(tmp_path):
+    (tmp_path / "my_queries.py").write_text(MODULE)
+    return tmp_path
+
+
+def test_a_function_of_the_users_folder_selects_as_the_built_in_strategy_it_rewrites(user_folder):
+    runs = {}
+    for name, query in [("builtin", ["query=margin"]),
+                        ("custom", ["query=custom", "query.target=my_queries:smallest_margin",
+                                    "+query.params.scale=2.0"])]:
+        res = run_cli([*BASE, *query, f"hydra.run.dir={user_folder / name}"], cwd=user_folder, env=ONE_THREAD)
+        assert res.returncode == 0, res.stderr[-2000:]
+        runs[name] = user_folder / name
+    assert read_csv(runs["custom"] / "selected.csv") == read_csv(runs["builtin"] / "selected.csv")
+    assert without_timings(read_csv(runs["custom"] / "rounds.csv")) == \
+        without_timings(read_csv(runs["builtin"] / "rounds.csv"))
+    assert read_json(runs["custom"] / "summary.json")["choices"]["query"] == "custom"
+
+    # dal-report names the strategies by what tells them apart: the query, and the targets and
+    # params of its custom runs (one without params has no query.params=... of its own)
+    res = run_cli([*BASE, "query=custom", "query.target=my_queries.Rotating", f"hydra.run.dir={user_folder / 'rot'}"],
+                  cwd=user_folder, env=ONE_THREAD)
+    assert res.returncode == 0, res.stderr[-2000:]
+    res = run_cli([str(user_folder / n) for n in ("builtin", "custom", "rot")] + ["--out", str(user_folder / "report")],
+                  cwd=user_folder, script="dal-report")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert {r["strategy"] for r in read_csv(user_folder / "report" / "auc.csv")} == {
+        "query=custom query.params.scale=2.0 query.target=my_queries:smallest_margin",
+        "query=custom query.params.scale=- query.target=my_queries.Rotating",
+        "query=margin query.params.scale=- query.target=-"}
+
+
+def test_a_custom_strategys_state_is_kept_when_a_killed_run_resumes(user_folder):
+    args = [*BASE, "query=custom", "query.target=my_queries.Rotating", "+query.params.shift=3"]
+    full, killed = user_folder / "full", user_folder / "killed"
+    res = run_cli([*args, f"hydra.run.dir={full}"], cwd=user_folder, env=ONE_THREAD)
+    assert res.returncode == 0, res.stderr[-2000:]
+    _kill_mid_round(args, killed, user_folder)
+    assert read_json(killed / "status.json")["state"] == "running"  # killed in round 2
+    res = run_cli([f"resume={killed}"], cwd=user_folder, env=ONE_THREAD)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "resuming at round 2" in res.stderr + res.stdout
+    # the count went on from the saved one: without it the picks from round 3 on would differ
+    assert read_csv(killed / "selected.csv") == read_csv(full / "selected.csv")
+    from dal_runner import state
+
+    saved = state.load(killed)
+    assert saved["query_state"] == {"count": 3 * 5}  # five queries (rounds 0-4), 3 each
+
+
+@pytest.mark.parametrize("override, says", [
+    ("query.target=no_such_module.Thing", "query.target=no_such_module.Thing: cannot be imported: "
+                                          "ModuleNotFoundError(\"No module named 'no_such_module'\")"),
+    ("query.target=my_queries.NoSelect", "query.target=my_queries.NoSelect: the class NoSelect has no select method"),
+    ("query.target=my_queries", "query.target=my_queries: it names a module, not a class or function"),
+    ("+query.params.shiftt=2", "query.params={'shiftt': 2}: got an unexpected keyword argument 'shiftt'; accepted: "
+                               "the keyword arguments of my_queries.Rotating(shift=1)"),
+])
+def test_a_bad_target_or_params_is_one_line_before_any_job(user_folder, override, says):
+    args = [*BASE, "query=custom", "query.target=my_queries.Rotating", override, "seed=0,1",
+            f"output_root={user_folder / 'out'}"]
+    res = run_cli(["-m", *args], cwd=user_folder)
+    assert res.returncode == 2 and res.stderr.startswith(f"dal-run: error: {says}"), res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
+    assert not (user_folder / "out").exists()  # no job started, nothing written
+
+
+def _context(n: int = 40) -> QueryContext:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Softmax(dim=1))
+    x = torch.randn(n, 4)
+    return QueryContext(model, x, torch.arange(0, 10), torch.arange(10, n), torch.Generator().manual_seed(1))
+
+
+@pytest.mark.parametrize("returned, says", [
+    ([0, 0, 1], "returned a position twice"),
+    ([0, 1], "returned (2,) positions"),
+    ([[0, 1, 2]], "returned (1, 3) positions"),
+    ([0, 1, 30], "returned position 30, outside the 30 unlabeled points"),
+    ([-1, 0, 1], "returned position -1, outside the 30 unlabeled points"),
+    (torch.tensor([0.0, 1.0, 2.0]), "returned torch.float32 values"),
+    ("abc", "returned a str"),
+])
+def test_what_a_custom_select_returns_is_checked(monkeypatch, returned, says):
+    import sys
+    import types
+
+    module = types.ModuleType("returns_given")
+    module.select = lambda ctx, k: returned
+    monkeypatch.setitem(sys.modules, "returns_given", module)
+    strategy = build("returns_given.select", {})
+    with pytest.raises(QueryError) as error:
+        strategy.select(_context(), 3)
+    assert str(error.value).startswith(f"query.target=returns_given.select: select(ctx, k=3) {says}; accepted: 3 "
+                                       "distinct integer positions into ctx.unlabeled (0 .. 29)"), str(error.value)
+
+
+def test_a_custom_select_returning_a_list_or_array_gives_positions(monkeypatch):
+    import sys
+    import types
+
+    import numpy as np
+
+    module = types.ModuleType("returns_fine")
+    module.as_list = lambda ctx, k: [29, 0, 5]
+    module.as_array = lambda ctx, k: np.array([29, 0, 5], dtype=np.int32)
+    monkeypatch.setitem(sys.modules, "returns_fine", module)
+    for name in ("as_list", "as_array"):
+        picked = build(f"returns_fine.{name}", {}).select(_context(), 3)
+        assert picked.dtype == torch.long and picked.tolist() == [29, 0, 5]
+
+
+def test_an_error_in_a_custom_select_or_state_says_where(monkeypatch, caplog):
+    import sys
+    import types
+
+    import numpy as np
+
+    class Keeps:
+        def select(self, ctx, k):
+            raise ValueError("my bug")
+
+        def state_dict(self):
+            return {"seen": [1, np.zeros(2)]}
+
+    module = types.ModuleType("broken")
+    module.Keeps = Keeps
+    monkeypatch.setitem(sys.modules, "broken", module)
+    strategy = build("broken.Keeps", {})
+    with pytest.raises(QueryError, match=r"select\(ctx, k=3\) raised ValueError: my bug \(its traceback is in "):
+        strategy.select(_context(), 3)
+    assert "Traceback" in caplog.text and "my bug" in caplog.text  # in the run's log
+    with pytest.raises(QueryError, match=r"state_dict\(\)\['seen'\]\[1\] is a numpy.ndarray, which the run's state "):
+        strategy.state_dict()
+    with pytest.raises(ConfigError, match="query.target= x: accepted"):
+        build(" x", {})
