@@ -186,7 +186,7 @@ class ALBLConfig(QueryConfig):
 
 @dataclass
 class CustomQueryConfig(QueryConfig):
-    target: str = MISSING  # package.module.ClassName (or :ClassName), or a function select(ctx, k, **params)
+    target: str = MISSING  # package.module.ClassName, or a function select(ctx, k, **params)
     params: Dict[str, Any] = field(default_factory=dict)  # keyword arguments of the class (or function)
 
 

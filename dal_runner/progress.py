@@ -47,6 +47,15 @@ class Heartbeat:
             self.last = now
 
 
+class FileOnly(logging.Filter):
+    """Keeps records logged with extra={"file_only": True} (the traceback of a user's custom query
+    strategy) off the terminal: conf/config.yaml sets it on Hydra's console handler; the run's
+    dal-run.log has them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(record, "file_only", False)
+
+
 def _is_console(handler: logging.Handler) -> bool:
     return isinstance(handler, logging.StreamHandler) and getattr(handler, "stream", None) in (
         sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)

@@ -31,6 +31,16 @@ RC = {"svg.hashsalt": "dal-runner-report", "svg.fonttype": "path"}
 PENALTY_TITLES = {"overall": "all environments", "batch": "by batch size", "arch": "by model"}
 
 
+def _tight_layout(fig) -> None:
+    """tight_layout, without matplotlib's warning on the terminal where long strategy labels leave it
+    no room (the figure is saved with bbox_inches="tight", which fits them)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Tight layout not applied")
+        fig.tight_layout()
+
+
 def _wrap(text: str, width: int = 42) -> str:
     return textwrap.fill(text, width, break_on_hyphens=False)
 
@@ -96,7 +106,7 @@ def learning_curves(rows: Sequence[dict], colors: Dict[str, tuple], ylabel: str 
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(envs):]:
         ax.set_visible(False)
-    fig.tight_layout()
+    _tight_layout(fig)
     # one legend for every panel, below them (a strategy has the same colour everywhere)
     fig.legend([handles[s] for s in sorted(handles)], sorted(handles), loc="upper center", bbox_to_anchor=(0.5, 0.0),
                ncol=min(3 if ncols > 1 else 2, len(handles)), fontsize=8, frameon=False)
@@ -168,7 +178,7 @@ def auc_gain_bars(rows: Sequence[dict], colors: Dict[str, tuple], reference: str
     ax.set_title(_wrap(f"AUC-gain over the reference {reference} (common label range)", 70), fontsize=9)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)  # clear of the bars
-    fig.tight_layout()
+    _tight_layout(fig)
     return fig
 
 
@@ -202,7 +212,7 @@ def auc_gain_by_labels(rows: Sequence[dict], reference: str) -> "plt.Figure":
         ax.legend(fontsize=7, frameon=False)
     for ax in list(axes.flat)[len(strategies):]:
         ax.set_visible(False)
-    fig.tight_layout()
+    _tight_layout(fig)
     return fig
 
 

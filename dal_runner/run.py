@@ -203,8 +203,11 @@ _BATCH_ACCEPTED = "an integer > 0, or a schedule {0: b0, from_labels: b, ...} of
 
 QUERIES = ("random", "softmax_response", "margin", "entropy", "mc_dropout", "coreset", "badge", "albl", "custom")
 
-def build_query(cfg: DictConfig, budget: Budget, eval_batch_size: int, pool_size: Optional[int] = None):
-    """The query strategy named by cfg.name, its keys from cfg (ALBL's experts with their defaults)."""
+def build_query(cfg: DictConfig, budget: Budget, eval_batch_size: int, pool_size: Optional[int] = None,
+                construct: bool = True):
+    """The query strategy named by cfg.name, its keys from cfg (ALBL's experts with their defaults).
+    construct=False (check_config): a custom strategy's target and params are checked, the user's
+    constructor is not run (None)."""
     from dal_runner.query import albl, badge, coreset, entropy, margin, mc_dropout, random, softmax_response
 
     check_choice("query", cfg.name, QUERIES)
@@ -227,7 +230,7 @@ def build_query(cfg: DictConfig, budget: Budget, eval_batch_size: int, pool_size
     if cfg.name == "custom":
         from dal_runner.query import custom
 
-        return custom.build(cfg.target, OmegaConf.to_container(cfg.params, resolve=True))
+        return custom.build(cfg.target, OmegaConf.to_container(cfg.params, resolve=True), construct)
     if cfg.name == "albl":
         if len(set(cfg.strategies)) != len(cfg.strategies):
             raise ConfigError("query.strategies", list(cfg.strategies), "distinct strategies, each once",
@@ -282,7 +285,7 @@ def check_config(cfg: DictConfig, unresolved_ok: bool = False) -> None:
         lambda: check_augment(Augment(**OmegaConf.to_container(cfg.dataset.augment, resolve=True))),
         lambda: arch_spec(cfg.arch, input_shape=()),
         lambda: check_search(cfg),
-        lambda: build_query(cfg.query, build_budget(cfg.budget), 1),
+        lambda: build_query(cfg.query, build_budget(cfg.budget), 1, construct=False),
         lambda: _check_mc_dropout(cfg),
         lambda: _check_tabular(cfg),
         lambda: _check_dataset_options(cfg.dataset),

@@ -32,6 +32,8 @@ MODULE = textwrap.dedent('''
 
         def __init__(self, shift=1):
             self.shift, self.count = shift, 0
+            with open("constructed.txt", "a") as f:  # once per job: not in the checks before it
+                f.write("x")
 
         def select(self, ctx, k):
             self.count += self.shift
@@ -47,19 +49,35 @@ MODULE = textwrap.dedent('''
 
     class NoSelect:
         pass
+
+
+    class SavesOnly:
+        def select(self, ctx, k):
+            return list(range(k))
+
+        def state_dict(self):
+            return {}
+
+
+    def raises(ctx, k):
+        ctx.probs()
+        raise ValueError("my bug")
 ''')
 
 
 @pytest.fixture
 def user_folder(tmp_path):
     (tmp_path / "my_queries.py").write_text(MODULE)
+    (tmp_path / "raises_on_import.py").write_text("import os\n\nraise RuntimeError('module-level boom')\n")
+    (tmp_path / "bad_syntax.py").write_text("class Q:\n    def select(self, ctx, k)\n")
+    (tmp_path / "select.py").write_text("class Q:\n    def select(self, ctx, k):\n        return list(range(k))\n")
     return tmp_path
 
 
 def test_a_function_of_the_users_folder_selects_as_the_built_in_strategy_it_rewrites(user_folder):
     runs = {}
     for name, query in [("builtin", ["query=margin"]),
-                        ("custom", ["query=custom", "query.target=my_queries:smallest_margin",
+                        ("custom", ["query=custom", "query.target=my_queries.smallest_margin",
                                     "+query.params.scale=2.0"])]:
         res = run_cli([*BASE, *query, f"hydra.run.dir={user_folder / name}"], cwd=user_folder, env=ONE_THREAD)
         assert res.returncode == 0, res.stderr[-2000:]
@@ -78,7 +96,7 @@ def test_a_function_of_the_users_folder_selects_as_the_built_in_strategy_it_rewr
                   cwd=user_folder, script="dal-report")
     assert res.returncode == 0, res.stderr[-2000:]
     assert {r["strategy"] for r in read_csv(user_folder / "report" / "auc.csv")} == {
-        "query=custom query.params.scale=2.0 query.target=my_queries:smallest_margin",
+        "query=custom query.params.scale=2.0 query.target=my_queries.smallest_margin",
         "query=custom query.params.scale=- query.target=my_queries.Rotating",
         "query=margin query.params.scale=- query.target=-"}
 
@@ -88,6 +106,7 @@ def test_a_custom_strategys_state_is_kept_when_a_killed_run_resumes(user_folder)
     full, killed = user_folder / "full", user_folder / "killed"
     res = run_cli([*args, f"hydra.run.dir={full}"], cwd=user_folder, env=ONE_THREAD)
     assert res.returncode == 0, res.stderr[-2000:]
+    assert (user_folder / "constructed.txt").read_text() == "x"  # the job built it once; the checks did not
     _kill_mid_round(args, killed, user_folder)
     assert read_json(killed / "status.json")["state"] == "running"  # killed in round 2
     res = run_cli([f"resume={killed}"], cwd=user_folder, env=ONE_THREAD)
@@ -102,12 +121,22 @@ def test_a_custom_strategys_state_is_kept_when_a_killed_run_resumes(user_folder)
 
 
 @pytest.mark.parametrize("override, says", [
-    ("query.target=no_such_module.Thing", "query.target=no_such_module.Thing: cannot be imported: "
-                                          "ModuleNotFoundError(\"No module named 'no_such_module'\")"),
+    ("query.target=no_such_module.Thing", "query.target=no_such_module.Thing: no module named no_such_module "
+                                          "(searched: the installed packages and the working folder "),
     ("query.target=my_queries.NoSelect", "query.target=my_queries.NoSelect: the class NoSelect has no select method"),
     ("query.target=my_queries", "query.target=my_queries: it names a module, not a class or function"),
     ("+query.params.shiftt=2", "query.params={'shiftt': 2}: got an unexpected keyword argument 'shiftt'; accepted: "
                                "the keyword arguments of my_queries.Rotating(shift=1)"),
+    ("query.target=my_queries.SavesOnly", "query.target=my_queries.SavesOnly: the class SavesOnly has state_dict "
+                                          "without load_state_dict: a resumed run could not give it back its state"),
+    ("query.target=my_queries.Rotating.select", "query.target=my_queries.Rotating.select: it takes (self, ctx, k), "
+                                                "not (ctx, k)"),
+    ("query.target=my_queries:Rotating", "query.target=my_queries:Rotating: accepted: an importable class"),
+    ("query.target=raises_on_import.Q", "query.target=raises_on_import.Q: importing raises_on_import raised "
+                                        "RuntimeError: module-level boom (raises_on_import.py, line 3)"),
+    ("query.target=bad_syntax.Q", "query.target=bad_syntax.Q: importing bad_syntax raised SyntaxError: "),
+    ("query.target=select.Q", "query.target=select.Q: select has no attribute Q; the working folder's select.py is "
+                              "hidden by Python's own module select"),
 ])
 def test_a_bad_target_or_params_is_one_line_before_any_job(user_folder, override, says):
     args = [*BASE, "query=custom", "query.target=my_queries.Rotating", override, "seed=0,1",
@@ -119,10 +148,10 @@ def test_a_bad_target_or_params_is_one_line_before_any_job(user_folder, override
 
 
 def _context(n: int = 40) -> QueryContext:
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Softmax(dim=1))
-    x = torch.randn(n, 4)
-    return QueryContext(model, x, torch.arange(0, 10), torch.arange(10, n), torch.Generator().manual_seed(1))
+    from test_query_strategies import small_network
+
+    x = torch.rand(n, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    return QueryContext(small_network(0.0), x, torch.arange(0, 10), torch.arange(10, n), torch.Generator().manual_seed(1))
 
 
 @pytest.mark.parametrize("returned, says", [
@@ -176,14 +205,73 @@ def test_an_error_in_a_custom_select_or_state_says_where(monkeypatch, caplog):
         def state_dict(self):
             return {"seen": [1, np.zeros(2)]}
 
+        def load_state_dict(self, state):
+            pass
+
     module = types.ModuleType("broken")
     module.Keeps = Keeps
     monkeypatch.setitem(sys.modules, "broken", module)
     strategy = build("broken.Keeps", {})
-    with pytest.raises(QueryError, match=r"select\(ctx, k=3\) raised ValueError: my bug \(its traceback is in "):
+    with pytest.raises(QueryError, match=r"select\(ctx, k=3\) raised ValueError: my bug \(test_custom_query.py, "):
         strategy.select(_context(), 3)
     assert "Traceback" in caplog.text and "my bug" in caplog.text  # in the run's log
     with pytest.raises(QueryError, match=r"state_dict\(\)\['seen'\]\[1\] is a numpy.ndarray, which the run's state "):
         strategy.state_dict()
     with pytest.raises(ConfigError, match="query.target= x: accepted"):
         build(" x", {})
+
+
+def test_an_error_in_a_custom_select_is_one_line_on_the_terminal_and_its_traceback_in_the_log(user_folder):
+    res = run_cli([*BASE, "query=custom", "query.target=my_queries.raises", f"hydra.run.dir={user_folder / 'run'}"],
+                  cwd=user_folder, env=ONE_THREAD)
+    assert res.returncode == 1
+    assert "dal-run: error: run failed in round 0: QueryError: query.target=my_queries.raises: select(ctx, k=50) " \
+           "raised ValueError: my bug (my_queries.py, line " in res.stderr, res.stderr
+    assert "Traceback" not in res.stdout + res.stderr  # before, the whole traceback was logged to the terminal
+    log = (user_folder / "run" / "dal-run.log").read_text()
+    assert "Traceback" in log and 'raise ValueError("my bug")' in log
+    assert read_json(user_folder / "run" / "status.json")["state"] == "failed"
+
+
+def test_a_misspelled_set_in_the_context_is_refused_not_taken_for_the_labeled_one():
+    ctx = _context()
+    for which in ("unlabelled", "Labeled", "pool"):
+        with pytest.raises(ValueError, match=f"which='{which}': accepted: 'unlabeled'"):
+            ctx.probs(which)
+        with pytest.raises(ValueError, match=f"which='{which}': accepted: 'unlabeled'"):
+            ctx.embeddings(which)
+    assert ctx.probs("labeled").shape == (10, 10) and ctx.probs().shape == (30, 10)
+
+
+def test_the_checks_before_a_job_do_not_run_the_constructor_and_state_methods_say_whose(monkeypatch):
+    import sys
+    import types
+
+    import numpy as np
+
+    built = []
+
+    class Learns:
+        def __init__(self, depth=1):
+            built.append(depth)
+
+        def select(self, ctx, k):
+            return list(range(k))
+
+        def state_dict(self):
+            return {"best": np.float64(0.5)}  # a float to isinstance: torch.load(weights_only) refuses it
+
+        def load_state_dict(self, state):
+            raise KeyError("count")
+
+    module = types.ModuleType("learns")
+    module.Learns = Learns
+    monkeypatch.setitem(sys.modules, "learns", module)
+    assert build("learns.Learns", {"depth": 2}, construct=False) is None and built == []
+    strategy = build("learns.Learns", {"depth": 2})
+    assert built == [2]
+    with pytest.raises(QueryError, match=r"state_dict\(\)\['best'\] is a numpy.float64, which the run's state"):
+        strategy.state_dict()
+    with pytest.raises(QueryError, match=r"query.target=learns.Learns: load_state_dict\(\) raised KeyError: 'count' "
+                                         r"\(test_custom_query.py, line \d+\); its traceback is in dal-run.log"):
+        strategy.load_state_dict({})

@@ -655,3 +655,20 @@ def test_a_penalty_matrix_from_two_seeds_says_how_little_its_t_tests_can_find(tm
     out = capsys.readouterr().out
     # t(0.975, 1 dof) = 12.706: with 2 seeds a win needs nearly the same difference in both
     assert ("only 2 seeds (1 degree of freedom): at alpha 0.05 a win needs t > 12.7" in out) is warned
+
+
+def test_a_long_strategy_label_is_drawn_without_a_matplotlib_warning_on_the_terminal():
+    """Custom strategies named by their target and params make long legend labels: matplotlib's
+    "Tight layout not applied" UserWarning reached the terminal (seen with query=custom)."""
+    import warnings
+
+    import matplotlib.pyplot as plt
+
+    from dal_runner.report_figures import _colors, auc_gain_bars
+
+    long = "query=custom " + " ".join(f"query.params.option_{i}=value_{i}" for i in range(12))
+    rows_ = [{"strategy": long, "reference": "query=random", "environment": "dataset=digits", "mean": 0.01,
+              "std": 0.002}]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plt.close(auc_gain_bars(rows_, _colors([long]), "query=random"))

@@ -39,12 +39,18 @@ class QueryContext:
         self._cache[f"{which}_probs"], self._cache[f"{which}_emb"] = probs, emb
         self.infer_seconds += time.perf_counter() - started
 
+    def _check(self, which: str) -> None:
+        if which not in ("unlabeled", "labeled"):  # a misspelling must not give the other set's outputs
+            raise ValueError(f"which={which!r}: accepted: 'unlabeled' (U, the default) or 'labeled' (S)")
+
     def probs(self, which: str = "unlabeled") -> torch.Tensor:
+        self._check(which)
         if f"{which}_probs" not in self._cache:
             self._infer(which)
         return self._cache[f"{which}_probs"]
 
     def embeddings(self, which: str = "unlabeled") -> torch.Tensor:
+        self._check(which)
         if f"{which}_emb" not in self._cache:
             self._infer(which)
         return self._cache[f"{which}_emb"]

@@ -9,10 +9,10 @@ what draws at random from it repeats with the run's seed. A class with `state_di
 `load_state_dict(state)` keeps what it learns across rounds in the run's state, so a resumed run
 continues it.
 
-Hydra's `get_class`/`get_method` find the target; `instantiate` is not used because the checks a
-user needs before any job starts (the target exists and is a strategy, its constructor takes
-these params) and after each query (k distinct positions in range) are dal-run's, each a line that
-names the key and the value.
+The target is imported here, not through Hydra's `get_object`/`instantiate`: an error of the
+user's module is reported with its file and line, a module of the working folder hidden by one of
+Python's own is named as such, and the constructor runs once, in the job (the checks before any
+job starts read its signature): each a line that names the key and the value.
 """
 
 from __future__ import annotations
@@ -30,45 +30,103 @@ from dal_runner.errors import ConfigError
 
 log = logging.getLogger("dal_runner")
 
-ACCEPTED = ("an importable class (package.module.ClassName, or package.module:ClassName) with a method "
-            "select(ctx, k), or a function select(ctx, k, **params); a module in the working folder counts")
+ACCEPTED = ("an importable class (package.module.ClassName) with the methods select(ctx, k) and, optionally, "
+            "state_dict() with load_state_dict(state); or a function select(ctx, k, **params); a module in the "
+            "working folder counts")
+_FILE_ONLY = {"file_only": True}  # a traceback for dal-run.log, not the terminal (conf/config.yaml's filter)
 
 
 class QueryError(RuntimeError):
     """What a custom strategy did wrong in a run (raised, or returned something that is not k positions)."""
 
 
-def _locate(target: str) -> Any:
-    """The object `target` names; the working folder is searched too (a console script's own
-    sys.path starts at its bin/ folder, not where dal-run was started, as `python -m` would)."""
-    from hydra.utils import get_object
+def where(error: BaseException) -> str:
+    """'file.py, line N' of the innermost frame `error` was raised in outside dal-run's own code (the
+    user's line that called ctx.probs wrongly, not the check that raised); a SyntaxError's own line."""
+    if isinstance(error, SyntaxError) and error.filename:
+        return f"{os.path.basename(error.filename)}, line {error.lineno}"
+    import traceback
 
-    path = target.replace(":", ".")
-    if os.getcwd() not in sys.path:
-        sys.path.append(os.getcwd())
-    hydra_log = logging.getLogger("hydra.utils")  # it logs each failure as an error too: said once, below
-    hydra_log.disabled = True
-    try:
-        return get_object(path)
-    except Exception as e:  # Hydra's ImportError "Error loading '...'" with the cause below it, or the module's own
-        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-        if lines and lines[0].startswith("Error loading"):
-            lines = lines[1:]
-        cause = " ".join(lines) if lines else type(e).__name__
-        raise ConfigError("query.target", target, ACCEPTED, f"cannot be imported: {cause}") from None
-    finally:
-        hydra_log.disabled = False
+    ours = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    frames = traceback.extract_tb(error.__traceback__)
+    theirs = [f for f in frames if not os.path.abspath(f.filename).startswith(ours + os.sep)] or frames
+    return f"{os.path.basename(theirs[-1].filename)}, line {theirs[-1].lineno}" if theirs else "?"
 
 
-def build(target: Any, params: Mapping[str, Any]) -> "CustomQuery":
-    """The strategy `target` names, built with `params`; raises ConfigError (query.target, query.params)."""
-    if not isinstance(target, str) or not target.strip() or target.strip() != target:
+def _raised(error: BaseException) -> str:
+    """'ValueError: message (file.py, line N)'; a SyntaxError's message names its line itself."""
+    if isinstance(error, SyntaxError):
+        return f"SyntaxError: {error}"
+    return f"{type(error).__name__}: {error} ({where(error)})"
+
+
+def _import(target: str) -> Any:
+    """The object `target` (package.module.Name) names; the working folder is searched too (a
+    console script's sys.path starts at its bin/ folder, not where dal-run was started)."""
+    import importlib
+    import importlib.util
+
+    if os.getcwd() not in sys.path:  # after Python's own modules: before them, a user's select.py or
+        sys.path.append(os.getcwd())  # queue.py would break the imports of every module after it
+    parts = target.split(".")
+    module, n = None, len(parts)
+    while n > 0:  # the longest prefix that is a module
+        name = ".".join(parts[:n])
+        if name in sys.modules:  # imported already
+            module = sys.modules[name]
+            break
+        try:
+            spec = importlib.util.find_spec(name)
+        except ModuleNotFoundError:  # a parent is not a package
+            spec = None
+        except Exception as e:  # a parent package's own code raised
+            raise ConfigError("query.target", target, ACCEPTED,
+                              f"importing {'.'.join(parts[:n - 1])} raised {_raised(e)}") from None
+        if spec is not None:
+            try:
+                module = importlib.import_module(name)
+            except Exception as e:  # the user's module raised, or it imports what is not installed
+                raise ConfigError("query.target", target, ACCEPTED, f"importing {name} raised {_raised(e)}") from None
+            break
+        n -= 1
+    if module is None:
+        raise ConfigError("query.target", target, ACCEPTED, f"no module named {parts[0]} (searched: the installed "
+                          f"packages and the working folder {os.getcwd()})")
+    found = module
+    for i, attr in enumerate(parts[n:], start=n):
+        if not hasattr(found, attr):
+            shadow = os.path.join(os.getcwd(), *parts[:n]) + ".py"
+            why = (f"; the working folder's {os.path.relpath(shadow)} is hidden by Python's own module "
+                   f"{'.'.join(parts[:n])} ({getattr(module, '__file__', None) or 'built in'}): rename it"
+                   if os.path.isfile(shadow) and os.path.abspath(getattr(module, "__file__", "") or "") != shadow
+                   else "")
+            raise ConfigError("query.target", target, ACCEPTED,
+                              f"{'.'.join(parts[:i])} has no attribute {attr}{why}")
+        found = getattr(found, attr)
+    return found
+
+
+def _article(name: str) -> str:
+    return ("an " if name[:1].lower() in "aeiou" else "a ") + name
+
+
+def build(target: Any, params: Mapping[str, Any], construct: bool = True) -> Optional["CustomQuery"]:
+    """The strategy `target` names, built with `params`; raises ConfigError (query.target, query.params).
+    construct=False (the checks before any job): the target and the params' fit to its signature are
+    checked, the constructor is not run (it may load a model or take a GPU); returns None."""
+    if not isinstance(target, str) or not target.strip() or target.strip() != target or \
+            not all(p.isidentifier() for p in target.split(".")):
         raise ConfigError("query.target", target, ACCEPTED)
-    found = _locate(target)
+    found = _import(target)
     params = dict(params)
     if inspect.isclass(found):
-        if not callable(getattr(found, "select", None)):
-            raise ConfigError("query.target", target, ACCEPTED, f"the class {found.__name__} has no select method")
+        for method in ("select", *(("load_state_dict",) if hasattr(found, "state_dict") else ()),
+                       *(("state_dict",) if hasattr(found, "load_state_dict") else ())):
+            if not callable(getattr(found, method, None)):
+                why = (f"the class {found.__name__} has no {method} method" if method == "select" else
+                       f"the class {found.__name__} has {'state_dict' if method != 'state_dict' else 'load_state_dict'}"
+                       f" without {method}: a resumed run could not give it back its state")
+                raise ConfigError("query.target", target, ACCEPTED, why)
         try:
             inspect.signature(found).bind(**params)
         except TypeError as e:
@@ -76,13 +134,22 @@ def build(target: Any, params: Mapping[str, Any]) -> "CustomQuery":
                               str(e)) from None
         except ValueError:  # no signature to read (a builtin): the constructor itself says
             pass
+        if not construct:
+            return None
         try:
             strategy = found(**params)
         except Exception as e:
-            raise ConfigError("query.params", params, f"arguments {target}{_signature(found)} accepts",
-                              f"{target}(**query.params) raised {type(e).__name__}: {e}") from None
+            log.error("query.target=%s: its constructor raised", target, exc_info=True, extra=_FILE_ONLY)
+            raise ConfigError("query.target", target, f"a class {target}(**query.params) builds",
+                              f"{target}(**{params}) raised {_raised(e)}") from None
         return CustomQuery(target, strategy.select, strategy)
     if callable(found):
+        try:
+            inspect.signature(found).bind(None, 0)
+        except TypeError:
+            raise ConfigError("query.target", target, ACCEPTED, f"it takes {_signature(found)}, not (ctx, k)") from None
+        except ValueError:
+            pass
         try:
             inspect.signature(found).bind(None, 0, **params)
         except TypeError as e:
@@ -90,8 +157,9 @@ def build(target: Any, params: Mapping[str, Any]) -> "CustomQuery":
                               f"(ctx, k)", str(e)) from None
         except ValueError:
             pass
-        return CustomQuery(target, lambda ctx, k: found(ctx, k, **params), None)
-    raise ConfigError("query.target", target, ACCEPTED, f"it names a {type(found).__name__}, not a class or function")
+        return CustomQuery(target, lambda ctx, k: found(ctx, k, **params), None) if construct else None
+    raise ConfigError("query.target", target, ACCEPTED,
+                      f"it names {_article(type(found).__name__)}, not a class or function")
 
 
 def _signature(obj: Any) -> str:
@@ -104,7 +172,7 @@ def _signature(obj: Any) -> str:
 def _not_storable(value: Any, where: str) -> Optional[str]:
     """Where `value` holds what torch.load(weights_only=True) does not read back (a numpy array, an
     object of the user's class), e.g. "state_dict()['seen'] is a numpy.ndarray"; None if nowhere."""
-    if value is None or isinstance(value, (bool, int, float, str, torch.Tensor)):
+    if value is None or type(value) in (bool, int, float, str) or isinstance(value, torch.Tensor):  # not numpy's
         return None
     if isinstance(value, (list, tuple)):
         return next((b for i, v in enumerate(value) if (b := _not_storable(v, f"{where}[{i}]"))), None)
@@ -118,15 +186,27 @@ class CustomQuery:
 
     def __init__(self, target: str, select: Callable, strategy: Any):
         self.target, self._select, self._strategy = target, select, strategy
-        if callable(getattr(strategy, "state_dict", None)):
-            self.state_dict = self._state_dict
-        if callable(getattr(strategy, "load_state_dict", None)):
-            self.load_state_dict = strategy.load_state_dict
+        if callable(getattr(strategy, "state_dict", None)):  # and load_state_dict: checked by build
+            self.state_dict, self.load_state_dict = self._state_dict, self._load_state_dict
+
+    def _call(self, method: str, *args) -> Any:
+        """The user's `method`; what it raises becomes one line naming the target and the method, and
+        its traceback goes to dal-run.log."""
+        try:
+            return getattr(self._strategy, method)(*args) if method != "select" else self._select(*args)
+        except Exception as e:
+            log.error("query.target=%s: %s raised", self.target, method, exc_info=True, extra=_FILE_ONLY)
+            shown = f"{method}(ctx, k={args[1]})" if method == "select" else f"{method}()"
+            raise QueryError(f"query.target={self.target}: {shown} raised {_raised(e)}; its traceback is in "
+                             "dal-run.log") from None
+
+    def _load_state_dict(self, state: Dict[str, Any]) -> None:
+        self._call("load_state_dict", state)
 
     def _state_dict(self) -> Dict[str, Any]:
         """The strategy's state, checked to read back as the run's state is read (torch.load with
         weights_only: tensors, numbers, strings, lists, dicts), so that a resumption can use it."""
-        state = self._strategy.state_dict()
+        state = self._call("state_dict")
         bad = _not_storable(state, "state_dict()")
         if bad is None:
             buf = io.BytesIO()
@@ -143,12 +223,7 @@ class CustomQuery:
 
     def select(self, ctx, k: int) -> torch.Tensor:
         n = len(ctx.unlabeled)
-        try:
-            picked = self._select(ctx, k)
-        except Exception as e:
-            log.error("query.target=%s: select raised", self.target, exc_info=True)
-            raise QueryError(f"query.target={self.target}: select(ctx, k={k}) raised {type(e).__name__}: {e} "
-                             "(its traceback is in dal-run.log)") from None
+        picked = self._call("select", ctx, k)
         accepted = f"accepted: {k} distinct integer positions into ctx.unlabeled (0 .. {n - 1})"
         try:
             positions = torch.as_tensor(picked)
