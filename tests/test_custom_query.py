@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 import torch
-from conftest import ONE_THREAD, run_cli, without_timings
+from conftest import ONE_THREAD, run_cli, run_cli_inprocess, without_timings
 from test_resume import _kill_mid_round
 
 from dal_runner.errors import ConfigError
@@ -75,11 +75,11 @@ def user_folder(tmp_path):
 
 
 def test_a_function_of_the_users_folder_selects_as_the_built_in_strategy_it_rewrites(user_folder):
-    runs = {}
+    runs, short = {}, ["trainer.epochs=20", "budget.max_labels=200"]
     for name, query in [("builtin", ["query=margin"]),
                         ("custom", ["query=custom", "query.target=my_queries.smallest_margin",
                                     "+query.params.scale=2.0"])]:
-        res = run_cli([*BASE, *query, f"hydra.run.dir={user_folder / name}"], cwd=user_folder, env=ONE_THREAD)
+        res = run_cli([*BASE, *short, *query, f"hydra.run.dir={user_folder / name}"], cwd=user_folder, env=ONE_THREAD)
         assert res.returncode == 0, res.stderr[-2000:]
         runs[name] = user_folder / name
     assert read_csv(runs["custom"] / "selected.csv") == read_csv(runs["builtin"] / "selected.csv")
@@ -89,8 +89,8 @@ def test_a_function_of_the_users_folder_selects_as_the_built_in_strategy_it_rewr
 
     # dal-report names the strategies by what tells them apart: the query, and the targets and
     # params of its custom runs (one without params has no query.params=... of its own)
-    res = run_cli([*BASE, "query=custom", "query.target=my_queries.Rotating", f"hydra.run.dir={user_folder / 'rot'}"],
-                  cwd=user_folder, env=ONE_THREAD)
+    res = run_cli([*BASE, *short, "query=custom", "query.target=my_queries.Rotating",
+                   f"hydra.run.dir={user_folder / 'rot'}"], cwd=user_folder, env=ONE_THREAD)
     assert res.returncode == 0, res.stderr[-2000:]
     res = run_cli([str(user_folder / n) for n in ("builtin", "custom", "rot")] + ["--out", str(user_folder / "report")],
                   cwd=user_folder, script="dal-report")
@@ -138,12 +138,19 @@ def test_a_custom_strategys_state_is_kept_when_a_killed_run_resumes(user_folder)
     ("query.target=select.Q", "query.target=select.Q: select has no attribute Q; the working folder's select.py is "
                               "hidden by Python's own module select"),
 ])
-def test_a_bad_target_or_params_is_one_line_before_any_job(user_folder, override, says):
+def test_a_bad_target_or_params_is_one_line_before_any_job(user_folder, override, says, monkeypatch, capsys):
+    import sys
+
     args = [*BASE, "query=custom", "query.target=my_queries.Rotating", override, "seed=0,1",
             f"output_root={user_folder / 'out'}"]
-    res = run_cli(["-m", *args], cwd=user_folder)
-    assert res.returncode == 2 and res.stderr.startswith(f"dal-run: error: {says}"), res.stderr
-    assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the working folder dal-run adds goes again
+    try:  # in this process: the checks end before any job
+        code, _, err = run_cli_inprocess(["-m", *args], user_folder, monkeypatch, capsys)
+    finally:  # the user's modules too (every test's folder has its own)
+        for name in ("my_queries", "raises_on_import", "bad_syntax"):
+            sys.modules.pop(name, None)
+    assert code == 2 and err.startswith(f"dal-run: error: {says}"), err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not (user_folder / "out").exists()  # no job started, nothing written
 
 
@@ -222,8 +229,8 @@ def test_an_error_in_a_custom_select_or_state_says_where(monkeypatch, caplog):
 
 
 def test_an_error_in_a_custom_select_is_one_line_on_the_terminal_and_its_traceback_in_the_log(user_folder):
-    res = run_cli([*BASE, "query=custom", "query.target=my_queries.raises", f"hydra.run.dir={user_folder / 'run'}"],
-                  cwd=user_folder, env=ONE_THREAD)
+    res = run_cli([*BASE, "trainer.epochs=5", "query=custom", "query.target=my_queries.raises",
+                   f"hydra.run.dir={user_folder / 'run'}"], cwd=user_folder, env=ONE_THREAD)
     assert res.returncode == 1
     assert "dal-run: error: run failed in round 0: QueryError: query.target=my_queries.raises: select(ctx, k=50) " \
            "raised ValueError: my bug (my_queries.py, line " in res.stderr, res.stderr
