@@ -64,6 +64,9 @@ def explain(exc: BaseException, overrides: List[str]) -> str:
             return f"{full_key}=null: this key needs a value; accepted: {full_key}=<value> (see dal-run --help)"
         if "is not a ListConfig" in msg:
             return f"{full_key}={given}: wrong type; accepted: a list, e.g. {full_key}=[1,2]"
+        if re.search(r"Cannot assign \w+ to Dict\[", msg):  # a free-form mapping (query.params) given a value
+            return (f"{full_key}={given}: wrong type; accepted: a mapping, e.g. +{full_key}={{a:1,b:2}} (+ adds "
+                    f"keys to it), or its keys one by one, +{full_key}.<key>=<value>")
         schema = re.search(r"is not a subclass of (\w+)", msg)
         if schema:
             return f"{full_key}={given}: wrong type; accepted: its keys one by one, e.g. {full_key}.<key>=<value> " \

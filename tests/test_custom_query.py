@@ -137,6 +137,8 @@ def test_a_custom_strategys_state_is_kept_when_a_killed_run_resumes(user_folder)
     ("query.target=bad_syntax.Q", "query.target=bad_syntax.Q: importing bad_syntax raised SyntaxError: "),
     ("query.target=select.Q", "query.target=select.Q: select has no attribute Q; the working folder's select.py is "
                               "hidden by Python's own module select"),
+    ("query.params=5", "query.params=5: wrong type; accepted: a mapping, e.g. +query.params={a:1,b:2} (+ adds keys "
+                       "to it), or its keys one by one, +query.params.<key>=<value>"),
 ])
 def test_a_bad_target_or_params_is_one_line_before_any_job(user_folder, override, says, monkeypatch, capsys):
     import sys
