@@ -23,6 +23,7 @@ from dal_runner.job_control import (FolderBusy, Terminated, only_process_in, rem
                                     stop_on_sigterm)
 from dal_runner.launchers import stop_local_jobs, sweep_launch
 from dal_runner.preflight import PREFLIGHT, fail, preflight
+from dal_runner.progress import file_only_off_the_console
 from dal_runner.cli_help import CONFIG_MODULE, help_text
 
 register_configs()
@@ -36,6 +37,7 @@ def _dal_run(cfg: DictConfig) -> Optional[float]:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = str(hydra_cfg.mode) == "RunMode.MULTIRUN"
     _CURRENT["run_dir"], _CURRENT["sweep_dir"] = run_dir, Path(hydra_cfg.sweep.dir) if multirun else None
+    file_only_off_the_console()  # a custom query strategy's traceback: dal-run.log only
     restore = stop_on_sigterm()
     try:
         with only_process_in(run_dir):

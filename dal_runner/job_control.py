@@ -69,7 +69,7 @@ def _recording(handler: Callable) -> Callable:
     def handle(signum, frame):
         try:
             handler(signum, frame)
-        except BaseException as stop:
+        except (SystemExit, KeyboardInterrupt) as stop:  # a stop; another error is the library's own to catch
             _STOPPING.append(stop)
             raise
 

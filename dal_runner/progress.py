@@ -49,11 +49,18 @@ class Heartbeat:
 
 class FileOnly(logging.Filter):
     """Keeps records logged with extra={"file_only": True} (the traceback of a user's custom query
-    strategy) off the terminal: conf/config.yaml sets it on Hydra's console handler; the run's
-    dal-run.log has them."""
+    strategy) off the terminal; the run's dal-run.log has them."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not getattr(record, "file_only", False)
+
+
+def file_only_off_the_console() -> None:
+    """FileOnly on every console handler of the root logger (Hydra's, whichever hydra/job_logging
+    made it; none with job_logging=disabled), once: called at each job's start."""
+    for handler in logging.getLogger().handlers:
+        if _is_console(handler) and not any(isinstance(f, FileOnly) for f in handler.filters):
+            handler.addFilter(FileOnly())
 
 
 def _is_console(handler: logging.Handler) -> bool:
@@ -73,6 +80,7 @@ def round_progress(total_rounds: int, rounds_done: int, enabled: Optional[bool] 
     swapped = [h for h in root.handlers if _is_console(h)]
     rich_handler = RichHandler(console=console, show_path=False, show_level=False, show_time=False,
                                markup=False, highlighter=NullHighlighter())
+    rich_handler.addFilter(FileOnly())  # the terminal's, as the handlers it stands in for
     for h in swapped:
         root.removeHandler(h)
     root.addHandler(rich_handler)

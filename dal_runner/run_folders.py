@@ -52,8 +52,8 @@ def find_run_folders(paths: Sequence[Path]) -> List[Path]:
         # a sweep's job that died before Hydra wrote its config: the sweep's end made its folder and
         # marked it failed (launchers._died); it is listed as excluded, not left out unseen
         runs += [status.parent for status in root.rglob(STATUS_JSON)
-                 if (status.parent.parent / "multirun.yaml").is_file()
-                 and not (status.parent / ".hydra" / "config.yaml").exists()]
+                 if not (status.parent / ".hydra" / "config.yaml").exists()
+                 and any((a / "multirun.yaml").is_file() for a in status.parent.parents)]  # a nested subdir too
         for run in runs:
             run = run.resolve()
             parts = run.relative_to(root.resolve()).parts if run != root.resolve() else ()

@@ -137,6 +137,8 @@ def test_a_custom_strategys_state_is_kept_when_a_killed_run_resumes(user_folder)
     ("query.target=bad_syntax.Q", "query.target=bad_syntax.Q: importing bad_syntax raised SyntaxError: "),
     ("query.target=select.Q", "query.target=select.Q: select has no attribute Q; the working folder's select.py is "
                               "hidden by Python's own module select"),
+    ("query.target=builtins.exec", "query.target=builtins.exec: it names Python's built-in exec, not a "
+                                   "select(ctx, k); accepted: "),
     ("query.params=5", "query.params=5: wrong type; accepted: a mapping, e.g. +query.params={a:1,b:2} (+ adds keys "
                        "to it), or its keys one by one, +query.params.<key>=<value>"),
 ])
@@ -284,3 +286,73 @@ def test_the_checks_before_a_job_do_not_run_the_constructor_and_state_methods_sa
     with pytest.raises(QueryError, match=r"query.target=learns.Learns: load_state_dict\(\) raised KeyError: 'count' "
                                          r"\(test_custom_query.py, line \d+\); its traceback is in dal-run.log"):
         strategy.load_state_dict({})
+
+
+def test_an_error_raised_inside_torch_names_the_users_line_not_torchs(monkeypatch):
+    """Before, the line named was torch/nn/functional.py's, the innermost outside dal-run."""
+    import sys
+    import types
+
+    def wrong_dim(ctx, k):
+        return torch.nn.functional.softmax(ctx.probs(), dim=5).argsort()[:k]
+
+    module = types.ModuleType("wrong_dim")
+    module.select = wrong_dim
+    monkeypatch.setitem(sys.modules, "wrong_dim", module)
+    with pytest.raises(QueryError) as error:
+        build("wrong_dim.select", {}).select(_context(), 3)
+    line = wrong_dim.__code__.co_firstlineno + 1
+    assert f"raised IndexError: " in str(error.value) and f"(test_custom_query.py, line {line})" in str(error.value)
+
+
+def test_a_stop_that_reached_the_users_code_as_another_error_stops_the_run(monkeypatch):
+    """A SIGTERM inside an extension module's import reaches the caller as ImportError; before, the
+    run failed with a config error about the user's constructor instead of being interrupted."""
+    import sys
+    import types
+
+    from dal_runner.job_control import _STOPPING, Terminated, _clear_stops
+
+    class Loads:
+        def __init__(self):
+            _STOPPING.append(Terminated(143))  # what the SIGTERM handler records as it raises
+            raise ImportError("initialization failed")
+
+        def select(self, ctx, k):
+            return list(range(k))
+
+    module = types.ModuleType("loads")
+    module.Loads = Loads
+    monkeypatch.setitem(sys.modules, "loads", module)
+    _clear_stops()
+    try:
+        with pytest.raises(Terminated):
+            build("loads.Loads", {})
+    finally:
+        _clear_stops()
+    with pytest.raises(ConfigError, match=r"raised ImportError: initialization failed"):  # no stop: the error
+        monkeypatch.setattr(Loads, "__init__", lambda self: (_ for _ in ()).throw(ImportError("initialization failed")))
+        build("loads.Loads", {})
+
+
+def test_a_traceback_meant_for_the_log_stays_off_the_terminal_under_the_progress_bar(capsys):
+    """Before, the progress bar's console handler printed the custom strategy's whole traceback."""
+    import logging
+
+    from dal_runner.progress import round_progress
+
+    log = logging.getLogger("dal_runner")
+    with round_progress(2, 0, enabled=True):
+        log.error("a line for the terminal")
+        log.error("a traceback for dal-run.log", extra={"file_only": True})
+    err = capsys.readouterr().err
+    assert "a line for the terminal" in err and "a traceback for dal-run.log" not in err
+
+
+def test_a_run_with_hydras_logging_disabled_runs(tmp_path):
+    """Before, conf/config.yaml's filter on Hydra's console handler made hydra/job_logging=disabled a
+    logging configuration error before the run started."""
+    res = run_cli([*BASE, "trainer.epochs=2", "budget.max_labels=100", "hydra/job_logging=disabled",
+                   f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, env=ONE_THREAD)
+    assert res.returncode == 0, res.stderr
+    assert read_json(tmp_path / "run" / "status.json")["state"] == "completed"

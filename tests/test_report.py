@@ -292,8 +292,11 @@ def test_failed_running_incomplete_and_duplicate_runs_are_listed_and_excluded(tm
 
     (root / "multirun.yaml").write_text("hydra: {}\n")
     _died(root / "13", RuntimeError("no result"))
+    (root / "x").mkdir()
+    _died(root / "x" / "14", RuntimeError("no result"))  # a sweep with hydra.sweep.subdir=x/${hydra.job.num}
     assert report.main([str(root)]) == 0
     excluded = {r["run"]: (r["state"], r["reason"]) for r in rows(root / "report" / "excluded.csv")}
+    assert excluded.pop("x/14") == excluded["13"]
     assert excluded == {"6": ("failed", "failed: RuntimeError: CUDA out of memory"),
                         "7": ("running", "running"),
                         "8": ("missing", "incomplete: no readable status.json"),
@@ -308,7 +311,7 @@ def test_failed_running_incomplete_and_duplicate_runs_are_listed_and_excluded(tm
     assert aucs["query=random"]["n"] == "3" and aucs["query=random"]["seeds"] == "0 1 2"
     assert {r["environment"] for r in aucs.values()} == {"dataset=digits"}  # failed runs define no environment
     printed = capsys.readouterr().out
-    assert "excluded 8 run(s)" in printed and "  7: running" in printed
+    assert "excluded 9 run(s)" in printed and "  7: running" in printed
 
 
 def test_the_report_folder_is_not_read_back_and_stale_figures_are_removed(tmp_path):

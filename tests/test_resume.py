@@ -674,6 +674,29 @@ def test_a_preemption_python_dropped_in_a_callback_still_stops_the_run(whose, tm
     assert len(read_csv(tmp_path / "run" / "rounds.csv")) == 2  # rounds 0 and 1; rounds 2 and 3 not run
 
 
+def test_only_a_stop_that_a_wrapped_handler_raises_is_recorded():
+    """A library's handler that fails (ValueError) is the library's error, not a stop for the run to
+    raise again later."""
+    from dal_runner.job_control import _clear_stops, _recording, stop_recorded
+
+    def broken(signum, frame):
+        raise ValueError("a library's bug")
+
+    def requeues(signum, frame):
+        sys.exit(-1)
+
+    _clear_stops()
+    try:
+        with pytest.raises(ValueError):
+            _recording(broken)(signal.SIGUSR2, None)
+        assert stop_recorded() is None
+        with pytest.raises(SystemExit):
+            _recording(requeues)(signal.SIGUSR2, None)
+        assert isinstance(stop_recorded(), SystemExit) and stop_recorded().code == -1
+    finally:
+        _clear_stops()
+
+
 def test_temporary_files_of_writes_cut_short_are_removed_when_the_run_starts(small_run, tmp_path):
     folder = tmp_path / "run"
     (folder / "state").mkdir(parents=True)

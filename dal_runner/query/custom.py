@@ -33,7 +33,7 @@ log = logging.getLogger("dal_runner")
 ACCEPTED = ("an importable class (package.module.ClassName) with the methods select(ctx, k) and, optionally, "
             "state_dict() with load_state_dict(state); or a function select(ctx, k, **params); a module in the "
             "working folder counts")
-_FILE_ONLY = {"file_only": True}  # a traceback for dal-run.log, not the terminal (conf/config.yaml's filter)
+_FILE_ONLY = {"file_only": True}  # a traceback for dal-run.log, not the terminal (progress.FileOnly)
 
 
 class QueryError(RuntimeError):
@@ -41,16 +41,32 @@ class QueryError(RuntimeError):
 
 
 def where(error: BaseException) -> str:
-    """'file.py, line N' of the innermost frame `error` was raised in outside dal-run's own code (the
-    user's line that called ctx.probs wrongly, not the check that raised); a SyntaxError's own line."""
+    """'file.py, line N' of the user's innermost frame in `error`'s traceback: the line that called
+    ctx.probs or torch wrongly, not the check in dal-run or torch that raised. The user's frames are
+    those outside dal-run, the standard library and installed packages; where there are none (a
+    package of the user's installed), outside dal-run. A SyntaxError: its own line."""
     if isinstance(error, SyntaxError) and error.filename:
         return f"{os.path.basename(error.filename)}, line {error.lineno}"
+    import sysconfig
     import traceback
 
-    ours = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    ours = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+    libraries = tuple(os.path.realpath(sysconfig.get_paths()[k]) + os.sep for k in ("stdlib", "purelib", "platlib"))
     frames = traceback.extract_tb(error.__traceback__)
-    theirs = [f for f in frames if not os.path.abspath(f.filename).startswith(ours + os.sep)] or frames
+    not_ours = [f for f in frames if not os.path.abspath(f.filename).startswith(ours)]
+    theirs = [f for f in not_ours if not os.path.realpath(f.filename).startswith(libraries)
+              and not f.filename.startswith("<")] or not_ours or frames
     return f"{os.path.basename(theirs[-1].filename)}, line {theirs[-1].lineno}" if theirs else "?"
+
+
+def _stop_first(error: BaseException) -> None:
+    """A Ctrl-C or SIGTERM that reached the user's code as another exception (an extension module's
+    import makes it ImportError "initialization failed") stops the run: raised as itself."""
+    from dal_runner.job_control import stop_recorded
+
+    stop = stop_recorded()
+    if stop is not None:
+        raise stop from error
 
 
 def _raised(error: BaseException) -> str:
@@ -80,12 +96,14 @@ def _import(target: str) -> Any:
         except ModuleNotFoundError:  # a parent is not a package
             spec = None
         except Exception as e:  # a parent package's own code raised
+            _stop_first(e)
             raise ConfigError("query.target", target, ACCEPTED,
                               f"importing {'.'.join(parts[:n - 1])} raised {_raised(e)}") from None
         if spec is not None:
             try:
                 module = importlib.import_module(name)
             except Exception as e:  # the user's module raised, or it imports what is not installed
+                _stop_first(e)
                 raise ConfigError("query.target", target, ACCEPTED, f"importing {name} raised {_raised(e)}") from None
             break
         n -= 1
@@ -139,24 +157,29 @@ def build(target: Any, params: Mapping[str, Any], construct: bool = True) -> Opt
         try:
             strategy = found(**params)
         except Exception as e:
+            _stop_first(e)
             log.error("query.target=%s: its constructor raised", target, exc_info=True, extra=_FILE_ONLY)
             raise ConfigError("query.target", target, f"a class {target}(**query.params) builds",
                               f"{target}(**{params}) raised {_raised(e)}") from None
         return CustomQuery(target, strategy.select, strategy)
     if callable(found):
+        if getattr(found, "__module__", None) == "builtins":  # exec(ctx, k) would bind, and fail in round 0
+            raise ConfigError("query.target", target, ACCEPTED,
+                              f"it names Python's built-in {getattr(found, '__name__', target)}, not a select(ctx, k)")
         try:
-            inspect.signature(found).bind(None, 0)
-        except TypeError:
-            raise ConfigError("query.target", target, ACCEPTED, f"it takes {_signature(found)}, not (ctx, k)") from None
-        except ValueError:
-            pass
-        try:
-            inspect.signature(found).bind(None, 0, **params)
-        except TypeError as e:
-            raise ConfigError("query.params", params, f"the keyword arguments of {target}{_signature(found)} after "
-                              f"(ctx, k)", str(e)) from None
-        except ValueError:
-            pass
+            signature = inspect.signature(found)
+        except (TypeError, ValueError):  # a compiled function without one: checked when it is called
+            signature = None
+        if signature is not None:
+            try:
+                signature.bind(None, 0)
+            except TypeError:
+                raise ConfigError("query.target", target, ACCEPTED, f"it takes {signature}, not (ctx, k)") from None
+            try:
+                signature.bind(None, 0, **params)
+            except TypeError as e:
+                raise ConfigError("query.params", params, f"the keyword arguments of {target}{signature} after "
+                                  f"(ctx, k)", str(e)) from None
         return CustomQuery(target, lambda ctx, k: found(ctx, k, **params), None) if construct else None
     raise ConfigError("query.target", target, ACCEPTED,
                       f"it names {_article(type(found).__name__)}, not a class or function")
@@ -195,6 +218,7 @@ class CustomQuery:
         try:
             return getattr(self._strategy, method)(*args) if method != "select" else self._select(*args)
         except Exception as e:
+            _stop_first(e)
             log.error("query.target=%s: %s raised", self.target, method, exc_info=True, extra=_FILE_ONLY)
             shown = f"{method}(ctx, k={args[1]})" if method == "select" else f"{method}()"
             raise QueryError(f"query.target={self.target}: {shown} raised {_raised(e)}; its traceback is in "
