@@ -247,6 +247,15 @@ def _label(run: Run, keys: Sequence[str]) -> str:
     return " ".join(f"{k}={run.attrs.get(k, '-')}" for k in keys)
 
 
+def _strategy_label(run: Run, keys: Sequence[str]) -> str:
+    """A strategy is at least its query; a custom one (query=custom) is named by its target too,
+    also where every custom run has the same one: `query=custom` alone says nothing of whose."""
+    keys = list(keys or ["query"])
+    if run.attrs.get("query") == "custom" and "query.target" not in keys:
+        keys.insert(keys.index("query") + 1 if "query" in keys else 0, "query.target")
+    return _label(run, keys)
+
+
 def group_runs(runs: Sequence[Run], strategy_keys: Sequence[str] = ()
                ) -> Tuple[List[Run], List[Run], List[str], List[str], bool]:
     """Label the completed runs; drop duplicates (same environment, strategy and seed).
@@ -262,7 +271,7 @@ def group_runs(runs: Sequence[Run], strategy_keys: Sequence[str] = ()
     for r in included:
         # the dataset always names an environment; a strategy is at least its query
         r.environment = _label(r, env_keys if "dataset" in env_keys else ["dataset", *env_keys])
-        r.strategy = _label(r, strategy_keys or ["query"])
+        r.strategy = _strategy_label(r, strategy_keys)
         key = (r.environment, r.strategy, _fmt(r.seed))
         if key in seen:
             r.reason = f"duplicate of {seen[key].name} (same environment, strategy and seed)"

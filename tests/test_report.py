@@ -675,3 +675,19 @@ def test_a_long_strategy_label_is_drawn_without_a_matplotlib_warning_on_the_term
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         plt.close(auc_gain_bars(rows_, _colors([long]), "query=random"))
+
+
+def test_a_custom_strategy_is_named_by_its_target_where_it_is_the_only_one(tmp_path):
+    """Before, a sweep of margin against one custom target labelled it `query=custom`, and a report of
+    the custom runs alone said `query=custom` too: whose strategy, nothing told."""
+    root = sweep(tmp_path / "sweep")  # margin and random, seeds 0-2
+    for job, seed in ((6, 0), (7, 1)):
+        make_run(root / str(job), query="custom", seed=seed, curve=RANDOM[seed])
+        config = yaml.safe_load((root / str(job) / ".hydra" / "config.yaml").read_text())
+        config["query"].update(target="my_queries.Rotating", params={})
+        (root / str(job) / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    assert report.main([str(root)]) == 0
+    assert {r["strategy"] for r in rows(root / "report" / "auc.csv")} == {
+        "query=custom query.target=my_queries.Rotating", "query=margin", "query=random"}
+    assert report.main([str(root / "6"), str(root / "7"), "--out", str(tmp_path / "alone")]) == 0
+    assert [r["strategy"] for r in rows(tmp_path / "alone" / "auc.csv")] == ["query=custom query.target=my_queries.Rotating"]
