@@ -102,6 +102,11 @@ def choose_reference(runs: Sequence[Run], given: Dict[str, str], search_compared
                 raise ReportError(f"--reference {key}={value}: no completed run has it; accepted: one of {', '.join(values)}")
         if not any(_matches(r, given) for r in runs):
             raise ReportError(f"--reference {' '.join(f'{k}={v}' for k, v in given.items())}: no completed run matches all")
+        if all(_matches(r, given) for r in runs) and len({r.strategy for r in runs}) > 1:
+            # every strategy would be its own reference: gains of 0, and no figure said why
+            raise ReportError(f"--reference {' '.join(f'{k}={v}' for k, v in given.items())}: every run has it, so it "
+                              f"names no one strategy; accepted: keys of the compared strategies "
+                              f"({', '.join(strategy_keys) or 'query'}; dal-report --strategy adds one)")
         return dict(given)
     fixed_resnet18 = {"search": "fixed", "arch": "resnet18"}
     if search_compared and any(_matches(r, fixed_resnet18) for r in runs):

@@ -198,7 +198,26 @@ def _key_order(key: str):
     return (GROUPS.index(group) if group in GROUPS else len(GROUPS), key != group, key)
 
 
-_SET_OTHER_GROUPS = ("dataset", "arch", "experiment")  # through conf/preset/<dataset>_<arch> and experiments
+def _preset_keys() -> set:
+    """The keys that conf/preset/<dataset>_<arch>.yaml files set: all that a dataset or arch option
+    sets outside its own group (arch=resnet18 sets no trainer or budget key)."""
+    from importlib.resources import files
+
+    from omegaconf import OmegaConf
+
+    from dal_runner.cli_help import CONFIG_MODULE
+
+    keys = set()
+    for preset in (files(CONFIG_MODULE) / "preset").iterdir():
+        if preset.name.endswith(".yaml"):
+            keys |= set(_flatten(OmegaConf.to_container(OmegaConf.create(preset.read_text()))))
+    return keys
+
+
+def _can_set(option: str, key: str, preset_keys: set) -> bool:
+    """Whether the group option `option` (dataset, arch, ...) can set `key`: its own group's keys;
+    dataset and arch also the presets' keys; an experiment any key."""
+    return option in (_group_of(key), "experiment") or (option in ("dataset", "arch") and key in preset_keys)
 
 
 def label_keys(runs: Sequence[Run], strategy_keys: Sequence[str] = ()) -> Tuple[List[str], List[str], bool]:
@@ -206,18 +225,20 @@ def label_keys(runs: Sequence[Run], strategy_keys: Sequence[str] = ()) -> Tuple[
 
     A key names runs apart only when it varies across them, and a config leaf only when the
     varying group options that can set it do not already determine it: its own group's option
-    (arch.n_blocks says nothing arch=resnet18 does not), and dataset, arch and experiment, which
-    choose the preset and the experiment (a preset's search.epochs follows from the arch). Other
-    options set only their own group's keys: trainer.epochs that varies along with the query is
-    a difference of protocol, shown (and so an environment), never hidden behind the strategy.
+    (arch.n_blocks says nothing arch=resnet18 does not); dataset and arch for the keys their
+    presets set (a preset's search.epochs follows from the arch); an experiment for any key.
+    Nothing else sets another group's keys: trainer.epochs that varies along with the query or
+    the arch is a difference of protocol, shown (and so an environment), never hidden behind the
+    strategy.
     """
     keys = sorted({k for r in runs for k in r.attrs}, key=_key_order)
     varying = [k for k in keys if len({r.attrs.get(k) for r in runs if k not in r.unread}) > 1]
     options = [k for k in varying if k in GROUPS]
     shown = list(options)
+    preset_keys = _preset_keys() if varying else set()
     for key in varying:
         if key not in GROUPS:
-            setting = [g for g in options if g in (_group_of(key), *_SET_OTHER_GROUPS)]
+            setting = [g for g in options if _can_set(g, key, preset_keys)]
             by_options = defaultdict(set)
             for r in runs:
                 if key not in r.unread:

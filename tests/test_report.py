@@ -203,6 +203,24 @@ def test_a_key_that_varies_along_with_the_query_is_an_environment_not_hidden(tmp
     assert [(r["strategy"], r["mean"]) for r in rows(tmp_path / "out" / "auc_gain.csv")] == [("query=random", "0.000000")]
 
 
+def test_a_key_that_varies_along_with_the_arch_of_compared_searches_is_an_environment(tmp_path):
+    """iNAS at 8 epochs and 200 labels against a fixed net at 3 epochs and 100: before, dal-report
+    took the arch option for one that may set any key and ranked the two as one environment. Only
+    a preset's keys follow from the arch (conf/preset: search.epochs on digits with resnet)."""
+    root = tmp_path / "runs"
+    for job, (search, arch, epochs, labels) in enumerate([("inas", "resnet", 8, 200), ("fixed", "resnet_small", 3, 100)]):
+        for seed in (0, 1):
+            folder = make_run(root / f"{job}{seed}", search=search, arch=arch, seed=seed, curve=RANDOM[seed])
+            config = yaml.safe_load((folder / ".hydra" / "config.yaml").read_text())
+            config["trainer"]["epochs"], config["budget"]["max_labels"] = epochs, labels
+            config["search"]["epochs"] = 15 if arch == "resnet" else None  # the digits_resnet preset's
+            (folder / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    assert report.main([str(root), "--out", str(tmp_path / "out")]) == 0
+    assert {(r["environment"], r["strategy"]) for r in rows(tmp_path / "out" / "auc.csv")} == {
+        ("dataset=digits budget.max_labels=100 trainer.epochs=3", "search=fixed arch=resnet_small"),
+        ("dataset=digits budget.max_labels=200 trainer.epochs=8", "search=inas arch=resnet")}
+
+
 def test_keys_a_run_does_not_read_tell_no_runs_apart(tmp_path):
     """search=fixed has the candidates' estimation keys but no candidates, and entropy_lambda weighs
     only the joint objective: seeds that differ in those alone are one strategy, averaged."""
@@ -436,6 +454,21 @@ def test_a_reference_that_names_an_environment_is_refused(tmp_path, capsys):
     assert ("--reference budget.batch=60: budget.batch tells environments apart, and runs of different environments "
             "are never compared; accepted: keys of the compared strategies (query;") in err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_reference_that_every_run_has_is_refused(tmp_path, capsys):
+    """Before, `--reference dataset=digits` matched every strategy, each its own reference: an
+    auc_gain.csv of zeros, no gain figures, and no word why."""
+    sweep(tmp_path / "runs")
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--reference", "dataset=digits"]) == 2
+    err = capsys.readouterr().err
+    assert ("--reference dataset=digits: every run has it, so it names no one strategy; accepted: keys of the compared "
+            "strategies (query;") in err
+    assert not (tmp_path / "out").exists()
+    # a constant key together with one that picks a strategy is that strategy
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--reference", "dataset=digits",
+                        "query=margin"]) == 0
+    assert {r["reference"] for r in rows(tmp_path / "out" / "auc_gain.csv")} == {"query=margin"}
 
 
 def test_environments_are_in_natural_order_and_a_query_keeps_its_colour_across_reports(tmp_path):
