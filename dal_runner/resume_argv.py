@@ -31,6 +31,14 @@ def _sweep_overrides(sweep: Path) -> str:
         return "<its overrides> "
 
 
+def _single_run(folder: Path) -> bool:
+    """Whether Hydra ran `folder` as a single run (its .hydra/hydra.yaml: mode RUN), not a sweep's job."""
+    try:
+        return str(OmegaConf.load(folder / ".hydra" / "hydra.yaml").hydra.mode) == "RUN"
+    except Exception:  # no hydra.yaml, or one this cannot read: taken for a sweep's job, as before
+        return False
+
+
 def resume_argv(argv: List[str], overrides: List[str], multirun: bool) -> List[str]:
     """`resume=PATH`: check PATH, reuse its overrides, and write into PATH.
 
@@ -60,6 +68,10 @@ def resume_argv(argv: List[str], overrides: List[str], multirun: bool) -> List[s
     if not (path / ".hydra" / "config.yaml").is_file():
         jobs = sorted((p.name for p in path.iterdir() if (p / ".hydra" / "config.yaml").is_file()),
                       key=lambda n: (len(n), n)) if path.is_dir() else []
+        if not (path / "multirun.yaml").is_file() and jobs and _single_run(path / jobs[-1]):
+            # outputs/runs/<date>: single runs side by side, no sweep to launch again
+            fail(f"{given}: a folder of {len(jobs)} run(s), not a run itself; accepted: resume=PATH of one of "
+                 f"them, e.g. resume={path}/{jobs[-1]} (the newest by name)")
         if (path / "multirun.yaml").is_file() or jobs:
             fail(f"{given}: a sweep's folder, whose jobs are runs; accepted: resume={path}/{jobs[0] if jobs else 0} "
                  f"for one job, or the sweep launched again into it, which continues every job: "

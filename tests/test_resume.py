@@ -739,6 +739,12 @@ def test_resume_of_a_sweeps_folder_says_how_to_continue_it(tmp_path, monkeypatch
     (sweep / "multirun.yaml").unlink()  # job folders alone: the overrides are not known
     code, _, err = run_cli_inprocess([f"resume={sweep}"], tmp_path, monkeypatch, capsys)
     assert code == 2 and f"dal-run -m <its overrides> hydra.sweep.dir={sweep}" in err
+    # a date folder of single runs (Hydra's mode RUN): no sweep to launch again (before: the sweep's advice)
+    for job in ("0", "1", "10"):
+        (sweep / job / ".hydra" / "hydra.yaml").write_text("hydra:\n  mode: RUN\n")
+    code, _, err = run_cli_inprocess([f"resume={sweep}"], tmp_path, monkeypatch, capsys)
+    assert code == 2 and f"resume={sweep}: a folder of 3 run(s), not a run itself; accepted: resume=PATH of one " \
+        f"of them, e.g. resume={sweep}/10 (the newest by name)" in err, err
 
 
 def test_resume_into_another_run_folder_is_refused(tmp_path, monkeypatch, capsys):
