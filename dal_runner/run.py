@@ -302,8 +302,10 @@ def check_config(cfg: DictConfig, unresolved_ok: bool = False) -> None:
 def _check_tabular(cfg: DictConfig) -> None:
     """OpenML's data sets are tables: known before they are loaded (an npz file's shape is not)."""
     if cfg.dataset.name == "openml" and cfg.arch.name != "mlp":
-        raise ConfigError("arch", cfg.arch.name, "mlp (with search=fixed) for dataset=openml",
-                          f"arch={cfg.arch.name} needs image data and OpenML data sets are tables")
+        # the option as given (arch=resnet18), where Hydra's node says it (the checks before any job)
+        option = OmegaConf.select(cfg, "hydra.runtime.choices.arch", default=None) or cfg.arch.name
+        raise ConfigError("arch", option, "mlp (with search=fixed) for dataset=openml",
+                          f"a {cfg.arch.name} needs image data and OpenML data sets are tables")
 
 def _check_pool_size(cfg: DictConfig) -> None:
     """dataset.pool_size bounds the pool, so a budget past it is known to fail without the data."""

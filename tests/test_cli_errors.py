@@ -148,7 +148,7 @@ CASES = {
     "a sweep with one bad value and its seeds from Hydra": (["-m", "seed=${hydra:job.num}", "trainer.lr=0.1,-1"],
                                                             ["trainer.lr=-1.0", "a finite number > 0"]),
     "an image model for an OpenML table": (["-m", "dataset=openml", "dataset.id=6", "arch=mlp,resnet18", "search=fixed"],
-                                           ["arch=resnet", "OpenML data sets are tables", "mlp"]),
+                                           ["arch=resnet18: a resnet needs image data", "OpenML data sets are tables", "mlp"]),
     "a sweep with MC-dropout and no dropout": (["-m", "query=mc_dropout", "arch.dropout=0.5,0"],
                                                ["arch.dropout=0.0", "passes are identical"]),
     "a sweep with a bad ALBL expert": (["-m", "query=albl", "query.strategies=[coreset,nope]", "seed=0,1"],
