@@ -85,7 +85,7 @@ def _flatten(node: Dict[str, Any], prefix: str = "") -> Dict[str, str]:
         # a dict of named keys is a config node; a dict keyed by numbers (a batch schedule) is a value
         if isinstance(value, dict) and value and all(isinstance(k, str) and k.isidentifier() for k in value):
             out.update(_flatten(value, name + "."))
-        elif value == {}:  # no keys (query=custom's params): runs that have some show them, the others `-`
+        elif value == {}:  # no keys (query=custom's params): runs that have some show them, the others not
             continue
         elif name not in IGNORED:
             out[name] = _fmt(value)
@@ -180,7 +180,7 @@ def _choices(path: Path, config: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def _unused(attrs: Dict[str, str], key: str) -> bool:
-    """Keys a run's own options do not read: they tell no runs apart (labels show them as `-`).
+    """Keys a run's own options do not read: they tell no runs apart (labels leave them out).
     search=fixed has the candidates' estimation keys but no candidates; entropy_lambda weighs the
     joint objective only."""
     if key.startswith("search.") and attrs.get("search") == "fixed":
@@ -265,7 +265,10 @@ def _fill_added_keys(runs: Sequence[Run]) -> None:
 
 
 def _label(run: Run, keys: Sequence[str]) -> str:
-    return " ".join(f"{k}={run.attrs.get(k, '-')}" for k in keys)
+    """`key=value` of each key the run has: a key of another option (query.params of a custom
+    strategy, for margin; experiment, for runs without one) is left out, not shown as `key=-`
+    (the runs that have it show it, so labels still differ)."""
+    return " ".join(f"{k}={run.attrs[k]}" for k in keys if k in run.attrs)
 
 
 def _strategy_label(run: Run, keys: Sequence[str]) -> str:
@@ -274,7 +277,7 @@ def _strategy_label(run: Run, keys: Sequence[str]) -> str:
     keys = list(keys or ["query"])
     if run.attrs.get("query") == "custom" and "query.target" not in keys:
         keys.insert(keys.index("query") + 1 if "query" in keys else 0, "query.target")
-    return _label(run, keys)
+    return _label(run, keys) or _label(run, ["query"])  # none of the keys its own: its query says it
 
 
 def group_runs(runs: Sequence[Run], strategy_keys: Sequence[str] = ()

@@ -97,8 +97,8 @@ def test_a_function_of_the_users_folder_selects_as_the_built_in_strategy_it_rewr
     assert res.returncode == 0, res.stderr[-2000:]
     assert {r["strategy"] for r in read_csv(user_folder / "report" / "auc.csv")} == {
         "query=custom query.params.scale=2.0 query.target=my_queries.smallest_margin",
-        "query=custom query.params.scale=- query.target=my_queries.Rotating",
-        "query=margin query.params.scale=- query.target=-"}
+        "query=custom query.target=my_queries.Rotating",
+        "query=margin"}
 
 
 def test_a_custom_strategys_state_is_kept_when_a_killed_run_resumes(user_folder):

@@ -254,7 +254,7 @@ def test_runs_made_before_a_key_was_added_are_averaged_with_those_made_after(tmp
     (tmp_path / "runs" / "2" / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
     assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
     assert sorted(r["environment"] for r in rows(tmp_path / "out" / "auc.csv")) == [
-        "dataset=digits trainer.weight_decay_scope=-", "dataset=digits trainer.weight_decay_scope=conv"]
+        "dataset=digits", "dataset=digits trainer.weight_decay_scope=conv"]
 
 
 def test_a_strategy_compared_with_no_other_is_left_out_of_the_penalty_matrix(tmp_path, capsys):
