@@ -282,6 +282,12 @@ def preflight(argv: List[str]) -> List[str]:
     if custom_config:
         return argv  # the user brought their own config tree; Hydra reports its errors
     printing = any(a in ("--cfg", "-c") or a.startswith("--cfg=") for a in argv)
+    launcher = [o for o in overrides if o.lstrip("+").split("=", 1)[0] == "hydra/launcher"]
+    if launcher and not multirun and not printing and launcher[-1].split("=", 1)[1].strip() != "basic":
+        # Hydra uses a launcher for -m alone: a single run with hydra/launcher=slurm ran right here
+        fail(f"{launcher[-1]}: a launcher runs the jobs of a sweep, and without -m Hydra runs this one here, in "
+             f"this process; accepted: dal-run -m {launcher[-1].lstrip('+')} ... (a sweep of one job is fine), or "
+             f"no hydra/launcher for a run here")
     if printing and multirun:
         fail("--cfg with -m: --cfg prints the config of one run; accepted: dal-run --cfg job with one value "
              "per key (e.g. seed=0), or dal-run -m ... without --cfg")

@@ -147,6 +147,9 @@ CASES = {
     "a sweep with one bad value": (["-m", "trainer.lr=0.1,-1"], ["trainer.lr=-1.0", "a finite number > 0"]),
     "a sweep with one bad value and its seeds from Hydra": (["-m", "seed=${hydra:job.num}", "trainer.lr=0.1,-1"],
                                                             ["trainer.lr=-1.0", "a finite number > 0"]),
+    "a launcher without -m": (["hydra/launcher=slurm", "hydra.launcher.partition=gpu"],
+                              ["hydra/launcher=slurm: a launcher runs the jobs of a sweep, and without -m Hydra runs "
+                               "this one here", "accepted: dal-run -m hydra/launcher=slurm ..."]),
     "an image model for an OpenML table": (["-m", "dataset=openml", "dataset.id=6", "arch=mlp,resnet18", "search=fixed"],
                                            ["arch=resnet18: a resnet needs image data", "OpenML data sets are tables", "mlp"]),
     "a sweep with MC-dropout and no dropout": (["-m", "query=mc_dropout", "arch.dropout=0.5,0"],
@@ -176,10 +179,10 @@ CASES = {
     "an experiment without its +": (["experiment=active_inas_cifar10_smoke"],
                                     ["experiment=active_inas_cifar10_smoke", "accepted: +experiment=active_inas_cifar10_smoke",
                                      "ranganathan_digits"]),
-    "an sbatch option without its +": (["hydra/launcher=slurm", "hydra.launcher.additional_parameters={qos: high}"],
+    "an sbatch option without its +": (["-m", "hydra/launcher=slurm", "hydra.launcher.additional_parameters={qos: high}"],
                                        ["hydra.launcher.additional_parameters.qos",
                                         "accepted: +hydra.launcher.additional_parameters={qos: high}"]),
-    "an unknown launcher key": (["hydra/launcher=slurm", "hydra.launcher.partitio=gpu"],
+    "an unknown launcher key": (["-m", "hydra/launcher=slurm", "hydra.launcher.partitio=gpu"],
                                 ["hydra.launcher.partitio", "unknown key", "partition", "timeout_min"]),
     # before: "trainer.lr_milestones[1]=None"
     "a list item of the wrong type": (["trainer.lr_milestones=[3,1.5]"],
