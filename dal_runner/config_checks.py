@@ -58,6 +58,9 @@ def explain(exc: BaseException, overrides: List[str]) -> str:
             kind = {"Integer": "an integer", "Float": "a number (Float)", "Boolean": "true or false", "bool": "true or false",
                     "String": "a string"}.get(wanted.group(1), wanted.group(1))
             return f"{full_key}={given}: wrong type; accepted: {kind}"
+        if given and "${hydra:job." in given and "Incompatible value 'None'" in msg:  # a single run has no job number
+            return (f"{full_key}={given}: only a sweep's jobs have a number (a single run's is None); accepted: "
+                    f"a value, e.g. {full_key}=0, or the sweep: dal-run -m {full_key}='{given}' ...")
         if "Interpolation key" in msg or "Unsupported interpolation" in msg:
             return f"{full_key}={given}: {msg}; accepted: a value, or ${{key}} naming a key of the config"
         if "is not Optional" in msg:

@@ -147,6 +147,10 @@ CASES = {
     "a sweep with one bad value": (["-m", "trainer.lr=0.1,-1"], ["trainer.lr=-1.0", "a finite number > 0"]),
     "a sweep with one bad value and its seeds from Hydra": (["-m", "seed=${hydra:job.num}", "trainer.lr=0.1,-1"],
                                                             ["trainer.lr=-1.0", "a finite number > 0"]),
+    # before: OmegaConf's "While dereferencing interpolation ... Incompatible value 'None'", nothing accepted
+    "a sweep's job number as a single run's seed": (["seed=${hydra:job.num}"],
+                                                    ["seed=${hydra:job.num}: only a sweep's jobs have a number",
+                                                     "accepted: a value, e.g. seed=0, or the sweep: dal-run -m "]),
     "a launcher without -m": (["hydra/launcher=slurm", "hydra.launcher.partition=gpu"],
                               ["hydra/launcher=slurm: a launcher runs the jobs of a sweep, and without -m Hydra runs "
                                "this one here", "accepted: dal-run -m hydra/launcher=slurm ..."]),
@@ -172,7 +176,6 @@ CASES = {
     "a sweep with a candidates' milestone past their epochs": (["-m", "search.epochs=10", "search.lr_milestones=[5],[12]"],
                                                                 ["search.lr_milestones=[12]", "1..9"]),
     "shell completion without a command": (["--shell-completion"], ["--shell-completion: no command given", "install=bash"]),
-    "a Hydra value that is no seed in one run": (["seed=${hydra:job.num}"], ["seed=${hydra:job.num}", "'None'"]),
     # a key given twice: the bad value is named, wherever it is (OmegaConf stops at the first)
     "a bad value before a good one": (["trainer.epochs=five", "trainer.epochs=3"], ["trainer.epochs=five", "integer"]),
     "a bad value after a good one": (["trainer.epochs=3", "trainer.epochs=five"], ["trainer.epochs=five", "integer"]),
