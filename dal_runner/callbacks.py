@@ -149,7 +149,7 @@ class ReportOnMultirunEnd(Callback):
             if not any(run_status(job).get("state") == "completed" for job in jobs):
                 log.info("sweep %s: no run completed, so no report", sweep_dir)  # the reasons follow
                 return
-            status = report.main(self.argv(sweep_dir))
+            status = report.main(self.argv(sweep_dir), reference_configured=bool(self.reference))
             if status != 0:
                 log.warning("dal-report on %s ended with status %s (the message is above); "
                             "run `dal-report %s` again once fixed", sweep_dir, status, sweep_dir)

@@ -84,33 +84,44 @@ def _matches(run: Run, spec: Dict[str, str]) -> bool:
     return all(run.attrs.get(k) == v for k, v in spec.items())
 
 
+class ReferenceError(ReportError):
+    """A --reference that names no reference strategy among the runs."""
+
+
+def _names_every_strategy(runs: Sequence[Run], spec: Dict[str, str]) -> bool:
+    """Whether every run matches `spec` while there are several strategies: each would be its own
+    reference, with gains of 0 (--reference dataset=digits; query=random when only the search varies)."""
+    return all(_matches(r, spec) for r in runs) and len({r.strategy for r in runs}) > 1
+
+
 def choose_reference(runs: Sequence[Run], given: Dict[str, str], search_compared: bool,
                      env_keys: Sequence[str] = (), strategy_keys: Sequence[str] = ()) -> Dict[str, str]:
     if given:
         for key, value in given.items():
             if key not in strategy_keys and (key in env_keys or _group_of(key) in env_keys):
                 # a key of the environment: each environment's groups would be compared with themselves
-                raise ReportError(
+                raise ReferenceError(
                     f"--reference {key}={value}: {key} tells environments apart, and runs of different "
                     f"environments are never compared; accepted: keys of the compared strategies "
                     f"({', '.join(strategy_keys) or 'query'}; dal-report --strategy adds one)")
             values = sorted({r.attrs[key] for r in runs if key in r.attrs})
             if not values:
                 known = sorted({k for r in runs for k in r.attrs}, key=_key_order)
-                raise ReportError(f"--reference {key}={value}: unknown key; accepted: one of {', '.join(known)}")
+                raise ReferenceError(f"--reference {key}={value}: unknown key; accepted: one of {', '.join(known)}")
             if value not in values:
-                raise ReportError(f"--reference {key}={value}: no completed run has it; accepted: one of {', '.join(values)}")
+                raise ReferenceError(f"--reference {key}={value}: no completed run has it; accepted: one of {', '.join(values)}")
         if not any(_matches(r, given) for r in runs):
-            raise ReportError(f"--reference {' '.join(f'{k}={v}' for k, v in given.items())}: no completed run matches all")
-        if all(_matches(r, given) for r in runs) and len({r.strategy for r in runs}) > 1:
-            # every strategy would be its own reference: gains of 0, and no figure said why
-            raise ReportError(f"--reference {' '.join(f'{k}={v}' for k, v in given.items())}: every run has it, so it "
-                              f"names no one strategy; accepted: keys of the compared strategies "
-                              f"({', '.join(strategy_keys) or 'query'}; dal-report --strategy adds one)")
+            raise ReferenceError(f"--reference {' '.join(f'{k}={v}' for k, v in given.items())}: no completed run matches all")
+        if _names_every_strategy(runs, given):
+            raise ReferenceError(f"--reference {_spec(given)}: every run has it, so it names no one strategy; accepted: "
+                                 f"keys of the compared strategies ({', '.join(strategy_keys) or 'query'}; "
+                                 f"dal-report --strategy adds one)")
         return dict(given)
     fixed_resnet18 = {"search": "fixed", "arch": "resnet18"}
     if search_compared and any(_matches(r, fixed_resnet18) for r in runs):
         return fixed_resnet18
+    if _names_every_strategy(runs, {"query": "random"}):  # iNAS against random search, each with query=random
+        return {}
     return {"query": "random"}
 
 
@@ -145,7 +156,11 @@ def check_strategy_keys(runs: Sequence[Run], strategy: Sequence[str]) -> None:
 
 
 def build_report(paths: Sequence[Path], reference: Optional[Dict[str, str]] = None, alpha: float = 0.05,
-                 out: Optional[Path] = None, strategy: Sequence[str] = (), penalty_sizes: str = "badge") -> Report:
+                 out: Optional[Path] = None, strategy: Sequence[str] = (), penalty_sizes: str = "badge",
+                 reference_configured: bool = False) -> Report:
+    """The report of the runs under `paths`. reference_configured: `reference` is the sweep's (its
+    callback's, e.g. an experiment's), not typed now: one that names no strategy among these runs
+    leaves the report without gains, with a note, instead of failing it."""
     from dal_runner.metrics import curves as C
     from dal_runner.metrics.auc import auc
     from dal_runner.metrics.penalty import penalty_report, t_critical, tidy
@@ -165,7 +180,17 @@ def build_report(paths: Sequence[Path], reference: Optional[Dict[str, str]] = No
     report = Report(included, excluded, env_keys, strategy_keys, {}, alpha)
     if not included:
         return report
-    report.reference = choose_reference(included, reference or {}, search_compared, env_keys, strategy_keys)
+    try:
+        report.reference = choose_reference(included, reference or {}, search_compared, env_keys, strategy_keys)
+    except ReferenceError as e:
+        if not reference_configured:
+            raise
+        report.notes.append(f"AUC-gain: none, as the sweep's configured reference is no reference here: {e}")
+    else:
+        if not report.reference and len({r.strategy for r in included}) > 1:
+            example = next(f"{k}={included[0].attrs[k]}" for k in strategy_keys or ["query"] if k in included[0].attrs)
+            report.notes.append(f"AUC-gain: none: every strategy has query=random, the default reference; "
+                                f"dal-report --reference KEY=VALUE names one, e.g. --reference {example}")
 
     groups: Dict[Tuple[str, str], List[Run]] = defaultdict(list)
     for r in included:
@@ -192,6 +217,8 @@ def build_report(paths: Sequence[Path], reference: Optional[Dict[str, str]] = No
         aucs.append({"group": name, "environment": env, "strategy": strategy, "mean": mean, "std": std,
                      "n": count, "seeds": seeds, "from_labels": min(a for a, _ in ranges),
                      "to_labels": max(b for _, b in ranges), "ranges_differ": str(len(ranges) > 1).lower()})
+        if not report.reference:
+            continue
         ref = _reference_of(members[0], report.reference, strategy_keys,
                             [groups[group] for group in order if group[0] == env])
         if ref is None:
@@ -414,12 +441,15 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Optional[Sequence[str]] = None, reference_configured: bool = False) -> int:
+    """dal-report ARGV; reference_configured: the sweep's callback, whose --reference came from
+    the sweep's config (see build_report)."""
     try:
         args = parse_args(sys.argv[1:] if argv is None else argv)
         out = args.out or args.paths[0] / REPORT_DIR
         report = build_report(args.paths, parse_reference(args.reference), args.alpha, out=out,
-                              strategy=args.strategy, penalty_sizes=args.penalty_sizes)
+                              strategy=args.strategy, penalty_sizes=args.penalty_sizes,
+                              reference_configured=reference_configured)
         if not report.runs:
             print_excluded(report, _console(), written=False)
             raise ReportError(f"none of the {len(report.excluded)} run folder(s) completed; nothing to report")

@@ -469,6 +469,29 @@ def test_a_reference_that_every_run_has_is_refused(tmp_path, capsys):
     assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--reference", "dataset=digits",
                         "query=margin"]) == 0
     assert {r["reference"] for r in rows(tmp_path / "out" / "auc_gain.csv")} == {"query=margin"}
+    # the same reference from a sweep's config (its callback): the report is written, without gains
+    capsys.readouterr()
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "cb"), "--reference", "dataset=digits"],
+                       reference_configured=True) == 0
+    assert len(rows(tmp_path / "cb" / "auc.csv")) == 2 and rows(tmp_path / "cb" / "auc_gain.csv") == []
+    assert "AUC-gain: none, as the sweep's configured reference is no reference here: --reference dataset=digits: " \
+           "every run has it" in capsys.readouterr().out
+
+
+def test_searches_compared_with_the_same_query_and_no_fixed_resnet18_have_no_default_reference(tmp_path, capsys):
+    """iNAS against random search, both with query=random: query=random, the default reference,
+    made each its own reference (an auc_gain.csv of zeros, no word why)."""
+    for job, search in enumerate(("inas", "random")):
+        for seed in (0, 1):
+            make_run(tmp_path / "runs" / f"{job}{seed}", search=search, arch="resnet", seed=seed, curve=RANDOM[seed])
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
+    assert [r["strategy"] for r in rows(tmp_path / "out" / "auc.csv")] == ["search=inas", "search=random"]
+    assert rows(tmp_path / "out" / "auc_gain.csv") == []
+    assert "AUC-gain: none: every strategy has query=random, the default reference; dal-report --reference KEY=VALUE " \
+           "names one, e.g. --reference search=inas" in capsys.readouterr().out
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--reference", "search=random"]) == 0
+    assert [(r["strategy"], r["reference"]) for r in rows(tmp_path / "out" / "auc_gain.csv")] == [
+        ("search=inas", "search=random"), ("search=random", "search=random")]
 
 
 def test_environments_are_in_natural_order_and_a_query_keeps_its_colour_across_reports(tmp_path):
