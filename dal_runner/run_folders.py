@@ -10,6 +10,7 @@ import json
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -29,6 +30,7 @@ class Run:
     name: str  # relative to the scanned PATHs' common folder
     attrs: Dict[str, str] = field(default_factory=dict)  # group choices and dotted config leaves
     unread: set = field(default_factory=set)  # keys of its config the run does not read (left out of attrs)
+    preset_keys: set = field(default_factory=set)  # the keys its preset (conf/preset/<dataset>_<arch>) sets
     seed: Any = None
     state: str = "missing"
     reason: str = ""  # why it is excluded; empty for a run that counts
@@ -118,6 +120,7 @@ def load_run(path: Path, name: str) -> Run:
     run.seed = config.get("seed")
     run.attrs = _flatten(config)
     run.attrs.update({g: _fmt(c) for g, c in _choices(path, config).items()})
+    run.preset_keys = _preset_keys(path)
     run.unread = {k for k in run.attrs if _unused(run.attrs, k)}
     for key in run.unread:
         del run.attrs[key]
@@ -179,6 +182,52 @@ def _choices(path: Path, config: Dict[str, Any]) -> Dict[str, Any]:
     return {g: choices[g] for g in GROUPS if choices.get(g) is not None}
 
 
+def _preset_keys(path: Path) -> set:
+    """The keys the run's preset set (Hydra's choice `preset`, e.g. digits_resnet, read from the
+    config sources the run was composed from: dal-run's own, or a --config-dir of the user's): what
+    its dataset and arch options set outside their own groups. Empty where none applied or its file
+    is gone."""
+    from omegaconf import OmegaConf
+
+    try:
+        runtime = OmegaConf.load(path / ".hydra" / "hydra.yaml").hydra.runtime
+        name = runtime.choices.get("preset")
+        sources = [(str(c.schema), str(c.path)) for c in runtime.get("config_sources") or []]
+    except Exception:
+        return set()
+    if not name:
+        return set()
+    from dal_runner.cli_help import CONFIG_MODULE
+
+    for schema, where in [*sources, ("pkg", CONFIG_MODULE)]:
+        keys = _keys_of_preset(schema, where, str(name))
+        if keys is not None:
+            return set(keys)
+    return set()
+
+
+@lru_cache(maxsize=None)
+def _keys_of_preset(schema: str, where: str, name: str) -> Optional[frozenset]:
+    from importlib.resources import files
+
+    from omegaconf import OmegaConf
+
+    try:
+        folder = files(where) if schema == "pkg" else Path(where) if schema == "file" else None
+        if folder is None or not (folder / "preset" / f"{name}.yaml").is_file():
+            return None
+        preset = OmegaConf.create((folder / "preset" / f"{name}.yaml").read_text())
+        return frozenset(_flatten(OmegaConf.to_container(preset)))
+    except Exception:  # a package that is gone, a file that does not parse
+        return None
+
+
+def _can_set(option: str, key: str, preset_keys: set) -> bool:
+    """Whether the group option `option` (dataset, arch, ...) can set `key`: its own group's keys;
+    dataset and arch also the keys a run's preset set; an experiment any key."""
+    return option in (_group_of(key), "experiment") or (option in ("dataset", "arch") and key in preset_keys)
+
+
 def _unused(attrs: Dict[str, str], key: str) -> bool:
     """Keys a run's own options do not read: they tell no runs apart (labels leave them out).
     search=fixed has the candidates' estimation keys but no candidates; entropy_lambda weighs the
@@ -198,26 +247,6 @@ def _key_order(key: str):
     return (GROUPS.index(group) if group in GROUPS else len(GROUPS), key != group, key)
 
 
-def _preset_keys() -> set:
-    """The keys that conf/preset/<dataset>_<arch>.yaml files set: all that a dataset or arch option
-    sets outside its own group (arch=resnet18 sets no trainer or budget key)."""
-    from importlib.resources import files
-
-    from omegaconf import OmegaConf
-
-    from dal_runner.cli_help import CONFIG_MODULE
-
-    keys = set()
-    for preset in (files(CONFIG_MODULE) / "preset").iterdir():
-        if preset.name.endswith(".yaml"):
-            keys |= set(_flatten(OmegaConf.to_container(OmegaConf.create(preset.read_text()))))
-    return keys
-
-
-def _can_set(option: str, key: str, preset_keys: set) -> bool:
-    """Whether the group option `option` (dataset, arch, ...) can set `key`: its own group's keys;
-    dataset and arch also the presets' keys; an experiment any key."""
-    return option in (_group_of(key), "experiment") or (option in ("dataset", "arch") and key in preset_keys)
 
 
 def label_keys(runs: Sequence[Run], strategy_keys: Sequence[str] = ()) -> Tuple[List[str], List[str], bool]:
@@ -225,7 +254,7 @@ def label_keys(runs: Sequence[Run], strategy_keys: Sequence[str] = ()) -> Tuple[
 
     A key names runs apart only when it varies across them, and a config leaf only when the
     varying group options that can set it do not already determine it: its own group's option
-    (arch.n_blocks says nothing arch=resnet18 does not); dataset and arch for the keys their
+    (arch.n_blocks says nothing arch=resnet18 does not); dataset and arch for the keys the runs'
     presets set (a preset's search.epochs follows from the arch); an experiment for any key.
     Nothing else sets another group's keys: trainer.epochs that varies along with the query or
     the arch is a difference of protocol, shown (and so an environment), never hidden behind the
@@ -235,7 +264,7 @@ def label_keys(runs: Sequence[Run], strategy_keys: Sequence[str] = ()) -> Tuple[
     varying = [k for k in keys if len({r.attrs.get(k) for r in runs if k not in r.unread}) > 1]
     options = [k for k in varying if k in GROUPS]
     shown = list(options)
-    preset_keys = _preset_keys() if varying else set()
+    preset_keys = {k for r in runs for k in r.preset_keys}
     for key in varying:
         if key not in GROUPS:
             setting = [g for g in options if _can_set(g, key, preset_keys)]

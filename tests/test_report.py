@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Optional
 
 import pytest
 import yaml
@@ -219,6 +220,62 @@ def test_a_key_that_varies_along_with_the_arch_of_compared_searches_is_an_enviro
     assert {(r["environment"], r["strategy"]) for r in rows(tmp_path / "out" / "auc.csv")} == {
         ("dataset=digits budget.max_labels=100 trainer.epochs=3", "search=fixed arch=resnet_small"),
         ("dataset=digits budget.max_labels=200 trainer.epochs=8", "search=inas arch=resnet")}
+
+
+def _with_preset(folder: Path, preset: str, config_dir: Optional[Path] = None, **keys) -> None:
+    """The run as Hydra leaves it with `preset` applied (its choice in hydra.yaml, the config sources
+    it was composed from) and the keys that preset set."""
+    config = yaml.safe_load((folder / ".hydra" / "config.yaml").read_text())
+    for key, value in keys.items():
+        group, _, leaf = key.partition("__")
+        config[group][leaf] = value
+    (folder / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    hydra = yaml.safe_load((folder / ".hydra" / "hydra.yaml").read_text())
+    hydra["hydra"]["runtime"]["choices"]["preset"] = preset
+    hydra["hydra"]["runtime"]["config_sources"] = [
+        {"path": "hydra.conf", "schema": "pkg", "provider": "hydra"},
+        *([{"path": str(config_dir), "schema": "file", "provider": "command-line"}] if config_dir else []),
+        {"path": "dal_runner.conf", "schema": "pkg", "provider": "main"}]
+    (folder / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump(hydra))
+
+
+def test_a_key_a_runs_preset_sets_follows_from_its_arch(tmp_path):
+    """On digits, arch=resnet's preset sets search.epochs=15, arch=resnet_small has none (null): the
+    difference is the arch's, so the two are environments of one strategy, not two search strategies."""
+    for job, arch in enumerate(("resnet", "resnet_small")):
+        for seed in (0, 1):
+            folder = make_run(tmp_path / "runs" / f"{job}{seed}", search="inas", arch=arch, seed=seed, curve=RANDOM[seed])
+            if arch == "resnet":
+                _with_preset(folder, "digits_resnet", search__epochs=15)
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
+    assert {(r["environment"], r["strategy"]) for r in rows(tmp_path / "out" / "auc.csv")} == {
+        ("dataset=digits arch=resnet", "query=random"), ("dataset=digits arch=resnet_small", "query=random")}
+
+
+def test_a_key_set_by_a_preset_of_the_users_config_dir_follows_from_its_arch(tmp_path):
+    """--config-dir with preset/digits_resnet18.yaml setting trainer.epochs: iNAS (50 epochs) against
+    the fixed ResNet-18 (100, its preset's) is one environment, as the user's preset meant."""
+    own = tmp_path / "myconf"
+    (own / "preset").mkdir(parents=True)
+    (own / "preset" / "digits_resnet18.yaml").write_text("# @package _global_\ntrainer:\n  epochs: 100\n")
+    for job, (search, arch) in enumerate((("inas", "resnet"), ("fixed", "resnet18"))):
+        for seed in (0, 1):
+            folder = make_run(tmp_path / "runs" / f"{job}{seed}", search=search, arch=arch, seed=seed, curve=RANDOM[seed])
+            if arch == "resnet18":
+                _with_preset(folder, "digits_resnet18", own, trainer__epochs=100)
+            else:
+                _with_preset(folder, "digits_resnet", own, trainer__epochs=50)  # dal-run's own preset
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
+    assert {(r["environment"], r["strategy"]) for r in rows(tmp_path / "out" / "auc.csv")} == {
+        ("dataset=digits", "search=fixed arch=resnet18"), ("dataset=digits", "search=inas arch=resnet")}
+    # without that preset (its file gone), the difference is a protocol's: two environments
+    (own / "preset" / "digits_resnet18.yaml").unlink()
+    from dal_runner.run_folders import _keys_of_preset
+
+    _keys_of_preset.cache_clear()
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out2")]) == 0
+    assert {r["environment"] for r in rows(tmp_path / "out2" / "auc.csv")} == {
+        "dataset=digits trainer.epochs=100", "dataset=digits trainer.epochs=50"}
 
 
 def test_keys_a_run_does_not_read_tell_no_runs_apart(tmp_path):
