@@ -303,6 +303,20 @@ def test_an_error_raised_inside_torch_names_the_users_line_not_torchs(monkeypatc
         build("wrong_dim.select", {}).select(_context(), 3)
     line = wrong_dim.__code__.co_firstlineno + 1
     assert f"raised IndexError: " in str(error.value) and f"(test_custom_query.py, line {line})" in str(error.value)
+    # a package of the user site (pip install --user) or Debian's dist-packages: a library too
+    from dal_runner.query.custom import where
+
+    for site in ("/home/u/.local/lib/python3.11/site-packages", "/usr/lib/python3/dist-packages"):
+        namespace = {}
+        exec(compile("def softmax(x):\n    raise IndexError('Dimension out of range')\n",
+                     f"{site}/somelib/functional.py", "exec"), namespace)
+
+        def calls_it():
+            namespace["softmax"](None)
+
+        with pytest.raises(IndexError) as error:
+            calls_it()
+        assert where(error.value) == f"test_custom_query.py, line {calls_it.__code__.co_firstlineno + 1}", site
 
 
 def test_a_stop_that_reached_the_users_code_as_another_error_stops_the_run(monkeypatch):

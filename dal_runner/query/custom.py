@@ -51,11 +51,16 @@ def where(error: BaseException) -> str:
     import traceback
 
     ours = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
-    libraries = tuple(os.path.realpath(sysconfig.get_paths()[k]) + os.sep for k in ("stdlib", "purelib", "platlib"))
+    stdlib = tuple(os.path.realpath(sysconfig.get_paths(vars=v)["stdlib"]) + os.sep
+                   for v in ({}, {"installed_base": sys.base_prefix, "base": sys.base_prefix}))
+
+    def library(filename: str) -> bool:  # the standard library, or any installed package (a venv's, the
+        path = os.path.realpath(filename)  # user site's, Debian's dist-packages, the base Python's)
+        return path.startswith(stdlib) or bool({"site-packages", "dist-packages"} & set(path.split(os.sep)))
+
     frames = traceback.extract_tb(error.__traceback__)
     not_ours = [f for f in frames if not os.path.abspath(f.filename).startswith(ours)]
-    theirs = [f for f in not_ours if not os.path.realpath(f.filename).startswith(libraries)
-              and not f.filename.startswith("<")] or not_ours or frames
+    theirs = [f for f in not_ours if not library(f.filename) and not f.filename.startswith("<")] or not_ours or frames
     return f"{os.path.basename(theirs[-1].filename)}, line {theirs[-1].lineno}" if theirs else "?"
 
 
