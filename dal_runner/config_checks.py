@@ -59,8 +59,9 @@ def explain(exc: BaseException, overrides: List[str]) -> str:
                     "String": "a string"}.get(wanted.group(1), wanted.group(1))
             return f"{full_key}={given}: wrong type; accepted: {kind}"
         if given and "${hydra:job." in given and "Incompatible value 'None'" in msg:  # a single run has no job number
+            example = f", e.g. {full_key}=0" if full_key == "seed" else ""
             return (f"{full_key}={given}: only a sweep's jobs have a number (a single run's is None); accepted: "
-                    f"a value, e.g. {full_key}=0, or the sweep: dal-run -m {full_key}='{given}' ...")
+                    f"a value{example}, or the sweep: dal-run -m {full_key}='{given}' ...")
         if "Interpolation key" in msg or "Unsupported interpolation" in msg:
             return f"{full_key}={given}: {msg}; accepted: a value, or ${{key}} naming a key of the config"
         if "is not Optional" in msg:

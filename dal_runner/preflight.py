@@ -268,6 +268,22 @@ def _check_job_or_error(number: int, job: List[str], multirun: bool = True, prin
         return None, explain(e, job)
 
 
+def _check_launcher_without_m(overrides: List[str]) -> None:
+    """Hydra uses a launcher for -m alone: a single run with hydra/launcher=slurm ran right here, in
+    the calling process (a login node's), without a word."""
+    given = [o for o in overrides if "=" in o and o.lstrip("+").split("=", 1)[0].strip() == "hydra/launcher"]
+    if not given or given[-1].split("=", 1)[1].strip().strip("'\"") in ("basic", "null", ""):
+        return
+    typed = given[-1].lstrip("+")
+    if any(o.split("=", 1)[0] == "resume" for o in overrides):
+        fail(f"{typed}: resume= continues one run here, in this process, and a launcher runs only a sweep's jobs; "
+             f"accepted: dal-run resume=PATH without hydra/launcher (in a batch script, to run it on a cluster's "
+             f"node; a sweep's SLURM job continues by itself when requeued)")
+    fail(f"{typed}: a launcher runs the jobs of a sweep, and without -m Hydra runs this one here, in this "
+         f"process; accepted: dal-run -m {typed} ... (a sweep of one job is fine), or no hydra/launcher for a "
+         f"run here")
+
+
 def preflight(argv: List[str]) -> List[str]:
     """Check every job of the command line; returns the command line Hydra should run."""
     from hydra import initialize_config_module
@@ -279,15 +295,11 @@ def preflight(argv: List[str]) -> List[str]:
     argv = _whole_schedules(argv)
     overrides, multirun, custom_config = _split_argv(argv)
     _check_presets(overrides)
+    printing = any(a in ("--cfg", "-c") or a.startswith("--cfg=") for a in argv)
+    if not multirun and not printing:
+        _check_launcher_without_m(overrides)
     if custom_config:
         return argv  # the user brought their own config tree; Hydra reports its errors
-    printing = any(a in ("--cfg", "-c") or a.startswith("--cfg=") for a in argv)
-    launcher = [o for o in overrides if o.lstrip("+").split("=", 1)[0] == "hydra/launcher"]
-    if launcher and not multirun and not printing and launcher[-1].split("=", 1)[1].strip() != "basic":
-        # Hydra uses a launcher for -m alone: a single run with hydra/launcher=slurm ran right here
-        fail(f"{launcher[-1]}: a launcher runs the jobs of a sweep, and without -m Hydra runs this one here, in "
-             f"this process; accepted: dal-run -m {launcher[-1].lstrip('+')} ... (a sweep of one job is fine), or "
-             f"no hydra/launcher for a run here")
     if printing and multirun:
         fail("--cfg with -m: --cfg prints the config of one run; accepted: dal-run --cfg job with one value "
              "per key (e.g. seed=0), or dal-run -m ... without --cfg")
