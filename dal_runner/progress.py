@@ -55,9 +55,20 @@ class FileOnly(logging.Filter):
         return not getattr(record, "file_only", False)
 
 
+def logged_to_file() -> bool:
+    """Whether the root logger writes a file (Hydra's dal-run.log; none with hydra/job_logging=stdout
+    or disabled): where it does not, a traceback meant for the file goes to the terminal."""
+    import os
+
+    return any(isinstance(h, logging.FileHandler) and h.baseFilename != os.path.abspath(os.devnull)
+               for h in logging.getLogger().handlers)  # pytest's handler of no --log-file writes to devnull
+
+
 def file_only_off_the_console() -> None:
     """FileOnly on every console handler of the root logger (Hydra's, whichever hydra/job_logging
-    made it; none with job_logging=disabled), once: called at each job's start."""
+    made it), once, where a file handler has those records: called at each job's start."""
+    if not logged_to_file():
+        return
     for handler in logging.getLogger().handlers:
         if _is_console(handler) and not any(isinstance(f, FileOnly) for f in handler.filters):
             handler.addFilter(FileOnly())
@@ -80,7 +91,8 @@ def round_progress(total_rounds: int, rounds_done: int, enabled: Optional[bool] 
     swapped = [h for h in root.handlers if _is_console(h)]
     rich_handler = RichHandler(console=console, show_path=False, show_level=False, show_time=False,
                                markup=False, highlighter=NullHighlighter())
-    rich_handler.addFilter(FileOnly())  # the terminal's, as the handlers it stands in for
+    if logged_to_file():  # the terminal's, as the handlers it stands in for
+        rich_handler.addFilter(FileOnly())
     for h in swapped:
         root.removeHandler(h)
     root.addHandler(rich_handler)

@@ -31,12 +31,20 @@ def _sweep_overrides(sweep: Path) -> str:
         return "<its overrides> "
 
 
-def _single_run(folder: Path) -> bool:
-    """Whether Hydra ran `folder` as a single run (its .hydra/hydra.yaml: mode RUN), not a sweep's job."""
-    try:
-        return str(OmegaConf.load(folder / ".hydra" / "hydra.yaml").hydra.mode) == "RUN"
-    except Exception:  # no hydra.yaml, or one this cannot read: taken for a sweep's job, as before
-        return False
+def _single_runs(folder: Path, jobs: List[str]) -> bool:
+    """Whether Hydra ran every one of `jobs` as a single run (.hydra/hydra.yaml: mode RUN), none as a
+    sweep's job: a date folder of runs, not a sweep (a sweep's job resumed alone says RUN since, so
+    one job is not enough to tell). The line is read as text: a date folder may hold hundreds."""
+    import re
+
+    for job in jobs:
+        try:
+            text = (folder / job / ".hydra" / "hydra.yaml").read_text()
+        except OSError:  # no hydra.yaml: taken for a sweep's job, as before
+            return False
+        if not re.search(r"^\s+mode: RUN\s*$", text, re.MULTILINE):
+            return False
+    return bool(jobs)
 
 
 def resume_argv(argv: List[str], overrides: List[str], multirun: bool) -> List[str]:
@@ -68,7 +76,7 @@ def resume_argv(argv: List[str], overrides: List[str], multirun: bool) -> List[s
     if not (path / ".hydra" / "config.yaml").is_file():
         jobs = sorted((p.name for p in path.iterdir() if (p / ".hydra" / "config.yaml").is_file()),
                       key=lambda n: (len(n), n)) if path.is_dir() else []
-        if not (path / "multirun.yaml").is_file() and jobs and _single_run(path / jobs[-1]):
+        if not (path / "multirun.yaml").is_file() and _single_runs(path, jobs):
             # outputs/runs/<date>: single runs side by side, no sweep to launch again
             fail(f"{given}: a folder of {len(jobs)} run(s), not a run itself; accepted: resume=PATH of one of "
                  f"them, e.g. resume={path}/{jobs[-1]} (the newest by name)")

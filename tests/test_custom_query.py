@@ -284,8 +284,8 @@ def test_the_checks_before_a_job_do_not_run_the_constructor_and_state_methods_sa
     with pytest.raises(QueryError, match=r"state_dict\(\)\['best'\] is a numpy.float64, which the run's state"):
         strategy.state_dict()
     with pytest.raises(QueryError, match=r"query.target=learns.Learns: load_state_dict\(\) raised KeyError: 'count' "
-                                         r"\(test_custom_query.py, line \d+\); its traceback is in dal-run.log"):
-        strategy.load_state_dict({})
+                                         r"\(test_custom_query.py, line \d+\); its traceback is above \(no log file"):
+        strategy.load_state_dict({})  # this process's logging writes no file
 
 
 def test_an_error_raised_inside_torch_names_the_users_line_not_torchs(monkeypatch):
@@ -349,18 +349,39 @@ def test_a_stop_that_reached_the_users_code_as_another_error_stops_the_run(monke
         build("loads.Loads", {})
 
 
-def test_a_traceback_meant_for_the_log_stays_off_the_terminal_under_the_progress_bar(capsys):
-    """Before, the progress bar's console handler printed the custom strategy's whole traceback."""
+def test_a_traceback_meant_for_the_log_stays_off_the_terminal_under_the_progress_bar(capsys, tmp_path):
+    """Before, the progress bar's console handler printed the custom strategy's whole traceback.
+    Without a log file (hydra/job_logging=stdout) it is printed: nowhere else would have it."""
     import logging
 
     from dal_runner.progress import round_progress
 
     log = logging.getLogger("dal_runner")
-    with round_progress(2, 0, enabled=True):
-        log.error("a line for the terminal")
-        log.error("a traceback for dal-run.log", extra={"file_only": True})
+    file_handler = logging.FileHandler(tmp_path / "dal-run.log")
+    logging.getLogger().addHandler(file_handler)
+    try:
+        with round_progress(2, 0, enabled=True):
+            log.error("a line for the terminal")
+            log.error("a traceback for dal-run.log", extra={"file_only": True})
+    finally:
+        logging.getLogger().removeHandler(file_handler)
+        file_handler.close()
     err = capsys.readouterr().err
     assert "a line for the terminal" in err and "a traceback for dal-run.log" not in err
+    assert "a traceback for dal-run.log" in (tmp_path / "dal-run.log").read_text()
+    with round_progress(2, 0, enabled=True):
+        log.error("a traceback with no file to go to", extra={"file_only": True})
+    assert "a traceback with no file to go to" in capsys.readouterr().err
+
+
+def test_without_a_log_file_a_custom_strategys_traceback_is_on_the_terminal(user_folder):
+    """hydra/job_logging=stdout writes no dal-run.log: the traceback was dropped, and the error said
+    it was in dal-run.log."""
+    res = run_cli([*BASE, "trainer.epochs=2", "query=custom", "query.target=my_queries.raises",
+                   "hydra/job_logging=stdout", f"hydra.run.dir={user_folder / 'run'}"], cwd=user_folder, env=ONE_THREAD)
+    assert res.returncode == 1
+    assert "its traceback is above (no log file: hydra/job_logging)" in res.stderr, res.stderr[-2000:]
+    assert 'raise ValueError("my bug")' in res.stdout + res.stderr
 
 
 def test_a_run_with_hydras_logging_disabled_runs(tmp_path):

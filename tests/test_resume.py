@@ -739,6 +739,11 @@ def test_resume_of_a_sweeps_folder_says_how_to_continue_it(tmp_path, monkeypatch
     (sweep / "multirun.yaml").unlink()  # job folders alone: the overrides are not known
     code, _, err = run_cli_inprocess([f"resume={sweep}"], tmp_path, monkeypatch, capsys)
     assert code == 2 and f"dal-run -m <its overrides> hydra.sweep.dir={sweep}" in err
+    # its jobs' hydra.yaml say MULTIRUN, but that of job 10, resumed alone (resume=<sweep>/10), says RUN
+    for job, mode in (("0", "MULTIRUN"), ("1", "MULTIRUN"), ("10", "RUN")):
+        (sweep / job / ".hydra" / "hydra.yaml").write_text(f"hydra:\n  mode: {mode}\n")
+    code, _, err = run_cli_inprocess([f"resume={sweep}"], tmp_path, monkeypatch, capsys)
+    assert code == 2 and f"dal-run -m <its overrides> hydra.sweep.dir={sweep}" in err, err
     # a date folder of single runs (Hydra's mode RUN): no sweep to launch again (before: the sweep's advice)
     for job in ("0", "1", "10"):
         (sweep / job / ".hydra" / "hydra.yaml").write_text("hydra:\n  mode: RUN\n")

@@ -226,8 +226,11 @@ class CustomQuery:
             _stop_first(e)
             log.error("query.target=%s: %s raised", self.target, method, exc_info=True, extra=_FILE_ONLY)
             shown = f"{method}(ctx, k={args[1]})" if method == "select" else f"{method}()"
-            raise QueryError(f"query.target={self.target}: {shown} raised {_raised(e)}; its traceback is in "
-                             "dal-run.log") from None
+            from dal_runner.progress import logged_to_file
+
+            where_logged = "in dal-run.log" if logged_to_file() else "above (no log file: hydra/job_logging)"
+            raise QueryError(f"query.target={self.target}: {shown} raised {_raised(e)}; its traceback is "
+                             f"{where_logged}") from None
 
     def _load_state_dict(self, state: Dict[str, Any]) -> None:
         self._call("load_state_dict", state)
