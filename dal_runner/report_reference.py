@@ -1,0 +1,85 @@
+"""dal-report's AUC-gain reference: the strategy every other one of its environment is compared
+with (--reference KEY=VALUE ..., or the default: query=random, or the fixed ResNet-18 when search
+strategies are compared), and the group of runs that is each strategy's reference."""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence
+
+from dal_runner.run_folders import ReportError, Run, _group_of, _key_order
+
+
+def parse_reference(items: Optional[Sequence[str]]) -> Dict[str, str]:
+    spec = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise ReportError(f"--reference {item}: accepted: KEY=VALUE, e.g. query=random or search=fixed arch=resnet18")
+        if key.strip() == "seed":
+            raise ReportError(f"--reference {item}: the seed is what a group averages over (gains are paired by "
+                              f"seed), not part of a strategy; accepted: strategy keys, e.g. query=random")
+        if key.strip() in spec and spec[key.strip()] != value.strip():
+            raise ReportError(f"--reference {item}: {key.strip()} is given twice ({key.strip()}="
+                              f"{spec[key.strip()]} before); accepted: one value per key")
+        spec[key.strip()] = value.strip()
+    return spec
+
+
+def _matches(run: Run, spec: Dict[str, str]) -> bool:
+    return all(run.attrs.get(k) == v for k, v in spec.items())
+
+
+class BadReference(ReportError):
+    """A --reference that names no reference strategy among the runs."""
+
+
+def _names_every_strategy(runs: Sequence[Run], spec: Dict[str, str]) -> bool:
+    """Whether every run matches `spec` while there are several strategies: each would be its own
+    reference, with gains of 0 (--reference dataset=digits; query=random when only the search varies)."""
+    return all(_matches(r, spec) for r in runs) and len({r.strategy for r in runs}) > 1
+
+
+def choose_reference(runs: Sequence[Run], given: Dict[str, str], search_compared: bool,
+                     env_keys: Sequence[str] = (), strategy_keys: Sequence[str] = ()) -> Dict[str, str]:
+    if given:
+        for key, value in given.items():
+            if key not in strategy_keys and (key in env_keys or _group_of(key) in env_keys):
+                # a key of the environment: each environment's groups would be compared with themselves
+                raise BadReference(
+                    f"--reference {key}={value}: {key} tells environments apart, and runs of different "
+                    f"environments are never compared; accepted: keys of the compared strategies "
+                    f"({', '.join(strategy_keys) or 'query'}; dal-report --strategy adds one)")
+            values = sorted({r.attrs[key] for r in runs if key in r.attrs})
+            if not values:
+                known = sorted({k for r in runs for k in r.attrs}, key=_key_order)
+                raise BadReference(f"--reference {key}={value}: unknown key; accepted: one of {', '.join(known)}")
+            if value not in values:
+                raise BadReference(f"--reference {key}={value}: no completed run has it; accepted: one of {', '.join(values)}")
+        if not any(_matches(r, given) for r in runs):
+            raise BadReference(f"--reference {' '.join(f'{k}={v}' for k, v in given.items())}: no completed run matches all")
+        if _names_every_strategy(runs, given):
+            raise BadReference(f"--reference {_spec(given)}: every run has it, so it names no one strategy; accepted: "
+                                 f"keys of the compared strategies ({', '.join(strategy_keys) or 'query'}; "
+                                 f"dal-report --strategy adds one)")
+        return dict(given)
+    fixed_resnet18 = {"search": "fixed", "arch": "resnet18"}
+    if search_compared and any(_matches(r, fixed_resnet18) for r in runs):
+        return fixed_resnet18
+    if _names_every_strategy(runs, {"query": "random"}):  # iNAS against random search, each with query=random
+        return {}
+    return {"query": "random"}
+
+
+def _spec(spec: Dict[str, str]) -> str:
+    return " ".join(f"{k}={v}" for k, v in spec.items())
+
+
+def _reference_of(run: Run, spec: Dict[str, str], strategy_keys: Sequence[str],
+                  env_groups: Sequence[List[Run]]) -> Optional[List[Run]]:
+    """The runs of the reference of `run`'s strategy: the strategy matching `spec` that agrees with
+    `run` on every other strategy key (so iNAS + margin is compared with fixed ResNet-18 + margin)."""
+    spec_groups = {_group_of(k) for k in spec}
+    free = [k for k in strategy_keys if _group_of(k) not in spec_groups]
+    found = [g for g in env_groups
+             if _matches(g[0], spec) and all(g[0].attrs.get(k) == run.attrs.get(k) for k in free)]
+    return found[0] if len(found) == 1 else None
