@@ -82,7 +82,9 @@ def check_out(out: Path, folders: Sequence[Path]) -> None:
 def check_strategy_keys(runs: Sequence[Run], strategy: Sequence[str]) -> None:
     """Every --strategy KEY must be a config key or group of the runs (a typo would silently leave
     the grouping as it was)."""
-    known = {k for r in runs for k in r.attrs}
+    # a key the runs do not read counts (trainer.entropy_lambda of cross-entropy runs alone, which
+    # ranganathan_digits' end-of-sweep report names): it tells none of them apart
+    known = {k for r in runs for k in (*r.attrs, *r.unread)}
     for key in strategy:
         if key == "seed":
             raise ReportError("--strategy seed: the seed is what a group averages over, not part of a strategy; "
@@ -128,7 +130,9 @@ def build_report(paths: Sequence[Path], reference: Optional[Dict[str, str]] = No
         report.notes.append(f"AUC-gain: none, as the sweep's configured reference is no reference here: {e}")
     else:
         if not report.reference and len({r.strategy for r in included}) > 1:
-            example = next(f"{k}={included[0].attrs[k]}" for k in strategy_keys or ["query"] if k in included[0].attrs)
+            # a key of the strategies, as one of the runs has it (a run may lack a key another reads)
+            example = next((f"{k}={r.attrs[k]}" for k in strategy_keys or ["query"] for r in included if k in r.attrs),
+                           "KEY=VALUE")
             report.notes.append(f"AUC-gain: none: every strategy has query=random, the default reference; "
                                 f"dal-report --reference KEY=VALUE names one, e.g. --reference {example}")
 

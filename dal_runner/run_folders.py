@@ -10,7 +10,6 @@ import json
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -184,40 +183,43 @@ def _choices(path: Path, config: Dict[str, Any]) -> Dict[str, Any]:
 
 def _preset_keys(path: Path) -> set:
     """The keys the run's preset set (Hydra's choice `preset`, e.g. digits_resnet, read from the
-    config sources the run was composed from: dal-run's own, or a --config-dir of the user's): what
-    its dataset and arch options set outside their own groups. Empty where none applied or its file
-    is gone."""
+    config sources the run was composed from: dal-run's own, or a --config-dir of the user's, a
+    relative one from the run's working folder): what its dataset and arch options set outside their
+    own groups. Empty where none applied or its file is gone. A run without hydra.yaml: its
+    summary.json's choice, from dal-run's own presets."""
     from omegaconf import OmegaConf
 
+    from dal_runner.cli_help import CONFIG_MODULE
+
+    sources, cwd = [], None
     try:
         runtime = OmegaConf.load(path / ".hydra" / "hydra.yaml").hydra.runtime
         name = runtime.choices.get("preset")
         sources = [(str(c.schema), str(c.path)) for c in runtime.get("config_sources") or []]
+        cwd = runtime.get("cwd")
     except Exception:
-        return set()
+        name = ((_read_json(path / SUMMARY_JSON) or {}).get("choices") or {}).get("preset")
     if not name:
         return set()
-    from dal_runner.cli_help import CONFIG_MODULE
-
     for schema, where in [*sources, ("pkg", CONFIG_MODULE)]:
-        keys = _keys_of_preset(schema, where, str(name))
+        keys = _keys_of_preset(schema, where, str(name), str(cwd or "."))
         if keys is not None:
-            return set(keys)
+            return keys
     return set()
 
 
-@lru_cache(maxsize=None)
-def _keys_of_preset(schema: str, where: str, name: str) -> Optional[frozenset]:
+def _keys_of_preset(schema: str, where: str, name: str, cwd: str) -> Optional[set]:
+    """The keys preset/<name>.yaml of one config source sets; None where it has no such file. Read
+    for each run (no cache: a report in a long-lived process sees a preset edited since)."""
     from importlib.resources import files
 
     from omegaconf import OmegaConf
 
     try:
-        folder = files(where) if schema == "pkg" else Path(where) if schema == "file" else None
+        folder = files(where) if schema == "pkg" else Path(cwd, where) if schema == "file" else None
         if folder is None or not (folder / "preset" / f"{name}.yaml").is_file():
             return None
-        preset = OmegaConf.create((folder / "preset" / f"{name}.yaml").read_text())
-        return frozenset(_flatten(OmegaConf.to_container(preset)))
+        return set(_flatten(OmegaConf.to_container(OmegaConf.create((folder / "preset" / f"{name}.yaml").read_text()))))
     except Exception:  # a package that is gone, a file that does not parse
         return None
 

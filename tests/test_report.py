@@ -222,7 +222,8 @@ def test_a_key_that_varies_along_with_the_arch_of_compared_searches_is_an_enviro
         ("dataset=digits budget.max_labels=200 trainer.epochs=8", "search=inas arch=resnet")}
 
 
-def _with_preset(folder: Path, preset: str, config_dir: Optional[Path] = None, **keys) -> None:
+def _with_preset(folder: Path, preset: str, config_dir: Optional[Path] = None, cwd: Optional[Path] = None,
+                 **keys) -> None:
     """The run as Hydra leaves it with `preset` applied (its choice in hydra.yaml, the config sources
     it was composed from) and the keys that preset set."""
     config = yaml.safe_load((folder / ".hydra" / "config.yaml").read_text())
@@ -236,6 +237,8 @@ def _with_preset(folder: Path, preset: str, config_dir: Optional[Path] = None, *
         {"path": "hydra.conf", "schema": "pkg", "provider": "hydra"},
         *([{"path": str(config_dir), "schema": "file", "provider": "command-line"}] if config_dir else []),
         {"path": "dal_runner.conf", "schema": "pkg", "provider": "main"}]
+    if cwd is not None:  # where dal-run ran: a relative config dir is relative to it
+        hydra["hydra"]["runtime"]["cwd"] = str(cwd)
     (folder / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump(hydra))
 
 
@@ -252,30 +255,64 @@ def test_a_key_a_runs_preset_sets_follows_from_its_arch(tmp_path):
         ("dataset=digits arch=resnet", "query=random"), ("dataset=digits arch=resnet_small", "query=random")}
 
 
-def test_a_key_set_by_a_preset_of_the_users_config_dir_follows_from_its_arch(tmp_path):
+def test_a_key_set_by_a_preset_of_the_users_config_dir_follows_from_its_arch(tmp_path, monkeypatch):
     """--config-dir with preset/digits_resnet18.yaml setting trainer.epochs: iNAS (50 epochs) against
-    the fixed ResNet-18 (100, its preset's) is one environment, as the user's preset meant."""
+    the fixed ResNet-18 (100, its preset's) is one environment, as the user's preset meant. Its
+    relative path (hydra.searchpath=[file://myconf]) is the run's: dal-report runs elsewhere."""
     own = tmp_path / "myconf"
+    monkeypatch.chdir(tmp_path / "..")
     (own / "preset").mkdir(parents=True)
     (own / "preset" / "digits_resnet18.yaml").write_text("# @package _global_\ntrainer:\n  epochs: 100\n")
     for job, (search, arch) in enumerate((("inas", "resnet"), ("fixed", "resnet18"))):
         for seed in (0, 1):
             folder = make_run(tmp_path / "runs" / f"{job}{seed}", search=search, arch=arch, seed=seed, curve=RANDOM[seed])
             if arch == "resnet18":
-                _with_preset(folder, "digits_resnet18", own, trainer__epochs=100)
+                _with_preset(folder, "digits_resnet18", Path("myconf"), tmp_path, trainer__epochs=100)
             else:
-                _with_preset(folder, "digits_resnet", own, trainer__epochs=50)  # dal-run's own preset
+                _with_preset(folder, "digits_resnet", Path("myconf"), tmp_path, trainer__epochs=50)  # dal-run's own
     assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
     assert {(r["environment"], r["strategy"]) for r in rows(tmp_path / "out" / "auc.csv")} == {
         ("dataset=digits", "search=fixed arch=resnet18"), ("dataset=digits", "search=inas arch=resnet")}
     # without that preset (its file gone), the difference is a protocol's: two environments
     (own / "preset" / "digits_resnet18.yaml").unlink()
-    from dal_runner.run_folders import _keys_of_preset
-
-    _keys_of_preset.cache_clear()
     assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out2")]) == 0
     assert {r["environment"] for r in rows(tmp_path / "out2" / "auc.csv")} == {
         "dataset=digits trainer.epochs=100", "dataset=digits trainer.epochs=50"}
+
+
+def test_a_run_without_hydra_yaml_has_its_preset_from_summary_json(tmp_path):
+    """summary.json keeps the choices: its preset's keys still follow from the arch."""
+    for job, arch in enumerate(("resnet", "resnet_small")):
+        for seed in (0, 1):
+            folder = make_run(tmp_path / "runs" / f"{job}{seed}", search="inas", arch=arch, seed=seed, curve=RANDOM[seed])
+            if arch == "resnet":
+                _with_preset(folder, "digits_resnet", search__epochs=15)
+            choices = yaml.safe_load((folder / ".hydra" / "hydra.yaml").read_text())["hydra"]["runtime"]["choices"]
+            (folder / "summary.json").write_text(json.dumps({"choices": choices}))
+            (folder / ".hydra" / "hydra.yaml").unlink()
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
+    assert {(r["environment"], r["strategy"]) for r in rows(tmp_path / "out" / "auc.csv")} == {
+        ("dataset=digits arch=resnet", "query=random"), ("dataset=digits arch=resnet_small", "query=random")}
+
+
+def test_strategy_keys_only_some_runs_read_name_a_reference_and_unread_ones_are_accepted(tmp_path, capsys):
+    """--strategy trainer.entropy_lambda with a cross-entropy run first (which does not read it):
+    the note's example crashed (StopIteration). ranganathan_digits' end-of-sweep report names
+    trainer.entropy_lambda; over cross-entropy runs alone it was 'unknown key', and no report."""
+    for job, (objective, weight) in enumerate((("cross_entropy", 0.1), ("joint_entropy", 0.1), ("joint_entropy", 0.5))):
+        for seed in (0, 1):
+            folder = make_run(tmp_path / "runs" / f"{job}{seed}", seed=seed, curve=RANDOM[seed])
+            config = yaml.safe_load((folder / ".hydra" / "config.yaml").read_text())
+            config["trainer"].update(objective=objective, entropy_lambda=weight)
+            (folder / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--strategy", "trainer.entropy_lambda"]) == 0
+    assert "e.g. --reference trainer.entropy_lambda=0.1" in capsys.readouterr().out
+    for job in ("1", "2"):
+        for seed in ("0", "1"):
+            shutil.rmtree(tmp_path / "runs" / f"{job}{seed}")
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "cross"), "--strategy", "trainer.objective",
+                        "trainer.entropy_lambda"]) == 0
+    assert [r["strategy"] for r in rows(tmp_path / "cross" / "auc.csv")] == ["query=random"]
 
 
 def test_keys_a_run_does_not_read_tell_no_runs_apart(tmp_path):
