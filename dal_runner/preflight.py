@@ -271,11 +271,14 @@ def _check_job_or_error(number: int, job: List[str], multirun: bool = True, prin
 def _check_launcher_without_m(overrides: List[str]) -> None:
     """Hydra uses a launcher for -m alone: a single run with hydra/launcher=slurm ran right here, in
     the calling process (a login node's), without a word."""
-    given = [o for o in overrides if "=" in o and o.lstrip("+").split("=", 1)[0].strip() == "hydra/launcher"]
-    if not given or given[-1].split("=", 1)[1].strip().strip("'\"") in ("basic", "null", ""):
+    def value(key: str) -> str:
+        given = [o for o in overrides if "=" in o and o.lstrip("+").split("=", 1)[0].strip() == key]
+        return given[-1].split("=", 1)[1].strip().strip("'\"") if given else ""
+
+    if value("hydra/launcher") in ("basic", "null", "") or value("hydra.mode") == "MULTIRUN":  # a sweep, as -m
         return
-    typed = given[-1].lstrip("+")
-    if any(o.split("=", 1)[0] == "resume" for o in overrides):
+    typed = f"hydra/launcher={value('hydra/launcher')}"
+    if value("resume") not in ("", "null"):
         fail(f"{typed}: resume= continues one run here, in this process, and a launcher runs only a sweep's jobs; "
              f"accepted: dal-run resume=PATH without hydra/launcher (in a batch script, to run it on a cluster's "
              f"node; a sweep's SLURM job continues by itself when requeued)")
@@ -296,10 +299,12 @@ def preflight(argv: List[str]) -> List[str]:
     overrides, multirun, custom_config = _split_argv(argv)
     _check_presets(overrides)
     printing = any(a in ("--cfg", "-c") or a.startswith("--cfg=") for a in argv)
+    if custom_config:
+        # the user brought their own config tree; Hydra reports its errors (it may set hydra.mode:
+        # MULTIRUN, which runs a sweep without -m, so a launcher there is not checked either)
+        return argv
     if not multirun and not printing:
         _check_launcher_without_m(overrides)
-    if custom_config:
-        return argv  # the user brought their own config tree; Hydra reports its errors
     if printing and multirun:
         fail("--cfg with -m: --cfg prints the config of one run; accepted: dal-run --cfg job with one value "
              "per key (e.g. seed=0), or dal-run -m ... without --cfg")

@@ -57,7 +57,8 @@ class FileOnly(logging.Filter):
 
 def logged_to_file() -> bool:
     """Whether the root logger writes a file (Hydra's dal-run.log; none with hydra/job_logging=stdout
-    or disabled): where it does not, a traceback meant for the file goes to the terminal."""
+    or disabled): where it does not, a traceback meant for the file goes to the terminal (with
+    disabled, nowhere: Hydra's config disables the loggers that exist)."""
     import os
 
     return any(isinstance(h, logging.FileHandler) and h.baseFilename != os.path.abspath(os.devnull)

@@ -154,6 +154,9 @@ CASES = {
     "a launcher without -m": (["hydra/launcher=slurm", "hydra.launcher.partition=gpu"],
                               ["hydra/launcher=slurm: a launcher runs the jobs of a sweep, and without -m Hydra runs "
                                "this one here", "accepted: dal-run -m hydra/launcher=slurm ..."]),
+    "a launcher for a new run (resume=null)": (["hydra/launcher=local", "resume=null"],
+                                               ["hydra/launcher=local: a launcher runs the jobs of a sweep",
+                                                "accepted: dal-run -m hydra/launcher=local ..."]),
     "a launcher for a resumed run": (["hydra/launcher=slurm", "resume=/no/such/run"],
                                      ["hydra/launcher=slurm: resume= continues one run here", "without hydra/launcher"]),
     "an image model for an OpenML table": (["-m", "dataset=openml", "dataset.id=6", "arch=mlp,resnet18", "search=fixed"],
@@ -475,8 +478,6 @@ def test_a_failed_start_with_a_config_dir_of_ones_own_removes_only_what_hydra_ma
     # was left behind
     own = tmp_path / "my_configs"
     own.mkdir()
-    code, _, err = run_cli_inprocess(["-cd", str(own), "hydra/launcher=local"], tmp_path, monkeypatch, capsys)
-    assert code == 2 and "hydra/launcher=local: a launcher runs the jobs of a sweep" in err  # before: ran here
     code, out, err = run_cli_inprocess(["-cd", str(own), "trainer.lr=-1"], tmp_path, monkeypatch, capsys)
     assert code == 2 and "trainer.lr=-1.0: accepted: a finite number > 0" in err and "Traceback" not in err + out
     assert not (tmp_path / "outputs").exists(), list(tmp_path.rglob("*"))

@@ -382,6 +382,11 @@ def test_without_a_log_file_a_custom_strategys_traceback_is_on_the_terminal(user
     assert res.returncode == 1
     assert "its traceback is above (no log file: hydra/job_logging)" in res.stderr, res.stderr[-2000:]
     assert 'raise ValueError("my bug")' in res.stdout + res.stderr
+    # hydra/job_logging=disabled disables dal-run's logger too: the traceback is nowhere, and it says so
+    res = run_cli([*BASE, "trainer.epochs=2", "query=custom", "query.target=my_queries.raises",
+                   "hydra/job_logging=disabled", f"hydra.run.dir={user_folder / 'run2'}"], cwd=user_folder, env=ONE_THREAD)
+    assert res.returncode == 1 and "its traceback is not logged (hydra/job_logging disables it)" in res.stderr, \
+        res.stderr[-2000:]
 
 
 def test_a_run_with_hydras_logging_disabled_runs(tmp_path):

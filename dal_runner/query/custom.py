@@ -228,7 +228,9 @@ class CustomQuery:
             shown = f"{method}(ctx, k={args[1]})" if method == "select" else f"{method}()"
             from dal_runner.progress import logged_to_file
 
-            where_logged = "in dal-run.log" if logged_to_file() else "above (no log file: hydra/job_logging)"
+            where_logged = ("in dal-run.log" if logged_to_file() else "not logged (hydra/job_logging disables it)"
+                            if log.disabled or not log.isEnabledFor(logging.ERROR)
+                            else "above (no log file: hydra/job_logging)")
             raise QueryError(f"query.target={self.target}: {shown} raised {_raised(e)}; its traceback is "
                              f"{where_logged}") from None
 
