@@ -7,6 +7,7 @@ runs; its *environment* is everything else that varies. See dal_runner/report.py
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -118,8 +119,9 @@ def load_run(path: Path, name: str) -> Run:
         return run
     run.seed = config.get("seed")
     run.attrs = _flatten(config)
-    run.attrs.update({g: _fmt(c) for g, c in _choices(path, config).items()})
-    run.preset_keys = _preset_keys(path)
+    runtime = _hydra_runtime(path)
+    run.attrs.update({g: _fmt(c) for g, c in _choices(path, config, runtime).items()})
+    run.preset_keys = _preset_keys(path, runtime)
     run.unread = {k for k in run.attrs if _unused(run.attrs, k)}
     for key in run.unread:
         del run.attrs[key]
@@ -165,15 +167,23 @@ def _read_json(path: Path) -> Optional[dict]:
     return data if isinstance(data, dict) else None
 
 
-def _choices(path: Path, config: Dict[str, Any]) -> Dict[str, Any]:
-    """Group options (e.g. arch=resnet18): Hydra's runtime choices, else summary.json, else `name` keys."""
+def _hydra_runtime(path: Path) -> Optional[Dict[str, Any]]:
+    """hydra.runtime of the run's .hydra/hydra.yaml (its choices, config sources, cwd); None where
+    it is missing or unreadable. Read once per run: a large sweep's report reads hundreds."""
     from omegaconf import OmegaConf
 
-    choices: Dict[str, Any] = {}
     try:
-        hydra = OmegaConf.load(path / ".hydra" / "hydra.yaml")
-        choices = dict(OmegaConf.to_container(hydra.hydra.runtime.choices, resolve=False))
+        runtime = OmegaConf.to_container(OmegaConf.load(path / ".hydra" / "hydra.yaml").hydra.runtime, resolve=False)
     except Exception:
+        return None
+    return runtime if isinstance(runtime, dict) and isinstance(runtime.get("choices"), dict) else None
+
+
+def _choices(path: Path, config: Dict[str, Any], runtime: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    """Group options (e.g. arch=resnet18): Hydra's runtime choices, else summary.json, else `name` keys."""
+    if runtime is not None:
+        choices = dict(runtime["choices"])
+    else:
         choices = dict((_read_json(path / SUMMARY_JSON) or {}).get("choices") or {})
     for group in ("dataset", "arch", "search", "query"):
         if choices.get(group) is None and isinstance(config.get(group), dict):
@@ -181,37 +191,36 @@ def _choices(path: Path, config: Dict[str, Any]) -> Dict[str, Any]:
     return {g: choices[g] for g in GROUPS if choices.get(g) is not None}
 
 
-def _preset_keys(path: Path) -> set:
+def _preset_keys(path: Path, runtime: Optional[Dict[str, Any]]) -> set:
     """The keys the run's preset set (Hydra's choice `preset`, e.g. digits_resnet, read from the
     config sources the run was composed from: dal-run's own, or a --config-dir of the user's, a
     relative one from the run's working folder): what its dataset and arch options set outside their
     own groups. Empty where none applied or its file is gone. A run without hydra.yaml: its
     summary.json's choice, from dal-run's own presets."""
-    from omegaconf import OmegaConf
-
     from dal_runner.cli_help import CONFIG_MODULE
 
-    sources, cwd = [], None
-    try:
-        runtime = OmegaConf.load(path / ".hydra" / "hydra.yaml").hydra.runtime
-        name = runtime.choices.get("preset")
-        sources = [(str(c.schema), str(c.path)) for c in runtime.get("config_sources") or []]
-        cwd = runtime.get("cwd")
-    except Exception:
-        name = ((_read_json(path / SUMMARY_JSON) or {}).get("choices") or {}).get("preset")
+    if runtime is not None:
+        name = runtime["choices"].get("preset")
+        sources = [(str(c.get("schema")), str(c.get("path"))) for c in runtime.get("config_sources") or []
+                   if isinstance(c, dict)]
+        cwd = str(runtime.get("cwd") or ".")
+    else:
+        name, sources, cwd = ((_read_json(path / SUMMARY_JSON) or {}).get("choices") or {}).get("preset"), [], "."
     if not name:
         return set()
     for schema, where in [*sources, ("pkg", CONFIG_MODULE)]:
-        keys = _keys_of_preset(schema, where, str(name), str(cwd or "."))
+        keys = _keys_of_preset(schema, where, str(name), cwd)
         if keys is not None:
-            return keys
+            return set(keys)
     return set()
 
 
-def _keys_of_preset(schema: str, where: str, name: str, cwd: str) -> Optional[set]:
-    """The keys preset/<name>.yaml of one config source sets; None where it has no such file. Read
-    for each run (no cache: a report in a long-lived process sees a preset edited since)."""
-    from importlib.resources import files
+_PRESETS: Dict[Tuple[str, int], frozenset] = {}  # (preset file, its mtime) -> its keys: read once per version
+
+
+def _keys_of_preset(schema: str, where: str, name: str, cwd: str) -> Optional[frozenset]:
+    """The keys preset/<name>.yaml of one config source sets; None where it has no such file."""
+    from importlib.resources import as_file, files
 
     from omegaconf import OmegaConf
 
@@ -219,7 +228,11 @@ def _keys_of_preset(schema: str, where: str, name: str, cwd: str) -> Optional[se
         folder = files(where) if schema == "pkg" else Path(cwd, where) if schema == "file" else None
         if folder is None or not (folder / "preset" / f"{name}.yaml").is_file():
             return None
-        return set(_flatten(OmegaConf.to_container(OmegaConf.create((folder / "preset" / f"{name}.yaml").read_text()))))
+        with as_file(folder / "preset" / f"{name}.yaml") as file:
+            version = (str(file), os.stat(file).st_mtime_ns)
+            if version not in _PRESETS:
+                _PRESETS[version] = frozenset(_flatten(OmegaConf.to_container(OmegaConf.load(file))))
+            return _PRESETS[version]
     except Exception:  # a package that is gone, a file that does not parse
         return None
 
