@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy.stats import ttest_rel
 
-from dal_runner.metrics.penalty import (PenaltyWarning, badge_sizes, column_means, penalty_matrix, penalty_report,
+from dal_runner.metrics.penalty import (PenaltyWarning, badge_code_sizes, badge_sizes, column_means, penalty_matrix, penalty_report,
                                        tidy)
 
 
@@ -184,8 +184,52 @@ def test_badge_rule_with_two_random_strategies_takes_the_one_still_learning_long
             + records("e", "badge", shifted(early, CLEAR_MARGIN)))
     result = penalty_report(recs, sizes="badge", random_strategies={"random a", "random b"})
     assert result.sizes == {"e": [200, 300, 500]} and result.rules["e"].endswith("(random b)")
-    with pytest.raises(ValueError, match="sizes='first': accepted: one of badge, all"):
+    with pytest.raises(ValueError, match="sizes='first': accepted: one of badge, badge_code, all"):
         penalty_report(recs, sizes="first")
+
+
+def late_saturating(m=100, b=100):
+    """Random sampling still learning up to round 9; 99% of the final 0.90 first reached at round 10."""
+    acc = [0.30, 0.40, 0.50, 0.55, 0.60, 0.65, 0.70, 0.75, 0.80, 0.85, 0.895, 0.90]
+    return {m + r * b: [a - 0.01, a, a + 0.01] for r, a in enumerate(acc)}
+
+
+def test_badge_code_rule_counts_the_start_and_each_power_of_two_round_below_n0():
+    """The authors' script counts M and every round 2^k while random is at most 99% of its final
+    accuracy; the paper's text (the "badge" rule) stops at half of n0's round and leaves M out."""
+    curve = {n: float(np.mean(accs)) for n, accs in late_saturating().items()}
+    assert badge_sizes(curve)[0] == [200, 300, 500]  # rounds 1, 2, 4: floor(log2(10)) = 3 of them
+    sizes, rule = badge_code_sizes(curve)
+    assert sizes == [100, 200, 300, 500, 900]  # rounds 0, 1, 2, 4, 8; round 16 is past the end
+    assert rule == ("BADGE's code: random's final accuracy 0.9000; round 16 is past the curve's end; "
+                    "picked rounds 0, 1, 2, 4, 8 (the initial size included)")
+    # the first power-of-two round above 99% stops the list, even where a later one dips below
+    sizes, rule = badge_code_sizes({100: 0.3, 200: 0.5, 300: 0.895, 400: 0.80, 500: 0.6, 600: 0.9})
+    assert sizes == [100, 200] and "round 2 (300 labels) is above 99% of it" in rule
+    assert badge_code_sizes({100: 0.5, 200: float("nan")})[0] == []
+
+
+def test_badge_code_rule_weighs_each_picked_size_tested_or_not():
+    rand = late_saturating()
+    x = {n: list(accs) for n, accs in rand.items()}
+    x[900] = [a + d for a, d in zip(rand[900], CLEAR_MARGIN)]  # x beats random at round 8 alone
+    recs = records("e", "x", x) + records("e", "random", rand)
+    paper = penalty_report(recs, sizes="badge", random_strategies={"random"})
+    assert paper.sizes == {"e": [200, 300, 500]} and not paper.matrix.any()
+    code = penalty_report(recs, sizes="badge_code", random_strategies={"random"})
+    assert code.names == ["random", "x"] and code.sizes == {"e": [100, 200, 300, 500, 900]}
+    np.testing.assert_allclose(code.matrix, [[0.0, 0.0], [0.2, 0.0]])  # 1/L, L = 5
+    # a picked size no pair could test (one seed of x there) still counts in L, as in the script
+    x[100] = x[100][:1]
+    x_one_seed_at_start = records("e", "x", x) + records("e", "random", rand)
+    code = penalty_report(x_one_seed_at_start, sizes="badge_code", random_strategies={"random"})
+    assert code.sizes == {"e": [200, 300, 500, 900]}
+    np.testing.assert_allclose(code.matrix, [[0.0, 0.0], [0.2, 0.0]])
+    # without a random-sampling strategy the script leaves the environment out
+    alone = records("e", "margin", shifted(BASE, CLEAR_MARGIN)) + records("e", "entropy", BASE)
+    result = penalty_report(alone, sizes="badge_code", random_strategies={"random"})
+    assert result.sizes == {"e": []} and result.names == [] and result.untested == ["entropy", "margin"]
+    assert result.rules["e"] == "BADGE's code leaves out an environment without a random-sampling strategy"
 
 
 def test_badge_sizes_without_a_final_accuracy_fall_back_to_every_size_after_the_start():

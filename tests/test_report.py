@@ -167,6 +167,13 @@ def test_seeds_are_averaged_and_every_table_matches_a_hand_computation(tmp_path,
     assert penalty["penalty", "query=margin", "query=random"] == pytest.approx(2 / 3, abs=1e-6)
     assert penalty["column_mean", "", "query=random"] == pytest.approx(1 / 3, abs=1e-6)
     assert rows(tmp_path / "all" / "penalty_sizes.csv")[0]["counted"] == "30 60 90"
+    # the rule of BADGE's released script: 30 (the start) and round 1 (0.6233 <= 0.99 x 0.7033), round 2
+    # is above; margin wins at 60 of the 2: 1/2
+    assert report.main([str(tmp_path / "sweep"), "--penalty-sizes", "badge_code", "--out", str(tmp_path / "code")]) == 0
+    penalty = {(r["kind"], r["row"], r["column"]): float(r["value"]) for r in rows(tmp_path / "code" / "penalty.csv")}
+    assert penalty["penalty", "query=margin", "query=random"] == pytest.approx(1 / 2, abs=1e-6)
+    (sizes,) = rows(tmp_path / "code" / "penalty_sizes.csv")
+    assert sizes["counted"] == "30 60" and sizes["rule"].startswith("BADGE's code: random's final accuracy 0.7033")
 
 
 def test_runs_of_different_protocols_are_never_averaged_together(tmp_path):

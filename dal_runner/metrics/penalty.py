@@ -18,6 +18,14 @@ Which sizes an environment counts (`sizes`):
   (the shared initial set M is not counted). Written in rounds, it also covers a batch
   schedule. An environment without a random-sampling strategy (``random``) counts every size
   after the initial one, and says so.
+- ``"badge_code"``, the rule of the authors' released aggregation script (JordanAsh/badge,
+  scripts/agg_results.py), which differs from the paper's text: the initial size M is counted,
+  then rounds 1, 2, 4, ... while random sampling's mean accuracy at that round is at most 99% of
+  its final one (the first round above it, or the end of the curve, stops the list), so a round
+  2^k below n0's is counted even where n0's round is not a power of two; every picked size counts
+  in 1/L, tested or not (the script's nCheckpoints), and an environment without a random-sampling
+  strategy is left out. Not reproduced: the script's cap of 5 seeds per test, paired by position
+  (here every seed two strategies share, paired by seed).
 - ``"all"``: every size that all compared strategies reached, the initial one included.
 
 A size enters an environment's count when every strategy of that environment reached it and at
@@ -30,6 +38,7 @@ and `penalty_matrix` warns; a strategy no t-test reached is left out of the matr
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -40,7 +49,7 @@ from scipy.stats import t as student_t
 from scipy.stats import ttest_rel
 
 RECORD_KEYS = ("environment", "strategy", "seed", "n_labeled", "accuracy")
-SIZE_RULES = ("badge", "all")
+SIZE_RULES = ("badge", "badge_code", "all")
 SATURATION = 0.99  # BADGE: n0 is where random sampling reaches 99% of its final accuracy
 
 
@@ -109,11 +118,29 @@ def badge_sizes(random_curve: Dict[int, float]) -> Tuple[List[int], str]:
     return counted, rule
 
 
+def badge_code_sizes(random_curve: Dict[int, float]) -> Tuple[List[int], str]:
+    """The sizes of the BADGE authors' script (`"badge_code"` in the module docstring): the initial
+    size, then rounds 1, 2, 4, ... while random's mean accuracy there is at most 99% of its final."""
+    sizes = sorted(random_curve)
+    final = random_curve[sizes[-1]]
+    if math.isnan(final):
+        return [], f"BADGE's code: random's final accuracy is {final}: no size counted"
+    rounds, r = [0], 1
+    while r < len(sizes) and not random_curve[sizes[r]] > SATURATION * final:
+        rounds.append(r)
+        r *= 2
+    stop = (f"round {r} ({sizes[r]} labels) is above {SATURATION:.0%} of it" if r < len(sizes)
+            else f"round {r} is past the curve's end")
+    rule = (f"BADGE's code: random's final accuracy {final:.4f}; {stop}; picked rounds "
+            f"{', '.join(map(str, rounds))} (the initial size included)")
+    return [sizes[i] for i in rounds], rule
+
+
 def penalty_report(records: Any, alpha: float = 0.05, sizes: str = "all",
                    random_strategies: Collection[str] = ()) -> PenaltyResult:
     """The penalty matrix, with every untested (environment, size[, pair]) and its reason.
 
-    `sizes`: "all" or "badge" (module docstring); `random_strategies` names the strategies that
+    `sizes`: "all", "badge" or "badge_code" (module docstring); `random_strategies` names the strategies that
     sample at random, whose curve sets BADGE's sizes."""
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha={alpha}: accepted: a level in (0, 1)")
@@ -171,8 +198,10 @@ def penalty_report(records: Any, alpha: float = 0.05, sizes: str = "all",
             if pairs:  # a size counts (1/L) where at least one pair was tested
                 tested.append((size, by_strategy, pairs))
         counted[env] = [size for size, _, _ in tested]
+        # L: the sizes where a pair was tested; under the script's rule, every size it picked
+        n_sizes = len(picked[env]) if sizes == "badge_code" else len(tested)
         for size, by_strategy, pairs in tested:
-            weight = 1.0 / len(tested)
+            weight = 1.0 / n_sizes
             for i_name, j_name, seeds in pairs:
                 fewest[env] = min(fewest.get(env, len(seeds)), len(seeds))
                 tests[index[i_name], index[j_name]] += 1
@@ -197,12 +226,14 @@ def _sizes_of(by_size: Dict[int, Dict[str, Dict[Any, float]]], strategies: Seque
     if rule == "all":
         return every, "all: every size all strategies reached"
     randoms = [s for s in strategies if s in random_strategies]
+    if not randoms and rule == "badge_code":
+        return [], "BADGE's code leaves out an environment without a random-sampling strategy"
     if not randoms:
         return every[1:], f"BADGE's rule needs a random-sampling strategy: every size after the initial {every[0]}"
     best: Tuple[List[int], str] = ([], "")
     for name in randoms:  # several (e.g. random with two architectures): the one that saturates last
         curve = {n: float(np.mean(list(cells[name].values()))) for n, cells in by_size.items() if cells.get(name)}
-        found, why = badge_sizes(curve)
+        found, why = (badge_code_sizes if rule == "badge_code" else badge_sizes)(curve)
         if not best[1] or len(found) > len(best[0]):
             best = found, (f"{why} ({name})" if len(randoms) > 1 else why)
     return best
