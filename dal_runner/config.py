@@ -182,6 +182,7 @@ class ALBLConfig(QueryConfig):
     arms: str = "strategies"  # strategies (one draws each round's batch: BADGE's experiments) | points (Hsu & Lin)
     p_min: Optional[float] = None  # null: sqrt(ln N / (K T)) capped at 1 / (2K)
     horizon: Optional[int] = None  # T: query rounds (arms=strategies) or queries (points); null: from the budget
+    variant: str = "exp4p"  # exp4p (EXP4.P, Hsu & Lin) | badge_code (BADGE's released ALBL; arms=strategies only)
 
 
 @dataclass

@@ -244,6 +244,10 @@ def build_query(cfg: DictConfig, budget: Budget, eval_batch_size: int, pool_size
         if not 0.0 < cfg.delta < 1.0:
             raise ConfigError("query.delta", cfg.delta, "a probability in (0, 1)")
         check_choice("query.arms", cfg.arms, albl.ARMS)
+        check_choice("query.variant", cfg.variant, albl.VARIANTS)
+        if cfg.variant == "badge_code" and cfg.arms != "strategies":
+            raise ConfigError("query.variant", cfg.variant, "exp4p with query.arms=points",
+                              "BADGE's code draws one strategy per round: query.arms=strategies")
         # K: the strategies (arms=strategies), or the pool (arms=points; known in the job)
         n_arms, what = ((len(experts), "the number of strategies") if cfg.arms == "strategies"
                         else (pool_size, "the pool size"))
@@ -257,7 +261,8 @@ def build_query(cfg: DictConfig, budget: Budget, eval_batch_size: int, pool_size
             horizon = max(budget.n_rounds(pool_size if pool_size is not None else budget.max_labels) - 1, 1)
         else:
             horizon = max(budget.max_labels - budget.initial, 1)
-        return albl.ALBL(experts, cfg.delta, cfg.p_min, horizon, eval_batch_size, cfg.arms, list(cfg.strategies))
+        return albl.ALBL(experts, cfg.delta, cfg.p_min, horizon, eval_batch_size, cfg.arms, list(cfg.strategies),
+                         cfg.variant)
     simple = {"random": random.RandomQuery, "softmax_response": softmax_response.SoftmaxResponse,
               "margin": margin.Margin, "entropy": entropy.Entropy}
     return simple[cfg.name]()

@@ -423,6 +423,43 @@ def test_albl_reads_labels_from_the_context_and_updates_its_weights():
     assert albl.importance_weighted_accuracy(ParityModel(), x, ctx.y) == pytest.approx(min(1.0, expected))
 
 
+def test_albl_badge_code_variant_moves_the_drawn_strategy_by_the_authors_reward():
+    """variant=badge_code: reward = mean over the labeled set of W [right] (W = 1 for the initial set,
+    1 / p for drawn points); log w_s += (p_min / 2) (reward + sqrt(ln(N / delta) / N) / p_s), s drawn."""
+    n = 40
+    x = torch.zeros(n, 2)
+    x[0::2, 0], x[1::2, 1] = 1.0, 1.0  # every label 0: the model is right on even points only
+    y = torch.zeros(n, dtype=torch.long)
+    albl = ALBL([FixedRanking(0), FixedRanking(1)], delta=0.1, variant="badge_code")
+    labeled = torch.arange(4)  # the initial set: 2 right, 2 wrong, weight 1 each
+    drawn = []
+    for t in range(2):
+        unlabeled = torch.tensor(sorted(set(range(n)) - set(labeled.tolist())))
+        ctx = QueryContext(ParityModel(), x, labeled, unlabeled, gen(t))
+        ctx.y = y
+        before = albl.bandit.log_w.clone() if albl.bandit is not None else None
+        picks = unlabeled[albl.select(ctx, 3)]
+        (advice, prob, chosen), = albl.pending
+        drawn.append((chosen, float(prob[chosen]), picks))
+        labeled = torch.cat([labeled, picks])
+    assert albl.bandit.p_min == pytest.approx(0.05)  # the authors' 1 / (10 N)
+    first, p, picks = drawn[0]
+    assert picks.remainder(2).eq(first).all()  # expert 0 picks even points, expert 1 odd ones
+    right = 2 + (3 / p if first == 0 else 0.0)  # the drawn even points are right, weight 1 / p
+    reward = right / 7
+    expected = before.clone()
+    expected[first] += 0.5 * 0.05 * (reward + math.sqrt(math.log(2 / 0.1) / 2) / p)
+    assert torch.allclose(albl.bandit.log_w, expected, rtol=0, atol=1e-15)  # the other weight did not move
+    assert albl.badge_code_reward(ParityModel(), x, y, torch.arange(4)) == pytest.approx(0.5)
+    # the state remembers its variant: an EXP4.P run does not continue it
+    state = albl.state_dict()
+    other = ALBL([FixedRanking(0), FixedRanking(1)])
+    with pytest.raises(ValueError, match="query.variant=exp4p: the run's saved bandit is of query.variant=badge_code"):
+        other.load_state_dict(state)
+    with pytest.raises(ValueError, match="query.variant=badge_code: BADGE's code draws one strategy per round"):
+        ALBL([FixedRanking(0), FixedRanking(1)], arms="points", variant="badge_code")
+
+
 def test_albl_without_labels_keeps_its_weights():
     n = 20
     x = torch.rand(n, 2)

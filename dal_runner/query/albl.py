@@ -13,6 +13,10 @@ The paper queries one point at a time; a deep loop queries a batch per round. Tw
   the mean of W [f(x) = y] over the labeled set, which exceeds 1, and updates only the drawn
   strategy's weight; here every weight gets EXP4.P's update). p_min defaults to EXP4.P's
   sqrt(ln N / (K T)) capped at 1 / (2K); the authors' code uses 1 / (10 N).
+  ``variant=badge_code`` follows the authors' code instead (to reproduce BADGE's ALBL): the reward
+  is the mean over the whole labeled set of W [f(x) = y], W = 1 for the points no draw brought
+  (the initial set); only the drawn strategy s moves, log w_s += (p_min / 2) (reward + (1 / p_s)
+  sqrt(ln(N / delta) / N)); p_min defaults to 1 / (10 N); p = (1 - N p_min) w / W + p_min as in EXP4.P.
 - ``points``: the paper's own form. The pool points are the arms (K = |pool|) and the strategies
   the experts; each query, every expert advises a distribution over the arms, EXP4.P mixes the
   advice with its expert weights plus a floor p_min on every arm, an arm is drawn, and once the
@@ -123,12 +127,13 @@ def default_p_min(n_experts: int, n_arms: int, horizon: int) -> float:
 
 
 ARMS = ("strategies", "points")
+VARIANTS = ("exp4p", "badge_code")  # EXP4.P (Hsu & Lin) | the update of BADGE's released ALBL code
 
 
 class ALBL:
     def __init__(self, strategies: Optional[Sequence] = None, delta: float = 0.1, p_min: Optional[float] = None,
                  horizon: Optional[int] = None, batch_size: int = 1024, arms: str = "strategies",
-                 names: Optional[Sequence[str]] = None):
+                 names: Optional[Sequence[str]] = None, variant: str = "exp4p"):
         if strategies is None:
             # BADGE's experiments: ALBL blending core-set and confidence (softmax response)
             from dal_runner.query.coreset import Coreset
@@ -140,6 +145,12 @@ class ALBL:
         if arms not in ARMS:
             raise ValueError(f"query.arms={arms}: accepted: one of {', '.join(ARMS)}")
         self.arms = arms
+        if variant not in VARIANTS:
+            raise ValueError(f"query.variant={variant}: accepted: one of {', '.join(VARIANTS)}")
+        if variant == "badge_code" and arms != "strategies":
+            raise ValueError("query.variant=badge_code: BADGE's code draws one strategy per round; accepted: "
+                             "query.arms=strategies")
+        self.variant = variant
         # for the log: the strategies' config names (dal-run's), else their class names
         self.names = list(names) if names is not None else [type(st).__name__ for st in self.strategies]
         self.delta, self.p_min, self.horizon, self.batch_size = delta, p_min, horizon, batch_size
@@ -165,10 +176,28 @@ class ALBL:
         norm = weight.sum() if self.arms == "strategies" else self.n_arms * self._horizon
         return float(((weight * correct).sum() / norm).clamp(0.0, 1.0))
 
+    @torch.no_grad()
+    def badge_code_reward(self, model, x: torch.Tensor, y: torch.Tensor, labeled: torch.Tensor) -> float:
+        """variant=badge_code: the mean over the labeled set of W [f(x) = y], W = 1 / p for the points
+        the bandit's draws brought and 1 for the others (the initial set), as BADGE's ALBL code."""
+        labeled = labeled.cpu().long()
+        probs, _ = infer(model, x, self.batch_size, index=labeled)
+        correct = (probs.argmax(dim=1).cpu() == y[labeled.to(y.device)].cpu()).double()
+        weight = torch.ones(len(labeled), dtype=torch.float64)
+        drawn = dict(zip(self.drawn_index, self.drawn_weight))
+        for position, index in enumerate(labeled.tolist()):
+            weight[position] = drawn.get(index, 1.0)
+        return float((weight * correct).mean())
+
     def observe_reward(self, reward: float) -> None:
         """Apply the reward of the model trained after the last round to that round's queries."""
         for advice, prob, chosen in self.pending:
-            self.bandit.update(chosen, reward, advice, prob)
+            if self.variant == "badge_code":  # the drawn strategy's weight alone moves
+                n = len(self.strategies)
+                width = math.sqrt(math.log(n / self.bandit.delta) / n) / float(prob[chosen])
+                self.bandit.log_w[chosen] += 0.5 * self.bandit.p_min * (reward + width)
+            else:
+                self.bandit.update(chosen, reward, advice, prob)
         self.pending.clear()
 
     # ---- resume --------------------------------------------------------------------------
@@ -177,8 +206,8 @@ class ALBL:
         """The bandit's weights, the draws so far and the queries awaiting their reward."""
         if self.bandit is None:
             return {"started": False}
-        return {"started": True, "arms": self.arms, "n_arms": self.n_arms, "horizon": self._horizon,
-                "p_min": self.bandit.p_min,
+        return {"started": True, "arms": self.arms, "variant": self.variant, "n_arms": self.n_arms,
+                "horizon": self._horizon, "p_min": self.bandit.p_min,
                 "log_w": self.bandit.log_w.clone(), "drawn_index": list(self.drawn_index),
                 "drawn_weight": list(self.drawn_weight),
                 "pending": [[a.clone(), p.clone(), c] for a, p, c in self.pending]}
@@ -190,6 +219,10 @@ class ALBL:
         if saved != self.arms:
             raise ValueError(f"query.arms={self.arms}: the run's saved bandit is of query.arms={saved}; "
                              f"accepted: query.arms={saved} to continue it")
+        saved = state.get("variant", "exp4p")
+        if saved != self.variant:
+            raise ValueError(f"query.variant={self.variant}: the run's saved bandit is of query.variant={saved}; "
+                             f"accepted: query.variant={saved} to continue it")
         self.n_arms, self._horizon = int(state["n_arms"]), int(state["horizon"])
         self.bandit = Exp4P(len(self.strategies), self.n_arms, self._horizon, self.delta, float(state["p_min"]), None)
         if self.bandit.log_w.shape != state["log_w"].shape:
@@ -204,7 +237,12 @@ class ALBL:
     def _start(self, n_arms: int, generator: torch.Generator) -> None:
         self.n_arms = n_arms
         self._horizon = self.horizon if self.horizon is not None else n_arms
-        p_min = self.p_min if self.p_min is not None else default_p_min(len(self.strategies), n_arms, self._horizon)
+        if self.p_min is not None:
+            p_min = self.p_min
+        elif self.variant == "badge_code":
+            p_min = 0.1 / len(self.strategies)  # the authors' code: 1 / (10 N)
+        else:
+            p_min = default_p_min(len(self.strategies), n_arms, self._horizon)
         if not 0.0 < p_min <= 1.0 / n_arms:
             what = f"{n_arms} strategies" if self.arms == "strategies" else f"a pool of K = {n_arms} points"
             raise ValueError(f"query.p_min: {p_min} for {what}; expected "
@@ -241,7 +279,9 @@ class ALBL:
         if self.pending:
             y = getattr(ctx, "y", None)
             if y is not None:
-                self.observe_reward(self.importance_weighted_accuracy(ctx.model, ctx.x, y))
+                self.observe_reward(self.badge_code_reward(ctx.model, ctx.x, y, ctx.labeled)
+                                    if self.variant == "badge_code"
+                                    else self.importance_weighted_accuracy(ctx.model, ctx.x, y))
             else:
                 if not self._warned:
                     log.warning("ALBL: the query context has no labels (ctx.y); expert weights stay fixed")
