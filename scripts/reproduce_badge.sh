@@ -10,6 +10,9 @@
 # Training as in BADGE (conf/trainer/badge.yaml): Adam, lr 0.001, from scratch each round until
 # 99% training accuracy, no augmentation. The OpenML tables run with the MLP only (a ResNet needs
 # images); the paper's VGG-11 is not among our architectures.
+# ALBL here is EXP4.P as Hsu & Lin; the update of BADGE's released code is query.variant=badge_code
+# (an ALBL-only key: a sweep of its own, query=albl). The report counts the label counts of the
+# paper's text; dal-report ... --penalty-sizes badge_code counts those of the authors' script.
 set -euo pipefail
 DAL_RUN=${DAL_RUN:-dal-run}; DAL_REPORT=${DAL_REPORT:-dal-report}
 out=${OUT:-outputs/reproduce/badge}
