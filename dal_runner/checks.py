@@ -83,3 +83,21 @@ def check_augment(a: Augment) -> Augment:
         raise ConfigError("dataset.augment.shift", a.shift, "a fraction of the image size in [0, 1)")
     check_choice("dataset.augment.fill", a.fill, FILLS)
     return a
+
+
+def check_augment_fits(a: Augment, side: int) -> None:
+    """Pad-and-crop by P pixels shifts an image by up to P: at P >= its side a crop can hold none of
+    it (CIFAR with P = 40 trained to near chance without a word)."""
+    if a.crop_padding >= side:
+        raise ConfigError("dataset.augment.crop_padding", a.crop_padding,
+                          f"0 .. {side - 1} for images of side {side} (4 is the usual for 32 x 32)",
+                          "a crop shifted by that many pixels can miss the whole image")
+
+
+def table_augment_error(augment: dict) -> ConfigError:
+    """Image augmentation asked for on a table: the first key that is on, named."""
+    key, value = next((k, v) for k, v in augment.items() if k != "fill" and v)
+    shown = str(value).lower() if isinstance(value, bool) else value
+    off = "false" if isinstance(value, bool) else "0"
+    return ConfigError(f"dataset.augment.{key}", shown, f"dataset.augment.{key}={off}: all off for tabular data",
+                       "image augmentation on a table")

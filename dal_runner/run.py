@@ -19,7 +19,8 @@ from dal_runner.arch import ArchSpec, Network, build_network
 from dal_runner.config import TrainerConfig
 from dal_runner.data import IMAGE_SIDE, Dataset, Normalize
 from dal_runner.augment import Augment
-from dal_runner.checks import DEVICES, check_augment, check_budget, check_trainer
+from dal_runner.checks import (DEVICES, check_augment, check_augment_fits, check_budget, check_trainer,
+                               table_augment_error)
 from dal_runner.errors import ConfigError, check_choice, check_positive
 from dal_runner.loop import Budget
 from dal_runner.search.from_config import (SEARCHES, build_search, check_initial_for_search, check_searchable,
@@ -113,7 +114,22 @@ def load_dataset(cfg: DictConfig, seed: int) -> Dataset:
     if size > len(data.x_train):
         raise ConfigError("dataset.pool_size", size, f"null or at most the {len(data.x_train)} training examples of "
                           f"dataset={cfg.name}")
-    return dataclasses.replace(data, x_train=data.x_train[:size].clone(), y_train=data.y_train[:size].clone())
+    return _first_examples(data, size)
+
+
+def _first_examples(data: Dataset, size: int) -> Dataset:
+    """dataset.pool_size: the pool is the first `size` training examples, in the data set's order
+    (the active-iNAS authors' SVHN pool), normalised with the mean and std of the whole training
+    set it is cut from (unlabeled images: no label is read)."""
+    x, y = data.x_train[:size].clone(), data.y_train[:size].clone()
+    missing = sorted(set(range(data.n_classes)) - set(y.unique().tolist()))
+    if missing:  # e.g. a file ordered by class: the model could never learn the others
+        shown = ", ".join(map(str, missing[:8])) + (", ..." if len(missing) > 8 else "")
+        raise ConfigError("dataset.pool_size", size, "a pool_size whose first examples hold every class (shuffle "
+                          "a file ordered by class), or null (every training example)",
+                          f"the pool is the first {size} training examples, in the data set's order, and they hold "
+                          f"{data.n_classes - len(missing)} of the {data.n_classes} classes (none of class {shown})")
+    return dataclasses.replace(data, x_train=x, y_train=y)
 
 def check_data_files(cfg: DictConfig) -> None:
     """The files the job will read are there, nothing read (the preflight of a sweep): the same
@@ -288,6 +304,7 @@ def check_config(cfg: DictConfig, unresolved_ok: bool = False) -> None:
         lambda: check_choice("device", cfg.device, DEVICES),
         lambda: check_trainer(OmegaConf.to_object(cfg.trainer)),
         lambda: check_augment(Augment(**OmegaConf.to_container(cfg.dataset.augment, resolve=True))),
+        lambda: _check_augment_side(cfg),
         lambda: arch_spec(cfg.arch, input_shape=()),
         lambda: check_search(cfg),
         lambda: build_query(cfg.query, build_budget(cfg.budget), 1, construct=False),
@@ -312,12 +329,19 @@ def _check_tabular(cfg: DictConfig) -> None:
         raise ConfigError("arch", option, "mlp (with search=fixed) for dataset=openml",
                           f"a {cfg.arch.name} needs image data and OpenML data sets are tables")
 
+def _check_augment_side(cfg: DictConfig) -> None:
+    """Pad-and-crop against the image side, where it is known before the data is read."""
+    side = IMAGE_SIDE.get(cfg.dataset.name)
+    if side is not None:
+        check_augment_fits(Augment(**OmegaConf.to_container(cfg.dataset.augment, resolve=True)), side)
+
+
 def _check_pool_size(cfg: DictConfig) -> None:
     """dataset.pool_size bounds the pool, so a budget past it is known to fail without the data."""
     size, labels = cfg.dataset.get("pool_size"), cfg.budget.max_labels
     if size is not None and isinstance(labels, int) and labels > size:
-        raise ConfigError("budget.max_labels", labels, f"at most dataset.pool_size={size} (the pool's size), or a "
-                          f"larger dataset.pool_size", "larger than the pool")
+        raise ConfigError("budget.max_labels", labels, f"at most dataset.pool_size={size} (the most the pool can "
+                          f"hold), or a larger dataset.pool_size", "larger than the pool")
 
 
 def _check_decay_scope(cfg: DictConfig) -> None:
@@ -370,13 +394,19 @@ def build(cfg: DictConfig, choices: Optional[Dict[str, str]] = None) -> Experime
     candidates_trainer = search_trainer(cfg.search, trainer)
     search = build_search(cfg.search, spec, data, int(cfg.seed), candidates_trainer.epochs)
     if augment.active and not data.is_image:
-        raise ConfigError("dataset.augment", OmegaConf.to_container(cfg.dataset.augment),
-                          "all off for tabular data", "image augmentation on a table")
+        raise table_augment_error(OmegaConf.to_container(cfg.dataset.augment, resolve=True))
+    if data.is_image:
+        check_augment_fits(augment, min(data.input_shape[1:]))
+    option = (choices or {}).get("arch") or cfg.arch.name  # as typed (arch=resnet18)
+    if not data.is_image and cfg.arch.name != "mlp":
+        raise ConfigError("arch", option, f"mlp (with search=fixed) for a table (dataset={cfg.dataset.name})",
+                          f"a {cfg.arch.name} needs image data (C x H x W) and the input is {data.input_shape[0]} "
+                          f"features")
     try:  # build once now, so an architecture the data cannot take fails before the loop
         build_network(spec, data.input_shape, data.n_classes,
                       Normalize(data.scale, data.mean, data.std, data.is_image), cfg.arch.dropout, cfg.arch.mc_dropout)
     except (ValueError, RuntimeError) as e:
-        raise ConfigError("arch", cfg.arch.name, "an architecture that fits this dataset's input",
+        raise ConfigError("arch", option, "an architecture that fits this dataset's input",
                           str(e).splitlines()[0]) from None
     data = data.to(device)
     normalize = Normalize(data.scale, data.mean, data.std, data.is_image)

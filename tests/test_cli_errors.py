@@ -26,6 +26,15 @@ def _npz_nan(tmp_path):
     return ["dataset=npz", f"dataset.path={path}", "arch=mlp", "search=fixed"]
 
 
+def _npz_table(*extra):
+    def make(tmp_path):
+        path = tmp_path / "table.npz"
+        np.savez(path, x=np.random.default_rng(0).normal(size=(90, 12)).astype(np.float32), y=np.arange(90) % 3)
+        return ["dataset=npz", f"dataset.path={path}", "search=fixed", "budget.initial=20", "budget.batch=20",
+                "budget.max_labels=40", *extra]
+    return make
+
+
 def _missing_cifar(tmp_path):
     return ["dataset=cifar10", f"dataset.root={tmp_path / 'no-data-here'}", "dataset.download=false"]
 
@@ -120,6 +129,14 @@ CASES = {
     "negative crop padding": (["dataset.augment.crop_padding=-1"], ["dataset.augment.crop_padding=-1", ">= 0"]),
     "shift out of range": (["dataset.augment.shift=1.5"], ["dataset.augment.shift=1.5", "[0, 1)"]),
     "unknown fill": (["dataset.augment.fill=wrap"], ["dataset.augment.fill=wrap", "one of nearest, reflect, zeros"]),
+    "crop padding of the whole image": (["dataset.augment.crop_padding=8"],  # digits: 8 x 8
+                                        ["dataset.augment.crop_padding=8", "0 .. 7 for images of side 8"]),
+    "an image model for an npz table": (_npz_table("arch=resnet18"),
+                                        ["arch=resnet18: a resnet needs image data", "the input is 12 features",
+                                         "accepted: mlp (with search=fixed) for a table (dataset=npz)"]),
+    "augmentation on an npz table": (_npz_table("arch=mlp", "dataset.augment.hflip=true"),
+                                     ["dataset.augment.hflip=true: image augmentation on a table",
+                                      "accepted: dataset.augment.hflip=false"]),
     "a needed key deleted": (["~budget.batch"], ["~budget.batch", "cannot be deleted", "budget.batch=<value>"]),
     "interpolation of no key": (["seed=${oops}"], ["seed=${oops}", "'oops' not found", "${key}"]),
     "a sweep without -m": (["query=random,margin"], ["query=random,margin", "dal-run -m", "key=[a,b]"]),

@@ -640,3 +640,24 @@ def test_pool_size_keeps_the_first_training_examples_and_the_whole_sets_normalis
     first = load_dataset(OmegaConf.create({"name": "digits", "test_fraction": 0.3, "pool_size": 100}), 0)
     assert torch.equal(first.x_train, whole.x_train[:100]) and torch.equal(first.y_train, whole.y_train[:100])
     assert torch.equal(first.x_test, whole.x_test) and (first.mean, first.std) == (whole.mean, whole.std)
+
+
+def test_a_pool_size_whose_first_examples_miss_a_class_is_refused(tmp_path):
+    """A file ordered by class: its first N examples would be a pool of one class, which no model can
+    learn the others from; it trained to 0.175 on 5 classes without a word before."""
+    from omegaconf import OmegaConf
+
+    from dal_runner.errors import ConfigError
+    from dal_runner.run import load_dataset
+
+    y = np.repeat(np.arange(5), 40)
+    x = np.random.default_rng(0).integers(0, 256, (200, 3, 8, 8), dtype=np.uint8)
+    np.savez(tmp_path / "sorted.npz", x=x, y=y, x_test=x[::4], y_test=y[::4])
+    cfg = {"name": "npz", "path": str(tmp_path / "sorted.npz"), "test_fraction": 0.3, "layout": "auto"}
+    with pytest.raises(ConfigError) as err:
+        load_dataset(OmegaConf.create({**cfg, "pool_size": 60}), 0)
+    assert str(err.value) == (
+        "dataset.pool_size=60: the pool is the first 60 training examples, in the data set's order, and they hold "
+        "2 of the 5 classes (none of class 2, 3, 4); accepted: a pool_size whose first examples hold every class "
+        "(shuffle a file ordered by class), or null (every training example)")
+    assert load_dataset(OmegaConf.create({**cfg, "pool_size": 161}), 0).y_train.unique().tolist() == [0, 1, 2, 3, 4]

@@ -19,7 +19,8 @@ instead we check the structure of each file (shapes, dtypes, label ranges, byte 
 truncated or damaged file fails with its path named.
 
 Mean and std are computed per channel from the loaded pool (train split, plus SVHN extra when
-included), not taken from published constants, so that they always match the pool in use.
+included), not taken from published constants, so that they always match the data in use
+(dataset.pool_size then cuts the pool from it, and the statistics stay the whole split's).
 """
 
 from __future__ import annotations
