@@ -8,6 +8,7 @@ search group): it validates values and builds plain objects.
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Callable, Dict, Optional
@@ -58,7 +59,6 @@ def set_determinism(deterministic: bool, device: torch.device) -> None:
     Off (the default), cuDNN picks the fastest kernels, which may differ run to run on a GPU.
     CPU runs repeat exactly either way. Ops without a deterministic CUDA kernel warn, not fail.
     """
-    import os
 
     if device.type != "cuda":
         return
@@ -77,18 +77,24 @@ def set_fp32_kernels(precision: str, device: torch.device) -> None:
 def set_cpu_threads() -> int:
     """torch's CPU threads = the CPUs this process may run on (a SLURM allocation, taskset), not
     the machine's core count, unless OMP_NUM_THREADS says otherwise. Returns the count."""
-    import os
 
     if not os.environ.get("OMP_NUM_THREADS") and hasattr(os, "sched_getaffinity"):
         torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
     return torch.get_num_threads()
 
-def from_start(path: str) -> str:
-    """A relative dataset.path or dataset.root as the folder dal-run was started from reads it, also
-    in a job that Hydra moved into its run folder (hydra.job.chdir=true); as given outside a job."""
+def from_start(path: str, key: str) -> str:
+    """A relative dataset.path or dataset.root (`key`) as the folder dal-run was started from reads
+    it, also in a job that Hydra moved into its run folder (hydra.job.chdir=true); as given outside a
+    job. An empty one is refused (it would be the working folder, unasked)."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.utils import to_absolute_path
 
+    if str(path).strip() == "":
+        if key == "dataset.path":
+            raise ConfigError(key, "''", "the path of an .npz file", "empty")
+        unset = " (DAL_DATA_ROOT is set and empty)" if os.environ.get("DAL_DATA_ROOT") == "" else ""
+        raise ConfigError(key, "''", "a folder (the data cache), or no dataset.root for the default: $DAL_DATA_ROOT, "
+                                     "else ~/.cache/dal-runner", f"empty{unset}")
     return to_absolute_path(str(path)) if HydraConfig.initialized() else str(path)
 
 
@@ -99,13 +105,13 @@ def load_dataset(cfg: DictConfig, seed: int) -> Dataset:
     if size is not None:
         check_positive("dataset.pool_size", size)
     if cfg.name in torchvision_sets.NAMES:
-        data = torchvision_sets.load(cfg.name, from_start(cfg.root), cfg.download,
+        data = torchvision_sets.load(cfg.name, from_start(cfg.root, "dataset.root"), cfg.download,
                                      include_extra=cfg.get("extra", False), labels=cfg.get("labels", "fine"))
     else:
         loaders = {
             "digits": lambda: digits.load(cfg.test_fraction, seed),
-            "openml": lambda: openml.load(cfg.id, from_start(cfg.root), cfg.test_fraction, seed),
-            "npz": lambda: npz.load(from_start(cfg.path), cfg.test_fraction, seed, cfg.layout),
+            "openml": lambda: openml.load(cfg.id, from_start(cfg.root, "dataset.root"), cfg.test_fraction, seed),
+            "npz": lambda: npz.load(from_start(cfg.path, "dataset.path"), cfg.test_fraction, seed, cfg.layout),
         }
         check_choice("dataset", cfg.name, [*loaders, *torchvision_sets.NAMES])
         data = loaders[cfg.name]()
@@ -137,9 +143,9 @@ def check_data_files(cfg: DictConfig) -> None:
     from dal_runner.data import npz, torchvision_sets
 
     if cfg.name in torchvision_sets.NAMES and not cfg.download:
-        torchvision_sets.check_files(cfg.name, from_start(cfg.root), include_extra=cfg.get("extra", False))
+        torchvision_sets.check_files(cfg.name, from_start(cfg.root, "dataset.root"), include_extra=cfg.get("extra", False))
     elif cfg.name == "npz":
-        npz.check_file(from_start(cfg.path))
+        npz.check_file(from_start(cfg.path, "dataset.path"))
 
 def arch_spec(cfg: DictConfig, input_shape) -> ArchSpec:
     params = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items()

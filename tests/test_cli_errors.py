@@ -119,6 +119,8 @@ CASES = {
     "divergence factor below 1": (["trainer.divergence_factor=0.5"], ["trainer.divergence_factor=0.5", "> 1"]),
     "missing data, download off": (_missing_cifar, ["dataset.root", "download=true"]),
     "missing data file": (["dataset=npz", "dataset.path=/no/such/file.npz"], ["dataset.path", "file not found"]),
+    "an empty data root": (["dataset=cifar10", "dataset.root="], ["dataset.root='': empty", "~/.cache/dal-runner"]),
+    "an empty npz path": (["dataset=npz", "dataset.path="], ["dataset.path='': empty", "the path of an .npz file"]),
     "corrupt data file": (_corrupt_npz, ["dataset.path", "not an .npz file"]),
     "NaN in the data": (_npz_nan, ["dataset.path", "NaN"]),
     "resume of a folder that is not a run": (["resume=/no/such/run"], ["resume=/no/such/run", "not a dal-run run"]),

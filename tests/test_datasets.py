@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import gzip
+import io
 import pickle
 import struct
 import warnings
+import zipfile
 from pathlib import Path
 from urllib.error import URLError
 
@@ -190,6 +192,32 @@ def test_missing_files_name_root_the_expected_files_and_download(tmp_path):
 def test_missing_mnist_lists_raw_or_gz_names(tmp_path):
     with pytest.raises(ConfigError, match=r"MNIST/raw/train-images-idx3-ubyte\[\.gz\]"):
         torchvision_sets.load("mnist", tmp_path)
+
+
+def test_svhn_files_straight_in_the_root_as_torchvision_writes_them_are_read(tmp_path):
+    written = write_svhn(tmp_path / "cache", sizes=(("train", 6), ("test", 4)))
+    (tmp_path / "cache" / "SVHN").rename(tmp_path / "tv")  # torchvision.datasets.SVHN(root=tv)'s layout
+    data = torchvision_sets.load("svhn", tmp_path / "tv")
+    assert torch.equal(data.x_train, torch.from_numpy(written["train"][0].transpose(3, 2, 0, 1)))
+    with pytest.raises(ConfigError, match=r"svhn files missing: extra_32x32.mat;"):
+        torchvision_sets.load("svhn", tmp_path / "tv", include_extra=True)
+
+
+def test_files_gzipped_or_one_folder_off_are_pointed_to(tmp_path):
+    """A gzipped CIFAR batch passed the check that files are there, then was called corrupt; a root set
+    to cifar-10-batches-py itself said only 'no cifar10 files there'."""
+    write_cifar(tmp_path, "cifar10")
+    batches = tmp_path / "cifar-10-batches-py"
+    with pytest.raises(ConfigError) as err:
+        torchvision_sets.load("cifar10", batches)
+    assert f"no cifar10 files there (they are under the folder above it: dataset.root={tmp_path})" in str(err.value)
+    first = batches / "data_batch_1"
+    first.with_name("data_batch_1.gz").write_bytes(gzip.compress(first.read_bytes()))
+    first.unlink()
+    with pytest.raises(ConfigError) as err:
+        torchvision_sets.check_files("cifar10", tmp_path)
+    assert ("cifar10 files missing: cifar-10-batches-py/data_batch_1 (cifar-10-batches-py/data_batch_1.gz found: "
+            "decompress them)") in str(err.value)
 
 
 def test_missing_svhn_extra_is_reported_when_asked_for(tmp_path):
@@ -383,6 +411,17 @@ def test_npz_layout_rule_finds_the_image_sides_and_channels_first_where_all_are_
     assert not npz.channels_last((10, 28, 28))  # grey images and tables have no channel axis to place
 
 
+def test_a_layout_given_against_the_shape_is_read_as_given_with_a_warning(tmp_path, caplog):
+    np.savez(tmp_path / "rgb.npz", x=RNG.integers(0, 256, (30, 16, 16, 3), dtype=np.uint8), y=np.arange(30) % 3)
+    with caplog.at_level("WARNING", logger="dal_runner"):
+        assert npz.load(tmp_path / "rgb.npz", 0.3, 0, layout="channels_last").input_shape == (3, 16, 16)
+        assert not caplog.records  # as the shape suggests: no word
+        assert npz.load(tmp_path / "rgb.npz", 0.3, 0, layout="channels_first").input_shape == (16, 16, 3)
+    (record,) = caplog.records
+    assert record.getMessage() == ("rgb.npz: dataset.layout=channels_first reads x as 16 channel(s) of 16 x 3 "
+                                   "images; the shape suggests channels last (dataset.layout=auto)")
+
+
 def test_npz_rgba_images_channels_last_have_four_channels(tmp_path):
     x = RNG.integers(0, 256, size=(12, 5, 6, 4), dtype=np.uint8)  # N x H x W x RGBA
     np.savez(tmp_path / "rgba.npz", x=x, y=np.arange(12) % 2)
@@ -475,9 +514,22 @@ def test_npz_missing_or_foreign_files_are_config_errors(tmp_path):
     (tmp_path / "cut.npz").write_bytes(content[: len(content) // 2])
     with pytest.raises(ConfigError, match="not an .npz file"):
         npz.load(tmp_path / "cut.npz", 0.3, 0)
+    header = b"{'descr': '<f4', 'fortran_order': False, 'shape': (600, (2), }"
+    header += b" " * (63 - (10 + len(header)) % 64) + b"\n"
+    with zipfile.ZipFile(tmp_path / "header.npz", "w") as archive:  # a damaged header: Python's tokenizer fails
+        archive.writestr("x.npy", b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + bytes(48))
+        archive.writestr("y.npy", _npy_bytes(Y10))
+    with pytest.raises(ConfigError, match=r"array x cannot be read \(TokenError"):
+        npz.load(tmp_path / "header.npz", 0.3, 0)
     np.savez(tmp_path / "objects.npz", x=np.array([{"a": 1}] * 10, dtype=object), y=Y10)
     with pytest.raises(ConfigError, match="array x cannot be read"):
         npz.load(tmp_path / "objects.npz", 0.3, 0)
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
 
 
 # ---------------------------------------------------------------- OpenML
@@ -558,6 +610,23 @@ def test_a_failed_openml_fetch_leaves_no_folders_and_no_retry_warnings(tmp_path,
     with pytest.raises(ConfigError):
         openml.load(6, kept, 0.3, 0)
     assert (kept / "openml" / "other.txt").read_text() == "mine"
+
+
+def test_an_openml_root_that_is_a_file_is_named_and_a_failed_fetch_removes_the_parents_it_made(
+        tmp_path, monkeypatch):
+    def offline(data_home, **kwargs):
+        (Path(data_home) / "openml").mkdir(parents=True, exist_ok=True)
+        raise URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(openml, "fetch_openml", offline)
+    (tmp_path / "afile").write_text("")
+    for root, why in ((tmp_path / "afile", "this is a file"), (tmp_path / "afile" / "x", f"{tmp_path}/afile is a file")):
+        with pytest.raises(ConfigError) as err:
+            openml.load(61, root, 0.3, 0)
+        assert str(err.value) == f"dataset.root={root}: {why}; accepted: a folder (the data cache)"
+    with pytest.raises(ConfigError, match="dataset.id=61"):
+        openml.load(61, tmp_path / "new" / "deeper" / "root", 0.3, 0)
+    assert not (tmp_path / "new").exists()
 
 
 def test_openml_regression_target_and_bad_ids_are_config_errors(tmp_path, monkeypatch):

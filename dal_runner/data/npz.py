@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tokenize
 import zipfile
 import zlib
 from pathlib import Path
@@ -101,6 +102,12 @@ def load(path: str | os.PathLike, test_fraction: float, seed: int, layout: str =
     if x.ndim == 4:
         log.info("%s: x %s read as %s", file.name, " x ".join(map(str, x.shape)),
                  "channels last (N x H x W x C)" if last else "channels first (N x C x H x W)")
+        if layout != "auto" and last != channels_last(x.shape):
+            # the layout given against what the shape suggests (e.g. 16 channels of 16 x 3 images)
+            c, h, w = (x.shape[3], x.shape[1], x.shape[2]) if last else x.shape[1:]
+            log.warning("%s: dataset.layout=%s reads x as %d channel(s) of %d x %d images; the shape suggests "
+                        "%s (dataset.layout=auto)", file.name, layout, c, h, w,
+                        "channels last" if channels_last(x.shape) else "channels first")
     x = _final(x, dtype, last)
     if has_test:
         x_test = _final(x_test, dtype, last)
@@ -168,8 +175,10 @@ def _read(file: Path, path) -> Dict[str, np.ndarray]:
                     continue
                 try:
                     arrays[name] = archive[name]
-                except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-                    # object arrays (they need pickle) and damaged members both land here
+                except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, SyntaxError,
+                        tokenize.TokenError, MemoryError) as exc:
+                    # object arrays (they need pickle) and damaged members both land here; a damaged
+                    # header can fail numpy's literal parsing, or claim a shape no memory holds
                     raise ConfigError(KEY, path, FORMAT,
                                       f"array {name} cannot be read ({type(exc).__name__}: {exc})") from None
     return arrays

@@ -83,14 +83,18 @@ def load(data_id: int, root: Optional[str | os.PathLike], test_fraction: float, 
         raise ConfigError("dataset.test_fraction", test_fraction, "a fraction in (0, 1), e.g. 0.3")
     data_id = int(data_id)
     root = default_root() if root is None or str(root) == "" else Path(root).expanduser()
-
-    created = [p for p in (root, root / "openml") if not p.exists()]  # removed again if the fetch fails
+    for folder in (root, *root.parents, root / "openml"):
+        if folder.exists() and not folder.is_dir():
+            raise ConfigError("dataset.root", root, "a folder (the data cache)",
+                              "this is a file" if folder == root else f"{folder} is a file")
+    # removed again if the fetch fails: the cache folders and every parent made for them
+    created = [p for p in (root / "openml", root, *root.parents) if not p.exists()]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             bunch = fetch_openml(data_id=data_id, data_home=str(root), as_frame=True, parser="auto")
         except (OSError, ValueError, KeyError) as exc:  # URLError is an OSError; OpenMLError a ValueError
-            for folder in reversed(created):
+            for folder in created:  # deepest first
                 if _only_folders(folder):
                     shutil.rmtree(folder, ignore_errors=True)
             raise _fetch_error(data_id, root, exc, _damaged_cache(caught)) from None

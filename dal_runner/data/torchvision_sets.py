@@ -9,7 +9,8 @@ The files live under ``root`` in the layout torchvision's ``download=True`` writ
     fashion_mnist  FashionMNIST/raw/ (same four names); the .gz versions are read as well
 
 (torchvision reads SVHN's .mat files straight from the root it is given; we give it
-``root/SVHN`` so that one cache folder holds every data set apart.)
+``root/SVHN`` so that one cache folder holds every data set apart, and read the files straight
+from ``root`` where they lie there and root/SVHN does not exist.)
 
 Fetching is torchvision's own code (mirrors, md5 of what it downloads), run only when
 ``download`` is true and a file is missing. Reading is done here, straight from the arrays in
@@ -127,9 +128,24 @@ def check_files(name: str, root: Optional[str | os.PathLike] = None, include_ext
                 f"{name} files missing: {', '.join(_relative(p, root) for p in missing)}")
         raise ConfigError(
             "dataset.root", root,
-            f"a folder holding {', '.join(_relative(p, root) for p in expected)} (torchvision's layout)",
-            f"{what}; copy them there, or set dataset.download=true where the network allows",
+            f"a folder holding {', '.join(_relative(p, root) for p in expected)} (the layout of torchvision's "
+            f"downloads{'; or the .mat files straight in dataset.root' if name == 'svhn' else ''})",
+            f"{what}{_misplaced(name, root, missing)}; copy them there, or set dataset.download=true where the "
+            f"network allows",
         )
+
+
+def _misplaced(name: str, root: Path, missing: List[Path]) -> str:
+    """Where the missing files are instead, if that is plain: gzipped (read unzipped, except MNIST's
+    raw files), or under the folder above (dataset.root set to the data set's own folder)."""
+    gzipped = [p for p in missing if p.with_name(p.name + ".gz").is_file()]
+    if gzipped:
+        return f" ({', '.join(_relative(p, root) + '.gz' for p in gzipped)} found: decompress them)"
+    parent = root.parent
+    if parent != root and len(missing) == len(expected_files(name, root)) and not _missing(
+            expected_files(name, parent)):
+        return f" (they are under the folder above it: dataset.root={parent})"
+    return ""
 
 
 def expected_files(name: str, root: Path, include_extra: bool = False) -> List[Path]:
@@ -185,6 +201,10 @@ def _n_classes(name: str) -> int:
 
 
 def _svhn_root(root: Path) -> Path:
+    """root/SVHN (dal-run's download), or root itself where SVHN's files lie straight in it, as
+    torchvision.datasets.SVHN(root) writes them."""
+    if not (root / "SVHN").is_dir() and (root / tvd.SVHN.split_list["train"][1]).is_file():
+        return root
     return root / "SVHN"
 
 
@@ -193,7 +213,8 @@ def _mnist_raw(name: str, root: Path) -> Path:
 
 
 def _exists(path: Path) -> bool:
-    return path.is_file() or path.with_name(path.name + ".gz").is_file()
+    """The file, or for MNIST-like sets (their raw/ folder) the file gzipped, which they read as is."""
+    return path.is_file() or (path.parent.name == "raw" and path.with_name(path.name + ".gz").is_file())
 
 
 def _missing(expected: List[Path]) -> List[Path]:
