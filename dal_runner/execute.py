@@ -57,6 +57,16 @@ def resume_state(exp: Experiment, run_dir: Path) -> Optional[Dict[str, Any]]:
     return saved
 
 
+def describe_data(data) -> Dict[str, Any]:
+    """What the run read, for summary.json: sizes, classes, input and its type, an image set's
+    normalisation per channel (a table's, per feature, is left out: one number per column), and the
+    digest a resumed run checks (the same data in two runs: the same sha256)."""
+    described = {**data.fingerprint(), "dtype": str(data.x_train.dtype).replace("torch.", "")}
+    if data.is_image:
+        described.update(mean=[round(float(m), 6) for m in data.mean], std=[round(float(v), 6) for v in data.std])
+    return described
+
+
 def execute(exp: Experiment, run_dir: Path, resume: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     folder = RunFolder(run_dir)
     for partial in folder.remove_partial_writes():
@@ -71,7 +81,7 @@ def execute(exp: Experiment, run_dir: Path, resume: Optional[Dict[str, Any]] = N
         summary = {**result, "seconds": result["loop_seconds"],
                    "device": device_name(exp.device),
                    "precision": "bf16" if amp_dtype(exp.trainer.precision, exp.device) else "fp32",
-                   "versions": versions(), "seed": exp.seed, "choices": exp.choices,
+                   "versions": versions(), "seed": exp.seed, "choices": exp.choices, "data": describe_data(exp.data),
                    "budget": {"initial": exp.budget.initial, "batch": exp.budget.batch,
                               "max_labels": exp.budget.max_labels, "max_rounds": exp.budget.max_rounds}}
         folder.summary(summary)

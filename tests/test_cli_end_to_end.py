@@ -37,6 +37,10 @@ def test_default_run_learns_digits_and_writes_every_result_file(tmp_path):
     assert summary["final_accuracy"] == float(rounds[-1]["test_accuracy"])
     assert abs(summary["auc"] - auc(labels, [float(r["test_accuracy"]) for r in rounds])) <= 5e-7  # 6 decimals, like rounds.csv
     assert summary["device"].startswith("cpu") and "torch" in summary["versions"]
+    data = summary["data"]  # what the run read: digits' 1257 / 540 split, 8 x 8 grey images of 16 levels
+    assert (data["name"], data["pool"], data["test"], data["n_classes"], data["input_shape"], data["dtype"]) == (
+        "digits", 1257, 540, 10, [1, 8, 8], "uint8")
+    assert len(data["mean"]) == len(data["std"]) == 1 and 0 < data["mean"][0] < 1 and len(data["sha256"]) == 64
     assert json.loads((run / "status.json").read_text())["state"] == "completed"
     selected = _rows(run / "selected.csv")
     assert len(selected) == 600 and len({r["pool_index"] for r in selected}) == 600
