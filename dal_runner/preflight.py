@@ -64,12 +64,14 @@ def _split_argv(argv: List[str]):
 def _whole_schedules(argv: List[str]) -> List[str]:
     """budget.batch={from_labels: batch, ...} replaces the schedule of budget=active_inas or an
     experiment: OmegaConf would merge the two dicts (keeping thresholds not given) and refuse a
-    new threshold as an unknown key. A null first, then the schedule given."""
+    new threshold as an unknown key. A null first, then the schedule given. The null is written
+    `++budget.batch=null`: Hydra's sweeper keeps one override per key as typed (prefix included), so
+    a plain `budget.batch=null` would be dropped from a sweep's jobs and the schedules merged again."""
     out = []
     for a in argv:
         key, sep, value = a.partition("=")
         if sep and key.lstrip("+") == "budget.batch" and value.lstrip().startswith("{"):
-            out.append("budget.batch=null")
+            out.append("++budget.batch=null")
         out.append(a)
     return out
 

@@ -6,10 +6,10 @@ import csv
 import json
 
 import pytest
-from conftest import compose, run_cli, run_dirs
+from conftest import compose, run_cli, run_cli_inprocess, run_dirs
 from omegaconf import OmegaConf
 
-from dal_runner.io import ROUND_FIELDS
+from dal_runner.io import ROUND_FIELDS, read_csv
 from dal_runner.metrics.auc import auc
 
 
@@ -163,6 +163,19 @@ def test_a_batch_schedule_on_the_command_line_replaces_the_protocol_s_whole(tmp_
         res = run_cli(["budget=active_inas", f"budget.batch={schedule}", "--cfg", "job"], cwd=tmp_path)
         assert res.returncode == 0, res.stderr
         assert OmegaConf.create(res.stdout).budget.batch == expected
+
+
+def test_a_batch_schedule_replaces_the_protocol_s_whole_in_a_sweep_s_jobs_too(tmp_path, monkeypatch, capsys):
+    """Hydra's sweeper keeps one override per key as typed: the null that clears the protocol's
+    schedule was dropped from the jobs, which ran {0: 30, 10000: 5000} (the README says replaced)."""
+    sweep = tmp_path / "sweep"
+    code, out, err = run_cli_inprocess(
+        ["-m", "search=fixed", "arch=mlp", "budget=active_inas", "budget.batch={0:30,60:10}", "budget.initial=30",
+         "budget.max_labels=80", "trainer.epochs=1", "seed=0", f"hydra.sweep.dir={sweep}", "~hydra.callbacks.report"],
+        tmp_path, monkeypatch, capsys)
+    assert code == 0, err
+    assert OmegaConf.load(sweep / "0" / ".hydra" / "config.yaml").budget.batch == {0: 30, 60: 10}
+    assert [int(r["n_labeled"]) for r in read_csv(sweep / "0" / "rounds.csv")] == [30, 60, 70, 80]
 
 
 def test_a_run_in_its_default_folder_leaves_no_other_folder(tmp_path):
