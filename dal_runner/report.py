@@ -33,7 +33,8 @@ from dal_runner.run_folders import (  # noqa: F401  (re-exported: the report's p
     REPORT_DIR, ReportError, Run, _fmt, _group_of, _key_order, _label, _natural_key, find_run_folders, group_runs,
     label_keys, load_run,
 )
-from dal_runner.report_reference import BadReference, _reference_of, _spec, choose_reference, parse_reference
+from dal_runner.report_reference import (BadReference, _reference_of, _spec, choose_reference, parse_reference,
+                                         sweep_settings)
 
 FILES = {  # name -> columns; every file dal-report writes (stale ones are removed)
     "curves.csv": ["group", "environment", "strategy", "n_labeled", "mean", "std", "n"],
@@ -378,6 +379,15 @@ def main(argv: Optional[Sequence[str]] = None, reference_configured: bool = Fals
     try:
         args = parse_args(sys.argv[1:] if argv is None else argv)
         out = args.out or args.paths[0] / REPORT_DIR
+        if not args.strategy and args.reference is None and not reference_configured:
+            settings = sweep_settings(args.paths)  # what the sweep's own report compares
+            if settings is not None:
+                args.strategy, reference, source = settings
+                args.reference, reference_configured = reference or None, bool(reference)
+                print(f"dal-report: {' '.join(['--strategy', *args.strategy] if args.strategy else [])}"
+                      f"{' ' if args.strategy and reference else ''}"
+                      f"{' '.join(['--reference', *reference] if reference else [])} (from {source})",
+                      file=sys.stderr)
         report = build_report(args.paths, parse_reference(args.reference), args.alpha, out=out,
                               strategy=args.strategy, penalty_sizes=args.penalty_sizes,
                               reference_configured=reference_configured)

@@ -4,9 +4,10 @@ strategies are compared), and the group of runs that is each strategy's referenc
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
 
-from dal_runner.run_folders import ReportError, Run, _group_of, _key_order
+from dal_runner.run_folders import ReportError, Run, _group_of, _key_order, group_file
 
 
 def parse_reference(items: Optional[Sequence[str]]) -> Dict[str, str]:
@@ -83,3 +84,39 @@ def _reference_of(run: Run, spec: Dict[str, str], strategy_keys: Sequence[str],
     found = [g for g in env_groups
              if _matches(g[0], spec) and all(g[0].attrs.get(k) == run.attrs.get(k) for k in free)]
     return found[0] if len(found) == 1 else None
+
+
+def sweep_settings(paths: Sequence[Path]) -> Optional[Tuple[List[str], List[str], str]]:
+    """(--strategy, --reference, where from) that the sweeps under `paths` were to be reported with:
+    each sweep's report callback (multirun.yaml), else the report settings of the experiment it ran
+    (+experiment=NAME's hydra.callbacks.report), so that `dal-report SWEEP` gives the report the sweep
+    made or would have made. None where a path is no sweep, none has settings, or they differ."""
+    from importlib.resources import as_file
+
+    from omegaconf import OmegaConf
+
+    found = set()
+    for path in paths:
+        try:
+            hydra = OmegaConf.load(Path(path) / "multirun.yaml").hydra
+            settings = OmegaConf.select(hydra, "callbacks.report", default=None)
+            source = "the sweep's report callback"
+            if settings is None:
+                name = OmegaConf.select(hydra, "runtime.choices.experiment", default=None)
+                settings, source = None, f"+experiment={name}"
+                for c in OmegaConf.to_container(hydra.runtime.config_sources) if name else []:
+                    file = group_file(str(c.get("schema")), str(c.get("path")), str(hydra.runtime.cwd),
+                                      "experiment", str(name))
+                    if file is not None:
+                        with as_file(file) as local:
+                            settings = OmegaConf.select(OmegaConf.load(local), "hydra.callbacks.report", default=None)
+                        break
+            strategy = tuple(map(str, (settings or {}).get("strategy") or ()))
+            reference = tuple(map(str, (settings or {}).get("reference") or ()))
+        except Exception:  # not a sweep (no multirun.yaml), or one written by hand
+            return None
+        found.add((strategy, reference, source))
+    if len({(s, r) for s, r, _ in found}) != 1:
+        return None
+    (strategy, reference, source), *_ = sorted(found)
+    return (list(strategy), list(reference), source) if strategy or reference else None

@@ -218,17 +218,28 @@ def _preset_keys(path: Path, runtime: Optional[Dict[str, Any]]) -> set:
 _PRESETS: Dict[Tuple[str, int], frozenset] = {}  # (preset file, its mtime) -> its keys: read once per version
 
 
+def group_file(schema: str, where: str, cwd: str, group: str, name: str):
+    """<group>/<name>.yaml of one of a run's config sources (Hydra's schema pkg or file, a relative
+    file source read from the run's working folder `cwd`), or None where that source lacks it."""
+    from importlib.resources import files
+
+    folder = files(where) if schema == "pkg" else Path(cwd, where) if schema == "file" else None
+    if folder is None or not (folder / group / f"{name}.yaml").is_file():
+        return None
+    return folder / group / f"{name}.yaml"
+
+
 def _keys_of_preset(schema: str, where: str, name: str, cwd: str) -> Optional[frozenset]:
     """The keys preset/<name>.yaml of one config source sets; None where it has no such file."""
-    from importlib.resources import as_file, files
+    from importlib.resources import as_file
 
     from omegaconf import OmegaConf
 
     try:
-        folder = files(where) if schema == "pkg" else Path(cwd, where) if schema == "file" else None
-        if folder is None or not (folder / "preset" / f"{name}.yaml").is_file():
+        found = group_file(schema, where, cwd, "preset", name)
+        if found is None:
             return None
-        with as_file(folder / "preset" / f"{name}.yaml") as file:
+        with as_file(found) as file:
             version = (str(file), os.stat(file).st_mtime_ns)
             if version not in _PRESETS:
                 _PRESETS[version] = frozenset(_flatten(OmegaConf.to_container(OmegaConf.load(file))))

@@ -13,15 +13,25 @@
 #
 #   scripts/reproduce_active_inas.sh [--smoke] [cifar10 cifar100 svhn]
 #
-# --smoke: the same sweeps on digits, CPU-sized (2 seeds, softmax response, tiny training), in minutes.
+# --smoke: the same sweeps on digits, CPU-sized (2 seeds, softmax response, tiny training), in minutes,
+# into outputs/reproduce/smoke/active_inas (cifar10's protocol unless data sets are named).
 set -euo pipefail
 DAL_RUN=${DAL_RUN:-dal-run}; DAL_REPORT=${DAL_REPORT:-dal-report}
-smoke=0; [ "${1:-}" = "--smoke" ] && { smoke=1; shift; }
-datasets=("$@"); [ ${#datasets[@]} -gt 0 ] || datasets=(cifar10 cifar100 svhn)
-out=${OUT:-outputs/reproduce/active_inas}
+smoke=0; datasets=()
+for arg in "$@"; do
+  case $arg in
+    --smoke) smoke=1 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    cifar10|cifar100|svhn) datasets+=("$arg") ;;
+    *) echo "reproduce_active_inas.sh: $arg: unknown argument; accepted: --smoke, cifar10, cifar100, svhn, --help" >&2
+       exit 2 ;;
+  esac
+done
+# the smoke runs go to a folder of their own: the full sweeps refuse a folder of runs of another config
+out=${OUT:-outputs/reproduce/active_inas}; [ $smoke = 1 ] && out=${OUT:-outputs/reproduce/smoke/active_inas}
 queries=softmax_response,mc_dropout,coreset; seeds=0,1,2; extra=()
+[ ${#datasets[@]} -gt 0 ] || { [ $smoke = 1 ] && datasets=(cifar10) || datasets=(cifar10 cifar100 svhn); }
 if [ $smoke = 1 ]; then
-  [ $# -gt 0 ] || datasets=(cifar10)
   queries=softmax_response; seeds=0,1
   extra=(budget.initial=60 "budget.batch={0:60}" budget.max_labels=120 search.epochs=2 "search.lr_milestones=[1]" ~hydra.callbacks.report)
 fi

@@ -15,8 +15,17 @@
 # paper's text; dal-report ... --penalty-sizes badge_code counts those of the authors' script.
 set -euo pipefail
 DAL_RUN=${DAL_RUN:-dal-run}; DAL_REPORT=${DAL_REPORT:-dal-report}
+smoke=0
+for arg in "$@"; do
+  case $arg in
+    --smoke) smoke=1 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "reproduce_badge.sh: $arg: unknown argument; accepted: --smoke, --help" >&2; exit 2 ;;
+  esac
+done
 out=${OUT:-outputs/reproduce/badge}
-if [ "${1:-}" = "--smoke" ]; then
+if [ $smoke = 1 ]; then
+  out=${OUT:-outputs/reproduce/smoke/badge}
   "$DAL_RUN" -m search=fixed query=badge,random arch=mlp,cnn budget.batch=20,40 \
     seed=0,1 budget.initial=20 budget.max_labels=60 trainer=badge trainer.epochs=5 ~hydra.callbacks.report \
     hydra.sweep.dir=$out/digits

@@ -764,6 +764,22 @@ def test_the_ranganathan_experiment_reports_objectives_as_strategies_against_cro
     # margin_curve adds delta from 60 labels on; AUC over 30..90: delta * (1/2 * 1/2 + 1/2) = 0.75 delta
     assert gain["trainer.objective=joint_entropy"][0] == "trainer.objective=cross_entropy"
     assert math.isclose(gain["trainer.objective=joint_entropy"][1], 0.75 * sum(MARGIN_DELTA) / 3, abs_tol=1e-6)
+    # dal-report SWEEP gives the same report: the settings come from the sweep's multirun.yaml
+    # (before, the objectives were environments: no gains, no penalty, 11 files instead of 17)
+    OmegaConf.save(cfg, tmp_path / "sweep" / "multirun.yaml")
+    assert report.main([str(tmp_path / "sweep"), "--out", str(tmp_path / "again")]) == 0
+    for table in out.glob("*.csv"):
+        assert (tmp_path / "again" / table.name).read_text() == table.read_text(), table.name
+    # a sweep run without the callback (~hydra.callbacks.report): its experiment's report settings
+    OmegaConf.set_struct(cfg, False)
+    del cfg.hydra.callbacks["report"]
+    OmegaConf.save(cfg, tmp_path / "sweep" / "multirun.yaml")
+    assert report.main([str(tmp_path / "sweep"), "--out", str(tmp_path / "third")]) == 0
+    assert rows(tmp_path / "third" / "auc_gain.csv") == rows(out / "auc_gain.csv")
+    # settings given on the command line win
+    assert report.main([str(tmp_path / "sweep"), "--out", str(tmp_path / "own"), "--strategy", "query"]) == 0
+    assert {r["environment"] for r in rows(tmp_path / "own" / "auc.csv")} == {
+        "dataset=digits trainer.objective=cross_entropy", "dataset=digits trainer.objective=joint_entropy"}
 
 
 def test_a_penalty_matrix_that_badges_rule_leaves_empty_says_so(tmp_path, capsys):
