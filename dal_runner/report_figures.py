@@ -42,7 +42,7 @@ def _tight_layout(fig) -> None:
 
 
 def _wrap(text: str, width: int = 42) -> str:
-    return textwrap.fill(text, width, break_on_hyphens=False)
+    return textwrap.fill(text, width, break_on_hyphens=False, break_long_words=False)  # never inside a word
 
 
 def _save(draw: Callable[[], "plt.Figure"], out: Path, stem: str) -> List[Path]:
@@ -77,9 +77,11 @@ def _grid(n: int, ncols: int = 3):
 
 # ------------------------------------------------------------------------------ learning curves
 def learning_curves(rows: Sequence[dict], colors: Dict[str, tuple], ylabel: str = "test accuracy (mean ± 1 std)",
-                    log: bool = False) -> "plt.Figure":
+                    log: bool = False, common: str = "") -> "plt.Figure":
     """Mean over seeds vs labels with a +-1 std band, one panel per environment: test accuracy, or
-    (arch_growth) the rounds' parameter counts on a log axis."""
+    (arch_growth) the rounds' parameter counts on a log axis, where the band is mean x/÷ (1 + std /
+    mean) (mean - std can be below 0). `common`: what every run shares that the labels leave out
+    (query=softmax_response in a report of one query), in each panel's title."""
     by_env: Dict[str, Dict[str, List[dict]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
         by_env[r["environment"]][r["strategy"]].append(r)
@@ -96,9 +98,12 @@ def learning_curves(rows: Sequence[dict], colors: Dict[str, tuple], ylabel: str 
             std = np.nan_to_num(np.array([p["std"] for p in points], dtype=float))  # one seed: no band
             seeds |= {p["n"] for p in points}
             (handles[strategy],) = ax.plot(x, mean, marker="o", ms=3, lw=1.4, color=colors[strategy])
-            ax.fill_between(x, mean - std, mean + std, color=colors[strategy], alpha=0.18, lw=0)
+            factor = 1.0 + std / np.where(mean > 0, mean, 1.0)
+            low, high = (mean / factor, mean * factor) if log else (mean - std, mean + std)
+            ax.fill_between(x, low, high, color=colors[strategy], alpha=0.18, lw=0)
         n = f"{min(seeds)}" if len(seeds) == 1 else f"{min(seeds)}-{max(seeds)}"
-        ax.set_title(_wrap(f"{env} ({n} seed{'s' if max(seeds) > 1 else ''})", 60), fontsize=9)
+        ax.set_title(_wrap(f"{env}{', ' + common if common else ''} ({n} seed{'s' if max(seeds) > 1 else ''})", 60),
+                     fontsize=9)
         ax.set_xlabel("labeled examples")
         ax.set_ylabel(ylabel)
         if log:
@@ -157,32 +162,34 @@ def penalty_figure(results: Dict[str, object], title: str) -> "plt.Figure":
 
 
 # ------------------------------------------------------------------------------ AUC-gain
-def auc_gain_bars(rows: Sequence[dict], colors: Dict[str, tuple], reference: str) -> "plt.Figure":
+def auc_gain_bars(rows: Sequence[dict], colors: Dict[str, tuple], reference: str, common: str = "") -> "plt.Figure":
     rows = [r for r in rows if r["strategy"] != r["reference"]]
     envs = sorted({r["environment"] for r in rows}, key=_natural_key)
     strategies = sorted({r["strategy"] for r in rows})
     width = min(0.35, 0.8 / len(strategies))
     # each environment's tick label, wrapped at 24 characters of 7 pt type, needs about 1.4 in of the axes
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.0 + len(envs) * max(1.8, 0.6 + 0.35 * len(strategies))), 4.0))
+    # (+ 2 in for the legend at the right, outside the axes)
+    fig, ax = plt.subplots(figsize=(2.0 + max(5.0, 1.0 + len(envs) * max(1.8, 0.6 + 0.35 * len(strategies))), 4.0))
     for s_index, strategy in enumerate(strategies):
         mine = {r["environment"]: r for r in rows if r["strategy"] == strategy}
         x = [e_index + width * (s_index + 0.5 - len(strategies) / 2) for e_index, env in enumerate(envs) if env in mine]
         y = [mine[env]["mean"] for env in envs if env in mine]
         err = [0.0 if math.isnan(mine[env]["std"]) else mine[env]["std"] for env in envs if env in mine]
-        ax.bar(x, y, width * 0.92, yerr=err, capsize=3, color=colors[strategy], label=strategy,
+        ax.bar(x, y, width * 0.92, yerr=err, capsize=3, color=colors[strategy], label=_wrap(strategy, 30),
                error_kw={"lw": 0.8})
     ax.axhline(0.0, color="black", lw=0.8)
     ax.set_xticks(range(len(envs)), [_wrap(e, 24) for e in envs], fontsize=7)
     spread = any(not math.isnan(r["std"]) for r in rows)
     ax.set_ylabel("AUC-gain (accuracy; ± 1 std over seeds)" if spread else "AUC-gain (accuracy; 1 seed: no spread)")
-    ax.set_title(_wrap(f"AUC-gain over the reference {reference} (common label range)", 70), fontsize=9)
+    ax.set_title(_wrap(f"AUC-gain over the reference {reference} (common label range)"
+                       f"{'; all runs: ' + common if common else ''}", 70), fontsize=9)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)  # clear of the bars
     _tight_layout(fig)
     return fig
 
 
-def auc_gain_by_labels(rows: Sequence[dict], reference: str) -> "plt.Figure":
+def auc_gain_by_labels(rows: Sequence[dict], reference: str, common: str = "") -> "plt.Figure":
     """One panel per strategy, one line per environment: the AUC-gain over [first common label
     count, x] against x (active-iNAS Figure 6b: softmax response over passive learning, by model)."""
     rows = [r for r in rows if r["strategy"] != r["reference"]]
@@ -190,7 +197,8 @@ def auc_gain_by_labels(rows: Sequence[dict], reference: str) -> "plt.Figure":
     envs = sorted({r["environment"] for r in rows}, key=_natural_key)
     palette = plt.get_cmap("tab10")
     nrows, ncols = _grid(len(strategies))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.9 * nrows), squeeze=False)
+    # one y scale for every panel: the strategies' gains are compared across panels
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.9 * nrows), squeeze=False, sharey=True)
     for ax, strategy in zip(axes.flat, strategies):
         for e_index, env in enumerate(envs):
             points = sorted((r for r in rows if r["strategy"] == strategy and r["environment"] == env),
@@ -204,7 +212,7 @@ def auc_gain_by_labels(rows: Sequence[dict], reference: str) -> "plt.Figure":
             ax.plot(x, mean, marker="o", ms=3, lw=1.4, color=color, label=_wrap(env, 40))
             ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.18, lw=0)
         ax.axhline(0.0, color="black", lw=0.8)
-        ax.set_title(_wrap(f"{strategy} over {reference}", 60), fontsize=9)
+        ax.set_title(_wrap(f"{strategy} over {reference}{'; ' + common if common else ''}", 60), fontsize=9)
         ax.set_xlabel("labeled examples (end of the range)")
         spread = any(not math.isnan(r["std"]) for r in rows if r["strategy"] == strategy)
         ax.set_ylabel("AUC-gain from the first label count" + (" (± 1 std)" if spread else " (1 seed)"))
@@ -220,16 +228,30 @@ def write_figures(report, out: Path) -> List[Path]:
     """Draw every figure the report has data for; returns the paths written."""
     tables = report.tables
     colors = _colors(sorted({r["strategy"] for r in tables["auc.csv"]}))
-    paths = _save(lambda: learning_curves(tables["curves.csv"], colors), out, "learning_curves")
+    common = _common_options(report)
+    paths = _save(lambda: learning_curves(tables["curves.csv"], colors, common=common), out, "learning_curves")
     if tables.get("arch_growth.csv"):
-        paths += _save(lambda: learning_curves(tables["arch_growth.csv"], colors, "parameters (mean ± 1 std)",
-                                               log=True), out, "arch_growth")
+        paths += _save(lambda: learning_curves(tables["arch_growth.csv"], colors,
+                                               "parameters (mean; band x/÷ 1 + std/mean)", log=True, common=common),
+                       out, "arch_growth")
     for split, results in report.penalties.items():
         stem = "penalty" if split == "overall" else f"penalty_by_{split}"
         paths += _save(lambda: penalty_figure(results, f"Pairwise penalty, {PENALTY_TITLES[split]}"), out, stem)
     if any(r["strategy"] != r["reference"] for r in tables["auc_gain.csv"]):
         reference = " ".join(f"{k}={v}" for k, v in report.reference.items())
-        paths += _save(lambda: auc_gain_bars(tables["auc_gain.csv"], colors, reference), out, "auc_gain")
-        paths += _save(lambda: auc_gain_by_labels(tables["auc_gain_by_labels.csv"], reference), out,
+        paths += _save(lambda: auc_gain_bars(tables["auc_gain.csv"], colors, reference, common), out, "auc_gain")
+        paths += _save(lambda: auc_gain_by_labels(tables["auc_gain_by_labels.csv"], reference, common), out,
                        "auc_gain_by_labels")
     return paths
+
+
+def _common_options(report) -> str:
+    """The search and query every run shares, which no label shows (a report of one query's runs
+    said nothing of the query): e.g. 'query=softmax_response'."""
+    shown = set(report.environment_keys) | set(report.strategy_keys)
+    common = []
+    for group in ("search", "query"):
+        values = {r.attrs.get(group) for r in report.runs}
+        if group not in shown and len(values) == 1 and None not in values:
+            common.append(f"{group}={values.pop()}")
+    return " ".join(common)

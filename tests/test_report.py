@@ -864,3 +864,19 @@ def test_a_custom_strategy_is_named_by_its_target_where_it_is_the_only_one(tmp_p
         "query=custom query.target=my_queries.Rotating", "query=margin", "query=random"}
     assert report.main([str(root / "6"), str(root / "7"), "--out", str(tmp_path / "alone")]) == 0
     assert [r["strategy"] for r in rows(tmp_path / "alone" / "auc.csv")] == ["query=custom query.target=my_queries.Rotating"]
+
+
+def test_figures_name_the_query_all_runs_share_and_never_break_a_label_inside_a_word(tmp_path):
+    """A report of one query's runs (active-iNAS Figs. 2-4: one report per query) titled its panels
+    by the environment alone, so a figure copied out of its folder did not say which query it
+    showed; labels were wrapped inside words ('cross_entrop y')."""
+    from dal_runner import report_figures
+
+    for seed in range(2):
+        make_run(tmp_path / "runs" / f"i{seed}", query="softmax_response", search="inas", arch="resnet", seed=seed)
+        make_run(tmp_path / "runs" / f"f{seed}", query="softmax_response", arch="resnet18", seed=seed)
+    built = report.build_report([tmp_path / "runs"])
+    assert {r["strategy"] for r in built.tables["auc.csv"]} == {"search=fixed arch=resnet18", "search=inas arch=resnet"}
+    assert report_figures._common_options(built) == "query=softmax_response"
+    assert report_figures._wrap("trainer.entropy_lambda=0.1 trainer.objective=cross_entropy", 30) == (
+        "trainer.entropy_lambda=0.1\ntrainer.objective=cross_entropy")
