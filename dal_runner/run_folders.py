@@ -312,11 +312,22 @@ def _fill_added_keys(runs: Sequence[Run]) -> None:
     """A key some runs lack and others hold as null is one value: a key added in a later version of
     dal-run, whose null keeps the earlier behaviour (as a resumed run's config check reads it,
     state.differences). Runs made before and after it was added are then one protocol, not two
-    environments told apart by `key=-` and `key=null`."""
+    environments told apart by `key=-` and `key=null`. The same for a key added with another
+    default that keeps the earlier behaviour (state.EARLIER_VALUES)."""
     nulls = {k for r in runs for k, v in r.attrs.items() if v == "null"}
     for r in runs:
         for key in nulls - set(r.attrs) - r.unread:
             r.attrs[key] = "null"
+    # a key added with another default (state.EARLIER_VALUES): its earlier value, where runs of the
+    # same option have the key (query.arms is ALBL's: a margin run does not lack it)
+    from dal_runner.state import EARLIER_VALUES
+
+    for key, value in EARLIER_VALUES.items():
+        group = _group_of(key)
+        options = {r.attrs.get(group) for r in runs if key in r.attrs}
+        for r in runs:
+            if key not in r.attrs and key not in r.unread and r.attrs.get(group) in options:
+                r.attrs[key] = _fmt(value)
 
 
 def _label(run: Run, keys: Sequence[str]) -> str:

@@ -30,6 +30,14 @@ VERSION = 3  # 2: search.inherit keeps the chosen candidate ("parent"); 3: a sta
 READABLE = (2, 3)  # a version-2 state is never finished: it is read as one
 # keys that may differ between a run and its resumption: where it runs and where data lives
 NOT_PROTOCOL = ("resume", "output_root", "device", "dataset.root", "dataset.download")
+# Keys added to the config after runs were first written, with the value that does what a run made
+# before them did: such a run lacks the key and is the same protocol where the key has this value
+# (keys added with a null default are the same by their null). trainer.cuda_graphs replays the
+# eager step's computation (the CPU never captures), so True is no change of protocol either.
+EARLIER_VALUES = {"dataset.augment.fill": "zeros", "dataset.layout": "auto", "dataset.labels": "fine",
+                  "query.variant": "exp4p", "query.arms": "points", "search.inherit": False,
+                  "search.stop_margin": 0.1, "search.subset": 1.0, "trainer.precision": "fp32",
+                  "trainer.cuda_graphs": True, "trainer.deterministic": False, "trainer.divergence_factor": 100.0}
 
 
 class ResumeError(Exception):
@@ -81,12 +89,17 @@ def differences(saved: Dict[str, Any], current: Dict[str, Any], limit: int = 3) 
     """Protocol keys whose values differ, as 'key: saved -> current' (at most `limit`, then a count).
 
     A key the saved config lacks and the current one has as null is the same: a key added in a
-    later version, whose null keeps the earlier behaviour (trainer.stop_at_train_accuracy)."""
+    later version, whose null keeps the earlier behaviour (trainer.stop_at_train_accuracy); so is
+    one of EARLIER_VALUES at the value that does what the run did before the key existed."""
     a, b = flatten(saved), flatten(current)
+    earlier = {k: v for k, v in EARLIER_VALUES.items() if k in b and k not in a}
+    a.update(earlier)
     keys = sorted(k for k in set(a) | set(b)
                   if k not in NOT_PROTOCOL and not k.startswith("hydra") and a.get(k, "<unset>") != b.get(k, "<unset>")
                   and not (k not in a and b[k] is None))
-    shown = [f"{k}: {a.get(k, '<unset>')} there, {b.get(k, '<unset>')} here" for k in keys[:limit]]
+    made_before = " (made before dal-run had this key)"
+    shown = [f"{k}: {a.get(k, '<unset>')} there{made_before if k in earlier else ''}, {b.get(k, '<unset>')} here"
+             for k in keys[:limit]]
     if len(keys) > limit:
         shown.append(f"and {len(keys) - limit} more")
     return shown
@@ -95,8 +108,12 @@ def differences(saved: Dict[str, Any], current: Dict[str, Any], limit: int = 3) 
 def check_same_config(run_dir: Path, saved: Dict[str, Any], current: Dict[str, Any]) -> None:
     diff = differences(saved, current)
     if diff:
+        older = [d.split(":", 1)[0] + "=" + d.split(": ", 1)[1].split(" there", 1)[0] for d in diff
+                 if "(made before dal-run had this key)" in d]
         raise ResumeError(f"the run was made with another config ({'; '.join(diff)})",
-                          "the run's own overrides, or none (dal-run resume=PATH reuses them)")
+                          "the run's own overrides, or none (dal-run resume=PATH reuses them)"
+                          + (f"; for a key the run was made without, the value that does what it did: "
+                             f"{' '.join(older)}" if older else ""))
 
 
 def check_same_data(saved: Optional[Dict[str, Any]], current: Dict[str, Any]) -> None:

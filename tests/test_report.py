@@ -358,6 +358,22 @@ def test_runs_made_before_a_key_was_added_are_averaged_with_those_made_after(tmp
         "dataset=digits", "dataset=digits trainer.weight_decay_scope=conv"]
 
 
+def test_runs_made_before_a_key_with_a_default_was_added_are_one_protocol_with_those_after(tmp_path):
+    """dataset.augment.fill and trainer.cuda_graphs came later with defaults (zeros, true) that do what
+    earlier runs did: two runs of one protocol and seed were two environments ('dataset=digits' and
+    'dataset=digits dataset.augment.fill=zeros trainer.cuda_graphs=true')."""
+    for seed in (0, 1):
+        folder = make_run(tmp_path / "runs" / str(seed), seed=seed, curve=RANDOM[seed])
+        if seed == 1:
+            config = yaml.safe_load((folder / ".hydra" / "config.yaml").read_text())
+            config["dataset"]["augment"]["fill"] = "zeros"
+            config["trainer"]["cuda_graphs"] = True
+            (folder / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
+    (row,) = rows(tmp_path / "out" / "auc.csv")
+    assert (row["environment"], row["seeds"]) == ("dataset=digits", "0 1")
+
+
 def test_a_strategy_compared_with_no_other_is_left_out_of_the_penalty_matrix(tmp_path, capsys):
     """entropy ran only where no t-test could be made (one seed): before, penalty.csv and the figure
     gave it a row and column of 0.00, which reads as "compared, never lost"."""

@@ -345,6 +345,27 @@ def test_a_key_added_later_with_a_null_default_does_not_block_resuming_an_older_
         "trainer.stop_at_train_accuracy: <unset> there, 0.99 here"]
 
 
+def test_a_key_added_later_at_the_value_that_does_what_older_runs_did_does_not_block_resuming_them():
+    """A run of 2026-12-03 lacked dataset.augment.fill and trainer.cuda_graphs; resuming it said
+    'another config (dataset.augment.fill: <unset> there, zeros here; ...)' to a user who gave no
+    override, and no override could help."""
+    from dal_runner.state import ResumeError, check_same_config, differences
+
+    saved = {"dataset": {"augment": {"crop_padding": 4}}, "trainer": {"epochs": 60}, "query": {"name": "albl"}}
+    now = {"dataset": {"augment": {"crop_padding": 4, "fill": "zeros"}},
+           "trainer": {"epochs": 60, "cuda_graphs": True, "precision": "fp32"},
+           "query": {"name": "albl", "variant": "exp4p", "arms": "points"}}
+    assert differences(saved, now) == []
+    # the value now default is not what the run did (ALBL's arms were points; fp32 before bf16 existed)
+    now["trainer"]["precision"], now["query"]["arms"] = "auto", "strategies"
+    with pytest.raises(ResumeError) as err:
+        check_same_config(None, saved, now)
+    assert str(err.value) == ("the run was made with another config (query.arms: points there (made before dal-run "
+                              "had this key), strategies here; trainer.precision: fp32 there (made before dal-run "
+                              "had this key), auto here)")
+    assert err.value.accepted.endswith("the value that does what it did: query.arms=points trainer.precision=fp32")
+
+
 def test_a_run_resumed_elsewhere_reads_its_relative_paths_from_where_it_began_and_checks_its_data(
         tmp_path, monkeypatch, capsys):
     import numpy as np
