@@ -5,6 +5,7 @@ state readable). The preflight (preflight.py) then checks the config as for any 
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import List
@@ -25,10 +26,34 @@ def _sweep_overrides(sweep: Path) -> str:
     """The command line's overrides of the sweep in `sweep` (its multirun.yaml), each followed by a
     space; '<its overrides> ' where the file is gone or unreadable."""
     try:
-        task = OmegaConf.load(sweep / "multirun.yaml").hydra.overrides.task
-        return "".join(f"{o} " for o in task if not str(o).startswith("hydra.sweep.dir="))
+        hydra = OmegaConf.load(sweep / "multirun.yaml").hydra
+        task = OmegaConf.to_container(hydra.overrides.task, resolve=False)  # seed=${hydra:job.num} as typed
+        launcher = OmegaConf.select(hydra, "runtime.choices.hydra/launcher", default=None)
+        given = [f"hydra/launcher={launcher}"] if launcher not in (None, "basic") else []  # not among the task's
+        return "".join(f"{shlex.quote(str(o))} " for o in [*given, *task] if not str(o).startswith("hydra.sweep.dir="))
     except Exception:  # no multirun.yaml (job folders alone), or one this cannot read: the hint stays general
         return "<its overrides> "
+
+
+def _resolved_job_values(override: str, run: Path) -> str:
+    """A sweep job's override that reads Hydra's job (seed=${hydra:job.num}) with the value it had
+    in that job (.hydra/hydra.yaml), so that the job resumed alone, where Hydra has no job number,
+    runs with its own: seed=3."""
+    import re
+
+    pattern = r"\$\\?\{hydra\\?:([\w.]+)\\?\}"  # ${hydra:job.num}, or as overrides.yaml escapes it
+    if not re.search(pattern, override):
+        return override
+    try:
+        hydra = OmegaConf.load(run / ".hydra" / "hydra.yaml").hydra
+    except Exception:  # no hydra.yaml: left as given, and the config check says what is wrong
+        return override
+
+    def value(match: "re.Match") -> str:
+        found = OmegaConf.select(hydra, match.group(1), default=None, throw_on_resolution_failure=False)
+        return match.group(0) if found is None else str(found)
+
+    return re.sub(pattern, value, override)
 
 
 def _single_runs(folder: Path, jobs: List[str]) -> bool:
@@ -113,7 +138,8 @@ def resume_argv(argv: List[str], overrides: List[str], multirun: bool) -> List[s
         fail(f"{given}: its .hydra/overrides.yaml cannot be read ({type(e).__name__}: {' '.join(str(e).split())[:200]}); "
              f"accepted: a run folder as dal-run wrote it (the file lists the run's overrides, one per line, "
              f"e.g. - seed=0)")
-    saved = [str(o) for o in listed if not str(o).startswith(("resume=", "hydra."))]
+    saved = [_resolved_job_values(str(o), path) for o in OmegaConf.to_container(listed, resolve=False)
+             if not str(o).startswith(("resume=", "hydra."))]
     key = lambda o: o.split("=", 1)[0].lstrip("+~")  # noqa: E731
     given_keys = {key(o) for o in others}
     others = [o for o in saved if key(o) not in given_keys] + others

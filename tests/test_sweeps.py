@@ -3,6 +3,7 @@ the sweep's end and its report say what happened, and the same command continues
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -133,6 +134,16 @@ def test_a_sweep_seeded_by_its_job_numbers_launched_again_is_kept(tmp_path, monk
     assert [read_json(tmp_path / "sweep" / job / "summary.json")["seed"] for job in "01"] == [0, 1]
     code, out, err = run_cli_inprocess(args, tmp_path, monkeypatch, capsys)
     assert code == 0 and "jobs 0-1 of the sweep already completed with this config: kept as they are" in err, err
+    # one job resumed alone, as its status.json says to, runs with its own seed (before: 'seed=${hydra:job.num}:
+    # HydraConfig was not set', exit 2); the sweep's folder names its overrides as typed, quoted for the shell
+    status = read_json(tmp_path / "sweep" / "1" / "status.json")
+    (tmp_path / "sweep" / "1" / "status.json").write_text(json.dumps({**status, "state": "interrupted"}))
+    code, out, err = run_cli_inprocess([f"resume={tmp_path / 'sweep' / '1'}"], tmp_path, monkeypatch, capsys)
+    assert code == 0, err
+    assert read_json(tmp_path / "sweep" / "1" / "summary.json")["seed"] == 1
+    code, out, err = run_cli_inprocess([f"resume={tmp_path / 'sweep'}"], tmp_path, monkeypatch, capsys)
+    assert code == 2 and "dal-run -m search=fixed arch=mlp budget.max_rounds=1 trainer.epochs=1 " \
+        "'seed=${hydra:job.num}' trainer.lr=0.001,0.002 hydra.sweep.dir=" in err, err
 
 
 def test_ctrl_c_while_a_large_sweep_is_checked_stops_it_in_one_line(tmp_path):
