@@ -46,6 +46,11 @@ def _died(run_dir: Optional[Path], error: BaseException) -> JobReturn:
     reason = ("the job's process ended without a result: killed (out of memory, SIGKILL) or its node failed; "
               "the same command with hydra.sweep.dir continues it from its last round")
     detail = " ".join(str(error).split())
+    if run_dir is not None and _ended_on_its_own(run_dir):
+        # it was stopped (a signal to the job alone) and said so in its status.json before it ended:
+        # kept, not overwritten by a guess at why it left no result
+        log.warning("%s: the job's process ended without a result; its status.json says why (%s)", run_dir, detail)
+        return JobReturn(status=JobStatus.COMPLETED, _return_value=None)
     if run_dir is not None:
         from dal_runner.execute import mark_failed
 
@@ -60,6 +65,16 @@ def _died(run_dir: Optional[Path], error: BaseException) -> JobReturn:
     else:
         log.error("a job of the sweep: %s (%s)", reason, detail)
     return JobReturn(status=JobStatus.COMPLETED, _return_value=None)
+
+
+def _ended_on_its_own(run_dir: Path) -> bool:
+    """Whether the job's own status.json says how it ended (interrupted or failed), not running."""
+    from dal_runner.io import read_json
+
+    try:
+        return (read_json(run_dir / "status.json") or {}).get("state") in ("interrupted", "failed")
+    except Exception:  # unreadable: as if it said nothing
+        return False
 
 
 def _kept(number: int, say: bool = True) -> JobReturn:

@@ -213,6 +213,23 @@ def test_a_sweep_job_killed_outright_is_one_failed_run_and_the_sweep_ends_as_usu
     assert [r["run"] for r in read_csv(sweep / "report" / "excluded.csv")] == ["1"]
 
 
+def test_a_job_that_said_how_it_ended_keeps_its_status_when_it_leaves_no_result(tmp_path):
+    """SIGTERM or Ctrl-C to a local sweep's job alone: the job marks itself interrupted and exits;
+    submitit then has no result, and the sweep overwrote the status with 'killed (out of memory,
+    SIGKILL)', so the report and the sweep's end gave the wrong reason (measured: TERM and INT)."""
+    from dal_runner.launchers import _died
+
+    run = tmp_path / "0"
+    run.mkdir()
+    interrupted = {"state": "interrupted", "error": "interrupted by a signal (SIGTERM, ...)", "round": 2}
+    (run / "status.json").write_text(json.dumps(interrupted))
+    _died(run, RuntimeError("Job has not produced any output"))
+    assert read_json(run / "status.json") == interrupted
+    (run / "status.json").write_text(json.dumps({"state": "running", "round": 2}))  # SIGKILL: it said nothing
+    _died(run, RuntimeError("Job has not produced any output"))
+    assert read_json(run / "status.json")["state"] == "failed"
+
+
 def test_sigterm_to_a_local_sweep_stops_its_running_jobs_as_interrupted_runs(tmp_path):
     """hydra/launcher=local: SIGTERM to dal-run alone (kill PID, a scheduler's stop) used to leave its
     jobs running to their end behind a sweep that said it had stopped. The sweep's folder is the
