@@ -138,6 +138,7 @@ def run_active_learning(
         previous: Optional[ArchSpec] = None
         t, elapsed = 0, 0.0
         parent = None  # search.inherit: the weights (CPU) the next round's candidates start from
+        machines = [{"machine": state.machine(device), "from_round": 0}]
     else:
         selected, rounds, search_rows = resume["selected"], resume["rounds"], resume["search"]
         # state written before search.csv's column took DESIGN.md's name (2026-12-03): arch -> candidate
@@ -151,6 +152,10 @@ def run_active_learning(
         parent = resume.get("parent")
         log.info("resuming at round %d with %d labels (%s)", t, pool.n_labeled, previous)
         before, here = resume.get("machine"), state.machine(device)
+        # every machine the run's rounds ran on, with the round each began at (summary.json says so)
+        machines = list(resume.get("machines") or ([{"machine": before, "from_round": 0}] if before else []))
+        if not machines or machines[-1]["machine"] != here:
+            machines.append({"machine": here, "from_round": t})
         if before is not None and before != here:  # OMP_NUM_THREADS, a SLURM allocation, another GPU
             log.warning("resuming on %s; before this stop the run ran on %s: the rounds from here on may differ "
                         "in their last bits (and then in the labels they pick) from those of a run left "
@@ -294,6 +299,7 @@ def run_active_learning(
                 "parent": parent if inherit_weights else None,
                 "data": data_fingerprint,  # a resumption checks that its data are these
                 "machine": state.machine(device),  # a resumption elsewhere says so
+                "machines": machines,
             })
             if not done:  # round t is saved: a stop from here on is one a resumption continues at round t + 1
                 folder.status("running", round=t + 1, n_labeled=pool.n_labeled)
@@ -308,4 +314,6 @@ def run_active_learning(
         "auc": round(auc([r["n_labeled"] for r in rounds], [r["test_accuracy"] for r in rounds]), 6),  # as rounds.csv
         "n_rounds": len(rounds),
         "loop_seconds": round(time.perf_counter() - started, 3),
+        # where the rounds ran: one entry, or one per machine / thread count a resumption changed to
+        "machines": [f"{state.describe_machine(m['machine'])} from round {m['from_round']}" for m in machines],
     }

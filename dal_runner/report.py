@@ -123,6 +123,11 @@ def build_report(paths: Sequence[Path], reference: Optional[Dict[str, str]] = No
     report = Report(included, excluded, env_keys, strategy_keys, {}, alpha)
     if not included:
         return report
+    moved = [r.name for r in included if len(r.machines) > 1]
+    if moved:  # averaged like the others; the reader should know
+        report.notes.append(f"{len(moved)} run(s) resumed on another machine or thread count (summary.json: "
+                            f"machines), so their later rounds may differ in the last bits from an uninterrupted "
+                            f"run's: {', '.join(moved[:5])}{' ...' if len(moved) > 5 else ''}")
     try:
         report.reference = choose_reference(included, reference or {}, search_compared, env_keys, strategy_keys)
     except BadReference as e:

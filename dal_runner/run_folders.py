@@ -39,6 +39,7 @@ class Run:
     sizes: List[Tuple[int, int]] = field(default_factory=list)
     environment: str = ""
     strategy: str = ""
+    machines: List[str] = field(default_factory=list)  # summary.json: where its rounds ran (> 1: resumed elsewhere)
 
 
 # ------------------------------------------------------------------------------ scanning
@@ -151,6 +152,7 @@ def load_run(path: Path, name: str) -> Run:
     except (KeyError, ValueError, TypeError):  # older or hand-made files: no sizes, the rest stands
         run.sizes = []
     summary = _read_json(path / SUMMARY_JSON) or {}
+    run.machines = [str(m) for m in summary.get("machines") or []]
     expected = (summary.get("n_rounds"), summary.get("final_n_labeled"))
     if None not in expected and (len(run.curve), run.curve[-1][0]) != expected:
         # cut short or edited since the run wrote it: its AUC would be another run's

@@ -810,6 +810,13 @@ def test_a_resumption_with_another_thread_count_says_its_rounds_may_differ(kille
     assert ("resuming on cpu with 2 thread(s); before this stop the run ran on cpu with 1 thread(s): the rounds "
             "from here on may differ") in res.stdout + res.stderr
     assert torch.load(run / "state" / "state.pt", weights_only=True)["machine"] == {"device": "cpu", "threads": 2}
+    # and the run's results say so, not only its log: summary.json lists both, and dal-report notes the run
+    assert read_json(run / "summary.json")["machines"] == ["cpu with 1 thread(s) from round 0",
+                                                          "cpu with 2 thread(s) from round 2"]
+    from dal_runner import report
+
+    built = report.build_report([run])
+    assert any(n.startswith("1 run(s) resumed on another machine or thread count") for n in built.notes), built.notes
 
 
 def test_a_stop_while_a_round_is_written_names_the_round_a_resume_starts_at(tmp_path, monkeypatch):
