@@ -48,7 +48,7 @@ def _dal_run(cfg: DictConfig) -> Optional[float]:
         if multirun:
             log.error(message)
             return None
-        fail(busy_message(run_dir))
+        fail(busy_message(run_dir, resuming=cfg.get("resume") is not None))
     finally:
         restore()
     _CURRENT["run_dir"] = None  # a stop from here on (the next job's start, the report) is no job's

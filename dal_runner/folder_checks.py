@@ -109,7 +109,11 @@ def check_not_shared(job_dirs: Sequence[Optional[Path]], sweep_dirs: Sequence[Pa
                               "${hydra.job.num} (the default)", f"jobs {first[subdir]} and {job} would share it")
 
 
-def busy_message(run_dir: Path) -> str:
-    """The refusal of a run whose folder's lock another process holds (preflight, or the job)."""
+def busy_message(run_dir: Path, resuming: bool = False) -> str:
+    """The refusal of a run whose folder's lock another process holds (preflight, or the job);
+    `resuming`: the folder is the run resume= names (a second resume of it at the same moment)."""
+    if resuming:
+        return (f"resume={run_dir}: the run is still going (another dal-run process runs in it); accepted: a run "
+                f"that stopped (wait for it, or stop it first)")
     return (f"hydra.run.dir={run_dir}: a run there is still going (another dal-run process runs in it); "
             f"accepted: another folder, or this one once that run stopped")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Optional
@@ -24,8 +25,6 @@ def _handling_a_stop() -> bool:
     """Whether the main thread is in an except clause or a finally block of a stop (KeyboardInterrupt,
     SystemExit, or an error raised while one was handled): what a signal handler sees as the
     exception being handled is that of the code it interrupted."""
-    import sys
-
     error = sys.exc_info()[1]
     while error is not None:
         if isinstance(error, (KeyboardInterrupt, SystemExit)):
@@ -55,6 +54,18 @@ def raise_lost_stop() -> None:
         logging.getLogger("dal_runner").warning("a stop signal arrived inside a callback, where Python drops what "
                                                 "it raises; the run stops now")
         raise stop.with_traceback(None)
+
+
+def _quiet_about_lost_stops(hook: Callable) -> Callable:
+    """sys.unraisablehook that leaves out a stop our handlers raised where Python drops it (a
+    weakref's callback, a __del__): Python printed 'Exception ignored in ...' and its traceback on
+    the terminal above the run's one-line stop, which raise_lost_stop then raises again."""
+
+    def quiet(unraisable) -> None:
+        if not any(unraisable.exc_value is stop for stop in _STOPPING):
+            hook(unraisable)
+
+    return quiet
 
 
 def _clear_stops() -> None:
@@ -116,11 +127,15 @@ def stop_on_sigterm() -> Callable[[], None]:
         signal.signal(s, stop)
     for s in wrapped:
         signal.signal(s, _recording(previous[s]))
+    hook = sys.unraisablehook
+    if taken or wrapped:
+        sys.unraisablehook = _quiet_about_lost_stops(hook)
 
     def restore() -> None:
         for s, handler in previous.items():
             signal.signal(s, handler)
         if taken or wrapped:  # the stop, if any, is over with the handlers that recorded it
+            sys.unraisablehook = hook
             _clear_stops()
 
     return restore

@@ -150,7 +150,8 @@ def run_active_learning(
         state.restore_component(query, resume.get("query_state"), "query")
         state.restore_rng(resume["rng"], device)
         parent = resume.get("parent")
-        log.info("resuming at round %d with %d labels (%s)", t, pool.n_labeled, previous)
+        if not resume.get("finished"):  # else: "all N rounds were done already", below
+            log.info("resuming at round %d with %d labels (%s)", t, pool.n_labeled, previous)
         before, here = resume.get("machine"), state.machine(device)
         # every machine the run's rounds ran on, with the round each began at (summary.json says so)
         machines = list(resume.get("machines") or ([{"machine": before, "from_round": 0}] if before else []))

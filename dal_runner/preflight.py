@@ -222,7 +222,8 @@ def _check_job(number: int, job: List[str], multirun: bool, printing: bool) -> O
         key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
         raise ConfigError(key, "''", f"a folder for the {'sweep' if multirun else 'run'} "
                           f"(the default: under output_root)", "empty")
-    existing = check_writable(target, "hydra.sweep.dir / output_root" if multirun else "hydra.run.dir / output_root")
+    existing = check_writable(target, "hydra.sweep.dir / output_root" if multirun else
+                              "resume" if cfg.get("resume") is not None else "hydra.run.dir / output_root")
     job_dir, kept = None, None
     if multirun:  # a sweep launched again into its folder: each job's folder as it will be
         _check_launcher(cfg.hydra.launcher)
@@ -350,7 +351,7 @@ def preflight(argv: List[str]) -> List[str]:
             if run_dir.is_dir():
                 hold_folder(run_dir)
         except FolderBusy:
-            fail(busy_message(run_dir))
+            fail(busy_message(run_dir, resuming=any(o.split("=", 1)[0] == "resume" for o in overrides)))
     if any(c.deterministic for c in checked):
         # read once, at cuBLAS's first use: in a sweep whose jobs share this process, that may be
         # an earlier job's, so it is set before any job runs

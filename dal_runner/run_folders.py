@@ -95,8 +95,17 @@ def _flatten(node: Dict[str, Any], prefix: str = "") -> Dict[str, str]:
     return out
 
 
-def _reason(state: str, status: Dict[str, Any]) -> str:
-    """Why a run that did not complete is excluded: its state, with the last line of its error."""
+def _reason(state: str, status: Dict[str, Any], path: Optional[Path] = None) -> str:
+    """Why a run that did not complete is excluded: its state, with the last line of its error. A
+    `running` one whose process on this machine is gone was killed without a word (SIGKILL)."""
+    import socket
+
+    from dal_runner.folder_checks import alive_here
+
+    if (state == "running" and path is not None and status.get("host") == socket.gethostname()
+            and not alive_here(status.get("host"), status.get("pid"), path)):
+        return (f"killed: status.json says running, but its process (pid {status.get('pid')}) is gone (SIGKILL, out "
+                f"of memory); dal-run resume={path} continues it")
     error = str(status.get("error") or "").splitlines()[-1:]
     # "interrupted by the user ..." says its state itself: not "interrupted: interrupted by ..."
     return error[0] if error and error[0].startswith(state) else f"{state}" + (f": {error[0]}" if error else "")
@@ -109,7 +118,7 @@ def load_run(path: Path, name: str) -> Run:
     if not (path / ".hydra" / "config.yaml").exists():  # a sweep's job that died before it started
         status = _read_json(path / STATUS_JSON) or {}
         run.state = str(status.get("state", "missing"))
-        run.reason = _reason(run.state, status) if run.state != "completed" else "no .hydra/config.yaml"
+        run.reason = _reason(run.state, status, path) if run.state != "completed" else "no .hydra/config.yaml"
         return run
     try:
         config = OmegaConf.to_container(OmegaConf.load(path / ".hydra" / "config.yaml"), resolve=False)
@@ -132,7 +141,7 @@ def load_run(path: Path, name: str) -> Run:
         return run
     run.state = str(status.get("state", "missing"))
     if run.state != "completed":
-        run.reason = _reason(run.state, status)
+        run.reason = _reason(run.state, status, path)
         return run
     try:
         rows = read_csv(path / ROUNDS_CSV)

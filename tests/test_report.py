@@ -896,3 +896,24 @@ def test_figures_name_the_query_all_runs_share_and_never_break_a_label_inside_a_
     assert report_figures._common_options(built) == "query=softmax_response"
     assert report_figures._wrap("trainer.entropy_lambda=0.1 trainer.objective=cross_entropy", 30) == (
         "trainer.entropy_lambda=0.1\ntrainer.objective=cross_entropy")
+
+
+def test_a_run_whose_process_is_gone_is_listed_as_killed_not_running(tmp_path):
+    """A single run killed with SIGKILL leaves status.json at `running`: the report said `running`,
+    though dal-run itself can tell from the pid on this machine that the process is gone."""
+    import socket
+    import subprocess
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    run = make_run(tmp_path / "runs" / "killed", state=None, curve=[(30, 0.5)])
+    (run / "status.json").write_text(json.dumps({"state": "running", "host": socket.gethostname(), "pid": gone.pid}))
+    make_run(tmp_path / "runs" / "elsewhere", state=None, curve=[(30, 0.5)])  # another machine's: cannot tell
+    (tmp_path / "runs" / "elsewhere" / "status.json").write_text(json.dumps({"state": "running", "host": "node7",
+                                                                           "pid": gone.pid}))
+    make_run(tmp_path / "runs" / "done", curve=RANDOM[0])
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
+    reasons = {r["run"]: r["reason"] for r in rows(tmp_path / "out" / "excluded.csv")}
+    assert reasons["killed"] == (f"killed: status.json says running, but its process (pid {gone.pid}) is gone "
+                                 f"(SIGKILL, out of memory); dal-run resume={run} continues it")
+    assert reasons["elsewhere"] == "running"

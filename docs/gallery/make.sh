@@ -3,6 +3,8 @@
 # cores): the _smoke experiment with its own schedule (60, 120, 180, 300 labels), 2 seeds.
 # The BADGE penalty figure is scripts/reproduce_badge.sh --smoke's report/penalty_by_arch.png.
 set -euo pipefail
+# one torch thread per run: CPU results repeat exactly only at the same thread count
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 out=${1:-outputs/gallery}
 by='hydra.sweep.subdir=${query.name}/${hydra.job.num}'
 dal-run -m +experiment=active_inas_cifar10_smoke query=softmax_response,coreset seed=0,1 ~hydra.callbacks.report \
