@@ -31,7 +31,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from dal_runner.io import write_csv_atomic
 from dal_runner.run_folders import (  # noqa: F401  (re-exported: the report's public names)
     REPORT_DIR, ReportError, Run, _fmt, _group_of, _key_order, _label, _natural_key, find_run_folders, group_runs,
-    label_keys, load_run,
+    jobs_never_started, label_keys, load_run,
 )
 from dal_runner.report_reference import (BadReference, _reference_of, _spec, choose_reference, parse_reference,
                                          sweep_settings)
@@ -121,6 +121,7 @@ def build_report(paths: Sequence[Path], reference: Optional[Dict[str, str]] = No
     check_strategy_keys(runs, strategy)
     included, excluded, env_keys, strategy_keys, search_compared = group_runs(runs, strategy)
     report = Report(included, excluded, env_keys, strategy_keys, {}, alpha)
+    report.notes += jobs_never_started(paths, folders)
     if not included:
         return report
     moved = [r.name for r in included if len(r.machines) > 1]

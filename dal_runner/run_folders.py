@@ -66,6 +66,30 @@ def find_run_folders(paths: Sequence[Path]) -> List[Path]:
     return sorted(found, key=_natural_key)
 
 
+def jobs_never_started(paths: Sequence[Path], folders: Sequence[Path]) -> List[str]:
+    """A note for each sweep among `paths` (a folder with multirun.yaml) that holds fewer job folders
+    than its overrides make jobs: jobs a stopped or killed sweep never started, which no table shows."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    notes = []
+    for path in map(Path, paths):
+        try:
+            task = OmegaConf.to_container(OmegaConf.load(path / "multirun.yaml").hydra.overrides.task, resolve=False)
+            parsed = OverridesParser.create().parse_overrides([str(o) for o in task])
+            expected = len(BasicSweeper.split_arguments(parsed, None)[0])
+        except Exception:  # no sweep, or its file cannot be read: nothing to count against
+            continue
+        root = path.resolve()
+        held = sum(1 for f in folders if f == root or root in f.parents)
+        if held < expected:
+            notes.append(f"{path}: {expected - held} of the sweep's {expected} jobs have no folder (never started: "
+                         f"the sweep was stopped or killed before them); the same command with "
+                         f"hydra.sweep.dir={path} runs them")
+    return notes
+
+
 def _natural_key(path) -> list:
     """Sort key that puts job 2 before job 10."""
     return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", str(path))]

@@ -917,3 +917,20 @@ def test_a_run_whose_process_is_gone_is_listed_as_killed_not_running(tmp_path):
     assert reasons["killed"] == (f"killed: status.json says running, but its process (pid {gone.pid}) is gone "
                                  f"(SIGKILL, out of memory); dal-run resume={run} continues it")
     assert reasons["elsewhere"] == "running"
+
+
+def test_a_sweep_s_jobs_that_never_started_are_noted(tmp_path, capsys):
+    """A sweep killed before its job 2 started: the report showed jobs 0 and 1 and said nothing of a
+    third, so a setting missing from the tables went unnoticed."""
+    sweep_dir = tmp_path / "sweep"
+    for seed in (0, 1):
+        make_run(sweep_dir / str(seed), seed=seed, curve=RANDOM[seed])
+    (sweep_dir / "multirun.yaml").write_text(yaml.safe_dump(
+        {"hydra": {"overrides": {"task": ["search=fixed", "seed=0,1,2"]}}}))
+    assert report.main([str(sweep_dir), "--out", str(tmp_path / "out")]) == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    assert (f"{sweep_dir}: 1 of the sweep's 3 jobs have no folder (never started: the sweep was stopped or killed "
+            f"before them); the same command with hydra.sweep.dir={sweep_dir} runs them") in printed
+    make_run(sweep_dir / "2", seed=2, curve=RANDOM[2])
+    assert report.main([str(sweep_dir), "--out", str(tmp_path / "out")]) == 0
+    assert "have no folder" not in capsys.readouterr().out
