@@ -67,14 +67,20 @@ def _died(run_dir: Optional[Path], error: BaseException) -> JobReturn:
     return JobReturn(status=JobStatus.COMPLETED, _return_value=None)
 
 
+_LAUNCHED_AT = [""]  # when this sweep launched its jobs (UTC, ISO seconds, as status.json's `updated`)
+
+
 def _ended_on_its_own(run_dir: Path) -> bool:
-    """Whether the job's own status.json says how it ended (interrupted or failed), not running."""
+    """Whether the job said, in this launch, that it was stopped: status.json `interrupted` and
+    written since the sweep launched (one left by an earlier launch says nothing of this one; a job
+    that fails returns a result, so `failed` with none is an earlier launch's too)."""
     from dal_runner.io import read_json
 
     try:
-        return (read_json(run_dir / "status.json") or {}).get("state") in ("interrupted", "failed")
+        status = read_json(run_dir / "status.json") or {}
     except Exception:  # unreadable: as if it said nothing
         return False
+    return status.get("state") == "interrupted" and str(status.get("updated", "")) >= _LAUNCHED_AT[0]
 
 
 def _kept(number: int, say: bool = True) -> JobReturn:
@@ -113,6 +119,9 @@ def sweep_launch(sweep: bool = True) -> Iterator[None]:
     from submitit.core.utils import UncompletedJobError
 
     from dal_runner.callbacks import KEPT_JOBS, LAUNCHED_JOBS
+    from dal_runner.io import utc_now
+
+    _LAUNCHED_AT[0] = utc_now()
 
     # the sweep's job folders by job number, as dal-run's preflight found them (one sweep per command)
     folders: List[Path] = next(iter(LAUNCHED_JOBS.values()), []) if len(LAUNCHED_JOBS) == 1 else []

@@ -155,9 +155,9 @@ def run_active_learning(
         before, here = resume.get("machine"), state.machine(device)
         # every machine the run's rounds ran on, with the round each began at (summary.json says so)
         machines = list(resume.get("machines") or ([{"machine": before, "from_round": 0}] if before else []))
-        if not machines or machines[-1]["machine"] != here:
+        if (not machines or machines[-1]["machine"] != here) and not resume.get("finished"):  # a round runs here
             machines.append({"machine": here, "from_round": t})
-        if before is not None and before != here:  # OMP_NUM_THREADS, a SLURM allocation, another GPU
+        if before is not None and before != here and not resume.get("finished"):  # OMP_NUM_THREADS, SLURM, a GPU
             log.warning("resuming on %s; before this stop the run ran on %s: the rounds from here on may differ "
                         "in their last bits (and then in the labels they pick) from those of a run left "
                         "uninterrupted there",

@@ -76,6 +76,19 @@ def _whole_schedules(argv: List[str]) -> List[str]:
     return out
 
 
+def _distinct_schedule_nulls(argv: List[str]) -> List[str]:
+    """The null _whole_schedules put before a schedule, written with another prefix than the schedule
+    has once the swept groups' keys are held (`++budget.batch={...}` where budget is swept, or as
+    typed): the sweeper keeps one override per key as written, and would drop the null."""
+    out = list(argv)
+    for i in range(1, len(out)):
+        key, _, value = out[i].partition("=")
+        if key.lstrip("+") == "budget.batch" and value.lstrip().startswith("{") and \
+                out[i - 1].partition("=")[0].lstrip("+") == "budget.batch" and out[i - 1].endswith("=null"):
+            out[i - 1] = "budget.batch=null" if key.startswith("++") else "++budget.batch=null"
+    return out
+
+
 def _check_presets(overrides: List[str]) -> None:
     """preset is an optional group (dataset x arch defaults, where a file exists): Hydra takes an
     unknown name silently, so it is checked here."""
@@ -315,7 +328,7 @@ def preflight(argv: List[str]) -> List[str]:
         argv = resume_argv(argv, overrides, multirun)
         overrides, multirun, _ = _split_argv(argv)
     # what Hydra runs; the jobs are checked with the overrides as given
-    hydra_argv = _hold_keys_of_swept_groups(argv, overrides) if multirun else argv
+    hydra_argv = _distinct_schedule_nulls(_hold_keys_of_swept_groups(argv, overrides)) if multirun else argv
     setup_globals()
     try:
         jobs = _job_overrides(overrides, multirun)

@@ -362,8 +362,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--penalty-sizes", choices=SIZE_RULES, default="badge",
                         help="label counts the penalty matrix tests: badge (the paper's: rounds 1, 2, 4, ... while "
                              "random sampling is below 99%% of its final accuracy; default), badge_code (the rule of the "
-                             "authors' released script: the initial count too, and every round 1, 2, 4, ... at "
-                             "which random is at most 99%%) or all")
+                             "authors' released script: the initial count too, then rounds 1, 2, 4, ... while "
+                             "random is at most 99%%) or all")
     parser.add_argument("--strategy", nargs="+", metavar="KEY", default=[],
                         help="config keys or groups that belong to the compared strategy besides the query, "
                              "e.g. trainer.objective (default: query; + search and arch when search varies)")

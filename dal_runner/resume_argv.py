@@ -28,9 +28,14 @@ def _sweep_overrides(sweep: Path) -> str:
     try:
         hydra = OmegaConf.load(sweep / "multirun.yaml").hydra
         task = OmegaConf.to_container(hydra.overrides.task, resolve=False)  # seed=${hydra:job.num} as typed
-        launcher = OmegaConf.select(hydra, "runtime.choices.hydra/launcher", default=None)
-        given = [f"hydra/launcher={launcher}"] if launcher not in (None, "basic") else []  # not among the task's
-        return "".join(f"{shlex.quote(str(o))} " for o in [*given, *task] if not str(o).startswith("hydra.sweep.dir="))
+        # Hydra's own (hydra/launcher=local, hydra.sweep.subdir=..., ~hydra.callbacks.report): without them
+        # the command would make other job folders and run every job again
+        own = [o for o in OmegaConf.to_container(hydra.overrides.hydra, resolve=False)
+               if not str(o).lstrip("+~").startswith(("hydra.sweep.dir=", "hydra.mode="))]
+        task = [o for i, o in enumerate(task)  # the null dal-run puts before a batch schedule is its own
+                if not (str(o).lstrip("+") == "budget.batch=null" and i + 1 < len(task)
+                        and str(task[i + 1]).lstrip("+").startswith("budget.batch={"))]
+        return "".join(f"{shlex.quote(str(o))} " for o in [*own, *task])
     except Exception:  # no multirun.yaml (job folders alone), or one this cannot read: the hint stays general
         return "<its overrides> "
 

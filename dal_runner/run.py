@@ -275,7 +275,8 @@ def build_query(cfg: DictConfig, budget: Budget, eval_batch_size: int, pool_size
                         else (pool_size, "the pool size"))
         if cfg.p_min is not None and not (0.0 < cfg.p_min and (n_arms is None or cfg.p_min <= 1.0 / n_arms)):
             limit = "> 0" if n_arms is None else f"in (0, 1 / K] = (0, {1.0 / n_arms:.3g}] (K = {what} {n_arms})"
-            raise ConfigError("query.p_min", cfg.p_min, f"null (EXP4.P's default) or a number {limit}")
+            default = "1 / (10 N), BADGE's code's" if cfg.variant == "badge_code" else "EXP4.P's default"
+            raise ConfigError("query.p_min", cfg.p_min, f"null ({default}) or a number {limit}")
         if cfg.horizon is not None:
             check_positive("query.horizon", cfg.horizon)
             horizon = cfg.horizon

@@ -32,12 +32,13 @@ READABLE = (2, 3)  # a version-2 state is never finished: it is read as one
 NOT_PROTOCOL = ("resume", "output_root", "device", "dataset.root", "dataset.download")
 # Keys added to the config after runs were first written, with the value that does what a run made
 # before them did: such a run lacks the key and is the same protocol where the key has this value
-# (keys added with a null default are the same by their null). trainer.cuda_graphs replays the
+# (keys added with a null default are the same by their null; divergence_factor's null is the NaN-only
+# check that came before it). trainer.cuda_graphs replays the
 # eager step's computation (the CPU never captures), so True is no change of protocol either.
 EARLIER_VALUES = {"dataset.augment.fill": "zeros", "dataset.layout": "auto", "dataset.labels": "fine",
                   "query.variant": "exp4p", "query.arms": "points", "search.inherit": False,
                   "search.stop_margin": 0.1, "search.subset": 1.0, "trainer.precision": "fp32",
-                  "trainer.cuda_graphs": True, "trainer.deterministic": False, "trainer.divergence_factor": 100.0}
+                  "trainer.cuda_graphs": True, "trainer.deterministic": False, "trainer.divergence_factor": None}
 
 
 class ResumeError(Exception):

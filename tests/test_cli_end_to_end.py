@@ -170,12 +170,13 @@ def test_a_batch_schedule_replaces_the_protocol_s_whole_in_a_sweep_s_jobs_too(tm
     schedule was dropped from the jobs, which ran {0: 30, 10000: 5000} (the README says replaced)."""
     sweep = tmp_path / "sweep"
     code, out, err = run_cli_inprocess(
-        ["-m", "search=fixed", "arch=mlp", "budget=active_inas", "budget.batch={0:30,60:10}", "budget.initial=30",
-         "budget.max_labels=80", "trainer.epochs=1", "seed=0", f"hydra.sweep.dir={sweep}", "~hydra.callbacks.report"],
-        tmp_path, monkeypatch, capsys)
+        ["-m", "search=fixed", "arch=mlp", "budget=active_inas,default", "budget.batch={0:30,60:10}",
+         "budget.initial=30", "budget.max_labels=80", "trainer.epochs=1", "seed=0", f"hydra.sweep.dir={sweep}",
+         "~hydra.callbacks.report"], tmp_path, monkeypatch, capsys)
     assert code == 0, err
-    assert OmegaConf.load(sweep / "0" / ".hydra" / "config.yaml").budget.batch == {0: 30, 60: 10}
-    assert [int(r["n_labeled"]) for r in read_csv(sweep / "0" / "rounds.csv")] == [30, 60, 70, 80]
+    for job in ("0", "1"):  # budget swept too: its keys are held (++budget.batch=...), the null must still apply
+        assert OmegaConf.load(sweep / job / ".hydra" / "config.yaml").budget.batch == {0: 30, 60: 10}
+        assert [int(r["n_labeled"]) for r in read_csv(sweep / job / "rounds.csv")] == [30, 60, 70, 80]
 
 
 def test_a_run_in_its_default_folder_leaves_no_other_folder(tmp_path):

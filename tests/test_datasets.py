@@ -211,6 +211,10 @@ def test_files_gzipped_or_one_folder_off_are_pointed_to(tmp_path):
     with pytest.raises(ConfigError) as err:
         torchvision_sets.load("cifar10", batches)
     assert f"no cifar10 files there (they are under the folder above it: dataset.root={tmp_path})" in str(err.value)
+    write_svhn(tmp_path / "svhn", sizes=(("train", 4), ("test", 4), ("extra", 4)))
+    (tmp_path / "svhn" / "inner").mkdir()  # a folder beside SVHN/: the files are under the one above
+    with pytest.raises(ConfigError, match="they are under the folder above it"):  # with extra asked for too
+        torchvision_sets.load("svhn", tmp_path / "svhn" / "inner", include_extra=True)
     first = batches / "data_batch_1"
     first.with_name("data_batch_1.gz").write_bytes(gzip.compress(first.read_bytes()))
     first.unlink()
@@ -420,6 +424,11 @@ def test_a_layout_given_against_the_shape_is_read_as_given_with_a_warning(tmp_pa
     (record,) = caplog.records
     assert record.getMessage() == ("rgb.npz: dataset.layout=channels_first reads x as 16 channel(s) of 16 x 3 "
                                    "images; the shape suggests channels last (dataset.layout=auto)")
+    np.savez(tmp_path / "cube.npz", x=RNG.integers(0, 256, (30, 8, 8, 8), dtype=np.uint8), y=np.arange(30) % 3)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="dal_runner"):  # all sides equal: only the layout given can say
+        npz.load(tmp_path / "cube.npz", 0.3, 0, layout="channels_last")
+    assert not caplog.records
 
 
 def test_npz_rgba_images_channels_last_have_four_channels(tmp_path):

@@ -300,10 +300,16 @@ def test_a_single_round_run_launched_again_into_its_folder_is_kept(tmp_path, mon
     (one / "status.json").write_text('{"state": "running", "round": 0}')
     for name in ("summary.json", "rounds.csv", "selected.csv", "learning_curve.png"):
         (one / name).unlink()  # a stop right after the state was saved: none of its files written
+    saved = torch.load(one / "state" / "state.pt", weights_only=True)
+    other = {"device": "cpu", "threads": 64}  # its round ran elsewhere; here no round runs
+    torch.save({**saved, "machine": other, "machines": [{"machine": other, "from_round": 0}]},
+               one / "state" / "state.pt")
     code, out, err = run_cli_inprocess(args, tmp_path, monkeypatch, capsys)
     err += out  # the log, wherever Hydra's handler writes it
     assert code == 0 and "all 1 rounds were done already" in err, err
     assert "resuming at round" not in err  # before: 'resuming at round 1', a round the run does not have
+    assert "resuming on" not in err  # nor that rounds from here on may differ: none runs
+    assert read_json(one / "summary.json")["machines"] == ["cpu with 64 thread(s) from round 0"]
     assert "  labels " not in err and "epoch" not in err  # no round trained (not 0, nor a round 1)
     assert read_json(one / "status.json")["state"] == "completed"
     summary = read_json(one / "summary.json")
@@ -357,6 +363,10 @@ def test_a_key_added_later_at_the_value_that_does_what_older_runs_did_does_not_b
            "trainer": {"epochs": 60, "cuda_graphs": True, "precision": "fp32"},
            "query": {"name": "albl", "variant": "exp4p", "arms": "points"}}
     assert differences(saved, now) == []
+    # before the factor, only NaN or inf stopped a run: what divergence_factor=null does
+    assert differences(saved, {**now, "trainer": {**now["trainer"], "divergence_factor": None}}) == []
+    assert differences(saved, {**now, "trainer": {**now["trainer"], "divergence_factor": 100.0}}) == [
+        "trainer.divergence_factor: None there (made before dal-run had this key), 100.0 here"]
     # the value now default is not what the run did (ALBL's arms were points; fp32 before bf16 existed)
     now["trainer"]["precision"], now["query"]["arms"] = "auto", "strategies"
     with pytest.raises(ResumeError) as err:

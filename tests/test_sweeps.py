@@ -217,14 +217,21 @@ def test_a_job_that_said_how_it_ended_keeps_its_status_when_it_leaves_no_result(
     """SIGTERM or Ctrl-C to a local sweep's job alone: the job marks itself interrupted and exits;
     submitit then has no result, and the sweep overwrote the status with 'killed (out of memory,
     SIGKILL)', so the report and the sweep's end gave the wrong reason (measured: TERM and INT)."""
-    from dal_runner.launchers import _died
+    from dal_runner.io import utc_now
+    from dal_runner.launchers import _LAUNCHED_AT, _died
 
     run = tmp_path / "0"
     run.mkdir()
-    interrupted = {"state": "interrupted", "error": "interrupted by a signal (SIGTERM, ...)", "round": 2}
+    _LAUNCHED_AT[0] = utc_now()
+    interrupted = {"state": "interrupted", "error": "interrupted by a signal (SIGTERM, ...)", "round": 2,
+                   "updated": utc_now()}
     (run / "status.json").write_text(json.dumps(interrupted))
     _died(run, RuntimeError("Job has not produced any output"))
     assert read_json(run / "status.json") == interrupted
+    # one an earlier launch left (the job was killed this time before it wrote its own): marked
+    (run / "status.json").write_text(json.dumps({**interrupted, "updated": "2026-01-01T00:00:00+00:00"}))
+    _died(run, RuntimeError("Job has not produced any output"))
+    assert read_json(run / "status.json")["state"] == "failed"
     (run / "status.json").write_text(json.dumps({"state": "running", "round": 2}))  # SIGKILL: it said nothing
     _died(run, RuntimeError("Job has not produced any output"))
     assert read_json(run / "status.json")["state"] == "failed"

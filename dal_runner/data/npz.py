@@ -102,7 +102,7 @@ def load(path: str | os.PathLike, test_fraction: float, seed: int, layout: str =
     if x.ndim == 4:
         log.info("%s: x %s read as %s", file.name, " x ".join(map(str, x.shape)),
                  "channels last (N x H x W x C)" if last else "channels first (N x C x H x W)")
-        if layout != "auto" and last != channels_last(x.shape):
+        if layout != "auto" and last != channels_last(x.shape) and len(set(x.shape[1:])) > 1:  # all equal: no telling
             # the layout given against what the shape suggests (e.g. 16 channels of 16 x 3 images)
             c, h, w = (x.shape[3], x.shape[1], x.shape[2]) if last else x.shape[1:]
             log.warning("%s: dataset.layout=%s reads x as %d channel(s) of %d x %d images; the shape suggests "

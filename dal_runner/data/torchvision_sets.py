@@ -130,20 +130,20 @@ def check_files(name: str, root: Optional[str | os.PathLike] = None, include_ext
             "dataset.root", root,
             f"a folder holding {', '.join(_relative(p, root) for p in expected)} (the layout of torchvision's "
             f"downloads{'; or the .mat files straight in dataset.root' if name == 'svhn' else ''})",
-            f"{what}{_misplaced(name, root, missing)}; copy them there, or set dataset.download=true where the "
+            f"{what}{_misplaced(name, root, missing, include_extra)}; copy them there, or set dataset.download=true where the "
             f"network allows",
         )
 
 
-def _misplaced(name: str, root: Path, missing: List[Path]) -> str:
+def _misplaced(name: str, root: Path, missing: List[Path], include_extra: bool = False) -> str:
     """Where the missing files are instead, if that is plain: gzipped (read unzipped, except MNIST's
     raw files), or under the folder above (dataset.root set to the data set's own folder)."""
     gzipped = [p for p in missing if p.with_name(p.name + ".gz").is_file()]
     if gzipped:
         return f" ({', '.join(_relative(p, root) + '.gz' for p in gzipped)} found: decompress them)"
     parent = root.parent
-    if parent != root and len(missing) == len(expected_files(name, root)) and not _missing(
-            expected_files(name, parent)):
+    if parent != root and len(missing) == len(expected_files(name, root, include_extra)) and not _missing(
+            expected_files(name, parent, include_extra)):
         return f" (they are under the folder above it: dataset.root={parent})"
     return ""
 

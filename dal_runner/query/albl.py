@@ -246,7 +246,8 @@ class ALBL:
         if not 0.0 < p_min <= 1.0 / n_arms:
             what = f"{n_arms} strategies" if self.arms == "strategies" else f"a pool of K = {n_arms} points"
             raise ValueError(f"query.p_min: {p_min} for {what}; expected "
-                             f"0 < p_min <= 1 / K = {1.0 / n_arms:.3g}, or null for EXP4.P's default")
+                             f"0 < p_min <= 1 / K = {1.0 / n_arms:.3g}, or null for "
+                             f"{'BADGE code' if self.variant == 'badge_code' else 'EXP4.P'}'s default")
         self.bandit = Exp4P(len(self.strategies), n_arms, self._horizon, self.delta, p_min, generator)
 
     def _draw(self, prob: torch.Tensor, listed: torch.Tensor, generator: torch.Generator) -> tuple:
