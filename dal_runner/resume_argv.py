@@ -30,7 +30,8 @@ def _sweep_overrides(sweep: Path) -> str:
         task = OmegaConf.to_container(hydra.overrides.task, resolve=False)  # seed=${hydra:job.num} as typed
         # Hydra's own (hydra/launcher=local, hydra.sweep.subdir=..., ~hydra.callbacks.report): without them
         # the command would make other job folders and run every job again
-        own = [o for o in OmegaConf.to_container(hydra.overrides.hydra, resolve=False)
+        own = [o for o in OmegaConf.to_container(OmegaConf.select(hydra, "overrides.hydra", default=None) or
+                                                 OmegaConf.create([]), resolve=False)
                if not str(o).lstrip("+~").startswith(("hydra.sweep.dir=", "hydra.mode="))]
         task = [o for i, o in enumerate(task)  # the null dal-run puts before a batch schedule is its own
                 if not (str(o).lstrip("+") == "budget.batch=null" and i + 1 < len(task)
