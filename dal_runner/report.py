@@ -390,10 +390,9 @@ def main(argv: Optional[Sequence[str]] = None, reference_configured: bool = Fals
             if settings is not None:
                 args.strategy, reference, source = settings
                 args.reference, reference_configured = reference or None, bool(reference)
-                print(f"dal-report: {' '.join(['--strategy', *args.strategy] if args.strategy else [])}"
-                      f"{' ' if args.strategy and reference else ''}"
-                      f"{' '.join(['--reference', *reference] if reference else [])} (from {source})",
-                      file=sys.stderr)
+                given = (["--strategy", *args.strategy] if args.strategy else []) + \
+                    (["--reference", *reference] if reference else [])
+                print(f"dal-report: {' '.join(given)} (from {source})", file=sys.stderr)
         report = build_report(args.paths, parse_reference(args.reference), args.alpha, out=out,
                               strategy=args.strategy, penalty_sizes=args.penalty_sizes,
                               reference_configured=reference_configured)

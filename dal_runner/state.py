@@ -109,8 +109,8 @@ def differences(saved: Dict[str, Any], current: Dict[str, Any], limit: int = 3) 
 def check_same_config(run_dir: Path, saved: Dict[str, Any], current: Dict[str, Any]) -> None:
     diff = differences(saved, current)
     if diff:
-        older = [d.split(":", 1)[0] + "=" + d.split(": ", 1)[1].split(" there", 1)[0] for d in diff
-                 if "(made before dal-run had this key)" in d]
+        a, b, shown = flatten(saved), flatten(current), {d.split(":", 1)[0] for d in diff}
+        older = [f"{k}={v}" for k, v in sorted(EARLIER_VALUES.items()) if k in shown and k in b and k not in a]
         raise ResumeError(f"the run was made with another config ({'; '.join(diff)})",
                           "the run's own overrides, or none (dal-run resume=PATH reuses them)"
                           + (f"; for a key the run was made without, the value that does what it did: "
