@@ -21,7 +21,7 @@ from dal_runner.folder_checks import busy_message
 from dal_runner.io import completed_summary
 from dal_runner.job_control import (FolderBusy, Terminated, only_process_in, remove_failed_start, signal_name,
                                     stop_on_sigterm)
-from dal_runner.launchers import stop_local_jobs, sweep_launch
+from dal_runner.launchers import jobs_after_stop, stop_local_jobs, sweep_launch
 from dal_runner.preflight import PREFLIGHT, fail, preflight
 from dal_runner.progress import file_only_off_the_console
 from dal_runner.cli_help import CONFIG_MODULE, help_text
@@ -127,6 +127,10 @@ def _stopped(how: str, status: int, local_jobs_stopped: int = 0) -> None:
                 fail(f"{how} of the sweep {sweep}; its SLURM jobs keep running (squeue lists them, scancel stops "
                      f"them); once they have ended, the same command with hydra.sweep.dir={sweep} finishes it "
                      f"(completed jobs are kept, stopped ones continue)", status)
+            folders = LAUNCHED_JOBS[sweep]
+            if any((folder / "status.json").is_file() for folder in folders):  # else: folders only the jobs know
+                fail(f"{how} of the sweep {sweep}; its jobs: {jobs_after_stop(folders)}; the same command with "
+                     f"hydra.sweep.dir={sweep} finishes it (completed jobs are kept)", status)
             if local_jobs_stopped:
                 fail(f"{how} of the sweep {sweep}; its {local_jobs_stopped} running job(s) stopped too (interrupted; "
                      f"their status.json says whether they resume or, stopped in their first round, run again); the "

@@ -222,3 +222,36 @@ def stop_local_jobs(wait_s: float = 60.0) -> int:
             pass
     CONTROLLERS.clear()
     return len(alive)
+
+
+def jobs_after_stop(folders: List[Path]) -> str:
+    """What each job of a stopped local sweep is now, from the status.json this launch wrote, as one
+    phrase: "2 stopped (they continue), 1 completed, 5 not started". (The count of controllers still
+    running at the stop took a job that had just completed for one that stopped, and a sweep stopped
+    before any job started said "their status.json".)"""
+    from dal_runner.callbacks import run_status
+    from dal_runner.state import state_path
+
+    counts: Dict[str, int] = {}
+    for folder in folders:
+        status = run_status(folder)
+        name, this_launch = status.get("state"), str(status.get("updated", "")) >= _LAUNCHED_AT[0]
+        if name == "completed":  # this launch's, or kept from an earlier one
+            key = "completed"
+        elif not this_launch:
+            key = "not started"
+        elif name == "interrupted":
+            key = "stopped" if state_path(folder).is_file() else "stopped in its first round"
+        else:
+            key = {"failed": "failed", "running": "still running"}.get(name, "not started")
+        counts[key] = counts.get(key, 0) + 1
+    said = {"stopped": ("it continues", "they continue"),
+            "stopped in its first round": ("it runs again", "they run again"),
+            "still running": ("its process outlived the stop", "their processes outlived the stop")}
+    parts = []
+    for key in ("stopped", "stopped in its first round", "completed", "failed", "still running", "not started"):
+        n = counts.get(key, 0)
+        if n:
+            label = key.replace("its first round", "their first round") if n > 1 else key
+            parts.append(f"{n} {label}" + (f" ({said[key][n > 1]})" if key in said else ""))
+    return ", ".join(parts)

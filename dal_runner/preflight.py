@@ -371,9 +371,17 @@ def preflight(argv: List[str]) -> List[str]:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     target = checked[-1].target
     job_dirs = [c.job_dir for c in checked]
+    # ${now:...} in the sweep's folder (the default's) resolved again for each job, some milliseconds
+    # apart: the folder Hydra writes is pinned to the last job's, and so are the jobs' folders (those
+    # of the others were in folders of their own, which a job that died was marked failed in)
+    pinned = multirun and "'" not in str(target) and all(
+        "${now:" in o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+") == "hydra.sweep.dir")
+    sweep_dirs = [Path(os.path.abspath(target if pinned else c.target)) for c in checked]
+    if pinned:
+        job_dirs = [d and sweep_dirs[0] / d.relative_to(os.path.abspath(c.target)) for d, c in zip(job_dirs, checked)]
     if multirun:
         try:
-            check_not_shared(job_dirs, [Path(os.path.abspath(c.target)) for c in checked])
+            check_not_shared(job_dirs, sweep_dirs)
         except ConfigError as e:
             fail(str(e))
         PREFLIGHT["launcher"] = checked[-1].data[1]  # what a stop of the sweep says (cli._stopped)
@@ -382,11 +390,11 @@ def preflight(argv: List[str]) -> List[str]:
         KEPT_JOBS.update({number: c.kept for number, c in enumerate(checked) if c.kept is not None})
         if KEPT_JOBS:
             _say_kept(len(checked))
-    if multirun and not any(o.split("=", 1)[0].lstrip("+") == "hydra.sweep.dir" for o in overrides) \
-            and "'" not in str(target):
-        # the folder checked here is the one Hydra writes: ${now:...} in the default would resolve
-        # again there, some milliseconds later, and a stop of the sweep named a folder that is not
-        hydra_argv = [*hydra_argv, f"hydra.sweep.dir='{target}'"]
+    if pinned:
+        # the folder checked here is the one Hydra writes: ${now:...} would resolve again there, some
+        # milliseconds later, and a stop of the sweep named a folder that is not
+        hydra_argv = [*[a for a in hydra_argv if a.split("=", 1)[0].lstrip("+") != "hydra.sweep.dir"],
+                      f"hydra.sweep.dir='{target}'"]
     return hydra_argv
 
 

@@ -7,6 +7,9 @@ every case is rejected before a round runs, so no subprocess is needed.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 from conftest import BIN, run_cli_inprocess
@@ -372,6 +375,26 @@ def test_interpolations_only_a_launched_job_resolves_pass_the_preflight(tmp_path
     assert _as_given(cli.preflight(argv)) == argv
     with pytest.raises(SystemExit):
         cli.preflight(["-m", "search=fixed", "arch=mlp", "seed=${oops}", "trainer.lr=0.001,0.002"])
+
+
+def test_the_jobs_of_a_sweep_in_a_folder_of_the_time_are_all_in_that_folder(tmp_path, monkeypatch):
+    """${now:...} in the sweep's folder resolved again for each job: the preflight's job folders were
+    each in a folder of its own time, milliseconds apart, so a stop of the sweep counted its jobs in
+    folders that never existed, and a job that died was marked failed in a new folder. They are all
+    in the folder Hydra is given, whether the default's or a given one with ${now:...}."""
+    from dal_runner import callbacks, cli
+
+    monkeypatch.chdir(tmp_path)
+    for given in ([], ["hydra.sweep.dir=sweeps/${now:%H-%M-%S-%f}"]):
+        hydra_argv = cli.preflight(["-m", "search=fixed", "arch=mlp", "seed=0,1,2,3", *given])
+        (pinned,) = [a for a in hydra_argv if a.startswith("hydra.sweep.dir=")]
+        sweep = os.path.abspath(pinned.split("=", 1)[1].strip("'"))
+        assert "${now:" not in sweep and sweep.startswith(str(tmp_path / ("sweeps" if given else "outputs")))
+        assert callbacks.LAUNCHED_JOBS == {sweep: [Path(sweep) / str(n) for n in range(4)]}
+    # a folder without ${now:...} is as given
+    hydra_argv = cli.preflight(["-m", "search=fixed", "arch=mlp", "seed=0,1", "hydra.sweep.dir=mine"])
+    assert [a for a in hydra_argv if a.startswith("hydra.sweep.dir=")] == ["hydra.sweep.dir=mine"]
+    assert callbacks.LAUNCHED_JOBS == {str(tmp_path / "mine"): [tmp_path / "mine" / "0", tmp_path / "mine" / "1"]}
 
 
 def test_a_search_start_beyond_the_stacks_of_a_known_resolution_stops_the_sweep_before_any_job(

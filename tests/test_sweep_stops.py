@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -153,7 +154,12 @@ def test_sigterm_to_a_local_sweep_stops_its_running_jobs_as_interrupted_runs(tmp
     assert proc.returncode == 143, err
     assert states["0"] == "interrupted" and states.get("1", "interrupted") in ("interrupted", "completed"), states
     assert err.strip().splitlines()[-1].startswith(f"dal-run: error: terminated (SIGTERM) of the sweep {sweep}; its ")
-    assert "running job(s) stopped too (interrupted; their status.json says whether they resume" in err, err
+    # each job as its status.json says: job 0 stopped after its first round; job 1 stopped, completed or not started
+    job1 = {"interrupted": r"(, 1 stopped in its first round \(it runs again\)|)", "completed": ", 1 completed"}
+    assert re.fullmatch(rf"dal-run: error: terminated \(SIGTERM\) of the sweep {re.escape(str(sweep))}; its jobs: 1 "
+                        rf"stopped \(it continues\){job1.get(states.get('1'), ', 1 not started')}; the same command "
+                        rf"with hydra.sweep.dir={re.escape(str(sweep))} finishes it \(completed jobs are kept\)",
+                        err.strip().splitlines()[-1]), (err, {j: read_json(sweep / j / "status.json") for j in "01" if (sweep / j / "status.json").is_file()})
 
 
 def test_ctrl_c_in_a_terminal_stops_a_local_sweep_without_a_traceback(tmp_path):
@@ -256,3 +262,34 @@ def test_a_sweep_job_killed_before_it_made_its_folder_is_one_failed_run(tmp_path
     assert len(failed) == 1 and "before it made its run folder" in read_json(sweep / failed[0] / "status.json")["error"]
     res = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, env={**os.environ, **ENV})
     assert res.returncode == 0 and "2 of 2 runs completed" in res.stdout + res.stderr, res.stderr
+
+
+def test_a_stopped_local_sweep_says_what_each_job_is_now(tmp_path, monkeypatch, capsys):
+    """After a stop, the sweep's line counts its jobs by their status.json. Before, it counted the job
+    controllers still running: a job that had completed 0.4 s before the stop was "stopped too",
+    and a sweep stopped before any job started pointed to "their status.json"."""
+    from dal_runner import callbacks, cli, launchers
+    from dal_runner.io import RunFolder
+    from dal_runner.state import state_path
+
+    sweep = tmp_path / "sweep"
+    folders = [sweep / str(n) for n in range(7)]
+    for n, state in enumerate(["interrupted", "completed", "completed", "interrupted", "failed", "interrupted"]):
+        RunFolder(folders[n]).status(state)  # job 6: no folder, not started
+    for n in (0, 5):  # job 0: stopped with its state saved; job 5: an earlier launch's, not started in this one
+        state_path(folders[n]).parent.mkdir()
+        state_path(folders[n]).write_bytes(b"")
+    for n in (1, 5):  # job 1: completed in an earlier launch, kept
+        status = read_json(folders[n] / "status.json")
+        (folders[n] / "status.json").write_text(json.dumps({**status, "updated": "2026-01-01T00:00:00+00:00"}))
+    monkeypatch.setattr(launchers, "_LAUNCHED_AT", ["2026-06-01T00:00:00+00:00"])
+    monkeypatch.setattr(callbacks, "LAUNCHED_JOBS", {str(sweep): folders})  # this sweep alone
+    monkeypatch.setitem(cli._CURRENT, "run_dir", None)
+    monkeypatch.setitem(cli._CURRENT, "not_started", False)
+    with pytest.raises(SystemExit) as stop:
+        cli._stopped("terminated (SIGTERM)", 143, 3)
+    assert stop.value.code == 143
+    assert capsys.readouterr().err.strip() == (
+        f"dal-run: error: terminated (SIGTERM) of the sweep {sweep}; its jobs: 1 stopped (it continues), 1 stopped in "
+        f"its first round (it runs again), 2 completed, 1 failed, 2 not started; the same command with "
+        f"hydra.sweep.dir={sweep} finishes it (completed jobs are kept)")
