@@ -329,4 +329,8 @@ def _version() -> str:
 
     import torch
 
-    return f"dal-runner {version('dal-runner')} (Hydra {hydra.__version__}, torch {torch.__version__})"
+    from dal_runner.execute import source_commit
+
+    commit = source_commit()
+    at = f" at commit {commit}" if commit else ""
+    return f"dal-runner {version('dal-runner')}{at} (Hydra {hydra.__version__}, torch {torch.__version__})"

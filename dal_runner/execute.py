@@ -32,7 +32,28 @@ def versions() -> Dict[str, str]:
     from dal_runner import __version__
 
     return {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "numpy": numpy.__version__, "hydra": hydra.__version__, "dal_runner": __version__}
+            "numpy": numpy.__version__, "hydra": hydra.__version__, "dal_runner": __version__,
+            "dal_runner_commit": source_commit()}
+
+
+def source_commit() -> Optional[str]:
+    """The git commit of the dal-runner code that ran, "+changes" where its tracked files differ from
+    it; None for an installed copy outside a checkout (or without git). The version number alone
+    is the same at every commit, so two runs of different code looked alike."""
+    import subprocess
+
+    here = Path(__file__).resolve().parent
+    try:
+        def git(*args: str) -> str:
+            return subprocess.run(["git", "-C", str(here), *args], capture_output=True, text=True, timeout=10,
+                                  check=True).stdout.strip()
+
+        if Path(git("rev-parse", "--show-toplevel")) != here.parent:  # a copy inside some other repository
+            return None
+        commit = git("rev-parse", "HEAD")
+        return commit + ("+changes" if git("status", "--porcelain", "--untracked-files=no", "--", ".") else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def device_name(device: torch.device) -> str:

@@ -23,7 +23,7 @@ import argparse
 import math
 import os
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -98,6 +98,17 @@ def check_strategy_keys(runs: Sequence[Run], strategy: Sequence[str]) -> None:
                               f"e.g. trainer.objective or budget{hint}")
 
 
+def _versions_differ(runs: Sequence[Run]) -> List[str]:
+    """A note where the runs averaged together were made with different code: a package's version
+    or dal-runner's commit (summary.json: versions) that is not the same in all of them."""
+    differ = []
+    for key in sorted({k for r in runs for k in r.versions}):
+        counts = Counter(r.versions.get(key, "not recorded") for r in runs)
+        if len(counts) > 1:
+            differ.append(f"{key} " + ", ".join(f"{v} ({n} run{'s' * (n > 1)})" for v, n in sorted(counts.items())))
+    return [f"the runs were made with different code (summary.json: versions): {'; '.join(differ)}"] if differ else []
+
+
 def build_report(paths: Sequence[Path], reference: Optional[Dict[str, str]] = None, alpha: float = 0.05,
                  out: Optional[Path] = None, strategy: Sequence[str] = (), penalty_sizes: str = "badge",
                  reference_configured: bool = False) -> Report:
@@ -129,6 +140,7 @@ def build_report(paths: Sequence[Path], reference: Optional[Dict[str, str]] = No
         report.notes.append(f"{len(moved)} run(s) resumed on another machine or thread count (summary.json: "
                             f"machines), so their later rounds may differ in the last bits from an uninterrupted "
                             f"run's: {', '.join(moved[:5])}{' ...' if len(moved) > 5 else ''}")
+    report.notes += _versions_differ(included)
     try:
         report.reference = choose_reference(included, reference or {}, search_compared, env_keys, strategy_keys)
     except BadReference as e:

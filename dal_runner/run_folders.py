@@ -40,6 +40,7 @@ class Run:
     environment: str = ""
     strategy: str = ""
     machines: List[str] = field(default_factory=list)  # summary.json: where its rounds ran (> 1: resumed elsewhere)
+    versions: Dict[str, str] = field(default_factory=dict)  # summary.json: the packages' and dal-runner's code
 
 
 # ------------------------------------------------------------------------------ scanning
@@ -186,6 +187,8 @@ def load_run(path: Path, name: str) -> Run:
         run.sizes = []
     summary = _read_json(path / SUMMARY_JSON) or {}
     run.machines = [str(m) for m in summary.get("machines") or []]
+    versions = summary.get("versions")
+    run.versions = {str(k): str(v) for k, v in versions.items() if v is not None} if isinstance(versions, dict) else {}
     expected = (summary.get("n_rounds"), summary.get("final_n_labeled"))
     if None not in expected and (len(run.curve), run.curve[-1][0]) != expected:
         # cut short or edited since the run wrote it: its AUC would be another run's

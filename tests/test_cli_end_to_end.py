@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+from pathlib import Path
 
 import pytest
-from conftest import compose, run_cli, run_cli_inprocess, run_dirs
+from conftest import REPO, compose, run_cli, run_cli_inprocess, run_dirs
 from omegaconf import OmegaConf
 
 from dal_runner.io import ROUND_FIELDS, read_csv
@@ -37,6 +39,13 @@ def test_default_run_learns_digits_and_writes_every_result_file(tmp_path):
     assert summary["final_accuracy"] == float(rounds[-1]["test_accuracy"])
     assert abs(summary["auc"] - auc(labels, [float(r["test_accuracy"]) for r in rounds])) <= 5e-7  # 6 decimals, like rounds.csv
     assert summary["device"].startswith("cpu") and "torch" in summary["versions"]
+    # the commit of the code that ran: the version number is the same at every commit
+    import dal_runner
+
+    in_checkout = Path(dal_runner.__file__).resolve().parent.parent == REPO and (REPO / ".git").exists()
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = summary["versions"]["dal_runner_commit"]
+    assert (commit.split("+")[0] == head and commit in (head, head + "+changes")) if in_checkout else commit is None, commit
     data = summary["data"]  # what the run read: digits' 1257 / 540 split, 8 x 8 grey images of 16 levels
     assert (data["name"], data["pool"], data["test"], data["n_classes"], data["input_shape"], data["dtype"]) == (
         "digits", 1257, 540, 10, [1, 8, 8], "uint8")

@@ -491,7 +491,10 @@ def test_m_after_the_overrides_runs_the_sweep_and_version_names_dal_runner(tmp_p
     assert code == 0, err
     assert sorted(p.name for p in (tmp_path / "s").iterdir() if p.is_dir()) == ["0", "1"]
     code, out, err = run_cli_inprocess(["--version"], tmp_path, monkeypatch, capsys)
-    assert code == 0 and out.startswith(f"dal-runner {version('dal-runner')} (Hydra ")
+    from dal_runner.execute import source_commit
+
+    at = f" at commit {source_commit()}" if source_commit() else ""  # a checkout's (None: an installed copy)
+    assert code == 0 and out.startswith(f"dal-runner {version('dal-runner')}{at} (Hydra "), out
 
 
 def test_help_piped_into_a_pager_that_stops_early_ends_quietly(tmp_path):

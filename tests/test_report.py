@@ -934,3 +934,21 @@ def test_a_sweep_s_jobs_that_never_started_are_noted(tmp_path, capsys):
     make_run(sweep_dir / "2", seed=2, curve=RANDOM[2])
     assert report.main([str(sweep_dir), "--out", str(tmp_path / "out")]) == 0
     assert "have no folder" not in capsys.readouterr().out
+
+
+def test_runs_made_with_different_code_are_noted(tmp_path):
+    """Runs averaged together whose summary.json records another torch or dal-runner commit: the
+    report says which and how many (nothing did, and the version number is the same at every commit)."""
+    from dal_runner.report import build_report
+
+    root = sweep(tmp_path / "sweep")
+    versions = {"torch": "2.14.1", "dal_runner": "0.1.0", "dal_runner_commit": "abc"}
+    for n, job in enumerate(sorted(root.iterdir())):
+        changed = {"dal_runner_commit": "def+changes"} if n == 0 else {"torch": "2.13.0"} if n == 1 else {}
+        (job / "summary.json").write_text(json.dumps({"versions": {**versions, **changed}}))
+    notes = [n for n in build_report([root]).notes if "different code" in n]
+    assert notes == ["the runs were made with different code (summary.json: versions): dal_runner_commit abc (5 runs), "
+                     "def+changes (1 run); torch 2.13.0 (1 run), 2.14.1 (5 runs)"], notes
+    for job in root.iterdir():  # all alike: no note
+        (job / "summary.json").write_text(json.dumps({"versions": versions}))
+    assert not [n for n in build_report([root]).notes if "different code" in n]
