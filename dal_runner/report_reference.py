@@ -66,8 +66,8 @@ def choose_reference(runs: Sequence[Run], given: Dict[str, str], search_compared
     fixed_resnet18 = {"search": "fixed", "arch": "resnet18"}
     if search_compared and any(_matches(r, fixed_resnet18) for r in runs):
         return fixed_resnet18
-    if _names_every_strategy(runs, {"query": "random"}):  # iNAS against random search, each with query=random
-        return {}
+    if _names_every_strategy(runs, {"query": "random"}) or not any(_matches(r, {"query": "random"}) for r in runs):
+        return {}  # iNAS against random search, each with query=random; or no random at all: none, and a note
     return {"query": "random"}
 
 

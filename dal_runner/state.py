@@ -99,11 +99,18 @@ def differences(saved: Dict[str, Any], current: Dict[str, Any], limit: int = 3) 
                   if k not in NOT_PROTOCOL and not k.startswith("hydra") and a.get(k, "<unset>") != b.get(k, "<unset>")
                   and not (k not in a and b[k] is None))
     made_before = " (made before dal-run had this key)"
-    shown = [f"{k}: {a.get(k, '<unset>')} there{made_before if k in earlier else ''}, {b.get(k, '<unset>')} here"
-             for k in keys[:limit]]
+    shown = [f"{k}: {_as_typed(a.get(k, '<unset>'))} there{made_before if k in earlier else ''}, "
+             f"{_as_typed(b.get(k, '<unset>'))} here" for k in keys[:limit]]
     if len(keys) > limit:
         shown.append(f"and {len(keys) - limit} more")
     return shown
+
+
+def _as_typed(value: Any) -> str:
+    """A config value as an override writes it: null, true, false (not Python's None, True)."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    return str(value)
 
 
 def check_same_config(run_dir: Path, saved: Dict[str, Any], current: Dict[str, Any]) -> None:

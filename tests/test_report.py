@@ -611,6 +611,22 @@ def test_searches_compared_with_the_same_query_and_no_fixed_resnet18_have_no_def
         ("search=inas", "search=random"), ("search=random", "search=random")]
 
 
+@pytest.mark.parametrize("queries", [("softmax_response", "softmax_response"), ("margin", "entropy")])
+def test_strategies_none_of_which_is_random_have_no_default_reference_and_a_hint(tmp_path, capsys, queries):
+    """The README's `dal-run -m search=random,reinforce` (each with softmax response), or a sweep of
+    margin against entropy: no run has query=random, and the report said only "no single reference
+    strategy (query=random in the same environment)", with no word of --reference."""
+    for job, (search, query) in enumerate(zip(("random", "reinforce"), queries)):
+        for seed in (0, 1):
+            make_run(tmp_path / "runs" / f"{job}{seed}", search=search, query=query, arch="resnet", seed=seed,
+                     curve=RANDOM[seed])
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
+    assert rows(tmp_path / "out" / "auc_gain.csv") == []
+    out = capsys.readouterr().out
+    assert "AUC-gain: none: no run has query=random, the default reference; dal-report --reference KEY=VALUE " \
+           "names one, e.g. --reference search=random" in out and "no single reference" not in out, out
+
+
 def test_environments_are_in_natural_order_and_a_query_keeps_its_colour_across_reports(tmp_path):
     from dal_runner.report_figures import _colors
 

@@ -366,7 +366,7 @@ def test_a_key_added_later_at_the_value_that_does_what_older_runs_did_does_not_b
     # before the factor, only NaN or inf stopped a run: what divergence_factor=null does
     assert differences(saved, {**now, "trainer": {**now["trainer"], "divergence_factor": None}}) == []
     assert differences(saved, {**now, "trainer": {**now["trainer"], "divergence_factor": 100.0}}) == [
-        "trainer.divergence_factor: None there (made before dal-run had this key), 100.0 here"]
+        "trainer.divergence_factor: null there (made before dal-run had this key), 100.0 here"]
     # the value now default is not what the run did (ALBL's arms were points; fp32 before bf16 existed)
     now["trainer"]["precision"], now["query"]["arms"] = "auto", "strategies"
     with pytest.raises(ResumeError) as err:

@@ -1,0 +1,59 @@
+"""The README's table of bad inputs says what dal-run prints: every row whose input is a complete
+command line (no PATH, SWEEP or ... to fill in) is run here and its line compared with the table's.
+Rows that need a folder or a file first are tested where their case is (test_cli_errors.py,
+test_resume.py, test_sweeps.py); this test only keeps the table true to what they print. (Before,
+four rows quoted messages that had since changed.)"""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+import pytest
+from conftest import REPO, run_cli_inprocess
+
+PLACEHOLDERS = ("...", "PATH", "SWEEP", "OTHER", "<", "/abs/")  # in the input, or the message
+NEEDS_SETUP = {"unwritable output folder"}  # /some/file must be a file
+
+
+def _error_rows():
+    text = (REPO / "README.md").read_text()
+    table = text.split("## Errors", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+        if len(cells) != 3 or not cells[1].startswith("`") or cells[0] in ("case", "---"):
+            continue
+        case, given, message = cells
+        given = given.split("`")[1]
+        quoted = message.split("`")[1] if message.startswith("`") else ""
+        runs_here = quoted and not any(p in given or (p != "..." and p in quoted) for p in PLACEHOLDERS) \
+            and not given.startswith("dal-report") and case not in NEEDS_SETUP
+        rows.append(pytest.param(given, quoted, id=case,
+                                 marks=[] if runs_here else
+                                 pytest.mark.skip(reason="needs a folder or file first: tested with its case")))
+    return rows
+
+
+ROWS = _error_rows()
+
+
+def test_the_table_is_found_and_most_of_its_rows_run_here():
+    runnable = [r for r in ROWS if not r.marks]
+    assert len(ROWS) >= 70 and len(runnable) >= 50, (len(ROWS), len(runnable))
+
+
+@pytest.mark.parametrize("given, message", ROWS)
+def test_each_bad_input_of_the_readme_prints_the_line_it_quotes(given, message, tmp_path, monkeypatch, capsys):
+    from dal_runner import execute
+
+    def ran(*args, **kwargs):
+        raise AssertionError(f"{given}: accepted, and the run started")
+
+    monkeypatch.setattr(execute, "execute", ran)
+    args = shlex.split(given.removeprefix("dal-run "))
+    code, out, err = run_cli_inprocess(args, tmp_path, monkeypatch, capsys)
+    lines = [line.removeprefix("dal-run: error: ") for line in err.splitlines() if line.startswith("dal-run: error: ")]
+    pattern = ".*".join(re.escape(part) for part in message.split("..."))
+    assert code == 2 and lines and re.fullmatch(pattern, lines[-1]), (code, err[-2000:], message)
+    assert not (tmp_path / "outputs").exists()
