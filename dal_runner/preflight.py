@@ -378,7 +378,8 @@ def preflight(argv: List[str]) -> List[str]:
         "${now:" in o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+") == "hydra.sweep.dir")
     sweep_dirs = [Path(os.path.abspath(target if pinned else c.target)) for c in checked]
     if pinned:
-        job_dirs = [d and sweep_dirs[0] / d.relative_to(os.path.abspath(c.target)) for d, c in zip(job_dirs, checked)]
+        job_dirs = [d and Path(os.path.normpath(sweep_dirs[0] / os.path.relpath(d, os.path.abspath(c.target))))
+                    for d, c in zip(job_dirs, checked)]
     if multirun:
         try:
             check_not_shared(job_dirs, sweep_dirs)

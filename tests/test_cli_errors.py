@@ -391,6 +391,10 @@ def test_the_jobs_of_a_sweep_in_a_folder_of_the_time_are_all_in_that_folder(tmp_
         sweep = os.path.abspath(pinned.split("=", 1)[1].strip("'"))
         assert "${now:" not in sweep and sweep.startswith(str(tmp_path / ("sweeps" if given else "outputs")))
         assert callbacks.LAUNCHED_JOBS == {sweep: [Path(sweep) / str(n) for n in range(4)]}
+    # a subdir outside the sweep's folder stays where it points (before: a ValueError from the preflight)
+    hydra_argv = cli.preflight(["-m", "search=fixed", "arch=mlp", "seed=0,1", "hydra.sweep.subdir=../x${hydra.job.num}"])
+    sweep = Path(os.path.abspath(hydra_argv[-1].split("=", 1)[1].strip("'")))
+    assert callbacks.LAUNCHED_JOBS == {str(sweep): [sweep.parent / "x0", sweep.parent / "x1"]}
     # a folder without ${now:...} is as given
     hydra_argv = cli.preflight(["-m", "search=fixed", "arch=mlp", "seed=0,1", "hydra.sweep.dir=mine"])
     assert [a for a in hydra_argv if a.startswith("hydra.sweep.dir=")] == ["hydra.sweep.dir=mine"]
