@@ -1,12 +1,16 @@
-"""Checks of the plain objects run.py builds from the config (budget, trainer): each bad value
-is a ConfigError naming the key, the value and what is accepted."""
+"""Checks of the plain objects run.py builds from the config (budget, trainer), and of the config's
+keys that need neither the data nor the device (run.check_config): each bad value is a ConfigError
+naming the key, the value and what is accepted."""
 
 from __future__ import annotations
 
 from typing import Optional
 
+from omegaconf import DictConfig, OmegaConf
+
 from dal_runner.augment import FILLS, Augment
 from dal_runner.config import TrainerConfig
+from dal_runner.data import IMAGE_SIDE
 from dal_runner.errors import ConfigError, check_choice, check_positive
 from dal_runner.features import PRECISIONS
 from dal_runner.loop import Budget
@@ -101,3 +105,65 @@ def table_augment_error(augment: dict) -> ConfigError:
     off = "false" if isinstance(value, bool) else "0"
     return ConfigError(f"dataset.augment.{key}", shown, f"dataset.augment.{key}={off}: all off for tabular data",
                        "image augmentation on a table")
+
+
+# ------------------------------------------------------------------------------ checks of the config
+# (run.check_config: before any job starts, with neither the data nor the device)
+def check_tabular(cfg: DictConfig) -> None:
+    """OpenML's data sets are tables: known before they are loaded (an npz file's shape is not)."""
+    if cfg.dataset.name == "openml" and cfg.arch.name != "mlp":
+        # the option as given (arch=resnet18), where Hydra's node says it (the checks before any job)
+        option = OmegaConf.select(cfg, "hydra.runtime.choices.arch", default=None) or cfg.arch.name
+        raise ConfigError("arch", option, "mlp (with search=fixed) for dataset=openml",
+                          f"a {cfg.arch.name} needs image data and OpenML data sets are tables")
+
+
+def check_augment_side(cfg: DictConfig) -> None:
+    """Pad-and-crop against the image side, where it is known before the data is read."""
+    side = IMAGE_SIDE.get(cfg.dataset.name)
+    if side is not None:
+        check_augment_fits(Augment(**OmegaConf.to_container(cfg.dataset.augment, resolve=True)), side)
+
+
+def check_pool_size(cfg: DictConfig) -> None:
+    """dataset.pool_size bounds the pool, so a budget past it is known to fail without the data."""
+    size, labels = cfg.dataset.get("pool_size"), cfg.budget.max_labels
+    if size is not None and isinstance(labels, int) and labels > size:
+        raise ConfigError("budget.max_labels", labels, f"at most dataset.pool_size={size} (the most the pool can "
+                          f"hold), or a larger dataset.pool_size", "larger than the pool")
+
+
+def check_decay_scope(cfg: DictConfig) -> None:
+    """trainer.weight_decay_scope=conv decays convolution kernels alone: an MLP has none."""
+    if cfg.trainer.weight_decay_scope == "conv" and cfg.trainer.weight_decay > 0 and cfg.arch.name == "mlp":
+        raise ConfigError("trainer.weight_decay_scope", "conv", "all (or null) with arch=mlp, or trainer.weight_decay=0",
+                          f"arch=mlp has no convolution kernels, so trainer.weight_decay={cfg.trainer.weight_decay} "
+                          "would decay nothing")
+
+
+def check_mc_dropout(cfg: DictConfig) -> None:
+    uses_mc = cfg.query.name == "mc_dropout" or (cfg.query.name == "albl" and "mc_dropout" in cfg.query.strategies)
+    if uses_mc and cfg.arch.dropout == 0 and cfg.arch.get("mc_dropout") is None:
+        # every pass the same: scores all tie and the pool's order decides
+        who = "query=mc_dropout samples" if cfg.query.name == "mc_dropout" else \
+            "query=albl with mc_dropout in query.strategies: mc_dropout samples"
+        raise ConfigError("arch.dropout", 0.0, "a probability in (0, 1) with MC-dropout, e.g. arch.dropout=0.5, or "
+                          "arch.mc_dropout=0.5 (dropout at query time only: the active-iNAS protocol's)",
+                          f"{who} dropout masks, and without dropout its passes are identical")
+
+
+def check_dataset_options(cfg: DictConfig) -> None:
+    """The dataset's own choices, before any job reads the data (the loaders check them again)."""
+    from dal_runner.data import npz, torchvision_sets
+
+    if cfg.get("pool_size") is not None:
+        check_positive("dataset.pool_size", cfg.pool_size)
+    fraction = cfg.get("test_fraction")
+    if fraction is not None and not 0.0 < fraction < 1.0:  # nan too
+        raise ConfigError("dataset.test_fraction", fraction, "a fraction in (0, 1), e.g. 0.3")
+    if cfg.name == "openml" and (isinstance(cfg.id, bool) or cfg.id <= 0):
+        raise ConfigError("dataset.id", cfg.id, "a positive OpenML data id, e.g. 6 (letter) or 61 (iris)")
+    if cfg.name == "npz":
+        check_choice("dataset.layout", cfg.layout, npz.LAYOUTS)
+    if cfg.name == "cifar100":
+        check_choice("dataset.labels", cfg.labels, torchvision_sets.CIFAR100_LABELS)

@@ -20,8 +20,9 @@ from dal_runner.arch import ArchSpec, Network, build_network
 from dal_runner.config import TrainerConfig
 from dal_runner.data import IMAGE_SIDE, Dataset, Normalize
 from dal_runner.augment import Augment
-from dal_runner.checks import (DEVICES, check_augment, check_augment_fits, check_budget, check_trainer,
-                               table_augment_error)
+from dal_runner.checks import (DEVICES, check_augment, check_augment_fits, check_augment_side, check_budget,
+                               check_dataset_options, check_decay_scope, check_mc_dropout, check_pool_size,
+                               check_tabular, check_trainer, table_augment_error)
 from dal_runner.errors import ConfigError, check_choice, check_positive
 from dal_runner.loop import Budget
 from dal_runner.search.from_config import (SEARCHES, build_search, check_initial_for_search, check_searchable,
@@ -311,15 +312,15 @@ def check_config(cfg: DictConfig, unresolved_ok: bool = False) -> None:
         lambda: check_choice("device", cfg.device, DEVICES),
         lambda: check_trainer(OmegaConf.to_object(cfg.trainer)),
         lambda: check_augment(Augment(**OmegaConf.to_container(cfg.dataset.augment, resolve=True))),
-        lambda: _check_augment_side(cfg),
+        lambda: check_augment_side(cfg),
         lambda: arch_spec(cfg.arch, input_shape=()),
         lambda: check_search(cfg),
         lambda: build_query(cfg.query, build_budget(cfg.budget), 1, construct=False),
-        lambda: _check_mc_dropout(cfg),
-        lambda: _check_tabular(cfg),
-        lambda: _check_dataset_options(cfg.dataset),
-        lambda: _check_pool_size(cfg),
-        lambda: _check_decay_scope(cfg),
+        lambda: check_mc_dropout(cfg),
+        lambda: check_tabular(cfg),
+        lambda: check_dataset_options(cfg.dataset),
+        lambda: check_pool_size(cfg),
+        lambda: check_decay_scope(cfg),
     ]
     for check in checks:
         try:
@@ -327,63 +328,6 @@ def check_config(cfg: DictConfig, unresolved_ok: bool = False) -> None:
         except InterpolationResolutionError:
             if not unresolved_ok:
                 raise
-
-def _check_tabular(cfg: DictConfig) -> None:
-    """OpenML's data sets are tables: known before they are loaded (an npz file's shape is not)."""
-    if cfg.dataset.name == "openml" and cfg.arch.name != "mlp":
-        # the option as given (arch=resnet18), where Hydra's node says it (the checks before any job)
-        option = OmegaConf.select(cfg, "hydra.runtime.choices.arch", default=None) or cfg.arch.name
-        raise ConfigError("arch", option, "mlp (with search=fixed) for dataset=openml",
-                          f"a {cfg.arch.name} needs image data and OpenML data sets are tables")
-
-def _check_augment_side(cfg: DictConfig) -> None:
-    """Pad-and-crop against the image side, where it is known before the data is read."""
-    side = IMAGE_SIDE.get(cfg.dataset.name)
-    if side is not None:
-        check_augment_fits(Augment(**OmegaConf.to_container(cfg.dataset.augment, resolve=True)), side)
-
-
-def _check_pool_size(cfg: DictConfig) -> None:
-    """dataset.pool_size bounds the pool, so a budget past it is known to fail without the data."""
-    size, labels = cfg.dataset.get("pool_size"), cfg.budget.max_labels
-    if size is not None and isinstance(labels, int) and labels > size:
-        raise ConfigError("budget.max_labels", labels, f"at most dataset.pool_size={size} (the most the pool can "
-                          f"hold), or a larger dataset.pool_size", "larger than the pool")
-
-
-def _check_decay_scope(cfg: DictConfig) -> None:
-    """trainer.weight_decay_scope=conv decays convolution kernels alone: an MLP has none."""
-    if cfg.trainer.weight_decay_scope == "conv" and cfg.trainer.weight_decay > 0 and cfg.arch.name == "mlp":
-        raise ConfigError("trainer.weight_decay_scope", "conv", "all (or null) with arch=mlp, or trainer.weight_decay=0",
-                          f"arch=mlp has no convolution kernels, so trainer.weight_decay={cfg.trainer.weight_decay} "
-                          "would decay nothing")
-
-
-def _check_mc_dropout(cfg: DictConfig) -> None:
-    uses_mc = cfg.query.name == "mc_dropout" or (cfg.query.name == "albl" and "mc_dropout" in cfg.query.strategies)
-    if uses_mc and cfg.arch.dropout == 0 and cfg.arch.get("mc_dropout") is None:
-        # every pass the same: scores all tie and the pool's order decides
-        who = "query=mc_dropout samples" if cfg.query.name == "mc_dropout" else \
-            "query=albl with mc_dropout in query.strategies: mc_dropout samples"
-        raise ConfigError("arch.dropout", 0.0, "a probability in (0, 1) with MC-dropout, e.g. arch.dropout=0.5, or "
-                          "arch.mc_dropout=0.5 (dropout at query time only: the active-iNAS protocol's)",
-                          f"{who} dropout masks, and without dropout its passes are identical")
-
-def _check_dataset_options(cfg: DictConfig) -> None:
-    """The dataset's own choices, before any job reads the data (the loaders check them again)."""
-    from dal_runner.data import npz, torchvision_sets
-
-    if cfg.get("pool_size") is not None:
-        check_positive("dataset.pool_size", cfg.pool_size)
-    fraction = cfg.get("test_fraction")
-    if fraction is not None and not 0.0 < fraction < 1.0:  # nan too
-        raise ConfigError("dataset.test_fraction", fraction, "a fraction in (0, 1), e.g. 0.3")
-    if cfg.name == "openml" and (isinstance(cfg.id, bool) or cfg.id <= 0):
-        raise ConfigError("dataset.id", cfg.id, "a positive OpenML data id, e.g. 6 (letter) or 61 (iris)")
-    if cfg.name == "npz":
-        check_choice("dataset.layout", cfg.layout, npz.LAYOUTS)
-    if cfg.name == "cifar100":
-        check_choice("dataset.labels", cfg.labels, torchvision_sets.CIFAR100_LABELS)
 
 def build(cfg: DictConfig, choices: Optional[Dict[str, str]] = None) -> Experiment:
     check_config(cfg)  # the trainer and augmentation below included
