@@ -204,8 +204,11 @@ def build_report(paths: Sequence[Path], reference: Optional[Dict[str, str]] = No
                                 f"({', '.join(f'{k} {v}' for k, v in spans.items())}), so their AUCs do not "
                                 f"compare; auc_gain.csv compares over the range both cover")
     if unmatched:
+        spec_groups = {_group_of(k) for k in report.reference}
+        same = [k for k in strategy_keys if _group_of(k) not in spec_groups]  # as _reference_of pairs them
         report.notes.append(f"AUC-gain: no single reference strategy ({_spec(report.reference)} in the same "
-                            f"environment) for {len(unmatched)} group(s): {'; '.join(unmatched[:5])}"
+                            f"environment{', with the same ' + ', '.join(same) if same else ''}) for "
+                            f"{len(unmatched)} group(s): {'; '.join(unmatched[:5])}"
                             + ("; ..." if len(unmatched) > 5 else ""))
 
     penalty_rows = []

@@ -627,6 +627,22 @@ def test_strategies_none_of_which_is_random_have_no_default_reference_and_a_hint
            "names one, e.g. --reference search=random" in out and "no single reference" not in out, out
 
 
+def test_a_reference_without_a_match_says_which_keys_must_agree(tmp_path):
+    """iNAS with margin against a fixed ResNet-18 with random: the reference exists, but with
+    another query, and the note said only "in the same environment"."""
+    from dal_runner.report import build_report
+
+    for seed in (0, 1):
+        make_run(tmp_path / "runs" / f"i{seed}", search="inas", arch="resnet", query="margin", seed=seed,
+                 curve=margin_curve(seed))
+        make_run(tmp_path / "runs" / f"f{seed}", search="fixed", arch="resnet18", query="random", seed=seed,
+                 curve=RANDOM[seed])
+    notes = build_report([tmp_path / "runs"], reference={"search": "fixed", "arch": "resnet18"}).notes
+    assert [n for n in notes if n.startswith("AUC-gain: no single reference strategy")] == [
+        "AUC-gain: no single reference strategy (search=fixed arch=resnet18 in the same environment, with the same "
+        "query) for 1 group(s): dataset=digits | search=inas arch=resnet query=margin"], notes
+
+
 def test_environments_are_in_natural_order_and_a_query_keeps_its_colour_across_reports(tmp_path):
     from dal_runner.report_figures import _colors
 
