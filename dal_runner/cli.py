@@ -111,10 +111,10 @@ def _job(cfg: DictConfig, hydra_cfg, run_dir: Path, multirun: bool) -> Optional[
 _CURRENT: dict = {"run_dir": None, "sweep_dir": None, "not_started": False}
 
 
-def _stopped(how: str, status: int, local_jobs_stopped: int = 0) -> None:
+def _stopped(how: str, status: int) -> None:
     """One line for a run stopped by Ctrl-C or SIGTERM: where, and how to continue; the run's
-    dal-run.log gets it too (the terminal only once). `local_jobs_stopped`: the running jobs of a
-    hydra/launcher=local sweep that were stopped with it."""
+    dal-run.log gets it too (the terminal only once). A hydra/launcher=local sweep's running jobs
+    were stopped with it (stop_local_jobs) before this is called."""
     run_dir, sweep_dir = _CURRENT["run_dir"], _CURRENT["sweep_dir"]
     if run_dir is None:
         from dal_runner.callbacks import LAUNCHED_JOBS
@@ -127,20 +127,10 @@ def _stopped(how: str, status: int, local_jobs_stopped: int = 0) -> None:
                 fail(f"{how} of the sweep {sweep}; its SLURM jobs keep running (squeue lists them, scancel stops "
                      f"them); once they have ended, the same command with hydra.sweep.dir={sweep} finishes it "
                      f"(completed jobs are kept, stopped ones continue)", status)
-            folders = LAUNCHED_JOBS[sweep]
-            if any((folder / "status.json").is_file() for folder in folders):  # else: folders only the jobs know
-                fail(f"{how} of the sweep {sweep}; its jobs: {jobs_after_stop(folders)}; the same command with "
-                     f"hydra.sweep.dir={sweep} finishes it (completed jobs are kept)", status)
-            if local_jobs_stopped:
-                fail(f"{how} of the sweep {sweep}; its {local_jobs_stopped} running job(s) stopped too (interrupted; "
-                     f"their status.json says whether they resume or, stopped in their first round, run again); the "
-                     f"same command with hydra.sweep.dir={sweep} finishes it (completed jobs are kept, stopped ones "
-                     f"continue)", status)
-            if how.startswith("interrupted"):  # submitit passes Ctrl-C on to the jobs, not SIGTERM
-                fail(f"{how} of the sweep {sweep}; the same command with hydra.sweep.dir={sweep} finishes it "
-                     f"(completed jobs are kept, stopped ones continue)", status)
-            fail(f"{how} of the sweep {sweep}; none of its jobs was running; the same command with "
-                 f"hydra.sweep.dir={sweep} finishes it (completed jobs are kept)", status)
+            # its jobs as their status.json says, once stopped (stop_local_jobs waited for them): a count
+            # of the processes still running took a job that had just completed for one stopped
+            fail(f"{how} of the sweep {sweep}; its jobs: {jobs_after_stop(LAUNCHED_JOBS[sweep])}; the same command "
+                 f"with hydra.sweep.dir={sweep} finishes it (completed jobs are kept)", status)
         fail(how, status)
     if sweep_dir is None and not state_exists(run_dir):
         message = (f"{how}{_failed_round(run_dir)} of {run_dir}, before its first round ended; nothing to resume: "
@@ -288,9 +278,11 @@ def run_main() -> None:
         with sweep_launch(sweep=sweep):
             _dal_run()
     except KeyboardInterrupt:
-        _stopped("interrupted (Ctrl-C)", 130, stop_local_jobs())
+        stop_local_jobs()
+        _stopped("interrupted (Ctrl-C)", 130)
     except Terminated as e:
-        _stopped(f"terminated ({signal_name(e)})", int(e.code), stop_local_jobs())
+        stop_local_jobs()
+        _stopped(f"terminated ({signal_name(e)})", int(e.code))
     finally:
         restore()
     if callbacks.FAILED_RUNS:

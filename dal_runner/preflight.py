@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 from pathlib import Path
 from typing import List, NamedTuple, Optional
@@ -371,15 +372,17 @@ def preflight(argv: List[str]) -> List[str]:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     target = checked[-1].target
     job_dirs = [c.job_dir for c in checked]
-    # ${now:...} in the sweep's folder (the default's) resolved again for each job, some milliseconds
-    # apart: the folder Hydra writes is pinned to the last job's, and so are the jobs' folders (those
-    # of the others were in folders of their own, which a job that died was marked failed in)
+    # ${now:...} in the sweep's folder (the default's) resolved again for each job, milliseconds apart:
+    # the folder Hydra writes is pinned to the last job's, and so are the jobs' folders (a given folder
+    # only where ${now:...} is all it interpolates: with ${query.name} too, each job's is its own)
     pinned = multirun and "'" not in str(target) and all(
-        "${now:" in o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+") == "hydra.sweep.dir")
+        "${now:" in value and all(i.startswith("now:") for i in re.findall(r"\$\{([^}]*)\}", value))
+        for value in [o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+") == "hydra.sweep.dir"])
     sweep_dirs = [Path(os.path.abspath(target if pinned else c.target)) for c in checked]
-    if pinned:
-        job_dirs = [d and Path(os.path.normpath(sweep_dirs[0] / os.path.relpath(d, os.path.abspath(c.target))))
-                    for d, c in zip(job_dirs, checked)]
+    if pinned:  # a subdir that leads out of the sweep's folder (/abs/${hydra.job.num}, ../x) is as it was
+        within = [d and os.path.relpath(d, os.path.abspath(c.target)) for d, c in zip(job_dirs, checked)]
+        job_dirs = [d and Path(os.path.normpath(sweep_dirs[0] / rel if not rel.startswith("..") else d))
+                    for d, rel in zip(job_dirs, within)]
     if multirun:
         try:
             check_not_shared(job_dirs, sweep_dirs)

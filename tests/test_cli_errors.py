@@ -391,10 +391,16 @@ def test_the_jobs_of_a_sweep_in_a_folder_of_the_time_are_all_in_that_folder(tmp_
         sweep = os.path.abspath(pinned.split("=", 1)[1].strip("'"))
         assert "${now:" not in sweep and sweep.startswith(str(tmp_path / ("sweeps" if given else "outputs")))
         assert callbacks.LAUNCHED_JOBS == {sweep: [Path(sweep) / str(n) for n in range(4)]}
-    # a subdir outside the sweep's folder stays where it points (before: a ValueError from the preflight)
-    hydra_argv = cli.preflight(["-m", "search=fixed", "arch=mlp", "seed=0,1", "hydra.sweep.subdir=../x${hydra.job.num}"])
-    sweep = Path(os.path.abspath(hydra_argv[-1].split("=", 1)[1].strip("'")))
-    assert callbacks.LAUNCHED_JOBS == {str(sweep): [sweep.parent / "x0", sweep.parent / "x1"]}
+    # a subdir outside the sweep's folder stays where it points (a ValueError from the preflight)
+    for subdir, where in (("../x", lambda sweep: sweep.parent / "x"), (f"{tmp_path}/abs", lambda sweep: tmp_path / "abs")):
+        hydra_argv = cli.preflight(["-m", "search=fixed", "arch=mlp", "seed=0,1", f"hydra.sweep.subdir={subdir}"
+                                    "${hydra.job.num}"])
+        sweep = Path(os.path.abspath(hydra_argv[-1].split("=", 1)[1].strip("'")))
+        assert callbacks.LAUNCHED_JOBS == {str(sweep): [Path(f"{where(sweep)}{n}") for n in (0, 1)]}, subdir
+    # a given folder that interpolates a key of the job too: each job's folder is its own, not pinned
+    hydra_argv = cli.preflight(["-m", "search=fixed", "arch=mlp", "query=margin,entropy",
+                                "hydra.sweep.dir=sweeps/${now:%Y-%m-%d}/${query.name}"])
+    assert hydra_argv[-1] == "hydra.sweep.dir=sweeps/${now:%Y-%m-%d}/${query.name}", hydra_argv
     # a folder without ${now:...} is as given
     hydra_argv = cli.preflight(["-m", "search=fixed", "arch=mlp", "seed=0,1", "hydra.sweep.dir=mine"])
     assert [a for a in hydra_argv if a.startswith("hydra.sweep.dir=")] == ["hydra.sweep.dir=mine"]

@@ -4,9 +4,9 @@ job's status.json and the sweep's end say what happened, and the same command co
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
-import re
 import signal
 import subprocess
 import time
@@ -148,18 +148,21 @@ def test_sigterm_to_a_local_sweep_stops_its_running_jobs_as_interrupted_runs(tmp
         time.sleep(2)  # a job still running after dal-run ended would have moved on by now
         states = {job: read_json(sweep / job / "status.json")["state"] for job in "01"
                   if (sweep / job / "status.json").is_file()}  # job 1 may not have started
+        resumable = {job: (sweep / job / "state" / "state.pt").is_file() for job in "01"}
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 143, err
     assert states["0"] == "interrupted" and states.get("1", "interrupted") in ("interrupted", "completed"), states
     assert err.strip().splitlines()[-1].startswith(f"dal-run: error: terminated (SIGTERM) of the sweep {sweep}; its ")
-    # each job as its status.json says: job 0 stopped after its first round; job 1 stopped, completed or not started
-    job1 = {"interrupted": r"(, 1 stopped in its first round \(it runs again\)|)", "completed": ", 1 completed"}
-    assert re.fullmatch(rf"dal-run: error: terminated \(SIGTERM\) of the sweep {re.escape(str(sweep))}; its jobs: 1 "
-                        rf"stopped \(it continues\){job1.get(states.get('1'), ', 1 not started')}; the same command "
-                        rf"with hydra.sweep.dir={re.escape(str(sweep))} finishes it \(completed jobs are kept\)",
-                        err.strip().splitlines()[-1]), (err, {j: read_json(sweep / j / "status.json") for j in "01" if (sweep / j / "status.json").is_file()})
+    # each job as its status.json says: job 0 stopped after its first round; job 1, running beside it,
+    # stopped in or after its first round, completed, or not started
+    job1 = {"completed": "completed", None: "not started"}.get(states.get("1")) or (
+        "stopped (it continues)" if resumable["1"] else "stopped in its first round (it runs again)")
+    jobs = "2 stopped (they continue)" if job1.startswith("stopped (") else f"1 stopped (it continues), 1 {job1}"
+    assert err.strip().splitlines()[-1] == (
+        f"dal-run: error: terminated (SIGTERM) of the sweep {sweep}; its jobs: {jobs}; the same command with "
+        f"hydra.sweep.dir={sweep} finishes it (completed jobs are kept)"), err
 
 
 def test_ctrl_c_in_a_terminal_stops_a_local_sweep_without_a_traceback(tmp_path):
@@ -279,15 +282,18 @@ def test_a_stopped_local_sweep_says_what_each_job_is_now(tmp_path, monkeypatch, 
     for n in (0, 5):  # job 0: stopped with its state saved; job 5: an earlier launch's, not started in this one
         state_path(folders[n]).parent.mkdir()
         state_path(folders[n]).write_bytes(b"")
+    now = datetime.datetime.now(datetime.timezone.utc)
     for n in (1, 5):  # job 1: completed in an earlier launch, kept
         status = read_json(folders[n] / "status.json")
-        (folders[n] / "status.json").write_text(json.dumps({**status, "updated": "2026-01-01T00:00:00+00:00"}))
-    monkeypatch.setattr(launchers, "_LAUNCHED_AT", ["2026-06-01T00:00:00+00:00"])
+        earlier = (now - datetime.timedelta(hours=2)).isoformat(timespec="seconds")
+        (folders[n] / "status.json").write_text(json.dumps({**status, "updated": earlier}))
+    launched = (now - datetime.timedelta(hours=1)).isoformat(timespec="seconds")  # as io.utc_now writes it
+    monkeypatch.setattr(launchers, "_LAUNCHED_AT", [launched])
     monkeypatch.setattr(callbacks, "LAUNCHED_JOBS", {str(sweep): folders})  # this sweep alone
     monkeypatch.setitem(cli._CURRENT, "run_dir", None)
     monkeypatch.setitem(cli._CURRENT, "not_started", False)
     with pytest.raises(SystemExit) as stop:
-        cli._stopped("terminated (SIGTERM)", 143, 3)
+        cli._stopped("terminated (SIGTERM)", 143)
     assert stop.value.code == 143
     assert capsys.readouterr().err.strip() == (
         f"dal-run: error: terminated (SIGTERM) of the sweep {sweep}; its jobs: 1 stopped (it continues), 1 stopped in "
