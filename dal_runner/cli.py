@@ -321,7 +321,7 @@ def _version() -> str:
 
     import torch
 
-    from dal_runner.execute import source_commit
+    from dal_runner.provenance import source_commit
 
     commit = source_commit()
     at = f" at commit {commit}" if commit else ""

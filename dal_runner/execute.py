@@ -17,6 +17,7 @@ from dal_runner.features import amp_dtype
 from dal_runner.io import STATUS_JSON, RunFolder, read_json
 from dal_runner.job_control import signals_held, stop_recorded
 from dal_runner.loop import run_active_learning
+from dal_runner.provenance import source_commit
 
 if TYPE_CHECKING:
     from dal_runner.run import Experiment
@@ -33,27 +34,7 @@ def versions() -> Dict[str, str]:
 
     return {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
             "numpy": numpy.__version__, "hydra": hydra.__version__, "dal_runner": __version__,
-            "dal_runner_commit": source_commit()}
-
-
-def source_commit() -> Optional[str]:
-    """The git commit of the dal-runner code that ran, "+changes" where its tracked files differ from
-    it; None for an installed copy outside a checkout (or without git). The version number alone
-    is the same at every commit, so two runs of different code looked alike."""
-    import subprocess
-
-    here = Path(__file__).resolve().parent
-    try:
-        def git(*args: str) -> str:
-            return subprocess.run(["git", "-C", str(here), *args], capture_output=True, text=True, timeout=10,
-                                  check=True).stdout.strip()
-
-        if Path(git("rev-parse", "--show-toplevel")) != here.parent:  # a copy inside some other repository
-            return None
-        commit = git("rev-parse", "HEAD")
-        return commit + ("+changes" if git("status", "--porcelain", "--untracked-files=no", "--", ".") else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
+            "dal_runner_commit": source_commit()}  # as the process started (execute asks first)
 
 
 def device_name(device: torch.device) -> str:
@@ -90,6 +71,7 @@ def describe_data(data) -> Dict[str, Any]:
 
 def execute(exp: Experiment, run_dir: Path, resume: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     folder = RunFolder(run_dir)
+    source_commit()  # the code as this process started, read once (not as the checkout is when it ends)
     for partial in folder.remove_partial_writes():
         log.info("removed %s, a write cut short when the run was killed", partial.relative_to(run_dir))
     try:
@@ -99,10 +81,13 @@ def execute(exp: Experiment, run_dir: Path, resume: Optional[Dict[str, Any]] = N
         # inside the try: a stop while the results are written leaves the run interrupted, not running
         # seconds: every round of the run, over all its processes when it was resumed (loop_seconds
         # adds the elapsed time saved in the state), not only this process's
+        at_start, code = result.pop("commit_at_start", None), versions()
+        if at_start is not None and at_start != code["dal_runner_commit"]:  # resumed with other code
+            code["dal_runner_commit_at_start"] = at_start
         summary = {**result, "seconds": result["loop_seconds"],
                    "device": device_name(exp.device),
                    "precision": "bf16" if amp_dtype(exp.trainer.precision, exp.device) else "fp32",
-                   "versions": versions(), "seed": exp.seed, "choices": exp.choices, "data": describe_data(exp.data),
+                   "versions": code, "seed": exp.seed, "choices": exp.choices, "data": describe_data(exp.data),
                    "budget": {"initial": exp.budget.initial, "batch": exp.budget.batch,
                               "max_labels": exp.budget.max_labels, "max_rounds": exp.budget.max_rounds}}
         folder.summary(summary)

@@ -28,6 +28,7 @@ from dal_runner.job_control import raise_lost_stop
 from dal_runner.metrics.auc import auc
 from dal_runner.pool import Pool
 from dal_runner.progress import Heartbeat, round_progress
+from dal_runner.provenance import source_commit
 from dal_runner.query import QueryContext
 from dal_runner.search import SearchStrategy
 from dal_runner.seeding import derive_seed, torch_generator
@@ -139,6 +140,7 @@ def run_active_learning(
         t, elapsed = 0, 0.0
         parent = None  # search.inherit: the weights (CPU) the next round's candidates start from
         machines = [{"machine": state.machine(device), "from_round": 0}]
+        code_at_start = source_commit()
     else:
         selected, rounds, search_rows = resume["selected"], resume["rounds"], resume["search"]
         # state written before search.csv's column took DESIGN.md's name (2026-12-03): arch -> candidate
@@ -157,6 +159,10 @@ def run_active_learning(
         machines = list(resume.get("machines") or ([{"machine": before, "from_round": 0}] if before else []))
         if (not machines or machines[-1]["machine"] != here) and not resume.get("finished"):  # a round runs here
             machines.append({"machine": here, "from_round": t})
+        code_at_start = resume.get("commit")  # the code the run began with (None: before it was recorded)
+        if code_at_start not in (None, source_commit()) and not resume.get("finished"):
+            log.warning("resuming with dal-runner at commit %s; the run began at %s: its rounds from here on may "
+                        "differ from an uninterrupted run's (summary.json: versions)", source_commit(), code_at_start)
         if before is not None and before != here and not resume.get("finished"):  # OMP_NUM_THREADS, SLURM, a GPU
             log.warning("resuming on %s; before this stop the run ran on %s: the rounds from here on may differ "
                         "in their last bits (and then in the labels they pick) from those of a run left "
@@ -301,6 +307,7 @@ def run_active_learning(
                 "data": data_fingerprint,  # a resumption checks that its data are these
                 "machine": state.machine(device),  # a resumption elsewhere says so
                 "machines": machines,
+                "commit": code_at_start,
             })
             if not done:  # round t is saved: a stop from here on is one a resumption continues at round t + 1
                 folder.status("running", round=t + 1, n_labeled=pool.n_labeled)
@@ -317,4 +324,5 @@ def run_active_learning(
         "loop_seconds": round(time.perf_counter() - started, 3),
         # where the rounds ran: one entry, or one per machine / thread count a resumption changed to
         "machines": [f"{state.describe_machine(m['machine'])} from round {m['from_round']}" for m in machines],
+        "commit_at_start": code_at_start,
     }

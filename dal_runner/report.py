@@ -103,9 +103,11 @@ def _versions_differ(runs: Sequence[Run]) -> List[str]:
     or dal-runner's commit (summary.json: versions) that is not the same in all of them."""
     differ = []
     for key in sorted({k for r in runs for k in r.versions}):
-        counts = Counter(r.versions.get(key, "not recorded") for r in runs)
+        counts = Counter(r.versions[key] for r in runs if key in r.versions)  # runs older than the key: unknown
         if len(counts) > 1:
-            differ.append(f"{key} " + ", ".join(f"{v} ({n} run{'s' * (n > 1)})" for v, n in sorted(counts.items())))
+            unknown = len(runs) - sum(counts.values())
+            differ.append(f"{key} " + ", ".join(f"{v} ({n} run{'s' * (n > 1)})" for v, n in sorted(counts.items()))
+                          + (f", not recorded in {unknown}" if unknown else ""))
     return [f"the runs were made with different code (summary.json: versions): {'; '.join(differ)}"] if differ else []
 
 

@@ -501,7 +501,7 @@ def test_m_after_the_overrides_runs_the_sweep_and_version_names_dal_runner(tmp_p
     assert code == 0, err
     assert sorted(p.name for p in (tmp_path / "s").iterdir() if p.is_dir()) == ["0", "1"]
     code, out, err = run_cli_inprocess(["--version"], tmp_path, monkeypatch, capsys)
-    from dal_runner.execute import source_commit
+    from dal_runner.provenance import source_commit
 
     at = f" at commit {source_commit()}" if source_commit() else ""  # a checkout's (None: an installed copy)
     assert code == 0 and out.startswith(f"dal-runner {version('dal-runner')}{at} (Hydra "), out

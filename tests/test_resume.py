@@ -847,6 +847,24 @@ def test_a_resumption_with_another_thread_count_says_its_rounds_may_differ(kille
     assert any(n.startswith("1 run(s) resumed on another machine or thread count") for n in built.notes), built.notes
 
 
+def test_a_resumption_with_other_code_says_so_and_summary_json_keeps_both_commits(killed_run, tmp_path):
+    """dal-runner's commit is taken when the run starts and kept in its state: a run resumed after
+    a `git pull` warns, and its summary.json names the commit it began at beside the one it ended at."""
+    from dal_runner.provenance import source_commit
+
+    _, _, _, snapshot = killed_run
+    run = tmp_path / "run"
+    shutil.copytree(snapshot, run)
+    saved = torch.load(run / "state" / "state.pt", weights_only=True)
+    assert saved["commit"] == source_commit()
+    torch.save({**saved, "commit": "0" * 40}, run / "state" / "state.pt")
+    res = run_cli([f"resume={run}"], cwd=tmp_path, env=ENV)
+    assert res.returncode == 0, res.stderr
+    assert f"resuming with dal-runner at commit {source_commit()}; the run began at {'0' * 40}" in res.stdout + res.stderr
+    versions = read_json(run / "summary.json")["versions"]
+    assert versions["dal_runner_commit_at_start"] == "0" * 40 and versions["dal_runner_commit"] == source_commit()
+
+
 def test_a_stop_while_a_round_is_written_names_the_round_a_resume_starts_at(tmp_path, monkeypatch):
     # before: "interrupted in round 1" for a stop while round 1's files were written, after its state
     # was saved, and then "resuming at round 2"
