@@ -154,8 +154,11 @@ def build_report(paths: Sequence[Path], reference: Optional[Dict[str, str]] = No
             # a key of the strategies, as one of the runs has it (a run may lack a key another reads)
             example = next((f"{k}={r.attrs[k]}" for k in strategy_keys or ["query"] for r in included if k in r.attrs),
                            "KEY=VALUE")
-            which = "every strategy has" if any(r.attrs.get("query") == "random" for r in included) else "no run has"
-            report.notes.append(f"AUC-gain: none: {which} query=random, the default reference; "
+            which = ("every strategy has query=random, the default reference" if any(
+                r.attrs.get("query") == "random" for r in included) else "no run has query=random" +
+                (" or is a fixed ResNet-18 (search=fixed arch=resnet18), the default references" if search_compared
+                 else ", the default reference"))
+            report.notes.append(f"AUC-gain: none: {which}; "
                                 f"dal-report --reference KEY=VALUE names one, e.g. --reference {example}")
 
     groups: Dict[Tuple[str, str], List[Run]] = defaultdict(list)

@@ -110,6 +110,10 @@ def _as_typed(value: Any) -> str:
     """A config value as an override writes it: null, true, false (not Python's None, True)."""
     if value is None or isinstance(value, bool):
         return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, list):
+        return f"[{', '.join(_as_typed(v) for v in value)}]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_as_typed(v)}" for k, v in value.items()) + "}"
     return str(value)
 
 

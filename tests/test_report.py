@@ -623,8 +623,9 @@ def test_strategies_none_of_which_is_random_have_no_default_reference_and_a_hint
     assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
     assert rows(tmp_path / "out" / "auc_gain.csv") == []
     out = capsys.readouterr().out
-    assert "AUC-gain: none: no run has query=random, the default reference; dal-report --reference KEY=VALUE " \
-           "names one, e.g. --reference search=random" in out and "no single reference" not in out, out
+    assert "AUC-gain: none: no run has query=random or is a fixed ResNet-18 (search=fixed arch=resnet18), the " \
+           "default references; dal-report --reference KEY=VALUE names one, e.g. --reference search=random" in out \
+        and "no single reference" not in out, out
 
 
 def test_a_reference_without_a_match_says_which_keys_must_agree(tmp_path):

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 from conftest import BIN, REPO
 
-SCRIPTS = ["reproduce_active_inas.sh", "reproduce_badge.sh", "reproduce_ranganathan.sh"]
+SCRIPTS = sorted(p.name for p in (REPO / "scripts").glob("reproduce_*.sh"))
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
