@@ -22,13 +22,14 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 
 # The files that take longest, slowest first (as timed on 2026-12-06 on 2 cores: test_sweep_stops.py
-# about 150 s down to test_sweeps.py about 45 s), are started first. With --dist loadfile a file runs on one worker, and xdist's own order (the files
+# about 150 s down to test_sweeps.py about 45 s; test_slurm.py, about 50 s where a SLURM cluster
+# runs, as in CI, and skipped elsewhere), are started first. With --dist loadfile a file runs on one worker, and xdist's own order (the files
 # with most tests first) left the slowest files, a few tests each a whole sweep, to the end, on one
 # worker while the other idled (addopts: --no-loadscope-reorder keeps this order). A file not
 # listed runs after these, in the usual order; the list only decides how long the suite takes.
 SLOWEST_FIRST = ["test_sweep_stops.py", "test_reproduce_checks.py", "test_cli_end_to_end.py",
                  "test_reproduce_scripts.py", "test_resume.py", "test_datasets_cli.py", "test_custom_query.py",
-                 "test_report.py", "test_benchmark.py", "test_sweeps.py"]
+                 "test_report.py", "test_benchmark.py", "test_slurm.py", "test_sweeps.py"]
 
 
 def pytest_collection_modifyitems(config, items):
