@@ -162,7 +162,7 @@ def _check_resume(cfg: DictConfig, run_dir: Optional[Path] = None, job: Optional
         current.pop("hydra", None)
         with _hydra_node(cfg, job):  # seed=${hydra:job.num} resolves as in the job
             current = OmegaConf.to_container(OmegaConf.create(current), resolve=True)
-        state.check_same_config(path, saved["config"], current)
+        state.check_same_config(path, saved["config"], current, relaunch=key == "hydra.run.dir")
         return True
     except state.ResumeError as e:
         if job is None:

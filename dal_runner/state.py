@@ -117,13 +117,17 @@ def _as_typed(value: Any) -> str:
     return str(value)
 
 
-def check_same_config(run_dir: Path, saved: Dict[str, Any], current: Dict[str, Any]) -> None:
+def check_same_config(run_dir: Path, saved: Dict[str, Any], current: Dict[str, Any], relaunch: bool = False) -> None:
+    """`relaunch`: a run launched again into its folder (hydra.run.dir), where no override gives the
+    default config, not the run's."""
     diff = differences(saved, current)
     if diff:
         a, b, shown = flatten(saved), flatten(current), {d.split(":", 1)[0] for d in diff}
         older = [f"{k}={v}" for k, v in sorted(EARLIER_VALUES.items()) if k in shown and k in b and k not in a]
         raise ResumeError(f"the run was made with another config ({'; '.join(diff)})",
-                          "the run's own overrides, or none (dal-run resume=PATH reuses them)"
+                          (f"the run's own overrides (dal-run resume={run_dir} reuses them), or another "
+                           f"hydra.run.dir for a new run" if relaunch else
+                           "the run's own overrides, or none (dal-run resume=PATH reuses them)")
                           + (f"; for a key the run was made without, the value that does what it did: "
                              f"{' '.join(older)}" if older else ""))
 

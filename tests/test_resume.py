@@ -294,6 +294,10 @@ def test_a_single_round_run_launched_again_into_its_folder_is_kept(tmp_path, mon
     hydra_config = (one / ".hydra" / "config.yaml").read_bytes()
     code, out, err = run_cli_inprocess([*args, "trainer.epochs=4"], tmp_path, monkeypatch, capsys)
     assert code == 2 and f"hydra.run.dir={one}: the run was made with another config (trainer.epochs: 3 there, 4 here)" in err
+    # and what is accepted is what a launch into the folder takes (no override there is the default config,
+    # not the run's, which "or none" had said)
+    assert err.strip().endswith(f"accepted: the run's own overrides (dal-run resume={one} reuses them), or another "
+                                f"hydra.run.dir for a new run"), err
     assert (one / ".hydra" / "config.yaml").read_bytes() == hydra_config
     assert read_json(one / "status.json")["state"] == "completed"
 
