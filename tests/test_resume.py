@@ -38,9 +38,21 @@ def _kill_mid_round(args, folder: Path, cwd: Path, round_index: int = 2) -> None
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **ENV})
     try:
         wait_for_round(folder, round_index, until=lambda: proc.poll() is not None)
+        # and the rounds before it written (status.json names the round once its predecessor's state is
+        # saved, a moment before that round's files: a kill in between left rounds.csv a round short)
+        deadline = time.time() + 60
+        while time.time() < deadline and proc.poll() is None and len(_rows_if_any(folder)) < round_index:
+            time.sleep(0.01)
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait()
+
+
+def _rows_if_any(folder: Path) -> list:
+    try:
+        return read_csv(folder / "rounds.csv")
+    except (OSError, ValueError):
+        return []
 
 
 @pytest.fixture(scope="module")
