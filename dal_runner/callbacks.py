@@ -51,9 +51,10 @@ def run_status(folder: Path) -> dict:
     from dal_runner.io import STATUS_JSON, read_json
 
     try:
-        return read_json(folder / STATUS_JSON)
+        status = read_json(folder / STATUS_JSON)
     except (OSError, ValueError):
-        return {"state": "missing status.json"}
+        status = None
+    return status if isinstance(status, dict) else {"state": "missing status.json"}  # a JSON null or list too
 
 
 class SweepStatus(Callback):

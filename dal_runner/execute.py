@@ -34,7 +34,7 @@ def versions() -> Dict[str, str]:
 
     return {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
             "numpy": numpy.__version__, "hydra": hydra.__version__, "dal_runner": __version__,
-            "dal_runner_commit": source_commit()}  # as the process started (execute asks first)
+            "dal_runner_commit": source_commit()}  # as the run started (the loop asks first; cached)
 
 
 def device_name(device: torch.device) -> str:
@@ -71,7 +71,6 @@ def describe_data(data) -> Dict[str, Any]:
 
 def execute(exp: Experiment, run_dir: Path, resume: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     folder = RunFolder(run_dir)
-    source_commit()  # the code as this process started, read once (not as the checkout is when it ends)
     for partial in folder.remove_partial_writes():
         log.info("removed %s, a write cut short when the run was killed", partial.relative_to(run_dir))
     try:

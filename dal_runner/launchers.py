@@ -74,13 +74,15 @@ def _ended_on_its_own(run_dir: Path) -> bool:
     """Whether the job said, in this launch, that it was stopped: status.json `interrupted` and
     written since the sweep launched (one left by an earlier launch says nothing of this one; a job
     that fails returns a result, so `failed` with none is an earlier launch's too)."""
-    from dal_runner.io import read_json
+    from dal_runner.callbacks import run_status
 
-    try:
-        status = read_json(run_dir / "status.json") or {}
-    except Exception:  # unreadable: as if it said nothing
-        return False
-    return status.get("state") == "interrupted" and str(status.get("updated", "")) >= _LAUNCHED_AT[0]
+    status = run_status(run_dir)  # unreadable: a state that says nothing
+    return status.get("state") == "interrupted" and _written_in_this_launch(status)
+
+
+def _written_in_this_launch(status: dict) -> bool:
+    """Whether a job's status.json was written since this sweep launched its jobs."""
+    return str(status.get("updated", "")) >= _LAUNCHED_AT[0]
 
 
 def _kept(number: int, say: bool = True) -> JobReturn:
@@ -235,7 +237,7 @@ def jobs_after_stop(folders: List[Path]) -> str:
     counts: Dict[str, int] = {}
     for folder in folders:
         status = run_status(folder)
-        name, this_launch = status.get("state"), str(status.get("updated", "")) >= _LAUNCHED_AT[0]
+        name, this_launch = status.get("state"), _written_in_this_launch(status)
         if name == "completed":  # this launch's, or kept from an earlier one
             key = "completed"
         elif not this_launch:
