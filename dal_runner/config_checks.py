@@ -47,14 +47,7 @@ def explain(exc: BaseException, overrides: List[str]) -> str:
         if matching and matching[-1].startswith("~"):
             return _deleted(full_key)
         wanted = re.search(r"converted to (\w+)", msg) or re.search(r"is not a valid (bool)", msg)
-        if wanted:
-            # a key given twice: OmegaConf stops at the first value it cannot convert, not the last
-            converts = {"Integer": r"[-+]?\d+", "Float": r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|[-+]?inf|nan",
-                        "Boolean": r"true|false|yes|no|on|off|1|0", "bool": r"true|false|yes|no|on|off|1|0"}.get(
-                wanted.group(1))
-            values = [o.partition("=")[2] for o in matching]
-            if converts and len(values) > 1:
-                given = next((v for v in values if not re.fullmatch(converts, v.strip(), re.IGNORECASE)), given)
+        if wanted:  # (a key given twice is refused before: check_overrides)
             kind = {"Integer": "an integer", "Float": "a number (Float)", "Boolean": "true or false", "bool": "true or false",
                     "String": "a string"}.get(wanted.group(1), wanted.group(1))
             return f"{full_key}={given}: wrong type; accepted: {kind}"
@@ -195,7 +188,6 @@ def _accepted_keys(full_key: str, overrides: List[str]) -> str:
     options that have the key, if any), else those of a fixed schema."""
     import dataclasses
 
-    from dal_runner.cli_help import option_keys
     from dal_runner.config import SCHEMAS, BudgetConfig, RunConfig, TrainerConfig
 
     parent, _, leaf = full_key.rpartition(".")
@@ -226,12 +218,52 @@ def _accepted_keys(full_key: str, overrides: List[str]) -> str:
 
         kept = [o for o in overrides if not o.lstrip("+~").startswith(f"{parent}.")]
         option = str(compose("config", overrides=kept, return_hydra_config=True).hydra.runtime.choices[parent])
-        keys = [k for k in option_keys(parent, option) if k != "name"]
+        accepted = _option_accepts(parent, option)
     except Exception:
         keys = sorted({f.name for c in SCHEMAS[parent].values() for f in dataclasses.fields(c)} - {"name"})
         return f"{elsewhere}; accepted: keys of the chosen {parent} option, e.g. " + ", ".join(keys)
-    return (f" for {parent}={option}{elsewhere}; accepted: "
-            + ("one of " + ", ".join(keys) if keys else f"none ({parent}={option} has no keys of its own)"))
+    return f" for {parent}={option}{elsewhere}; accepted: {accepted}"
+
+
+def _option_accepts(group: str, option: str) -> str:
+    """What `group=option` takes, in the order of its file: 'one of a, b' or 'none (...)'. Its
+    name is not among them: the option sets it."""
+    from dal_runner.cli_help import option_keys
+
+    keys = [k for k in option_keys(group, option) if k != "name"]
+    return "one of " + ", ".join(keys) if keys else f"none ({group}={option} has no keys of its own)"
+
+
+def check_overrides(overrides: List[str]) -> None:
+    """The command line's overrides before Hydra reads them: a key given twice with two values
+    (Hydra takes the last silently: `-m seed=0,1 seed=2` ran one job), and a preset Hydra would
+    take by any name (preset is an optional group: dataset x arch defaults where a file exists)."""
+    from importlib.resources import files
+
+    from dal_runner.cli_help import CONFIG_MODULE
+
+    given: dict = {}
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        name = key.lstrip("+")
+        if not sep or key.startswith("~") or name == "experiment":  # two experiments: Hydra's refusal, explained
+            continue
+        first = given.setdefault(name, override)
+        if first.partition("=")[2] != value:
+            both = [first.partition("=")[2], value]
+            # the values of both, each once (seed=0,1 seed=1: 0,1); lists and mappings as written
+            values = ",".join(both if re.search(r"[\[{(]", "".join(both))
+                              else dict.fromkeys(v.strip() for v in ",".join(both).split(",")))
+            sweep = "" if name.split(".")[0] in ("hydra", "resume") else f", or a run of each: dal-run -m {name}={values}"
+            raise as_config_error(ValueError(
+                f"{first} {override}: {name} is given twice, and only the last would count; accepted: one of "
+                f"them{sweep}"))
+        if name == "preset":
+            known = sorted(p.name[:-5] for p in (files(CONFIG_MODULE) / "preset").iterdir() if p.name.endswith(".yaml"))
+            for option in value.split(","):
+                if option.strip() not in (*known, "null"):
+                    raise ConfigError("preset", option.strip(), f"one of {', '.join(known)}, or null (none; by default "
+                                      f"preset/<dataset>_<arch>.yaml applies where it exists)", "unknown option")
 
 
 def check_group_deletions(overrides: List[str]) -> None:
@@ -256,10 +288,10 @@ def check_schema(cfg: DictConfig) -> None:
 
     from dal_runner.config import SCHEMAS, BudgetConfig, RunConfig, TrainerConfig
 
-    known = {f.name for f in dataclasses.fields(RunConfig)} | {"hydra"}
+    fields = [f.name for f in dataclasses.fields(RunConfig)]  # listed in their order, as for quer=1
     for key in cfg:
-        if key not in known:
-            raise ConfigError(str(key), cfg[key], "one of " + ", ".join(sorted(known - {"hydra"})), "unknown key")
+        if key not in fields and key != "hydra":
+            raise ConfigError(str(key), cfg[key], "one of " + ", ".join(fields), "unknown key")
     fixed = {"budget": BudgetConfig, "trainer": TrainerConfig}
     for prefix, cls in (("", RunConfig), *((f"{g}.", c) for g, c in fixed.items())):
         node = cfg if not prefix else cfg.get(prefix[:-1])
@@ -274,12 +306,20 @@ def check_schema(cfg: DictConfig) -> None:
         cls = fixed.get(group) or SCHEMAS.get(group, {}).get(node.get("name"))
         if cls is None:
             continue
-        allowed = {f.name for f in dataclasses.fields(cls)}
+        allowed = [f.name for f in dataclasses.fields(cls)]
         for key in node:
             if key not in allowed:
-                option = f" for {group}={choices.get(group, node.get('name'))}" if group in SCHEMAS else ""
-                raise ConfigError(f"{group}.{key}", node[key], "one of " + ", ".join(sorted(allowed)),
-                                  f"unknown key{option}{_options_having(group, str(key))}")
+                option = choices.get(group, node.get("name"))
+                # the same list as for a key given without + (_accepted_keys)
+                accepted = "one of " + ", ".join(k for k in allowed if k != "name" or group not in SCHEMAS)
+                if group in SCHEMAS:
+                    try:
+                        accepted = _option_accepts(group, option)
+                    except Exception:  # an option outside conf/ (a --config-dir of the user's): its schema's keys
+                        pass
+                where = f" for {group}={option}" if group in SCHEMAS else ""
+                raise ConfigError(f"{group}.{key}", node[key], accepted,
+                                  f"unknown key{where}{_options_having(group, str(key))}")
 
 
 def check_bool_overrides(cfg: DictConfig, overrides: List[str]) -> None:

@@ -19,8 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 from dal_runner import in_processes
 from dal_runner.callbacks import KEPT_JOBS, LAUNCHED_JOBS
 from dal_runner.cli_help import CONFIG_MODULE
-from dal_runner.config_checks import (check_bool_overrides, check_group_deletions, check_resolvable, check_schema,
-                                      check_values_given, explain, hydra_message)
+from dal_runner.config_checks import (check_bool_overrides, check_group_deletions, check_overrides, check_resolvable,
+                                      check_schema, check_values_given, explain, hydra_message)
 from dal_runner.errors import ConfigError
 from dal_runner.folder_checks import busy_message, check_not_foreign, check_not_running, check_not_shared, check_writable
 from dal_runner.io import completed_summary
@@ -88,22 +88,6 @@ def _distinct_schedule_nulls(argv: List[str]) -> List[str]:
                 out[i - 1].partition("=")[0].lstrip("+") == "budget.batch" and out[i - 1].endswith("=null"):
             out[i - 1] = "budget.batch=null" if key.startswith("++") else "++budget.batch=null"
     return out
-
-
-def _check_presets(overrides: List[str]) -> None:
-    """preset is an optional group (dataset x arch defaults, where a file exists): Hydra takes an
-    unknown name silently, so it is checked here."""
-    from importlib.resources import files
-
-    for override in overrides:
-        key, sep, value = override.partition("=")
-        if key.lstrip("+") != "preset" or not sep:
-            continue
-        known = sorted(p.name[:-5] for p in (files(CONFIG_MODULE) / "preset").iterdir() if p.name.endswith(".yaml"))
-        for name in value.split(","):
-            if name.strip() not in (*known, "null"):
-                fail(f"preset={name.strip()}: unknown option; accepted: one of {', '.join(known)}, or null (none; "
-                     f"by default preset/<dataset>_<arch>.yaml applies where it exists)")
 
 
 def _hold_keys_of_swept_groups(argv: List[str], overrides: List[str]) -> List[str]:
@@ -312,9 +296,12 @@ def preflight(argv: List[str]) -> List[str]:
     PREFLIGHT["completed"] = PREFLIGHT["existing"] = None
     LAUNCHED_JOBS.clear()
     KEPT_JOBS.clear()
+    try:
+        check_overrides(_split_argv(argv)[0])  # as typed: before the null a schedule is given below
+    except ConfigError as e:
+        fail(str(e))
     argv = _whole_schedules(argv)
     overrides, multirun, custom_config = _split_argv(argv)
-    _check_presets(overrides)
     printing = any(a in ("--cfg", "-c") or a.startswith("--cfg=") for a in argv)
     if custom_config:
         # the user brought their own config tree; Hydra reports its errors (it may set hydra.mode:

@@ -207,8 +207,14 @@ CASES = {
                                                                 ["search.lr_milestones=[12]", "1..9"]),
     "shell completion without a command": (["--shell-completion"], ["--shell-completion: no command given", "install=bash"]),
     # a key given twice: the bad value is named, wherever it is (OmegaConf stops at the first)
-    "a bad value before a good one": (["trainer.epochs=five", "trainer.epochs=3"], ["trainer.epochs=five", "integer"]),
-    "a bad value after a good one": (["trainer.epochs=3", "trainer.epochs=five"], ["trainer.epochs=five", "integer"]),
+    # before: Hydra took the last value silently (-m seed=0,1 seed=2 ran one job, seed=2)
+    "a key given twice": (["trainer.epochs=3", "trainer.epochs=5"],
+                          ["trainer.epochs=3 trainer.epochs=5: trainer.epochs is given twice", "one of them",
+                           "dal-run -m trainer.epochs=3,5"]),
+    "a sweep and a value of one key": (["-m", "seed=0,1", "seed=2"], ["seed=0,1 seed=2", "dal-run -m seed=0,1,2"]),
+    "a schedule given twice": (["budget.batch={0:50}", "budget.batch={0:60}"],
+                               ["budget.batch={0:50} budget.batch={0:60}: budget.batch is given twice"]),
+    "a folder given twice": (["hydra.run.dir=a", "hydra.run.dir=b"], ["hydra.run.dir is given twice", "one of them"]),
     "an experiment without its +": (["experiment=active_inas_cifar10_smoke"],
                                     ["experiment=active_inas_cifar10_smoke", "accepted: +experiment=active_inas_cifar10_smoke",
                                      "ranganathan_digits"]),
@@ -301,6 +307,24 @@ def test_bad_input_gives_one_line_error_and_no_run_folder(tmp_path, monkeypatch,
     for folder in ("runs", "multirun"):  # no run folder, not even an empty <date>/ folder
         assert not (tmp_path / "outputs" / folder).exists(), list((tmp_path / "outputs").rglob("*"))
     assert not list(tmp_path.glob("**/.hydra")), "a run was written somewhere"
+
+
+@pytest.mark.parametrize("key", ["typo", "trainer.foo", "dataset.colour", "query.foo"])
+def test_an_unknown_key_lists_the_same_accepted_keys_with_or_without_plus(tmp_path, monkeypatch, capsys, key):
+    # before: a key added with + listed its accepted keys sorted and with the option's name, one
+    # given without + in the order of the config and without it
+    accepted = []
+    for override in (f"{key}=1", f"+{key}=1"):
+        code, _, err = run_cli_inprocess([override], tmp_path, monkeypatch, capsys)
+        assert code == 2 and "unknown key" in err, err
+        accepted.append(err.strip().splitlines()[-1].partition("accepted: ")[2])
+    assert accepted[0] == accepted[1] and "name" not in accepted[0].replace("one of", ""), accepted
+
+
+def test_a_key_given_twice_with_one_value_is_taken(tmp_path, monkeypatch, capsys):
+    code, out, err = run_cli_inprocess(["--cfg", "job", "seed=3", "seed=3", "++trainer.epochs=4", "trainer.epochs=4"],
+                                       tmp_path, monkeypatch, capsys)
+    assert code == 0 and "seed: 3" in out and "epochs: 4" in out, err
 
 
 def test_unwritable_output_directory_is_refused_before_running(tmp_path, monkeypatch, capsys):
