@@ -228,6 +228,8 @@ class TrainerConfig:
     divergence_factor: Optional[float] = 100.0  # fail when an epoch's loss exceeds this x the first's
     # stop once an epoch's training accuracy reaches this (BADGE: 0.99); epochs is then the cap
     stop_at_train_accuracy: Optional[float] = None
+    # clamp every gradient element to [-v, v] before each optimizer step (BADGE's code: 0.1); null: none
+    grad_clip_value: Optional[float] = None
 
 
 # ---------------------------------------------------------------- root

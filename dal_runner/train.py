@@ -120,8 +120,8 @@ class _GraphedStep:
     WARMUP = 3
 
     def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, opt: torch.optim.Optimizer,
-                 augment: Optional[Augment], aug_gen: torch.Generator, batch_size: int):
-        self.model, self.x, self.y, self.opt = model, x, y, opt
+                 augment: Optional[Augment], aug_gen: torch.Generator, batch_size: int, clip: Optional[float]):
+        self.model, self.x, self.y, self.opt, self.clip = model, x, y, opt, clip
         self.augment, self.aug_gen, self.batch_size = augment, aug_gen, batch_size
         self.idx = torch.zeros(batch_size, dtype=torch.long, device=x.device)
         self.maps = torch.zeros(4, batch_size, device=x.device)
@@ -138,6 +138,7 @@ class _GraphedStep:
             logits = self.model(xb)
             loss = F.cross_entropy(logits, yb)
         loss.backward()  # the gradients were set to None before: written, not accumulated
+        _clip(self.model, self.clip)
         self.opt.step()
         # detached, so that no autograd node of this step outlives it: the parameters' gradient
         # accumulators are then made afresh on the stream of each warm-up step and of the capture
@@ -171,6 +172,13 @@ class _GraphedStep:
             self.graph, self.out, self.lrs = graph, out, lrs
         self.graph.replay()
         return self.out
+
+
+def _clip(model: nn.Module, value: Optional[float]) -> None:
+    """trainer.grad_clip_value: every gradient element into [-value, value] (BADGE's code clamps
+    at 0.1 before each Adam step); elementwise on the device, so a captured step holds it too."""
+    if value is not None:
+        torch.nn.utils.clip_grad_value_([p for p in model.parameters() if p.grad is not None], value)
 
 
 def _graphs_apply(params: TrainerConfig, device: torch.device, augment, extra_loss) -> bool:
@@ -214,7 +222,7 @@ def fit(
     opt = _optimizer(model, params, capturable=graphs)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(params.lr_milestones), gamma=params.lr_gamma)
     bs = min(params.batch_size, n)
-    graphed = _GraphedStep(model, x, y, opt, augment, aug_gen, bs) if graphs else None
+    graphed = _GraphedStep(model, x, y, opt, augment, aug_gen, bs, params.grad_clip_value) if graphs else None
     history = []
     # dropout draws from the global generator: fork it so the run's seed alone decides it
     devices = [device] if device.type == "cuda" else []
@@ -237,6 +245,7 @@ def fit(
                             loss = loss + extra_loss(model, step, extra_gen)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
+                    _clip(model, params.grad_clip_value)
                     opt.step()
                     loss, logits = loss.detach(), logits.detach()  # this step's autograd graph goes now (see _step)
                 total += loss * len(idx)  # the mean over the epoch's points, not over its batches

@@ -208,6 +208,7 @@ CASES = {
     "shell completion without a command": (["--shell-completion"], ["--shell-completion: no command given", "install=bash"]),
     # a key given twice: the bad value is named, wherever it is (OmegaConf stops at the first)
     # before: Hydra took the last value silently (-m seed=0,1 seed=2 ran one job, seed=2)
+    "a gradient clamp of zero": (["trainer.grad_clip_value=0"], ["trainer.grad_clip_value=0", "> 0"]),
     "a key given twice": (["trainer.epochs=3", "trainer.epochs=5"],
                           ["trainer.epochs=3 trainer.epochs=5: trainer.epochs is given twice", "one of them",
                            "dal-run -m trainer.epochs=3,5"]),

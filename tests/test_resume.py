@@ -304,7 +304,8 @@ def test_a_single_round_run_launched_again_into_its_folder_is_kept(tmp_path, mon
     assert {name: (one / name).read_bytes() for name in before} == before
     # another config into it is refused before Hydra writes .hydra/: the folder keeps its own
     hydra_config = (one / ".hydra" / "config.yaml").read_bytes()
-    code, out, err = run_cli_inprocess([*args, "trainer.epochs=4"], tmp_path, monkeypatch, capsys)
+    other = [a if a != "trainer.epochs=3" else "trainer.epochs=4" for a in args]
+    code, out, err = run_cli_inprocess(other, tmp_path, monkeypatch, capsys)
     assert code == 2 and f"hydra.run.dir={one}: the run was made with another config (trainer.epochs: 3 there, 4 here)" in err
     # and what is accepted is what a launch into the folder takes (no override there is the default config,
     # not the run's, which "or none" had said)

@@ -281,3 +281,23 @@ def test_weight_decay_on_conv_kernels_alone_is_kerass_l2_kernel_regulariser():
         nn.functional.cross_entropy(everything(x), y).backward()
         opt_all.step()
     assert not torch.allclose(everything[1].weight, ours[1].weight, rtol=0, atol=1e-6)
+
+
+def test_grad_clip_value_clamps_every_gradient_element_before_the_step():
+    """BADGE's code: p.grad clamped into [-0.1, 0.1] before each Adam step. With plain SGD (lr 1,
+    no momentum) one step moves each weight by exactly its clamped gradient."""
+    g = torch.Generator().manual_seed(0)
+    x = 10 * torch.randn(64, 4, generator=g)
+    y = (x[:, 0] > 0).long()
+
+    def step(clip):
+        torch.manual_seed(1)
+        model = nn.Linear(4, 2)
+        before = [p.detach().clone() for p in model.parameters()]
+        train.fit(model, x, y, TrainerConfig(optimizer="sgd", lr=1.0, momentum=0.0, epochs=1, batch_size=64,
+                                             grad_clip_value=clip), seed=0)
+        return torch.cat([(b - p.detach()).flatten() for b, p in zip(before, model.parameters())])
+
+    free, clipped = step(None), step(0.01)
+    assert free.abs().max() > 0.1  # the unclipped step is large: the clamp has work to do
+    assert torch.allclose(clipped, free.clamp(-0.01, 0.01), rtol=0, atol=1e-6)
