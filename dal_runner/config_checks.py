@@ -47,7 +47,14 @@ def explain(exc: BaseException, overrides: List[str]) -> str:
         if matching and matching[-1].startswith("~"):
             return _deleted(full_key)
         wanted = re.search(r"converted to (\w+)", msg) or re.search(r"is not a valid (bool)", msg)
-        if wanted:  # (a key given twice is refused before: check_overrides)
+        if wanted:
+            # a key given twice: OmegaConf stops at the first value it cannot convert, not the last
+            converts = {"Integer": r"[-+]?\d+", "Float": r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|[-+]?inf|nan",
+                        "Boolean": r"true|false|yes|no|on|off|1|0", "bool": r"true|false|yes|no|on|off|1|0"}.get(
+                wanted.group(1))
+            values = [o.partition("=")[2] for o in matching]
+            if converts and len(values) > 1:
+                given = next((v for v in values if not re.fullmatch(converts, v.strip(), re.IGNORECASE)), given)
             kind = {"Integer": "an integer", "Float": "a number (Float)", "Boolean": "true or false", "bool": "true or false",
                     "String": "a string"}.get(wanted.group(1), wanted.group(1))
             return f"{full_key}={given}: wrong type; accepted: {kind}"
@@ -234,15 +241,17 @@ def _option_accepts(group: str, option: str) -> str:
     return "one of " + ", ".join(keys) if keys else f"none ({group}={option} has no keys of its own)"
 
 
-def check_overrides(overrides: List[str]) -> None:
-    """The command line's overrides before Hydra reads them: a key given twice with two values
-    (Hydra takes the last silently: `-m seed=0,1 seed=2` ran one job), and a preset Hydra would
-    take by any name (preset is an optional group: dataset x arch defaults where a file exists)."""
+def check_overrides(overrides: List[str]) -> List[str]:
+    """The command line's overrides before Hydra reads them: a preset Hydra would take by any name
+    (preset is an optional group: dataset x arch defaults where a file exists) is refused; a key
+    given twice with two values is a warning, returned: Hydra takes the last, which a script's
+    defaults followed by "$@" rely on, but `-m seed=0,1 seed=2` running one job is a slip."""
     from importlib.resources import files
 
     from dal_runner.cli_help import CONFIG_MODULE
 
     given: dict = {}
+    warnings = []
     for override in overrides:
         key, sep, value = override.partition("=")
         name = key.lstrip("+")
@@ -254,16 +263,16 @@ def check_overrides(overrides: List[str]) -> None:
             # the values of both, each once (seed=0,1 seed=1: 0,1); lists and mappings as written
             values = ",".join(both if re.search(r"[\[{(]", "".join(both))
                               else dict.fromkeys(v.strip() for v in ",".join(both).split(",")))
-            sweep = "" if name.split(".")[0] in ("hydra", "resume") else f", or a run of each: dal-run -m {name}={values}"
-            raise as_config_error(ValueError(
-                f"{first} {override}: {name} is given twice, and only the last would count; accepted: one of "
-                f"them{sweep}"))
+            sweep = "" if name.split(".")[0] in ("hydra", "resume") else f"; a run of each: dal-run -m {name}={values}"
+            warnings.append(f"{first} {override}: {name} is given twice; the last counts ({override}){sweep}")
+            given[name] = override
         if name == "preset":
             known = sorted(p.name[:-5] for p in (files(CONFIG_MODULE) / "preset").iterdir() if p.name.endswith(".yaml"))
             for option in value.split(","):
                 if option.strip() not in (*known, "null"):
                     raise ConfigError("preset", option.strip(), f"one of {', '.join(known)}, or null (none; by default "
                                       f"preset/<dataset>_<arch>.yaml applies where it exists)", "unknown option")
+    return warnings
 
 
 def check_group_deletions(overrides: List[str]) -> None:

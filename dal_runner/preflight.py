@@ -297,7 +297,8 @@ def preflight(argv: List[str]) -> List[str]:
     LAUNCHED_JOBS.clear()
     KEPT_JOBS.clear()
     try:
-        check_overrides(_split_argv(argv)[0])  # as typed: before the null a schedule is given below
+        for warning in check_overrides(_split_argv(argv)[0]):  # as typed: before the null a schedule is given below
+            print(f"dal-run: warning: {warning}", file=sys.stderr)
     except ConfigError as e:
         fail(str(e))
     argv = _whole_schedules(argv)

@@ -206,16 +206,10 @@ CASES = {
     "a sweep with a candidates' milestone past their epochs": (["-m", "search.epochs=10", "search.lr_milestones=[5],[12]"],
                                                                 ["search.lr_milestones=[12]", "1..9"]),
     "shell completion without a command": (["--shell-completion"], ["--shell-completion: no command given", "install=bash"]),
-    # a key given twice: the bad value is named, wherever it is (OmegaConf stops at the first)
-    # before: Hydra took the last value silently (-m seed=0,1 seed=2 ran one job, seed=2)
     "a gradient clamp of zero": (["trainer.grad_clip_value=0"], ["trainer.grad_clip_value=0", "> 0"]),
-    "a key given twice": (["trainer.epochs=3", "trainer.epochs=5"],
-                          ["trainer.epochs=3 trainer.epochs=5: trainer.epochs is given twice", "one of them",
-                           "dal-run -m trainer.epochs=3,5"]),
-    "a sweep and a value of one key": (["-m", "seed=0,1", "seed=2"], ["seed=0,1 seed=2", "dal-run -m seed=0,1,2"]),
-    "a schedule given twice": (["budget.batch={0:50}", "budget.batch={0:60}"],
-                               ["budget.batch={0:50} budget.batch={0:60}: budget.batch is given twice"]),
-    "a folder given twice": (["hydra.run.dir=a", "hydra.run.dir=b"], ["hydra.run.dir is given twice", "one of them"]),
+    # a key given twice: the bad value is named, wherever it is (OmegaConf stops at the first)
+    "a bad value before a good one": (["trainer.epochs=five", "trainer.epochs=3"], ["trainer.epochs=five", "integer"]),
+    "a bad value after a good one": (["trainer.epochs=3", "trainer.epochs=five"], ["trainer.epochs=five", "integer"]),
     "an experiment without its +": (["experiment=active_inas_cifar10_smoke"],
                                     ["experiment=active_inas_cifar10_smoke", "accepted: +experiment=active_inas_cifar10_smoke",
                                      "ranganathan_digits"]),
@@ -322,10 +316,23 @@ def test_an_unknown_key_lists_the_same_accepted_keys_with_or_without_plus(tmp_pa
     assert accepted[0] == accepted[1] and "name" not in accepted[0].replace("one of", ""), accepted
 
 
-def test_a_key_given_twice_with_one_value_is_taken(tmp_path, monkeypatch, capsys):
-    code, out, err = run_cli_inprocess(["--cfg", "job", "seed=3", "seed=3", "++trainer.epochs=4", "trainer.epochs=4"],
-                                       tmp_path, monkeypatch, capsys)
-    assert code == 0 and "seed: 3" in out and "epochs: 4" in out, err
+@pytest.mark.parametrize("argv, warned", [
+    # before: Hydra took the last value without a word (-m seed=0,1 seed=2 ran one job)
+    (["seed=1", "seed=2"], "seed=1 seed=2: seed is given twice; the last counts (seed=2); a run of each: "
+                           "dal-run -m seed=1,2"),
+    (["budget.batch={0:50}", "budget.batch={0:60}"], "budget.batch={0:50} budget.batch={0:60}: budget.batch is given "
+                                                     "twice; the last counts (budget.batch={0:60}); a run of each: "
+                                                     "dal-run -m budget.batch={0:50},{0:60}"),
+    (["hydra.run.dir=a", "hydra.run.dir=b"], "hydra.run.dir=a hydra.run.dir=b: hydra.run.dir is given twice; the last "
+                                             "counts (hydra.run.dir=b)"),
+    (["seed=3", "seed=3", "++trainer.epochs=4", "trainer.epochs=4"], None),  # the same value twice: nothing to say
+])
+def test_a_key_given_twice_is_warned_and_the_last_value_counts(tmp_path, monkeypatch, capsys, argv, warned):
+    # a script's defaults followed by "$@" give keys twice on purpose: a warning, not a refusal
+    code, out, err = run_cli_inprocess(["--cfg", "job", *argv], tmp_path, monkeypatch, capsys)
+    assert code == 0, err
+    warnings = [line for line in err.splitlines() if line.startswith("dal-run: warning: ")]
+    assert warnings == ([f"dal-run: warning: {warned}"] if warned else []), err
 
 
 def test_unwritable_output_directory_is_refused_before_running(tmp_path, monkeypatch, capsys):
