@@ -64,6 +64,8 @@ def describe_data(data) -> Dict[str, Any]:
     normalisation per channel (a table's, per feature, is left out: one number per column), and the
     digest a resumed run checks (the same data in two runs: the same sha256)."""
     described = {**data.fingerprint(), "dtype": str(data.x_train.dtype).replace("torch.", "")}
+    if data.content:  # dal-report: runs of one config on different data
+        described["content_sha256"] = data.content
     if data.is_image:
         described.update(mean=[round(float(m), 6) for m in data.mean], std=[round(float(v), 6) for v in data.std])
     return described

@@ -132,7 +132,7 @@ def build_report(paths: Sequence[Path], reference: Optional[Dict[str, str]] = No
     base = Path(os.path.commonpath([p.resolve() for p in paths]))
     runs = [load_run(f, str(f.relative_to(base)) if f != base else str(f)) for f in folders]
     check_strategy_keys(runs, strategy)
-    included, excluded, env_keys, strategy_keys, search_compared = group_runs(runs, strategy)
+    included, excluded, env_keys, strategy_keys, search_compared, data_notes = group_runs(runs, strategy)
     report = Report(included, excluded, env_keys, strategy_keys, {}, alpha)
     report.notes += jobs_never_started(paths, folders)
     if not included:
@@ -142,7 +142,7 @@ def build_report(paths: Sequence[Path], reference: Optional[Dict[str, str]] = No
         report.notes.append(f"{len(moved)} run(s) resumed on another machine or thread count (summary.json: "
                             f"machines), so their later rounds may differ in the last bits from an uninterrupted "
                             f"run's: {', '.join(moved[:5])}{' ...' if len(moved) > 5 else ''}")
-    report.notes += _versions_differ(included)
+    report.notes += data_notes + _versions_differ(included)
     try:
         report.reference = choose_reference(included, reference or {}, search_compared, env_keys, strategy_keys)
     except BadReference as e:

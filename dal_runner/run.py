@@ -116,6 +116,7 @@ def load_dataset(cfg: DictConfig, seed: int) -> Dataset:
         }
         check_choice("dataset", cfg.name, [*loaders, *torchvision_sets.NAMES])
         data = loaders[cfg.name]()
+    data.content = data.content_digest()  # of the data set as read: before the pool is cut, and whatever the split
     if size is None:
         return data
     if size > len(data.x_train):

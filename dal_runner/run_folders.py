@@ -41,6 +41,8 @@ class Run:
     strategy: str = ""
     machines: List[str] = field(default_factory=list)  # summary.json: where its rounds ran (> 1: resumed elsewhere)
     versions: Dict[str, str] = field(default_factory=dict)  # summary.json: the packages' and dal-runner's code
+    data: str = ""  # summary.json: data.content_sha256, the data set read (runs made before it: empty)
+    root: str = ""  # its dataset.root as configured (not a key of its protocol: the same data elsewhere)
 
 
 # ------------------------------------------------------------------------------ scanning
@@ -153,6 +155,8 @@ def load_run(path: Path, name: str) -> Run:
         run.reason = f"unreadable .hydra/config.yaml ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
         return run
     run.seed = config.get("seed")
+    dataset = config.get("dataset")
+    run.root = _fmt(dataset.get("root")) if isinstance(dataset, dict) and "root" in dataset else ""
     run.attrs = _flatten(config)
     runtime = _hydra_runtime(path)
     run.attrs.update({g: _fmt(c) for g, c in _choices(path, config, runtime).items()})
@@ -189,6 +193,8 @@ def load_run(path: Path, name: str) -> Run:
     run.machines = [str(m) for m in summary.get("machines") or []]
     versions = summary.get("versions")
     run.versions = {str(k): str(v) for k, v in versions.items() if v is not None} if isinstance(versions, dict) else {}
+    data = summary.get("data")
+    run.data = str(data.get("content_sha256") or "") if isinstance(data, dict) else ""
     expected = (summary.get("n_rounds"), summary.get("final_n_labeled"))
     if None not in expected and (len(run.curve), run.curve[-1][0]) != expected:
         # cut short or edited since the run wrote it: its AUC would be another run's
@@ -384,21 +390,49 @@ def _strategy_label(run: Run, keys: Sequence[str]) -> str:
     return _label(run, keys) or _label(run, ["query"])  # none of the keys its own: its query says it
 
 
+def _environment(run: Run, env_keys: Sequence[str]) -> str:
+    return _label(run, env_keys if "dataset" in env_keys else ["dataset", *env_keys])  # the dataset always names one
+
+
+def _tell_data_apart(runs: Sequence[Run], env_keys: Sequence[str]) -> List[str]:
+    """Runs of one environment made on different data (summary.json data.content_sha256: another
+    file or a changed one under another dataset.root; dataset.root itself is no protocol key):
+    their dataset.root becomes a key of theirs where it tells the data apart, else the digest's first
+    12 characters. Returns a note for each such environment (Report.notes)."""
+    by_env: Dict[str, List[Run]] = defaultdict(list)
+    for r in runs:
+        by_env[_environment(r, env_keys)].append(r)
+    notes = []
+    for env, members in sorted(by_env.items()):
+        known = [r for r in members if r.data]  # runs made before the digest was recorded: apart from these
+        roots = defaultdict(set)
+        for r in known:
+            roots[r.root].add(r.data)
+        if len({r.data for r in known}) > 1:
+            by_root = len(roots) > 1 and all(len(d) == 1 for d in roots.values())
+            key = "dataset.root" if by_root else "data.content_sha256"
+            for r in known:
+                r.attrs[key] = r.root if by_root else r.data[:12]
+            notes.append(f"{env}: its runs read {len({r.data for r in known})} different data sets (summary.json: "
+                         f"data.content_sha256), reported apart by {key}")
+    return notes
+
+
 def group_runs(runs: Sequence[Run], strategy_keys: Sequence[str] = ()
-               ) -> Tuple[List[Run], List[Run], List[str], List[str], bool]:
+               ) -> Tuple[List[Run], List[Run], List[str], List[str], bool, List[str]]:
     """Label the completed runs; drop duplicates (same environment, strategy and seed).
 
-    Returns (included, excluded, environment keys, strategy keys, search compared).
+    Returns (included, excluded, environment keys, strategy keys, search compared, notes).
     """
     included = [r for r in runs if not r.reason]
     excluded = [r for r in runs if r.reason]
     _fill_added_keys(included)
+    notes = _tell_data_apart(included, label_keys(included, strategy_keys)[0])  # may add a key: labelled again
     env_keys, strategy_keys, search_compared = label_keys(included, strategy_keys)
     seen: Dict[Tuple[str, str, str], Run] = {}
     kept = []
     for r in included:
-        # the dataset always names an environment; a strategy is at least its query
-        r.environment = _label(r, env_keys if "dataset" in env_keys else ["dataset", *env_keys])
+        r.environment = _environment(r, env_keys)
         r.strategy = _strategy_label(r, strategy_keys)
         key = (r.environment, r.strategy, _fmt(r.seed))
         if key in seen:
@@ -407,7 +441,8 @@ def group_runs(runs: Sequence[Run], strategy_keys: Sequence[str] = ()
             continue
         seen[key] = r
         kept.append(r)
-    return kept, sorted(excluded, key=lambda r: _natural_key(Path(r.name))), env_keys, strategy_keys, search_compared
+    excluded.sort(key=lambda r: _natural_key(Path(r.name)))
+    return kept, excluded, env_keys, strategy_keys, search_compared, notes
 
 
 # ------------------------------------------------------------------------------ the report

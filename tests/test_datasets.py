@@ -720,6 +720,29 @@ def test_pool_size_keeps_the_first_training_examples_and_the_whole_sets_normalis
     assert torch.equal(first.x_test, whole.x_test) and (first.mean, first.std) == (whole.mean, whole.std)
 
 
+def test_the_content_digest_is_the_data_sets_whatever_the_seeds_split_and_the_pool_cut(tmp_path):
+    """summary.json data.content_sha256, which dal-report tells runs on different data apart by:
+    one value for every seed of digits (whose split and so its fingerprint differ per seed) and
+    every pool_size, another for the same file with one label changed or one value moved."""
+    from omegaconf import OmegaConf
+
+    from dal_runner.run import load_dataset
+
+    def digest(seed, pool_size=None, **cfg):
+        node = {"name": "digits", "test_fraction": 0.3, "pool_size": pool_size, **cfg}
+        return load_dataset(OmegaConf.create(node), seed).content
+
+    assert digest(0) == digest(1) == digest(0, pool_size=100) == digest(0, test_fraction=0.5)
+    x, y = np.random.default_rng(0).normal(size=(200, 5)).astype(np.float32), np.arange(200) % 4
+    files = []
+    for name, (xs, ys) in {"same": (x, y), "label": (x, np.where(np.arange(200) == 7, (y + 1) % 4, y)),
+                           "value": (np.where(np.arange(200)[:, None] == 3, x + 1e-3, x), y)}.items():
+        np.savez(tmp_path / f"{name}.npz", x=xs, y=ys)
+        files.append(digest(0, name="npz", path=str(tmp_path / f"{name}.npz"), layout="auto"))
+    assert files[0] == digest(1, name="npz", path=str(tmp_path / "same.npz"), layout="auto")
+    assert len(set(files)) == 3
+
+
 def test_a_pool_size_whose_first_examples_miss_a_class_is_refused(tmp_path):
     """A file ordered by class: its first N examples would be a pool of one class, which no model can
     learn the others from; it trained to 0.175 on 5 classes without a word before."""

@@ -60,8 +60,9 @@ def test_summarize_gives_mean_sample_std_and_count():
 # ------------------------------------------------------------------------------ hand-made run folders
 def make_run(folder: Path, *, query="random", seed=0, curve=((30, 0.5), (60, 0.6), (90, 0.7)), state="completed",
              dataset="digits", arch="mlp", search="fixed", initial=30, batch=30, max_labels=90, rounds=True,
-             params=None):
-    """A run folder as dal-run leaves it: .hydra/config.yaml + hydra.yaml, rounds.csv, status.json."""
+             params=None, data=None, root=None):
+    """A run folder as dal-run leaves it: .hydra/config.yaml + hydra.yaml, rounds.csv, status.json
+    (and summary.json's data.content_sha256 with `data`)."""
     arch_node = {"mlp": {"name": "mlp", "dropout": 0.0, "hidden": 256},
                  "cnn": {"name": "cnn", "dropout": 0.0, "channels": [32, 64]},
                  "resnet": {"name": "resnet", "block": "basic", "n_blocks": 1, "n_stacks": 1, "width": 16},
@@ -70,7 +71,8 @@ def make_run(folder: Path, *, query="random", seed=0, curve=((30, 0.5), (60, 0.6
     search_node = {"name": search, "val_fraction": 0.2, "epochs": None}
     if search == "inas":
         search_node.update(start=[1, 1], space=[12, 5], max_steps=1)
-    config = {"dataset": {"name": dataset, "augment": {"hflip": False}, "test_fraction": 0.3},
+    config = {"dataset": {"name": dataset, "augment": {"hflip": False}, "test_fraction": 0.3,
+                          **({"root": root} if root else {})},
               "arch": arch_node, "search": search_node, "query": {"name": query},
               "budget": {"initial": initial, "batch": batch, "max_labels": max_labels, "max_rounds": None},
               "trainer": {"optimizer": "adam", "lr": 0.001, "epochs": 3},
@@ -87,6 +89,8 @@ def make_run(folder: Path, *, query="random", seed=0, curve=((30, 0.5), (60, 0.6
     elif rounds:
         lines = ["round,n_labeled,test_accuracy"] + [f"{i},{n},{a}" for i, (n, a) in enumerate(curve)]
         (folder / "rounds.csv").write_text("\n".join(lines) + "\n")
+    if data is not None:
+        (folder / "summary.json").write_text(json.dumps({"data": {"content_sha256": data}}))
     if state is not None:
         status = {"state": state, **({"error": "Traceback...\nRuntimeError: CUDA out of memory"} if state == "failed" else {})}
         (folder / "status.json").write_text(json.dumps(status))
@@ -101,14 +105,14 @@ def margin_curve(seed):
     return [(n, a + (MARGIN_DELTA[seed] if n > 30 else 0.0)) for n, a in RANDOM[seed]]
 
 
-def sweep(root: Path, n_seeds=3, start=0, **kwargs) -> Path:
+def sweep(folder: Path, n_seeds=3, start=0, **kwargs) -> Path:
     job = start
     for query in ("margin", "random"):
         for seed in range(n_seeds):
             curve = margin_curve(seed) if query == "margin" else RANDOM[seed]
-            make_run(root / str(job), query=query, seed=seed, curve=curve, **kwargs)
+            make_run(folder / str(job), query=query, seed=seed, curve=curve, **kwargs)
             job += 1
-    return root
+    return folder
 
 
 def test_an_auc_mean_over_runs_of_different_label_ranges_is_flagged(tmp_path, capsys):
@@ -193,6 +197,30 @@ def test_runs_of_different_protocols_are_never_averaged_together(tmp_path):
         ("overall", "all", round(2 / 3 + 1 / 2, 6)), ("batch", "budget.batch=30", round(2 / 3, 6)),
         ("batch", "budget.batch=45", 0.5)]
     assert (out / "penalty_by_batch.png").is_file() and (out / "penalty_by_batch.svg").is_file()
+
+
+@pytest.mark.parametrize("roots, digests, told_apart_by", [
+    (["/data/a", "/data/b"], ["a" * 64, "b" * 64], "dataset.root"),  # e.g. a copy with noisy labels elsewhere
+    (["/data/a", "/data/a"], ["a" * 64, "b" * 64], "data.content_sha256"),  # the file changed between the sweeps
+    (["/data/a", "/scratch/a"], ["a" * 64, "a" * 64], None),  # the same data in two places: one environment
+])
+def test_runs_of_one_config_on_different_data_are_reported_apart(tmp_path, capsys, roots, digests, told_apart_by):
+    # before: dataset.root is no protocol key and the digest was not compared, so the runs were
+    # averaged together, or those of the same seeds dropped as duplicates
+    for name, root, digest in zip("ab", roots, digests):
+        sweep(tmp_path / "runs" / name, root=root, data=digest)
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    envs = {(r["environment"], r["strategy"]): r["n"] for r in rows(tmp_path / "out" / "auc.csv")}
+    if told_apart_by is None:  # the same runs twice: the second sweep's are duplicates, as they were
+        assert envs == {("dataset=digits", "query=margin"): "3", ("dataset=digits", "query=random"): "3"}
+        assert "b/0: duplicate of a/0" in out and "different data sets" not in out
+        return
+    assert "duplicate" not in out
+    shown = [root if told_apart_by == "dataset.root" else digest[:12] for root, digest in zip(roots, digests)]
+    assert envs == {(f"dataset=digits {told_apart_by}={v}", f"query={q}"): "3" for v in shown for q in ("margin", "random")}
+    assert f"dataset=digits: its runs read 2 different data sets (summary.json: data.content_sha256), reported " \
+           f"apart by {told_apart_by}" in out
 
 
 def test_a_key_that_varies_along_with_the_query_is_an_environment_not_hidden(tmp_path):

@@ -24,6 +24,8 @@ class Dataset:
     scale: float  # raw value that maps to 1.0 (255 for 8-bit images)
     mean: Tuple[float, ...]  # per channel (images) or per feature (tables), after scaling
     std: Tuple[float, ...]
+    # content_digest() of the data set as read, before dataset.pool_size cut its pool (run.load_dataset)
+    content: str = ""
 
     @property
     def is_image(self) -> bool:
@@ -45,12 +47,36 @@ class Dataset:
         return {"name": self.name, "pool": len(self.x_train), "test": len(self.x_test),
                 "input_shape": list(self.input_shape), "n_classes": self.n_classes, "sha256": digest.hexdigest()}
 
+    def content_digest(self) -> str:
+        """A digest of the examples and labels of both splits together, whatever their order or split:
+        the same for every seed of digits, an OpenML table or a file split per run, different for
+        other data (a label changed, another file under another dataset.root). dal-report tells runs
+        of one config made on different data apart by it. Every label and up to 64 values of each
+        row: each row hashes to an int64 (its bytes times fixed random weights, wrapping), the row
+        hashes are sorted, and the sorted array is digested."""
+        import hashlib
+
+        import numpy as np
+
+        hashes = []
+        for x, y in ((self.x_train, self.y_train), (self.x_test, self.y_test)):
+            flat = x.detach().cpu().reshape(len(x), -1)
+            values = flat[:, :: max(1, flat.shape[1] // 64)].numpy()
+            if values.dtype.kind == "f":  # a float's bits, so that every change of value counts
+                values = values.view({2: np.int16, 4: np.int32, 8: np.int64}[values.dtype.itemsize])
+            weights = np.random.default_rng(0).integers(1, 2**62, size=values.shape[1] + 1, dtype=np.int64)
+            row = y.detach().cpu().numpy().astype(np.int64) * weights[0]
+            for j in range(values.shape[1]):  # column by column: numpy has no fast integer matmul
+                row += values[:, j].astype(np.int64) * weights[j + 1]  # wraps around, as a hash may
+            hashes.append(row)
+        return hashlib.sha256(np.sort(np.concatenate(hashes)).tobytes()).hexdigest()
+
     def to(self, device: torch.device) -> "Dataset":
         """Move the tensors to the device once; normalisation then runs there, batched."""
-        return Dataset(
-            self.name, self.x_train.to(device), self.y_train.to(device), self.x_test.to(device),
-            self.y_test.to(device), self.n_classes, self.scale, self.mean, self.std,
-        )
+        import dataclasses
+
+        return dataclasses.replace(self, x_train=self.x_train.to(device), y_train=self.y_train.to(device),
+                                   x_test=self.x_test.to(device), y_test=self.y_test.to(device))
 
 
 def stratified_split(labels, test_fraction: float, seed: int, what: str, accepted: str):
