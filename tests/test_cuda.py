@@ -153,6 +153,13 @@ def test_a_run_on_the_gpu_learns_with_every_query(tmp_path, query):
     assert float(rows[-1]["test_accuracy"]) > (0.6 if query == "mc_dropout" else 0.8)
 
 
+def test_the_readmes_own_query_strategy_runs_on_the_gpu(tmp_path, monkeypatch):
+    from test_readme import run_readme_query
+
+    rounds = run_readme_query(tmp_path, monkeypatch, "cuda")
+    assert [int(r.split(",")[1]) for r in rounds] == [100, 200, 300]
+
+
 def test_active_inas_runs_on_the_gpu_with_weight_inheritance(tmp_path):
     from dal_runner import run
     from dal_runner.execute import execute

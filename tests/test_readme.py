@@ -60,3 +60,32 @@ def test_each_bad_input_of_the_readme_prints_the_line_it_quotes(given, message, 
     pattern = ".*".join(re.escape(part) for part in message.split("..."))
     assert code == 2 and lines and re.fullmatch(pattern, lines[-1]), (code, err[-2000:], message)
     assert not (tmp_path / "outputs").exists()
+
+
+def readme_query_module() -> str:
+    """The README's own query strategy (the python block that starts `# my_queries.py`)."""
+    text = (REPO / "README.md").read_text()
+    return "#" + text.split("```python\n# my_queries.py", 1)[1].split("```", 1)[0]  # its first line a comment
+
+
+def run_readme_query(tmp_path, monkeypatch, device: str) -> list:
+    """The README's SubsetLeastConfidence in a short run on `device`, as a module of the run's folder
+    (named readme_queries: test_custom_query's my_queries may be imported in this process already)."""
+    from conftest import compose
+
+    from dal_runner import run
+    from dal_runner.execute import execute
+
+    (tmp_path / "readme_queries.py").write_text(readme_query_module())
+    monkeypatch.chdir(tmp_path)
+    cfg = compose([f"device={device}", "search=fixed", "arch=mlp", "budget.initial=100", "budget.batch=100",
+                   "budget.max_labels=300", "trainer.epochs=20", "query=custom",
+                   "query.target=readme_queries.SubsetLeastConfidence", "+query.params.subset=200"])
+    execute(run.build(cfg), tmp_path / "run")
+    return (tmp_path / "run" / "rounds.csv").read_text().splitlines()[1:]
+
+
+def test_the_readmes_own_query_strategy_runs(tmp_path, monkeypatch):
+    # tests/test_cuda.py runs it on a GPU, where it indexed a CPU tensor with CUDA positions before
+    rounds = run_readme_query(tmp_path, monkeypatch, "cpu")
+    assert [int(r.split(",")[1]) for r in rounds] == [100, 200, 300]
