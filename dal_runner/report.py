@@ -255,10 +255,11 @@ def build_report(paths: Sequence[Path], reference: Optional[Dict[str, str]] = No
         "curves.csv": curves, "auc.csv": aucs, "auc_gain.csv": gains, "auc_gain_by_labels.csv": gains_by_labels,
         "arch_growth.csv": growth,
         "penalty.csv": penalty_rows,
+        # environments in natural order (budget.batch=50 before 100), as in the other tables
         "penalty_skipped.csv": [{"environment": s.environment, "n_labeled": s.n_labeled, "reason": s.reason}
-                                for s in skipped],
+                                for s in sorted(skipped, key=lambda s: (_natural_key(s.environment), s.n_labeled))],
         "penalty_sizes.csv": [{"environment": env, "counted": " ".join(map(str, overall.sizes.get(env, []))),
-                               "rule": rule} for env, rule in overall.rules.items()],
+                               "rule": overall.rules[env]} for env in sorted(overall.rules, key=_natural_key)],
     }
     return report
 

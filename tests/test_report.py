@@ -223,6 +223,16 @@ def test_runs_of_one_config_on_different_data_are_reported_apart(tmp_path, capsy
            f"apart by {told_apart_by}" in out
 
 
+def test_every_table_lists_environments_in_natural_order(tmp_path):
+    # before: penalty_sizes.csv had budget.batch=100 before budget.batch=50 (sorted as text)
+    for batch in (100, 50):
+        sweep(tmp_path / "runs" / f"b{batch}", batch=batch)
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
+    for table in ("auc.csv", "penalty_sizes.csv"):
+        envs = list(dict.fromkeys(r["environment"] for r in rows(tmp_path / "out" / table)))
+        assert envs == ["dataset=digits budget.batch=50", "dataset=digits budget.batch=100"], (table, envs)
+
+
 def test_a_key_that_varies_along_with_the_query_is_an_environment_not_hidden(tmp_path):
     """margin at 8 epochs, random at 3: the query option does not set trainer.epochs, so the
     difference is shown and the two are not paired (their gap would be the epochs', not the
