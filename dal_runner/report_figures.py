@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import textwrap
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Callable, Dict, List, Sequence
 
@@ -60,14 +60,25 @@ QUERY_COLORS = ("random", "softmax_response", "margin", "entropy", "mc_dropout",
 
 
 def _colors(names: Sequence[str]) -> Dict[str, tuple]:
-    """Strategy label -> colour: by its query where the strategies are told apart by their query
-    alone (query=margin is the same colour everywhere), else by sorted position."""
-    tab10 = plt.get_cmap("tab10")
+    """Strategy label -> colour: a built-in query that no other label shares has its own colour
+    (query=margin is the same colour in every report, also beside a custom strategy or `--strategy`
+    keys); the other labels take the colours left, in sorted order (tab10's two spare ones first,
+    then tab20's lighter shades)."""
+    tab10, tab20 = plt.get_cmap("tab10"), plt.get_cmap("tab20")
     queries = {name: dict(part.partition("=")[::2] for part in name.split()).get("query") for name in names}
-    if len(set(queries.values())) == len(names) and all(q in QUERY_COLORS for q in queries.values()):
-        return {name: tab10(QUERY_COLORS.index(queries[name])) for name in names}
-    cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
-    return {name: cmap(i % cmap.N) for i, name in enumerate(sorted(names))}
+    counts = Counter(queries.values())
+    colors = {name: tab10(QUERY_COLORS.index(q)) for name, q in queries.items() if q in QUERY_COLORS and counts[q] == 1}
+    spare = [tab10(i) for i in range(len(QUERY_COLORS), 10)] + [tab20(2 * i + 1) for i in range(10)] + \
+        [tab10(i) for i in range(len(QUERY_COLORS))]
+    free = [c for c in spare if c not in colors.values()] or spare
+    for i, name in enumerate(sorted(n for n in names if n not in colors)):
+        colors[name] = free[i % len(free)]
+    return colors
+
+
+def _n(value) -> str:
+    """A label count as a whole number where it is one (a range's ends are floats)."""
+    return str(int(value)) if float(value).is_integer() else f"{float(value):g}"
 
 
 def _grid(n: int, ncols: int = 3):
@@ -87,7 +98,8 @@ def learning_curves(rows: Sequence[dict], colors: Dict[str, tuple], ylabel: str 
         by_env[r["environment"]][r["strategy"]].append(r)
     envs = sorted(by_env, key=_natural_key)
     nrows, ncols = _grid(len(envs))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.9 * nrows), squeeze=False)
+    # accuracy: one y scale for every panel, so that panels compare by eye (sizes: each its own log scale)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.9 * nrows), squeeze=False, sharey=not log)
     handles = {}
     for ax, env in zip(axes.flat, envs):
         seeds = set()
@@ -97,15 +109,18 @@ def learning_curves(rows: Sequence[dict], colors: Dict[str, tuple], ylabel: str 
             mean = np.array([p["mean"] for p in points])
             std = np.nan_to_num(np.array([p["std"] for p in points], dtype=float))  # one seed: no band
             seeds |= {p["n"] for p in points}
-            (handles[strategy],) = ax.plot(x, mean, marker="o", ms=3, lw=1.4, color=colors[strategy])
+            # a model's size holds from its round to the next (steps, as each run's arch_growth.png)
+            step = {"drawstyle": "steps-post"} if log else {}
+            (handles[strategy],) = ax.plot(x, mean, marker="o", ms=3, lw=1.4, color=colors[strategy], **step)
             factor = 1.0 + std / np.where(mean > 0, mean, 1.0)
             low, high = (mean / factor, mean * factor) if log else (mean - std, mean + std)
-            ax.fill_between(x, low, high, color=colors[strategy], alpha=0.18, lw=0)
+            ax.fill_between(x, low, high, color=colors[strategy], alpha=0.18, lw=0, step="post" if log else None)
         n = f"{min(seeds)}" if len(seeds) == 1 else f"{min(seeds)}-{max(seeds)}"
         ax.set_title(_wrap(f"{env}{', ' + common if common else ''} ({n} seed{'s' if max(seeds) > 1 else ''})", 60),
                      fontsize=9)
         ax.set_xlabel("labeled examples")
         ax.set_ylabel(ylabel)
+        ax.yaxis.set_tick_params(labelleft=True)  # sharey hides them on inner panels
         if log:
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
@@ -178,10 +193,13 @@ def auc_gain_bars(rows: Sequence[dict], colors: Dict[str, tuple], reference: str
         ax.bar(x, y, width * 0.92, yerr=err, capsize=3, color=colors[strategy], label=_wrap(strategy, 30),
                error_kw={"lw": 0.8})
     ax.axhline(0.0, color="black", lw=0.8)
-    ax.set_xticks(range(len(envs)), [_wrap(e, 24) for e in envs], fontsize=7)
+    ranges = {env: sorted({(r["from_labels"], r["to_labels"]) for r in rows if r["environment"] == env}) for env in envs}
+    ax.set_xticks(range(len(envs)), [_wrap(e, 24) + "\n" + ("labels " + " | ".join(f"{_n(a)}-{_n(b)}" for a, b in ranges[e])
+                                                           if len(ranges[e]) <= 2 else "label ranges differ")
+                                     for e in envs], fontsize=7)
     spread = any(not math.isnan(r["std"]) for r in rows)
     ax.set_ylabel("AUC-gain (accuracy; ± 1 std over seeds)" if spread else "AUC-gain (accuracy; 1 seed: no spread)")
-    ax.set_title(_wrap(f"AUC-gain over the reference {reference} (common label range)"
+    ax.set_title(_wrap(f"AUC-gain over the reference {reference}, over the label range both curves cover"
                        f"{'; all runs: ' + common if common else ''}", 70), fontsize=9)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)  # clear of the bars
@@ -195,7 +213,7 @@ def auc_gain_by_labels(rows: Sequence[dict], reference: str, common: str = "") -
     rows = [r for r in rows if r["strategy"] != r["reference"]]
     strategies = sorted({r["strategy"] for r in rows}, key=_natural_key)
     envs = sorted({r["environment"] for r in rows}, key=_natural_key)
-    palette = plt.get_cmap("tab10")
+    palette = plt.get_cmap("Dark2")  # environments: not tab10, whose colours are the queries' elsewhere
     nrows, ncols = _grid(len(strategies))
     # one y scale for every panel: the strategies' gains are compared across panels
     fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.9 * nrows), squeeze=False, sharey=True)
@@ -208,7 +226,7 @@ def auc_gain_by_labels(rows: Sequence[dict], reference: str, common: str = "") -
             x = np.array([p["to_labels"] for p in points], dtype=float)
             mean = np.array([p["mean"] for p in points])
             std = np.nan_to_num(np.array([p["std"] for p in points], dtype=float))  # one seed: no band
-            color = palette(e_index % 10)
+            color = palette(e_index % palette.N)
             ax.plot(x, mean, marker="o", ms=3, lw=1.4, color=color, label=_wrap(env, 40))
             ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.18, lw=0)
         ax.axhline(0.0, color="black", lw=0.8)
@@ -232,7 +250,8 @@ def write_figures(report, out: Path) -> List[Path]:
     paths = _save(lambda: learning_curves(tables["curves.csv"], colors, common=common), out, "learning_curves")
     if tables.get("arch_growth.csv"):
         paths += _save(lambda: learning_curves(tables["arch_growth.csv"], colors,
-                                               "parameters (mean; band x/÷ 1 + std/mean)", log=True, common=common),
+                                               "parameters of the round's model\n(mean over seeds; band ×/÷ 1 + std/mean)", log=True,
+                                               common=common),
                        out, "arch_growth")
     for split, results in report.penalties.items():
         stem = "penalty" if split == "overall" else f"penalty_by_{split}"

@@ -931,7 +931,7 @@ def test_a_long_strategy_label_is_drawn_without_a_matplotlib_warning_on_the_term
 
     long = "query=custom " + " ".join(f"query.params.option_{i}=value_{i}" for i in range(12))
     rows_ = [{"strategy": long, "reference": "query=random", "environment": "dataset=digits", "mean": 0.01,
-              "std": 0.002}]
+              "std": 0.002, "from_labels": 100, "to_labels": 600}]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         plt.close(auc_gain_bars(rows_, _colors([long]), "query=random"))
@@ -1023,3 +1023,21 @@ def test_runs_made_with_different_code_are_noted(tmp_path):
     for n, job in enumerate(sorted(root.iterdir())):  # all alike, or older runs that did not record it: no note
         (job / "summary.json").write_text(json.dumps({"versions": versions if n else {"torch": "2.14.1"}}))
     assert not [n for n in build_report([root]).notes if "different code" in n]
+
+
+def test_a_query_keeps_its_colour_beside_a_custom_strategy():
+    # before: one label that was not a built-in query alone coloured every label by sorted position
+    # (query=random blue in one report, red beside a custom strategy)
+    import matplotlib.pyplot as plt
+
+    from dal_runner.report_figures import QUERY_COLORS, _colors
+
+    tab10 = plt.get_cmap("tab10")
+    custom = ["query=custom query.target=q.A", "query=custom query.target=q.B"]
+    colors = _colors(["query=random", "query=margin", *custom])
+    assert colors["query=random"] == tab10(QUERY_COLORS.index("random"))
+    assert colors["query=margin"] == tab10(QUERY_COLORS.index("margin"))
+    assert len(set(colors.values())) == 4
+    # a query that two labels share (margin with two searches) is no one label's colour
+    shared = _colors(["query=margin search=inas", "query=margin search=fixed", "query=random"])
+    assert shared["query=random"] == tab10(0) and len(set(shared.values())) == 3
