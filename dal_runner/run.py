@@ -140,12 +140,14 @@ def _first_examples(data: Dataset, size: int) -> Dataset:
     return dataclasses.replace(data, x_train=x, y_train=y)
 
 def check_data_files(cfg: DictConfig) -> None:
-    """The files the job will read are there, nothing read (the preflight of a sweep): the same
-    one-line error the job would give. A download, or an OpenML set (cached or fetched), is the job's."""
+    """The files the job will read are there, and a torchvision set's read as the job reads them
+    (the preflight of a sweep): the same one-line error the job would give. A download, or an
+    OpenML set (cached or fetched), is the job's; an npz file is read by the job (it may be large)."""
     from dal_runner.data import npz, torchvision_sets
 
     if cfg.name in torchvision_sets.NAMES and not cfg.download:
-        torchvision_sets.check_files(cfg.name, from_start(cfg.root, "dataset.root"), include_extra=cfg.get("extra", False))
+        torchvision_sets.check_files(cfg.name, from_start(cfg.root, "dataset.root"), include_extra=cfg.get("extra", False),
+                                     read=True)
     elif cfg.name == "npz":
         npz.check_file(from_start(cfg.path, "dataset.path"))
 

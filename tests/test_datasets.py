@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import pickle
+import shutil
 import struct
 import warnings
 import zipfile
@@ -222,6 +223,44 @@ def test_files_gzipped_or_one_folder_off_are_pointed_to(tmp_path):
         torchvision_sets.check_files("cifar10", tmp_path)
     assert ("cifar10 files missing: cifar-10-batches-py/data_batch_1 (cifar-10-batches-py/data_batch_1.gz found: "
             "decompress them)") in str(err.value)
+
+
+def _mnist_without_raw(root):
+    write_mnist(root, "MNIST", gz=False)
+    for path in (root / "MNIST" / "raw").iterdir():
+        path.rename(root / "MNIST" / path.name)
+
+
+def _mnist_dotted(root):
+    write_mnist(root, "MNIST", gz=True)
+    for path in (root / "MNIST" / "raw").iterdir():
+        path.rename(path.with_name(path.name.replace("-idx", ".idx")))
+
+
+def _cifar_archive(root):
+    import tarfile
+
+    write_cifar(root, "cifar10")
+    with tarfile.open(root / "cifar-10-python.tar.gz", "w:gz") as archive:
+        archive.add(root / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    shutil.rmtree(root / "cifar-10-batches-py")
+
+
+@pytest.mark.parametrize("name, make, root, says", [
+    ("mnist", _mnist_without_raw, "", "(MNIST/train-images-idx3-ubyte found with 3 more: move them into MNIST/raw/)"),
+    ("mnist", _mnist_dotted, "", "(MNIST/raw/train-images.idx3-ubyte.gz found with 3 more, named with .idx where "
+                                 "torchvision's names have -idx: rename them, e.g. to train-images-idx3-ubyte)"),
+    ("mnist", lambda r: write_mnist(r, "MNIST", gz=True), "MNIST/raw", "(they are under two folders above it: "
+                                                                       "dataset.root={root})"),
+    ("cifar10", _cifar_archive, "", "(cifar-10-python.tar.gz found: extract it there, tar -xzf "
+                                    "{root}/cifar-10-python.tar.gz -C {root})"),
+])
+def test_files_nearly_in_torchvisions_layout_are_pointed_to(tmp_path, name, make, root, says):
+    # before: only "no mnist files there" and the list of the files expected
+    make(tmp_path)
+    with pytest.raises(ConfigError) as err:
+        torchvision_sets.check_files(name, tmp_path / root)
+    assert f"no {name} files there {says.format(root=tmp_path)}" in str(err.value)
 
 
 def test_missing_svhn_extra_is_reported_when_asked_for(tmp_path):

@@ -97,3 +97,30 @@ def test_relative_data_paths_are_read_from_where_dal_run_started_also_with_chdir
     assert json.loads((run / "status.json").read_text())["state"] == "completed"
     code, _, err = run_cli_inprocess(args[:1] + ["dataset.path=gone.npz"] + args[2:], tmp_path, monkeypatch, capsys)
     assert code == 2 and f"dataset.path={tmp_path / 'gone.npz'}: file not found" in err
+
+
+@pytest.mark.parametrize("dataset, damaged", [("cifar10", "cifar-10-batches-py/data_batch_2"),
+                                              ("mnist", "MNIST/raw/t10k-labels-idx1-ubyte.gz"),
+                                              ("svhn", "SVHN/test_32x32.mat")])
+def test_a_damaged_file_stops_a_sweep_before_any_job_starts(tmp_path, monkeypatch, capsys, dataset, damaged):
+    # before: the check only saw that the files were there, and every job then failed alike
+    from conftest import run_cli_inprocess
+
+    root = tmp_path / "data"
+    _write(dataset, root)
+    (root / damaged).write_bytes((root / damaged).read_bytes()[: (root / damaged).stat().st_size // 2])
+    code, out, err = run_cli_inprocess(["-m", f"dataset={dataset}", f"dataset.root={root}", "search=fixed",
+                                        "arch=mlp", "seed=0,1", *TINY], tmp_path, monkeypatch, capsys)
+    assert code == 2 and err.strip().startswith("dal-run: error: dataset.root=") and damaged.split("/")[-1] in err, err
+    assert "is truncated, corrupt or not the official release's file" in err and "Traceback" not in err
+    assert not (tmp_path / "outputs").exists() or not list((tmp_path / "outputs").rglob("status.json"))
+
+
+def test_svhn_files_in_the_root_beside_an_empty_svhn_folder_are_read(tmp_path):
+    # before: an empty SVHN/ hid them, and the error said to put them straight in dataset.root
+    from dal_runner.data import torchvision_sets
+
+    write_svhn(tmp_path / "cache", sizes=(("train", 6), ("test", 4)))
+    for path in (tmp_path / "cache" / "SVHN").iterdir():
+        path.rename(tmp_path / "cache" / path.name)
+    assert len(torchvision_sets.load("svhn", tmp_path / "cache").x_train) == 6

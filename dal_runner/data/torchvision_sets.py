@@ -10,7 +10,7 @@ The files live under ``root`` in the layout torchvision's ``download=True`` writ
 
 (torchvision reads SVHN's .mat files straight from the root it is given; we give it
 ``root/SVHN`` so that one cache folder holds every data set apart, and read the files straight
-from ``root`` where they lie there and root/SVHN does not exist.)
+from ``root`` where they lie there and root/SVHN does not hold them.)
 
 Fetching is torchvision's own code (mirrors, md5 of what it downloads), run only when
 ``download`` is true and a file is missing. Reading is done here, straight from the arrays in
@@ -82,12 +82,7 @@ def load(name: str, root: Optional[str | os.PathLike] = None, download: bool = F
         else:
             (x_train, y_train), (x_test, y_test) = _read_mnist(name, root)
     except _BadFile as bad:
-        raise ConfigError(
-            "dataset.root", root,
-            "the files of the official release; delete this one, then copy it again "
-            "or re-run with dataset.download=true where the network allows",
-            f"{bad.path} is truncated, corrupt or not the official release's file ({bad.detail})",
-        ) from None
+        raise bad.error(root) from None
     if x_train.shape[1:] != x_test.shape[1:]:
         raise ConfigError("dataset.root", root, f"the official {name} files",
                           f"train images are {x_train.shape[1:]} but test images {x_test.shape[1:]}")
@@ -117,9 +112,12 @@ def _checked_root(name: str, root: Optional[str | os.PathLike], include_extra: b
     return root
 
 
-def check_files(name: str, root: Optional[str | os.PathLike] = None, include_extra: bool = False) -> None:
-    """Every file a load reads is there (read nothing): else the one-line error on dataset.root.
-    Also what `dal-run -m` checks before a sweep's jobs start."""
+def check_files(name: str, root: Optional[str | os.PathLike] = None, include_extra: bool = False,
+                read: bool = False) -> None:
+    """Every file a load reads is there: else the one-line error on dataset.root. `read` (what
+    `dal-run -m` checks before a sweep's jobs start, once per data set): each file of at most
+    READ_AT_MOST bytes is also read as a load reads it, one at a time, so that a truncated or
+    corrupt file stops the sweep before its jobs all fail alike (SVHN's 1.3 GB extra is left to the jobs)."""
     root = _checked_root(name, root, include_extra)
     expected = expected_files(name, root, include_extra)
     missing = _missing(expected)
@@ -133,6 +131,22 @@ def check_files(name: str, root: Optional[str | os.PathLike] = None, include_ext
             f"{what}{_misplaced(name, root, missing, include_extra)}; copy them there, or set dataset.download=true where the "
             f"network allows",
         )
+    for path in expected if read else []:
+        path = _existing(path)
+        if path.stat().st_size > READ_AT_MOST:
+            continue
+        try:
+            if name in _CIFAR:
+                _read_cifar_batch(path, _CIFAR[name][1], _CIFAR[name][2])
+            elif name == "svhn":
+                _read_svhn_file(path)
+            else:
+                _read_idx(path, 3 if "-images-" in path.name else 1)
+        except _BadFile as bad:
+            raise bad.error(root) from None
+
+
+READ_AT_MOST = 512 * 2**20
 
 
 def _misplaced(name: str, root: Path, missing: List[Path], include_extra: bool = False) -> str:
@@ -141,10 +155,28 @@ def _misplaced(name: str, root: Path, missing: List[Path], include_extra: bool =
     gzipped = [p for p in missing if p.with_name(p.name + ".gz").is_file()]
     if gzipped:
         return f" ({', '.join(_relative(p, root) + '.gz' for p in gzipped)} found: decompress them)"
-    parent = root.parent
-    if parent != root and len(missing) == len(expected_files(name, root, include_extra)) and not _missing(
-            expected_files(name, parent, include_extra)):
-        return f" (they are under the folder above it: dataset.root={parent})"
+    for up, words in ((root.parent, "the folder above it"), (root.parent.parent, "two folders above it")):
+        # dataset.root set to the data set's own folder (or MNIST/raw)
+        if up != root and len(missing) == len(expected_files(name, root, include_extra)) and not _missing(
+                expected_files(name, up, include_extra)):
+            return f" (they are under {words}: dataset.root={up})"
+    if name in _CIFAR and (root / _CIFAR[name][0].filename).is_file():
+        return f" ({_CIFAR[name][0].filename} found: extract it there, tar -xzf {root / _CIFAR[name][0].filename} -C {root})"
+    moved, renamed = [], []
+    for path in missing:  # in a folder near the one it belongs in, or under another common name
+        for folder in (path.parent, path.parent.parent, root):
+            for other in (path.name, path.name.replace("-idx", ".idx")):  # train-images.idx3-ubyte: many unzip tools'
+                hits = [folder / (other + gz) for gz in ("", ".gz") if (folder / (other + gz)).is_file()]
+                if folder / other != path and hits:
+                    (moved if other == path.name else renamed).append((hits[0], path))
+    if moved:
+        (hit, path), more = moved[0], len(moved) - 1
+        return (f" ({hit.relative_to(root)} found{f' with {more} more' if more else ''}: "
+                f"move {'them' if more else 'it'} into {path.parent.relative_to(root)}/)")
+    if renamed:
+        (hit, path), more = renamed[0], len(renamed) - 1
+        return (f" ({hit.relative_to(root)} found{f' with {more} more' if more else ''}, named with .idx where "
+                f"torchvision's names have -idx: rename {'them' if more else 'it'}, e.g. to {path.name})")
     return ""
 
 
@@ -202,8 +234,10 @@ def _n_classes(name: str) -> int:
 
 def _svhn_root(root: Path) -> Path:
     """root/SVHN (dal-run's download), or root itself where SVHN's files lie straight in it, as
-    torchvision.datasets.SVHN(root) writes them."""
-    if not (root / "SVHN").is_dir() and (root / tvd.SVHN.split_list["train"][1]).is_file():
+    torchvision.datasets.SVHN(root) writes them, and root/SVHN lacks them (an empty SVHN/ beside
+    them hid them before)."""
+    train = tvd.SVHN.split_list["train"][1]
+    if not (root / "SVHN" / train).is_file() and (root / train).is_file():
         return root
     return root / "SVHN"
 
@@ -276,6 +310,11 @@ class _BadFile(Exception):
     def __init__(self, path: Path, detail: str):
         super().__init__(f"{path}: {detail}")
         self.path, self.detail = path, " ".join(detail.split())
+
+    def error(self, root: Path) -> ConfigError:
+        return ConfigError("dataset.root", root, "the files of the official release; delete this one, then copy it "
+                           "again or re-run with dataset.download=true where the network allows",
+                           f"{self.path} is truncated, corrupt or not the official release's file ({self.detail})")
 
 
 # ---------------------------------------------------------------- CIFAR: pickled dicts
