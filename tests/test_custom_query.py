@@ -203,6 +203,23 @@ def test_a_custom_select_returning_a_list_or_array_gives_positions(monkeypatch):
         assert picked.dtype == torch.long and picked.tolist() == [29, 0, 5]
 
 
+def test_a_custom_select_sees_the_labels_of_s_only(monkeypatch):
+    # before: ctx.y held every pool label, so a strategy could read the unlabeled points' (a leak
+    # the README only asked users not to make)
+    import sys
+    import types
+
+    seen = {}
+    module = types.ModuleType("reads_labels")
+    module.select = lambda ctx, k: seen.setdefault("y", ctx.y.clone()) is not None and list(range(k))
+    monkeypatch.setitem(sys.modules, "reads_labels", module)
+    ctx = _context()
+    ctx.y = torch.arange(40) % 7
+    build("reads_labels.select", {}).select(ctx, 3)
+    assert torch.equal(seen["y"][:10], torch.arange(10) % 7) and bool((seen["y"][10:] == -1).all())
+    assert torch.equal(ctx.y, torch.arange(40) % 7)  # the run's own labels are as they were
+
+
 def test_an_error_in_a_custom_select_or_state_says_where(monkeypatch, caplog):
     import sys
     import types

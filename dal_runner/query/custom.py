@@ -257,7 +257,14 @@ class CustomQuery:
 
     def select(self, ctx, k: int) -> torch.Tensor:
         n = len(ctx.unlabeled)
-        picked = self._call("select", ctx, k)
+        labels = ctx.y
+        if labels is not None:  # the labels of S only: an unlabeled point's is -1, so none can leak into a query
+            ctx.y = labels.clone()
+            ctx.y[ctx.unlabeled.to(labels.device)] = -1
+        try:
+            picked = self._call("select", ctx, k)
+        finally:
+            ctx.y = labels
         accepted = f"accepted: {k} distinct integer positions into ctx.unlabeled (0 .. {n - 1})"
         try:
             positions = torch.as_tensor(picked)
