@@ -145,8 +145,8 @@ def test_a_custom_strategys_state_is_kept_when_a_killed_run_resumes(user_folder)
 def test_a_bad_target_or_params_is_one_line_before_any_job(user_folder, override, says, monkeypatch, capsys):
     import sys
 
-    args = [*BASE, "query=custom", "query.target=my_queries.Rotating", override, "seed=0,1",
-            f"output_root={user_folder / 'out'}"]
+    target = [] if override.startswith("query.target=") else ["query.target=my_queries.Rotating"]
+    args = [*BASE, "query=custom", *target, override, "seed=0,1", f"output_root={user_folder / 'out'}"]
     monkeypatch.setattr(sys, "path", list(sys.path))  # the working folder dal-run adds goes again
     try:  # in this process: the checks end before any job
         code, _, err = run_cli_inprocess(["-m", *args], user_folder, monkeypatch, capsys)
