@@ -289,18 +289,25 @@ def _check_launcher_without_m(overrides: List[str]) -> None:
 
 
 def preflight(argv: List[str]) -> List[str]:
-    """Check every job of the command line; returns the command line Hydra should run."""
+    """Check every job of the command line; returns the command line Hydra should run. A key given
+    twice is warned of once the checks pass (a command refused says only why)."""
+    try:
+        warnings = check_overrides(_split_argv(argv)[0])  # as typed: before the null _whole_schedules adds
+    except ConfigError as e:
+        fail(str(e))
+    hydra_argv = _checked(argv)
+    for warning in warnings:
+        print(f"dal-run: warning: {warning}", file=sys.stderr)
+    return hydra_argv
+
+
+def _checked(argv: List[str]) -> List[str]:
     from hydra import initialize_config_module
     from hydra.core.utils import setup_globals
 
     PREFLIGHT["completed"] = PREFLIGHT["existing"] = None
     LAUNCHED_JOBS.clear()
     KEPT_JOBS.clear()
-    try:
-        for warning in check_overrides(_split_argv(argv)[0]):  # as typed: before the null a schedule is given below
-            print(f"dal-run: warning: {warning}", file=sys.stderr)
-    except ConfigError as e:
-        fail(str(e))
     argv = _whole_schedules(argv)
     overrides, multirun, custom_config = _split_argv(argv)
     printing = any(a in ("--cfg", "-c") or a.startswith("--cfg=") for a in argv)

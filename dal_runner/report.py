@@ -64,6 +64,7 @@ class Report:
     tables: Dict[str, List[Dict[str, Any]]] = field(default_factory=dict)
     penalties: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # split -> subset -> PenaltyResult
     notes: List[str] = field(default_factory=list)
+    names: Dict[str, str] = field(default_factory=dict)  # --name LABEL NAME: the figures' names of labels
 
 
 def check_out(out: Path, folders: Sequence[Path]) -> None:
@@ -386,6 +387,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                              "random sampling is below 99%% of its final accuracy; default), badge_code (the rule of the "
                              "authors' released script: the initial count too, then rounds 1, 2, 4, ... while "
                              "random is at most 99%%) or all")
+    parser.add_argument("--name", nargs=2, action="append", metavar=("LABEL", "NAME"), default=[],
+                        help="a strategy's or environment's name in the figures, e.g. --name query=margin Margin "
+                             "(the tables keep the config's labels); repeat it for several")
     parser.add_argument("--strategy", nargs="+", metavar="KEY", default=[],
                         help="config keys or groups that belong to the compared strategy besides the query, "
                              "e.g. trainer.objective (default: query; + search and arch when search varies)")
@@ -399,6 +403,16 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     if not args.paths:
         parser.error("the following arguments are required: PATH")
     return args
+
+
+def _names(given: Sequence[Sequence[str]], report: Report) -> Dict[str, str]:
+    """--name LABEL NAME pairs, each LABEL a strategy or an environment of the report."""
+    labels = sorted({r.strategy for r in report.runs} | {r.environment for r in report.runs}, key=_natural_key)
+    for label, name in given:
+        if label not in labels:
+            raise ReportError(f"--name {label!r} {name!r}: no strategy or environment of these runs is labelled "
+                              f"{label!r}; accepted: one of {', '.join(repr(x) for x in labels)}")
+    return dict((label, name) for label, name in given)
 
 
 def main(argv: Optional[Sequence[str]] = None, reference_configured: bool = False) -> int:
@@ -421,6 +435,7 @@ def main(argv: Optional[Sequence[str]] = None, reference_configured: bool = Fals
         if not report.runs:
             print_excluded(report, _console(), written=False)
             raise ReportError(f"none of the {len(report.excluded)} run folder(s) completed; nothing to report")
+        report.names = _names(args.name, report)
         written = write_report(report, out, out_given=args.out is not None)
         print_summary(report, out, written)
         return 0

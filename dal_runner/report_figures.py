@@ -134,8 +134,8 @@ def learning_curves(rows: Sequence[dict], colors: Dict[str, tuple], ylabel: str 
 
 
 # ------------------------------------------------------------------------------ penalty matrices
-def _penalty_panel(fig, cell, result, title: str, vmax: float) -> None:
-    names, matrix, means = result.names, result.matrix, result.column_means
+def _penalty_panel(fig, cell, result, title: str, vmax: float, rename: Callable[[str], str] = str) -> None:
+    names, matrix, means = [rename(n) for n in result.names], result.matrix, result.column_means
     k = len(names)
     inner = cell.subgridspec(2, 1, height_ratios=[k, 1], hspace=0.08)
     ax, ax_mean = fig.add_subplot(inner[0]), fig.add_subplot(inner[1])
@@ -162,7 +162,7 @@ def _penalty_panel(fig, cell, result, title: str, vmax: float) -> None:
     ax.set_title(f"{_wrap(title, 50)}\n{_wrap(detail, 50)}", fontsize=8)
 
 
-def penalty_figure(results: Dict[str, object], title: str) -> "plt.Figure":
+def penalty_figure(results: Dict[str, object], title: str, rename: Callable[[str], str] = str) -> "plt.Figure":
     subsets = list(results)
     k = max(len(r.names) for r in results.values())
     vmax = max([1.0] + [float(r.matrix.max()) for r in results.values() if r.matrix.size])
@@ -171,8 +171,8 @@ def penalty_figure(results: Dict[str, object], title: str) -> "plt.Figure":
     fig = plt.figure(figsize=(ncols * (side + 2.2), nrows * (side + 2.0)))
     grid = fig.add_gridspec(nrows, ncols, wspace=0.9, hspace=0.6)
     for index, subset in enumerate(subsets):
-        name = title if subset == "all" else f"{title}: {subset}"
-        _penalty_panel(fig, grid[index // ncols, index % ncols], results[subset], name, vmax)
+        name = title if subset == "all" else f"{title}: {rename(subset)}"
+        _penalty_panel(fig, grid[index // ncols, index % ncols], results[subset], name, vmax, rename)
     return fig
 
 
@@ -243,9 +243,15 @@ def auc_gain_by_labels(rows: Sequence[dict], reference: str, common: str = "") -
 
 
 def write_figures(report, out: Path) -> List[Path]:
-    """Draw every figure the report has data for; returns the paths written."""
-    tables = report.tables
-    colors = _colors(sorted({r["strategy"] for r in tables["auc.csv"]}))
+    """Draw every figure the report has data for; returns the paths written. `report.names`
+    (dal-report --name LABEL NAME) renames strategies and environments in the figures, which keep
+    their colours; the tables keep the labels of the config."""
+    def rename(label: str) -> str:
+        return report.names.get(label, label)
+
+    tables = {name: [{k: rename(v) if k in ("strategy", "environment", "reference") else v for k, v in row.items()}
+                     for row in rows] for name, rows in report.tables.items()}
+    colors = {rename(k): v for k, v in _colors(sorted({r["strategy"] for r in report.tables["auc.csv"]})).items()}
     common = _common_options(report)
     paths = _save(lambda: learning_curves(tables["curves.csv"], colors, common=common), out, "learning_curves")
     if tables.get("arch_growth.csv"):
@@ -255,9 +261,9 @@ def write_figures(report, out: Path) -> List[Path]:
                        out, "arch_growth")
     for split, results in report.penalties.items():
         stem = "penalty" if split == "overall" else f"penalty_by_{split}"
-        paths += _save(lambda: penalty_figure(results, f"Pairwise penalty, {PENALTY_TITLES[split]}"), out, stem)
+        paths += _save(lambda: penalty_figure(results, f"Pairwise penalty, {PENALTY_TITLES[split]}", rename), out, stem)
     if any(r["strategy"] != r["reference"] for r in tables["auc_gain.csv"]):
-        reference = " ".join(f"{k}={v}" for k, v in report.reference.items())
+        reference = rename(" ".join(f"{k}={v}" for k, v in report.reference.items()))
         paths += _save(lambda: auc_gain_bars(tables["auc_gain.csv"], colors, reference, common), out, "auc_gain")
         paths += _save(lambda: auc_gain_by_labels(tables["auc_gain_by_labels.csv"], reference, common), out,
                        "auc_gain_by_labels")

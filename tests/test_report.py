@@ -1041,3 +1041,21 @@ def test_a_query_keeps_its_colour_beside_a_custom_strategy():
     # a query that two labels share (margin with two searches) is no one label's colour
     shared = _colors(["query=margin search=inas", "query=margin search=fixed", "query=random"])
     assert shared["query=random"] == tab10(0) and len(set(shared.values())) == 3
+
+
+def test_a_strategy_and_an_environment_get_the_names_given_in_the_figures_only(tmp_path, capsys):
+    # before: the figures showed only the config's labels (query=custom query.target=... in a legend)
+    for batch in (50, 100):
+        sweep(tmp_path / "runs" / f"b{batch}", batch=batch)
+    out = tmp_path / "out"
+    argv = [str(tmp_path / "runs"), "--out", str(out), "--name", "query=margin", "Margin (ours)",
+            "--name", "dataset=digits budget.batch=50", "digits, b = 50"]
+    assert report.main(argv) == 0
+    curves, penalty = (out / "learning_curves.svg").read_text(), (out / "penalty.svg").read_text()
+    assert "<!-- Margin (ours) -->" in curves and "digits, b = 50" in curves and "<!-- query=random -->" in curves
+    assert "Margin (ours)" in penalty and "Margin (ours)" in (out / "auc_gain.svg").read_text()
+    assert {r["strategy"] for r in rows(out / "auc.csv")} == {"query=margin", "query=random"}  # tables: as configured
+    assert report.main([*argv[:3], "--name", "query=marginn", "M"]) == 2
+    assert "--name 'query=marginn' 'M': no strategy or environment of these runs is labelled 'query=marginn'; " \
+           "accepted: one of 'dataset=digits budget.batch=50', 'dataset=digits budget.batch=100', 'query=margin', " \
+           "'query=random'" in capsys.readouterr().err

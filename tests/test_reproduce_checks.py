@@ -29,15 +29,16 @@ def test_every_job_of_the_full_reproduction_passes_the_checks_before_a_run(tmp_p
                        "preflight(['seed=0' if a.startswith('seed=') else a for a in args])\n"
                        "print('checked', len(args), 'arguments')\n")
     checker.chmod(0o755)
-    # the preflight also checks that a sweep's data files are there (not what they hold): empty
-    # files where torchvision's layout puts them stand in for the data sets this machine lacks
-    from dal_runner.data import torchvision_sets
+    # the preflight also reads a sweep's data files: small files in torchvision's formats and
+    # layout stand in for the data sets this machine lacks
+    from test_datasets import write_cifar, write_mnist, write_svhn
 
     data = tmp_path / "data"
-    for name in torchvision_sets.NAMES:
-        for path in torchvision_sets.expected_files(name, data, include_extra=name == "svhn"):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.touch()
+    write_cifar(data, "cifar10")
+    write_cifar(data, "cifar100")
+    write_svhn(data)
+    write_mnist(data, "MNIST", gz=True)
+    write_mnist(data, "FashionMNIST", gz=False)
     env = {**os.environ, "DAL_RUN": str(checker), "DAL_REPORT": "true", "DAL_DATA_ROOT": str(data)}
     res = subprocess.run(["bash", str(REPO / "scripts" / script)], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=900)
