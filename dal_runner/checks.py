@@ -59,8 +59,8 @@ def check_trainer(t: TrainerConfig) -> TrainerConfig:
     if t.stop_at_train_accuracy is not None and not 0.0 < t.stop_at_train_accuracy <= 1.0:  # nan too
         raise ConfigError("trainer.stop_at_train_accuracy", t.stop_at_train_accuracy,
                           "null (train all trainer.epochs) or an accuracy in (0, 1], e.g. 0.99 (BADGE's)")
-    if t.grad_clip_value is not None:
-        check_positive("trainer.grad_clip_value", t.grad_clip_value)
+    if t.grad_clip_value is not None and not 0 < t.grad_clip_value < float("inf"):  # nan too
+        raise ConfigError("trainer.grad_clip_value", t.grad_clip_value, "a finite number > 0, or null (no clamping)")
     if t.divergence_factor is not None and not t.divergence_factor > 1:  # nan too
         raise ConfigError("trainer.divergence_factor", t.divergence_factor, "a number > 1, or null (NaN/inf only)")
     return t

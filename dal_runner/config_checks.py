@@ -251,27 +251,30 @@ def check_overrides(overrides: List[str]) -> List[str]:
     from dal_runner.cli_help import CONFIG_MODULE
 
     given: dict = {}
-    warnings = []
     for override in overrides:
         key, sep, value = override.partition("=")
         name = key.lstrip("+")
-        if not sep or key.startswith("~") or name == "experiment":  # two experiments: Hydra's refusal, explained
-            continue
-        first = given.setdefault(name, override)
-        if first.partition("=")[2] != value:
-            both = [first.partition("=")[2], value]
-            # the values of both, each once (seed=0,1 seed=1: 0,1); lists and mappings as written
-            values = ",".join(both if re.search(r"[\[{(]", "".join(both))
-                              else dict.fromkeys(v.strip() for v in ",".join(both).split(",")))
-            sweep = "" if name.split(".")[0] in ("hydra", "resume") else f"; a run of each: dal-run -m {name}={values}"
-            warnings.append(f"{first} {override}: {name} is given twice; the last counts ({override}){sweep}")
-            given[name] = override
-        if name == "preset":
+        if sep and not key.startswith("~") and name != "experiment":  # two experiments: Hydra's refusal, explained
+            given.setdefault(name, []).append(override)
+        if name == "preset" and sep:
             known = sorted(p.name[:-5] for p in (files(CONFIG_MODULE) / "preset").iterdir() if p.name.endswith(".yaml"))
             for option in value.split(","):
                 if option.strip() not in (*known, "null"):
                     raise ConfigError("preset", option.strip(), f"one of {', '.join(known)}, or null (none; by default "
                                       f"preset/<dataset>_<arch>.yaml applies where it exists)", "unknown option")
+    warnings = []
+    for name, typed in given.items():
+        values = [o.partition("=")[2] for o in typed]
+        if len(set(values)) < 2:
+            continue
+        # a run of each, where the values join into one sweep: not Hydra's own keys (hydra/launcher, hydra.run.dir),
+        # nor sweeps written as range(...) or choice(...); lists and mappings as written, others each once
+        joined = ",".join(values if re.search(r"[\[{]", "".join(values))
+                          else dict.fromkeys(v.strip() for v in ",".join(values).split(",")))
+        sweep = "" if re.split(r"[./]", name)[0] in ("hydra", "resume") or "(" in joined else \
+            f"; a run of each: dal-run -m {name}={joined}"
+        times = "twice" if len(typed) == 2 else f"{len(typed)} times"
+        warnings.append(f"{' '.join(typed)}: {name} is given {times}; the last counts ({typed[-1]}){sweep}")
     return warnings
 
 

@@ -31,10 +31,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from dal_runner.io import write_csv_atomic
 from dal_runner.run_folders import (  # noqa: F401  (re-exported: the report's public names)
     REPORT_DIR, ReportError, Run, _fmt, _group_of, _key_order, _label, _natural_key, find_run_folders, group_runs,
-    jobs_never_started, label_keys, load_run,
+    jobs_never_started, load_run,
 )
-from dal_runner.report_reference import (BadReference, _reference_of, _spec, choose_reference, parse_reference,
-                                         sweep_settings)
+from dal_runner.report_reference import (BadReference, _reference_of, _spec, choose_reference, parse_names,
+                                         parse_reference, sweep_settings)
 
 FILES = {  # name -> columns; every file dal-report writes (stale ones are removed)
     "curves.csv": ["group", "environment", "strategy", "n_labeled", "mean", "std", "n"],
@@ -405,16 +405,6 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
-def _names(given: Sequence[Sequence[str]], report: Report) -> Dict[str, str]:
-    """--name LABEL NAME pairs, each LABEL a strategy or an environment of the report."""
-    labels = sorted({r.strategy for r in report.runs} | {r.environment for r in report.runs}, key=_natural_key)
-    for label, name in given:
-        if label not in labels:
-            raise ReportError(f"--name {label!r} {name!r}: no strategy or environment of these runs is labelled "
-                              f"{label!r}; accepted: one of {', '.join(repr(x) for x in labels)}")
-    return dict((label, name) for label, name in given)
-
-
 def main(argv: Optional[Sequence[str]] = None, reference_configured: bool = False) -> int:
     """dal-report ARGV; reference_configured: the sweep's callback, whose --reference came from
     the sweep's config (see build_report)."""
@@ -435,7 +425,7 @@ def main(argv: Optional[Sequence[str]] = None, reference_configured: bool = Fals
         if not report.runs:
             print_excluded(report, _console(), written=False)
             raise ReportError(f"none of the {len(report.excluded)} run folder(s) completed; nothing to report")
-        report.names = _names(args.name, report)
+        report.names = parse_names(args.name, {r.strategy for r in report.runs} | {r.environment for r in report.runs})
         written = write_report(report, out, out_given=args.out is not None)
         print_summary(report, out, written)
         return 0

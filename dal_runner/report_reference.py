@@ -5,9 +5,10 @@ strategies are compared), and the group of runs that is each strategy's referenc
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from collections import Counter
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
-from dal_runner.run_folders import ReportError, Run, _group_of, _key_order, group_file
+from dal_runner.run_folders import ReportError, Run, _group_of, _key_order, _natural_key, group_file
 
 
 def parse_reference(items: Optional[Sequence[str]]) -> Dict[str, str]:
@@ -120,3 +121,24 @@ def sweep_settings(paths: Sequence[Path]) -> Optional[Tuple[List[str], List[str]
         return None
     (strategy, reference, source), *_ = sorted(found)
     return (list(strategy), list(reference), source) if strategy or reference else None
+
+
+def parse_names(given: Sequence[Sequence[str]], known: Set[str]) -> Dict[str, str]:
+    """dal-report --name LABEL NAME pairs, each LABEL one of `known` (the report's strategies and
+    environments), each NAME shown for no other label (figures draw by name)."""
+    labels = sorted(known, key=_natural_key)
+    names: Dict[str, str] = {}
+    for label, name in given:
+        if label not in labels:
+            raise ReportError(f"--name {label!r} {name!r}: no strategy or environment of these runs is labelled "
+                              f"{label!r}; accepted: one of {', '.join(repr(x) for x in labels)}")
+        if label in names:
+            raise ReportError(f"--name {label!r} {name!r}: {label!r} is named twice; accepted: one name per label")
+        names[label] = name
+    shown = Counter(names.get(label, label) for label in labels)
+    for label, name in names.items():  # one name for two labels would draw two strategies as one curve
+        if shown[name] > 1:
+            other = next(x for x in labels if x != label and names.get(x, x) == name)
+            raise ReportError(f"--name {label!r} {name!r}: {other!r} is shown as {name!r} too; accepted: a name "
+                              f"of its own for each label")
+    return names

@@ -397,24 +397,25 @@ def _environment(run: Run, env_keys: Sequence[str]) -> str:
 def _tell_data_apart(runs: Sequence[Run], env_keys: Sequence[str]) -> List[str]:
     """Runs of one environment made on different data (summary.json data.content_sha256: another
     file or a changed one under another dataset.root; dataset.root itself is no protocol key):
-    their dataset.root becomes a key of theirs where it tells the data apart, else the digest's first
-    12 characters. Returns a note for each such environment (Report.notes)."""
+    their dataset.root becomes a key of all of them where roots and data sets match one to one
+    (runs made before the digest was recorded pair with those of their root), else the digest's
+    first 12 characters (those runs then apart, named). Returns a note per such environment."""
     by_env: Dict[str, List[Run]] = defaultdict(list)
     for r in runs:
         by_env[_environment(r, env_keys)].append(r)
     notes = []
     for env, members in sorted(by_env.items()):
-        known = [r for r in members if r.data]  # runs made before the digest was recorded: apart from these
-        roots = defaultdict(set)
-        for r in known:
-            roots[r.root].add(r.data)
-        if len({r.data for r in known}) > 1:
-            by_root = len(roots) > 1 and all(len(d) == 1 for d in roots.values())
-            key = "dataset.root" if by_root else "data.content_sha256"
-            for r in known:
-                r.attrs[key] = r.root if by_root else r.data[:12]
-            notes.append(f"{env}: its runs read {len({r.data for r in known})} different data sets (summary.json: "
-                         f"data.content_sha256), reported apart by {key}")
+        known = [r for r in members if r.data]
+        if len(digests := {r.data for r in known}) < 2:
+            continue
+        by_root = len({r.root for r in known}) == len(digests) == len({(r.root, r.data) for r in known})
+        key = "dataset.root" if by_root else "data.content_sha256"
+        for r in members if by_root else known:
+            r.attrs[key] = r.root if by_root else r.data[:12]
+        older = ", ".join(r.name for r in members if not r.data and not by_root)
+        notes.append(f"{env}: its runs read {len(digests)} different data sets (summary.json: data.content_sha256), "
+                     f"reported apart by {key}" + (f"; runs made before the digest was recorded are apart from "
+                                                   f"them: {older[:200]}" if older else ""))
     return notes
 
 

@@ -38,7 +38,8 @@ NOT_PROTOCOL = ("resume", "output_root", "device", "dataset.root", "dataset.down
 EARLIER_VALUES = {"dataset.augment.fill": "zeros", "dataset.layout": "auto", "dataset.labels": "fine",
                   "query.variant": "exp4p", "query.arms": "points", "search.inherit": False,
                   "search.stop_margin": 0.1, "search.subset": 1.0, "trainer.precision": "fp32",
-                  "trainer.cuda_graphs": True, "trainer.deterministic": False, "trainer.divergence_factor": None}
+                  "trainer.cuda_graphs": True, "trainer.deterministic": False, "trainer.divergence_factor": None,
+                  "trainer.grad_clip_value": None}
 
 
 class ResumeError(Exception):

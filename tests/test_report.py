@@ -223,6 +223,31 @@ def test_runs_of_one_config_on_different_data_are_reported_apart(tmp_path, capsy
            f"apart by {told_apart_by}" in out
 
 
+def test_runs_without_a_digest_pair_with_their_root_and_one_data_set_in_two_roots_stays_one(tmp_path, capsys):
+    # review: random runs made before the digest was recorded lost their margin runs once the
+    # roots were told apart; two roots holding the same data made two environments
+    for job, (query, root, digest, seed) in enumerate([("random", "/a", None, s) for s in range(3)] +
+                                                      [("margin", "/a", "a" * 64, s) for s in range(3)] +
+                                                      [("margin", "/b", "b" * 64, s) for s in range(3)] +
+                                                      [("random", "/b", "b" * 64, s) for s in range(3)]):
+        curve = margin_curve(seed) if query == "margin" else RANDOM[seed]
+        make_run(tmp_path / "runs" / str(job), query=query, seed=seed, curve=curve, root=root, data=digest)
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
+    gains = {(r["environment"], r["strategy"]) for r in rows(tmp_path / "out" / "auc_gain.csv")}
+    assert gains == {(f"dataset=digits dataset.root={root}", f"query={q}") for root in "/a /b".split()
+                     for q in ("margin", "random")}
+    capsys.readouterr()
+    for job, root in enumerate(["/c", "/c", "/d"]):  # /c and /a hold the same data: the digest tells them apart
+        make_run(tmp_path / "more" / str(job), query="margin", seed=job, curve=margin_curve(job), root=root,
+                 data="a" * 64 if root == "/c" else "d" * 64)
+    assert report.main([str(tmp_path / "runs"), str(tmp_path / "more"), "--out", str(tmp_path / "out2")]) == 0
+    out = capsys.readouterr().out
+    envs = {r["environment"] for r in rows(tmp_path / "out2" / "auc.csv")}
+    assert envs == {"dataset=digits", *(f"dataset=digits data.content_sha256={c * 12}" for c in "abd")}, envs
+    assert "reported apart by data.content_sha256; runs made before the digest was recorded are apart from them: " \
+           "runs/0, runs/1, runs/2" in out
+
+
 def test_every_table_lists_environments_in_natural_order(tmp_path):
     # before: penalty_sizes.csv had budget.batch=100 before budget.batch=50 (sorted as text)
     for batch in (100, 50):
@@ -1055,6 +1080,14 @@ def test_a_strategy_and_an_environment_get_the_names_given_in_the_figures_only(t
     assert "<!-- Margin (ours) -->" in curves and "digits, b = 50" in curves and "<!-- query=random -->" in curves
     assert "Margin (ours)" in penalty and "Margin (ours)" in (out / "auc_gain.svg").read_text()
     assert {r["strategy"] for r in rows(out / "auc.csv")} == {"query=margin", "query=random"}  # tables: as configured
+    for names, says in ((["query=margin", "X", "query=random", "X"], "'query=random' is shown as 'X' too"),
+                        (["query=margin", "query=random"], "'query=random' is shown as 'query=random' too"),
+                        (["query=margin", "X", "query=margin", "Y"], "'query=margin' is named twice")):
+        capsys.readouterr()
+        assert report.main([*argv[:3], *(w for i in range(0, len(names), 2) for w in ("--name", *names[i:i + 2]))]) == 2
+        assert says in capsys.readouterr().err
+    # a name may be swapped with another label's as long as each is its own
+    assert report.main([*argv[:3], "--name", "query=margin", "query=random", "--name", "query=random", "query=margin"]) == 0
     assert report.main([*argv[:3], "--name", "query=marginn", "M"]) == 2
     assert "--name 'query=marginn' 'M': no strategy or environment of these runs is labelled 'query=marginn'; " \
            "accepted: one of 'dataset=digits budget.batch=50', 'dataset=digits budget.batch=100', 'query=margin', " \

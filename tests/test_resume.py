@@ -384,6 +384,9 @@ def test_a_key_added_later_at_the_value_that_does_what_older_runs_did_does_not_b
     assert differences(saved, {**now, "trainer": {**now["trainer"], "divergence_factor": None}}) == []
     assert differences(saved, {**now, "trainer": {**now["trainer"], "divergence_factor": 100.0}}) == [
         "trainer.divergence_factor: null there (made before dal-run had this key), 100.0 here"]
+    # a trainer=badge run made before BADGE's gradient clamp: resumed with trainer.grad_clip_value=null
+    assert differences(saved, {**now, "trainer": {**now["trainer"], "grad_clip_value": 0.1}}) == [
+        "trainer.grad_clip_value: null there (made before dal-run had this key), 0.1 here"]
     # the value now default is not what the run did (ALBL's arms were points; fp32 before bf16 existed)
     now["trainer"]["precision"], now["query"]["arms"] = "auto", "strategies"
     with pytest.raises(ResumeError) as err:

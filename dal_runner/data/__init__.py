@@ -51,19 +51,22 @@ class Dataset:
         """A digest of the examples and labels of both splits together, whatever their order or split:
         the same for every seed of digits, an OpenML table or a file split per run, different for
         other data (a label changed, another file under another dataset.root). dal-report tells runs
-        of one config made on different data apart by it. Every label and up to 64 values of each
-        row: each row hashes to an int64 (its bytes times fixed random weights, wrapping), the row
-        hashes are sorted, and the sorted array is digested."""
+        of one config made on different data apart by it. Every label and every k-th value of each
+        row (64 to 127 of them; all of a shorter row): each row hashes to an int64 (its values times
+        fixed random weights, wrapping), the row hashes are sorted, and the sorted array is digested."""
         import hashlib
 
         import numpy as np
 
         hashes = []
         for x, y in ((self.x_train, self.y_train), (self.x_test, self.y_test)):
+            if len(x) == 0:
+                continue
             flat = x.detach().cpu().reshape(len(x), -1)
-            values = flat[:, :: max(1, flat.shape[1] // 64)].numpy()
-            if values.dtype.kind == "f":  # a float's bits, so that every change of value counts
-                values = values.view({2: np.int16, 4: np.int32, 8: np.int64}[values.dtype.itemsize])
+            values = flat[:, :: max(1, flat.shape[1] // 64)].contiguous()
+            if values.is_floating_point():  # a float's bits (bf16 too), so that every change of value counts
+                values = values.view({2: torch.int16, 4: torch.int32, 8: torch.int64}[values.element_size()])
+            values = values.numpy()
             weights = np.random.default_rng(0).integers(1, 2**62, size=values.shape[1] + 1, dtype=np.int64)
             row = y.detach().cpu().numpy().astype(np.int64) * weights[0]
             for j in range(values.shape[1]):  # column by column: numpy has no fast integer matmul

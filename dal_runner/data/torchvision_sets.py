@@ -164,7 +164,7 @@ def _misplaced(name: str, root: Path, missing: List[Path], include_extra: bool =
         return f" ({_CIFAR[name][0].filename} found: extract it there, tar -xzf {root / _CIFAR[name][0].filename} -C {root})"
     moved, renamed = [], []
     for path in missing:  # in a folder near the one it belongs in, or under another common name
-        for folder in (path.parent, path.parent.parent, root):
+        for folder in [f for f in (path.parent, path.parent.parent, root) if f == root or root in f.parents]:
             for other in (path.name, path.name.replace("-idx", ".idx")):  # train-images.idx3-ubyte: many unzip tools'
                 hits = [folder / (other + gz) for gz in ("", ".gz") if (folder / (other + gz)).is_file()]
                 if folder / other != path and hits:

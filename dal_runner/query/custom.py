@@ -17,6 +17,7 @@ job starts read its signature): each a line that names the key and the value.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import io
 import logging
@@ -257,14 +258,15 @@ class CustomQuery:
 
     def select(self, ctx, k: int) -> torch.Tensor:
         n = len(ctx.unlabeled)
-        labels = ctx.y
-        if labels is not None:  # the labels of S only: an unlabeled point's is -1, so none can leak into a query
-            ctx.y = labels.clone()
-            ctx.y[ctx.unlabeled.to(labels.device)] = -1
+        given = ctx
+        if ctx.y is not None:  # the labels of S only: an unlabeled point's is -1, so none can leak into a query
+            labels = ctx.y.clone()  # (a context of its own: one the strategy keeps never shows the run's labels)
+            labels[ctx.unlabeled.to(labels.device)] = -1
+            given = dataclasses.replace(ctx, y=labels)  # the same cache of probabilities and embeddings
         try:
-            picked = self._call("select", ctx, k)
+            picked = self._call("select", given, k)
         finally:
-            ctx.y = labels
+            ctx.infer_seconds = given.infer_seconds
         accepted = f"accepted: {k} distinct integer positions into ctx.unlabeled (0 .. {n - 1})"
         try:
             positions = torch.as_tensor(picked)
