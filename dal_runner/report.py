@@ -65,6 +65,7 @@ class Report:
     penalties: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # split -> subset -> PenaltyResult
     notes: List[str] = field(default_factory=list)
     names: Dict[str, str] = field(default_factory=dict)  # --name LABEL NAME: the figures' names of labels
+    band: str = "std"  # --band: the figures' bands and error bars (report_figures.BANDS)
 
 
 def check_out(out: Path, folders: Sequence[Path]) -> None:
@@ -387,6 +388,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                              "random sampling is below 99%% of its final accuracy; default), badge_code (the rule of the "
                              "authors' released script: the initial count too, then rounds 1, 2, 4, ... while "
                              "random is at most 99%%) or all")
+    parser.add_argument("--band", choices=("std", "sem", "ci95"), default="std",
+                        help="the figures' bands and error bars around a mean over seeds: std (default), sem "
+                             "(standard error) or ci95 (Student's t 95%% interval); the tables give mean, std and n")
     parser.add_argument("--name", nargs=2, action="append", metavar=("LABEL", "NAME"), default=[],
                         help="a strategy's or environment's name in the figures, e.g. --name query=margin Margin "
                              "(the tables keep the config's labels); repeat it for several")
@@ -425,6 +429,7 @@ def main(argv: Optional[Sequence[str]] = None, reference_configured: bool = Fals
         if not report.runs:
             print_excluded(report, _console(), written=False)
             raise ReportError(f"none of the {len(report.excluded)} run folder(s) completed; nothing to report")
+        report.band = args.band
         report.names = parse_names(args.name, {r.strategy for r in report.runs} | {r.environment for r in report.runs})
         written = write_report(report, out, out_given=args.out is not None)
         print_summary(report, out, written)

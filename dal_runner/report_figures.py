@@ -1,6 +1,7 @@
 """dal-report's figures, each as PNG and SVG with bytes that two identical reports reproduce.
 
-- learning_curves: mean test accuracy over seeds vs labels, +-1 std band, one panel per environment;
+- learning_curves: mean test accuracy over seeds vs labels, with a band (dal-report --band: +-1 std,
+  +-1 standard error or a 95% t-interval), one panel per environment;
 - penalty, penalty_by_batch, penalty_by_arch: pairwise penalty matrices with their column
   means in a row below (BADGE Figures 4, 13, 14; lower column mean is better);
 - auc_gain: AUC-gain over the reference per strategy and environment (active-iNAS Figure 6b);
@@ -81,6 +82,21 @@ def _n(value) -> str:
     return str(int(value)) if float(value).is_integer() else f"{float(value):g}"
 
 
+BANDS = {"std": "± 1 std", "sem": "± 1 standard error", "ci95": "± 95% t-interval"}  # dal-report --band
+
+
+def _half_width(row: dict, band: str) -> float:
+    """The band's half-width around a mean over row["n"] seeds: the std, the standard error
+    std / sqrt(n), or Student's t(0.975, n - 1) x the standard error; nan for one seed (no band)."""
+    std, n = float(row["std"]), int(row["n"])
+    if band == "std" or math.isnan(std) or n < 2:
+        return std
+    from scipy.stats import t as student_t
+
+    sem = std / math.sqrt(n)
+    return sem if band == "sem" else float(student_t.ppf(0.975, n - 1)) * sem
+
+
 def _grid(n: int, ncols: int = 3):
     ncols = min(ncols, n)
     return math.ceil(n / ncols), ncols
@@ -89,9 +105,9 @@ def _grid(n: int, ncols: int = 3):
 # ------------------------------------------------------------------------------ learning curves
 def learning_curves(rows: Sequence[dict], colors: Dict[str, tuple], ylabel: str = "test accuracy (mean ± 1 std)",
                     log: bool = False, common: str = "") -> "plt.Figure":
-    """Mean over seeds vs labels with a +-1 std band, one panel per environment: test accuracy, or
-    (arch_growth) the rounds' parameter counts on a log axis, where the band is mean x/÷ (1 + std /
-    mean) (mean - std can be below 0). `common`: what every run shares that the labels leave out
+    """Mean over seeds vs labels with a band of the rows' "std" (the half-width write_figures puts
+    there: 1 std by default), one panel per environment: test accuracy, or (arch_growth) the rounds'
+    parameter counts on a log axis, where the band is mean x/÷ (1 + h / mean) (mean - h can be below 0). `common`: what every run shares that the labels leave out
     (query=softmax_response in a report of one query), in each panel's title."""
     by_env: Dict[str, Dict[str, List[dict]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
@@ -179,7 +195,8 @@ def penalty_figure(results: Dict[str, object], title: str, rename: Callable[[str
 
 
 # ------------------------------------------------------------------------------ AUC-gain
-def auc_gain_bars(rows: Sequence[dict], colors: Dict[str, tuple], reference: str, common: str = "") -> "plt.Figure":
+def auc_gain_bars(rows: Sequence[dict], colors: Dict[str, tuple], reference: str, common: str = "",
+                  band: str = BANDS["std"]) -> "plt.Figure":
     rows = [r for r in rows if r["strategy"] != r["reference"]]
     envs = sorted({r["environment"] for r in rows}, key=_natural_key)
     strategies = sorted({r["strategy"] for r in rows})
@@ -200,7 +217,7 @@ def auc_gain_bars(rows: Sequence[dict], colors: Dict[str, tuple], reference: str
                                                            if len(ranges[e]) <= 2 else "label ranges differ")
                                      for e in envs], fontsize=7)
     spread = any(not math.isnan(r["std"]) for r in rows)
-    ax.set_ylabel("AUC-gain (accuracy; ± 1 std over seeds)" if spread else "AUC-gain (accuracy; 1 seed: no spread)")
+    ax.set_ylabel(f"AUC-gain (accuracy; {band} over seeds)" if spread else "AUC-gain (accuracy; 1 seed: no spread)")
     ax.set_title(_wrap(f"AUC-gain over the reference {reference}, over the label range both curves cover"
                        f"{'; all runs: ' + common if common else ''}", 70), fontsize=9)
     ax.grid(axis="y", alpha=0.3)
@@ -209,7 +226,7 @@ def auc_gain_bars(rows: Sequence[dict], colors: Dict[str, tuple], reference: str
     return fig
 
 
-def auc_gain_by_labels(rows: Sequence[dict], reference: str, common: str = "") -> "plt.Figure":
+def auc_gain_by_labels(rows: Sequence[dict], reference: str, common: str = "", band: str = BANDS["std"]) -> "plt.Figure":
     """One panel per strategy, one line per environment: the AUC-gain over [first common label
     count, x] against x (active-iNAS Figure 6b: softmax response over passive learning, by model)."""
     rows = [r for r in rows if r["strategy"] != r["reference"]]
@@ -235,7 +252,7 @@ def auc_gain_by_labels(rows: Sequence[dict], reference: str, common: str = "") -
         ax.set_title(_wrap(f"{strategy} over {reference}{'; ' + common if common else ''}", 60), fontsize=9)
         ax.set_xlabel("labeled examples (end of the range)")
         spread = any(not math.isnan(r["std"]) for r in rows if r["strategy"] == strategy)
-        ax.set_ylabel("AUC-gain from the first label count" + (" (± 1 std)" if spread else " (1 seed)"))
+        ax.set_ylabel("AUC-gain from the first label count" + (f" ({band})" if spread else " (1 seed)"))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, frameon=False)
     for ax in list(axes.flat)[len(strategies):]:
@@ -251,23 +268,28 @@ def write_figures(report, out: Path) -> List[Path]:
     def rename(label: str) -> str:
         return report.names.get(label, label)
 
-    tables = {name: [{k: rename(v) if k in ("strategy", "environment", "reference") else v for k, v in row.items()}
-                     for row in rows] for name, rows in report.tables.items()}
+    def drawn(row: dict) -> dict:  # renamed, and "std" the half-width of the band --band asks for
+        return {**{k: rename(v) if k in ("strategy", "environment", "reference") else v for k, v in row.items()},
+                **({"std": _half_width(row, report.band)} if "std" in row and "n" in row else {})}
+
+    tables = {name: [drawn(row) for row in rows] for name, rows in report.tables.items()}
+    band = BANDS[report.band]
     colors = {rename(k): v for k, v in _colors(sorted({r["strategy"] for r in report.tables["auc.csv"]})).items()}
     common = _common_options(report)
-    paths = _save(lambda: learning_curves(tables["curves.csv"], colors, common=common), out, "learning_curves")
+    paths = _save(lambda: learning_curves(tables["curves.csv"], colors, f"test accuracy (mean {band})", common=common),
+                  out, "learning_curves")
     if tables.get("arch_growth.csv"):
-        paths += _save(lambda: learning_curves(tables["arch_growth.csv"], colors,
-                                               "parameters of the round's model\n(mean over seeds; band ×/÷ 1 + std/mean)", log=True,
-                                               common=common),
+        paths += _save(lambda: learning_curves(tables["arch_growth.csv"], colors, "parameters of the round's model\n"
+                                               f"(mean over seeds; band ×/÷ 1 + h/mean, h: {band.lstrip('± ')})",
+                                               log=True, common=common),
                        out, "arch_growth")
     for split, results in report.penalties.items():
         stem = "penalty" if split == "overall" else f"penalty_by_{split}"
         paths += _save(lambda: penalty_figure(results, f"Pairwise penalty, {PENALTY_TITLES[split]}", rename), out, stem)
     if any(r["strategy"] != r["reference"] for r in tables["auc_gain.csv"]):
         reference = rename(" ".join(f"{k}={v}" for k, v in report.reference.items()))
-        paths += _save(lambda: auc_gain_bars(tables["auc_gain.csv"], colors, reference, common), out, "auc_gain")
-        paths += _save(lambda: auc_gain_by_labels(tables["auc_gain_by_labels.csv"], reference, common), out,
+        paths += _save(lambda: auc_gain_bars(tables["auc_gain.csv"], colors, reference, common, band), out, "auc_gain")
+        paths += _save(lambda: auc_gain_by_labels(tables["auc_gain_by_labels.csv"], reference, common, band), out,
                        "auc_gain_by_labels")
     return paths
 

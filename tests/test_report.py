@@ -1092,3 +1092,20 @@ def test_a_strategy_and_an_environment_get_the_names_given_in_the_figures_only(t
     assert "--name 'query=marginn' 'M': no strategy or environment of these runs is labelled 'query=marginn'; " \
            "accepted: one of 'dataset=digits budget.batch=50', 'dataset=digits budget.batch=100', 'query=margin', " \
            "'query=random'" in capsys.readouterr().err
+
+
+def test_the_figures_band_is_the_std_the_standard_error_or_a_t_interval_as_asked(tmp_path):
+    # before: always +-1 std, which over 3 seeds says little of where the mean is
+    from dal_runner.report_figures import _half_width
+
+    row = {"std": 0.1, "n": 4}
+    assert _half_width(row, "std") == 0.1
+    assert _half_width(row, "sem") == pytest.approx(0.05)
+    assert _half_width(row, "ci95") == pytest.approx(3.182446 * 0.05, rel=1e-5)  # t(0.975, 3), from a t table
+    assert math.isnan(_half_width({"std": float("nan"), "n": 1}, "ci95"))  # one seed: no band
+    sweep(tmp_path / "runs")
+    for band, words in (("std", "± 1 std"), ("ci95", "± 95% t-interval")):
+        assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / band), "--band", band]) == 0
+        assert f"<!-- test accuracy (mean {words}) -->" in (tmp_path / band / "learning_curves.svg").read_text()
+        assert f"AUC-gain (accuracy; {words} over seeds)" in (tmp_path / band / "auc_gain.svg").read_text()
+    assert rows(tmp_path / "std" / "curves.csv") == rows(tmp_path / "ci95" / "curves.csv")  # tables: mean, std, n
