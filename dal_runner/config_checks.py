@@ -271,7 +271,8 @@ def check_overrides(overrides: List[str]) -> List[str]:
         # nor sweeps written as range(...) or choice(...); lists and mappings as written, others each once
         joined = ",".join(values if re.search(r"[\[{]", "".join(values))
                           else dict.fromkeys(v.strip() for v in ",".join(values).split(",")))
-        sweep = "" if re.split(r"[./]", name)[0] in ("hydra", "resume") or "(" in joined else \
+        sweep = "" if re.split(r"[./]", name)[0] in ("hydra", "resume") or re.search(r"[('\"]", joined) or \
+            "" in values else \
             f"; a run of each: dal-run -m {name}={joined}"
         times = "twice" if len(typed) == 2 else f"{len(typed)} times"
         warnings.append(f"{' '.join(typed)}: {name} is given {times}; the last counts ({typed[-1]}){sweep}")

@@ -104,7 +104,7 @@ def _grid(n: int, ncols: int = 3):
 
 # ------------------------------------------------------------------------------ learning curves
 def learning_curves(rows: Sequence[dict], colors: Dict[str, tuple], ylabel: str = "test accuracy (mean ± 1 std)",
-                    log: bool = False, common: str = "") -> "plt.Figure":
+                    log: bool = False, common: str = "", sharey: bool = False) -> "plt.Figure":
     """Mean over seeds vs labels with a band of the rows' "std" (the half-width write_figures puts
     there: 1 std by default), one panel per environment: test accuracy, or (arch_growth) the rounds'
     parameter counts on a log axis, where the band is mean x/÷ (1 + h / mean) (mean - h can be below 0). `common`: what every run shares that the labels leave out
@@ -116,8 +116,7 @@ def learning_curves(rows: Sequence[dict], colors: Dict[str, tuple], ylabel: str 
     nrows, ncols = _grid(len(envs))
     # accuracy on one data set (environment labels start with it): one y scale, so that panels compare by
     # eye; data sets of other accuracies (digits at 0.95, CIFAR-100 at 0.3), and sizes, each their own scale
-    one_set = len({env.split(" ")[0] for env in envs}) == 1
-    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.9 * nrows), squeeze=False, sharey=one_set and not log)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.9 * nrows), squeeze=False, sharey=sharey)
     handles = {}
     for ax, env in zip(axes.flat, envs):
         seeds = set()
@@ -131,7 +130,8 @@ def learning_curves(rows: Sequence[dict], colors: Dict[str, tuple], ylabel: str 
             step = {"drawstyle": "steps-post"} if log else {}
             (handles[strategy],) = ax.plot(x, mean, marker="o", ms=3, lw=1.4, color=colors[strategy], **step)
             factor = 1.0 + std / np.where(mean > 0, mean, 1.0)
-            low, high = (mean / factor, mean * factor) if log else (mean - std, mean + std)
+            # an accuracy band stops at 0 and 1 (a t-interval over 2 seeds is 12.7 standard errors wide)
+            low, high = (mean / factor, mean * factor) if log else (np.clip(mean - std, 0, 1), np.clip(mean + std, 0, 1))
             ax.fill_between(x, low, high, color=colors[strategy], alpha=0.18, lw=0, step="post" if log else None)
         n = f"{min(seeds)}" if len(seeds) == 1 else f"{min(seeds)}-{max(seeds)}"
         ax.set_title(_wrap(f"{env}{', ' + common if common else ''} ({n} seed{'s' if max(seeds) > 1 else ''})", 60),
@@ -265,8 +265,8 @@ def write_figures(report, out: Path) -> List[Path]:
     """Draw every figure the report has data for; returns the paths written. `report.names`
     (dal-report --name LABEL NAME) renames strategies and environments in the figures, which keep
     their colours; the tables keep the labels of the config."""
-    def rename(label: str) -> str:
-        return report.names.get(label, label)
+    def rename(label: str) -> str:  # a $ drawn as it is, not as the start of matplotlib's math text
+        return report.names.get(label, label).replace("$", r"\$")
 
     def drawn(row: dict) -> dict:  # renamed, and "std" the half-width of the band --band asks for
         return {**{k: rename(v) if k in ("strategy", "environment", "reference") else v for k, v in row.items()},
@@ -276,8 +276,12 @@ def write_figures(report, out: Path) -> List[Path]:
     band = BANDS[report.band]
     colors = {rename(k): v for k, v in _colors(sorted({r["strategy"] for r in report.tables["auc.csv"]})).items()}
     common = _common_options(report)
-    paths = _save(lambda: learning_curves(tables["curves.csv"], colors, f"test accuracy (mean {band})", common=common),
-                  out, "learning_curves")
+    # accuracy on one data set: one y scale, so that panels compare by eye; data sets of other accuracies
+    # (digits at 0.95, CIFAR-100 at 0.3) each their own
+    one_set = len({(r.attrs.get("dataset"), r.attrs.get("dataset.id"), r.attrs.get("dataset.path"))
+                   for r in report.runs}) == 1
+    paths = _save(lambda: learning_curves(tables["curves.csv"], colors, f"test accuracy (mean {band})", common=common,
+                                          sharey=one_set), out, "learning_curves")
     if tables.get("arch_growth.csv"):
         paths += _save(lambda: learning_curves(tables["arch_growth.csv"], colors, "parameters of the round's model\n"
                                                f"(mean over seeds; band ×/÷ 1 + h/mean, h: {band.lstrip('± ')})",

@@ -134,6 +134,9 @@ def parse_names(given: Sequence[Sequence[str]], known: Set[str]) -> Dict[str, st
                               f"{label!r}; accepted: one of {', '.join(repr(x) for x in labels)}")
         if label in names:
             raise ReportError(f"--name {label!r} {name!r}: {label!r} is named twice; accepted: one name per label")
+        if not name.strip() or name.startswith("_"):  # matplotlib leaves such a label out of a legend
+            raise ReportError(f"--name {label!r} {name!r}: a legend leaves out an empty name or one that starts "
+                              f"with _; accepted: a name with other characters first")
         names[label] = name
     shown = Counter(names.get(label, label) for label in labels)
     for label, name in names.items():  # one name for two labels would draw two strategies as one curve

@@ -1082,12 +1082,17 @@ def test_a_strategy_and_an_environment_get_the_names_given_in_the_figures_only(t
     assert {r["strategy"] for r in rows(out / "auc.csv")} == {"query=margin", "query=random"}  # tables: as configured
     for names, says in ((["query=margin", "X", "query=random", "X"], "'query=random' is shown as 'X' too"),
                         (["query=margin", "query=random"], "'query=random' is shown as 'query=random' too"),
-                        (["query=margin", "X", "query=margin", "Y"], "'query=margin' is named twice")):
+                        (["query=margin", "X", "query=margin", "Y"], "'query=margin' is named twice"),
+                        (["query=margin", ""], "a legend leaves out an empty name or one that starts with _"),
+                        (["query=margin", "_m"], "a legend leaves out an empty name or one that starts with _")):
         capsys.readouterr()
         assert report.main([*argv[:3], *(w for i in range(0, len(names), 2) for w in ("--name", *names[i:i + 2]))]) == 2
         assert says in capsys.readouterr().err
     # a name may be swapped with another label's as long as each is its own
     assert report.main([*argv[:3], "--name", "query=margin", "query=random", "--name", "query=random", "query=margin"]) == 0
+    # a $ is drawn as written (matplotlib's math text raised on 'cost $x^$ ok' and no figure was written)
+    assert report.main([*argv[:3], "--name", "query=margin", "cost $x^$ ok"]) == 0
+    assert "<!-- cost $x^$ ok -->" in (out / "learning_curves.svg").read_text()
     assert report.main([*argv[:3], "--name", "query=marginn", "M"]) == 2
     assert "--name 'query=marginn' 'M': no strategy or environment of these runs is labelled 'query=marginn'; " \
            "accepted: one of 'dataset=digits budget.batch=50', 'dataset=digits budget.batch=100', 'query=margin', " \
