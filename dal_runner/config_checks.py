@@ -271,9 +271,9 @@ def check_overrides(overrides: List[str]) -> List[str]:
         # nor sweeps written as range(...) or choice(...); lists and mappings as written, others each once
         joined = ",".join(values if re.search(r"[\[{]", "".join(values))
                           else dict.fromkeys(v.strip() for v in ",".join(values).split(",")))
-        sweep = "" if re.split(r"[./]", name)[0] in ("hydra", "resume") or re.search(r"[('\"]", joined) or \
-            "" in values else \
-            f"; a run of each: dal-run -m {name}={joined}"
+        sweepable = re.split(r"[./]", name)[0] not in ("hydra", "resume") and "" not in values \
+            and not re.search(r"[('\"]", joined)
+        sweep = f"; a run of each: dal-run -m {name}={joined}" if sweepable else ""
         times = "twice" if len(typed) == 2 else f"{len(typed)} times"
         warnings.append(f"{' '.join(typed)}: {name} is given {times}; the last counts ({typed[-1]}){sweep}")
     return warnings

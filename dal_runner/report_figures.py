@@ -107,15 +107,14 @@ def learning_curves(rows: Sequence[dict], colors: Dict[str, tuple], ylabel: str 
                     log: bool = False, common: str = "", sharey: bool = False) -> "plt.Figure":
     """Mean over seeds vs labels with a band of the rows' "std" (the half-width write_figures puts
     there: 1 std by default), one panel per environment: test accuracy, or (arch_growth) the rounds'
-    parameter counts on a log axis, where the band is mean x/÷ (1 + h / mean) (mean - h can be below 0). `common`: what every run shares that the labels leave out
-    (query=softmax_response in a report of one query), in each panel's title."""
+    parameter counts on a log axis, where the band is mean x/÷ (1 + h / mean) (mean - h can be below
+    0). `common`: what every run shares that the labels leave out (query=softmax_response in a report
+    of one query), in each panel's title. `sharey`: one y scale for every panel (one data set's)."""
     by_env: Dict[str, Dict[str, List[dict]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
         by_env[r["environment"]][r["strategy"]].append(r)
     envs = sorted(by_env, key=_natural_key)
     nrows, ncols = _grid(len(envs))
-    # accuracy on one data set (environment labels start with it): one y scale, so that panels compare by
-    # eye; data sets of other accuracies (digits at 0.95, CIFAR-100 at 0.3), and sizes, each their own scale
     fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.9 * nrows), squeeze=False, sharey=sharey)
     handles = {}
     for ax, env in zip(axes.flat, envs):

@@ -178,7 +178,7 @@ def _clip(model: nn.Module, value: Optional[float]) -> None:
     """trainer.grad_clip_value: every gradient element into [-value, value] (BADGE's code clamps
     at 0.1 before each Adam step); elementwise on the device, so a captured step holds it too."""
     if value is not None:
-        torch.nn.utils.clip_grad_value_([p for p in model.parameters() if p.grad is not None], value)
+        torch.nn.utils.clip_grad_value_(model.parameters(), value)  # parameters without a gradient are left
 
 
 def _graphs_apply(params: TrainerConfig, device: torch.device, augment, extra_loss) -> bool:
