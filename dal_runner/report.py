@@ -100,6 +100,14 @@ def check_strategy_keys(runs: Sequence[Run], strategy: Sequence[str]) -> None:
                               f"e.g. trainer.objective or budget{hint}")
 
 
+def _strategy_keys_unused(given: Sequence[str], strategy_keys: Sequence[str]) -> List[str]:
+    """A note for each --strategy KEY that tells none of the included runs apart (the same value in
+    all, or read by none): it was accepted, so the reader should know it changed nothing."""
+    return [f"--strategy {key}: the same in every run reported (or read by none), so it tells no strategies "
+            f"apart and changed nothing" for key in given
+            if not any(k == key or _group_of(k) == key for k in strategy_keys)]
+
+
 def _versions_differ(runs: Sequence[Run]) -> List[str]:
     """A note where the runs averaged together were made with different code: a package's version
     or dal-runner's commit (summary.json: versions) that is not the same in all of them."""
@@ -145,6 +153,8 @@ def build_report(paths: Sequence[Path], reference: Optional[Dict[str, str]] = No
                             f"machines), so their later rounds may differ in the last bits from an uninterrupted "
                             f"run's: {', '.join(moved[:5])}{' ...' if len(moved) > 5 else ''}")
     report.notes += data_notes + _versions_differ(included)
+    if not reference_configured:  # a sweep's own settings may name a key for runs it did not make
+        report.notes += _strategy_keys_unused(strategy, strategy_keys)
     try:
         report.reference = choose_reference(included, reference or {}, search_compared, env_keys, strategy_keys)
     except BadReference as e:

@@ -1114,3 +1114,15 @@ def test_the_figures_band_is_the_std_the_standard_error_or_a_t_interval_as_asked
         assert f"<!-- test accuracy (mean {words}) -->" in (tmp_path / band / "learning_curves.svg").read_text()
         assert f"AUC-gain (accuracy; {words} over seeds)" in (tmp_path / band / "auc_gain.svg").read_text()
     assert rows(tmp_path / "std" / "curves.csv") == rows(tmp_path / "ci95" / "curves.csv")  # tables: mean, std, n
+
+
+def test_a_strategy_key_that_tells_no_runs_apart_is_named_in_a_note(tmp_path, capsys):
+    """--strategy budget.batch over runs of one batch size changes nothing: accepted (a key of the
+    runs), but said, so a reader does not take the report for one that compared batch sizes."""
+    sweep(tmp_path / "runs", batch=30)
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out"),
+                        "--strategy", "budget.batch", "query"]) == 0
+    out = capsys.readouterr().out
+    assert "--strategy budget.batch: the same in every run" in " ".join(out.split())
+    assert "--strategy query:" not in out  # query tells margin from random
+    assert {r["strategy"] for r in rows(tmp_path / "out" / "auc.csv")} == {"query=margin", "query=random"}
