@@ -10,6 +10,7 @@ GPU idle between kernel launches otherwise.
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 from typing import Callable, List, Optional, Tuple
@@ -22,6 +23,8 @@ from dal_runner.augment import Augment
 from dal_runner.config import TrainerConfig
 from dal_runner.features import amp_dtype, autocast, infer
 from dal_runner.job_control import raise_lost_stop
+
+log = logging.getLogger("dal_runner")
 
 
 class TrainingDiverged(RuntimeError):
@@ -277,8 +280,14 @@ def fit(
                 model.train()  # the callback may have evaluated the model
                 if stop:
                     break
-            if params.stop_at_train_accuracy is not None and float(correct) / seen >= params.stop_at_train_accuracy:
-                break
+            if params.stop_at_train_accuracy is not None:
+                accuracy = float(correct) / seen
+                if accuracy >= params.stop_at_train_accuracy:
+                    break
+                if epoch + 1 == params.epochs:  # the cap, not the target, ended it: the protocol was not met
+                    log.warning("training stopped at trainer.epochs=%d with a training accuracy of %.4f, short of "
+                                "trainer.stop_at_train_accuracy=%g (a larger trainer.epochs trains longer)",
+                                params.epochs, accuracy, params.stop_at_train_accuracy)
     if graphed is not None:
         # the gradients live in the graph's private memory: dropping them lets it go with the graph
         opt.zero_grad(set_to_none=True)
