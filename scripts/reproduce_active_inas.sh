@@ -9,6 +9,7 @@
 #            report/fig6b     Fig. 6b: AUC-gain of each query over passive learning, per fixed
 #                             architecture, as the budget grows (auc_gain_by_labels.png)
 #            each active-iNAS run's arch_growth.png is Fig. 6a.
+#            inas/report, fixed/report: each sweep's own end-of-sweep report (not in --smoke)
 # 3 seeds.
 #
 #   scripts/reproduce_active_inas.sh [--smoke] [cifar10 cifar100 svhn]
