@@ -651,3 +651,45 @@ def test_predicted_class_variance_takes_the_class_of_the_deterministic_pass():
     model.eval()
     deterministic = model(x).argmax(dim=1)
     assert torch.allclose(scores, predicted_class_variance(samples, deterministic))
+
+
+def _cached_context(labeled_emb, unlabeled_emb, probs=None, seed=0) -> QueryContext:
+    """A context whose pool outputs are given (cached as if inferred)."""
+    n_l, n_u = len(labeled_emb), len(unlabeled_emb)
+    ctx = QueryContext(nn.Identity(), torch.zeros(n_l + n_u, 1), torch.arange(n_l), torch.arange(n_l, n_l + n_u),
+                       gen(seed))
+    ctx._cache.update(labeled_emb=torch.as_tensor(labeled_emb, dtype=torch.float32),
+                      unlabeled_emb=torch.as_tensor(unlabeled_emb, dtype=torch.float32))
+    if probs is not None:
+        ctx._cache["unlabeled_probs"] = torch.as_tensor(probs, dtype=torch.float32)
+    return ctx
+
+
+def test_coreset_covers_the_pool_from_the_labeled_centres():
+    """Core-set's centres start at S: on a line with S = {0} and U = {1, 2, 10, 9}, the point
+    farthest from S is 10, then 2 (2 from its nearest centre; 1 and 9 are 1 from theirs)."""
+    ctx = _cached_context([[0.0]], [[1.0], [2.0], [10.0], [9.0]])
+    assert Coreset(chunk_size=2).select(ctx, 2).tolist() == [2, 1]
+    # with S far on the other side, the farthest from it comes first
+    ctx = _cached_context([[20.0]], [[1.0], [2.0], [10.0], [9.0]])
+    assert Coreset().select(ctx, 1).tolist() == [0]
+
+
+def test_badge_largest_norm_starts_at_the_largest_gradient_embedding():
+    """query.first=largest_norm (the authors' code): the first centre is argmax |g_x|, whatever the
+    round's generator; uniform (Algorithm 2) draws it."""
+    probs = torch.tensor([[0.9, 0.1], [0.5, 0.5], [0.6, 0.4], [0.99, 0.01]])
+    emb = torch.tensor([[1.0, 0.0], [0.0, 2.0], [3.0, 0.0], [5.0, 5.0]])
+    # |g_x|^2 = |p - e_yhat|^2 |h|^2: 0.02, 2.0, 2.88, 0.01
+    firsts = {int(Badge("largest_norm").select(_cached_context([[0.0, 0.0]], emb, probs, seed=s), 1)) for s in range(20)}
+    assert firsts == {2}
+    drawn = {int(Badge("uniform").select(_cached_context([[0.0, 0.0]], emb, probs, seed=s), 1)) for s in range(20)}
+    assert len(drawn) > 2
+
+
+def test_random_query_draws_another_sample_with_another_seed_from_the_whole_pool():
+    picks = [RandomQuery().select(_cached_context([[0.0]], torch.zeros(1000, 1), seed=s), 10) for s in range(30)]
+    assert len({tuple(p.tolist()) for p in picks}) == 30
+    everything = torch.cat(picks)
+    assert int(everything.max()) > 900 and len(set(everything.tolist())) > 200  # not the first positions
+    assert torch.equal(RandomQuery().select(_cached_context([[0.0]], torch.zeros(1000, 1), seed=3), 10), picks[3])

@@ -52,11 +52,27 @@ def test_paper_stem_halves_the_resolution_with_a_max_pool_and_still_classifies()
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 
 
-def test_dropout_sits_between_the_embedding_and_the_head():
-    model = ResNet("basic", 1, 1, 3, 10, dropout=0.5).eval()
-    x = torch.randn(2, 3, 8, 8)
-    assert torch.allclose(model(x), model.head(model.embed(x)))
-    assert model.dropout.p == 0.5
+@pytest.mark.parametrize("which", ["ResNet", "Network"])
+def test_dropout_sits_between_the_embedding_and_the_head(which):
+    """ResNet (standalone) and Network (what dal-run builds, any body)."""
+    if which == "ResNet":
+        model = ResNet("basic", 1, 1, 3, 10, dropout=0.5).eval()
+    else:
+        model = Network(Normalize(1.0, [0.0] * 3, [1.0] * 3, is_image=True),
+                        body((3, 8, 8), block="basic", n_blocks=1, n_stacks=1, stem="cifar"), embed_dim("basic", 1),
+                        10, 0.5).eval()
+    x = torch.randn(4, 3, 8, 8)
+    assert torch.allclose(model(x), model.head(model.embed(x)))  # evaluation: no dropout
+    # training: the head sees the embedding with each entry dropped (0) or scaled by 1 / (1 - p)
+    model.train()
+    seen = []
+    model.head.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].detach()))
+    torch.manual_seed(0)
+    model(x)
+    h = model.embed(x).detach()  # batch statistics, as in the forward pass: the same values
+    dropped = seen[0] == 0
+    assert torch.allclose(seen[0][~dropped], 2 * h[~dropped], atol=1e-5)
+    assert 0.35 < float(dropped.float().mean()) < 0.65
 
 
 def test_body_plugs_into_network_like_the_other_registered_bodies():

@@ -310,3 +310,38 @@ def test_grad_clip_value_clamps_every_gradient_element_before_the_step():
     free, clipped = step(None), step(0.01)
     assert free.abs().max() > 0.1  # the unclipped step is large: the clamp has work to do
     assert torch.allclose(clipped, free.clamp(-0.01, 0.01), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_an_lr_milestone_multiplies_the_rate_by_gamma_from_that_epoch_on(optimizer):
+    """lr_milestones=[2] with lr_gamma=0: from the third epoch the rate is 0, so 5 epochs leave the
+    weights where 2 epochs do (a linear model: no batch-norm statistics move either); without the
+    milestone they go on moving."""
+    x = torch.randn(64, 3, generator=torch.Generator().manual_seed(0))
+    y = (x[:, 0] > 0).long()
+
+    def weights(**kw):
+        torch.manual_seed(0)
+        model = nn.Linear(3, 2)
+        train.fit(model, x, y, TrainerConfig(optimizer=optimizer, lr=0.05, batch_size=16, **kw), seed=1)
+        return model.weight.detach().clone()
+
+    two = weights(epochs=2)
+    assert torch.equal(weights(epochs=5, lr_milestones=[2], lr_gamma=0.0), two)
+    assert not torch.allclose(weights(epochs=5), two)
+    # gamma 0.5 at epoch 2: the next epochs move the weights, by less than the full rate does
+    half, full = weights(epochs=3, lr_milestones=[2], lr_gamma=0.5), weights(epochs=3)
+    assert 0 < float((half - two).norm()) < float((full - two).norm())
+
+
+def test_evaluate_gives_the_accuracy_and_the_mean_cross_entropy():
+    class Fixed(nn.Module):  # probabilities (0.8, 0.2) for every input
+        def embed(self, x):
+            return torch.ones(x.shape[0], 1)
+
+        def head(self, h):
+            return h * torch.log(torch.tensor([[0.8, 0.2]]))
+
+    acc, loss = train.evaluate(Fixed(), torch.zeros(4, 1), torch.tensor([0, 0, 0, 1]), batch_size=3)
+    assert acc == pytest.approx(0.75)
+    assert loss == pytest.approx(-(3 * math.log(0.8) + math.log(0.2)) / 4, rel=1e-5)
