@@ -1126,3 +1126,19 @@ def test_a_strategy_key_that_tells_no_runs_apart_is_named_in_a_note(tmp_path, ca
     assert "--strategy budget.batch: the same in every run" in " ".join(out.split())
     assert "--strategy query:" not in out  # query tells margin from random
     assert {r["strategy"] for r in rows(tmp_path / "out" / "auc.csv")} == {"query=margin", "query=random"}
+
+
+def test_the_auc_gain_pairs_each_run_with_the_reference_run_of_its_seed(tmp_path):
+    """margin's curve is random's of the same seed plus MARGIN_DELTA[seed] after 30 labels, so each
+    seed's gain is 0.75 delta (trapezoids over 30..90: (0 + d) / 2 * 30 + d * 30, over 60), whatever
+    random's curves are: the std is that of 0.075, 0.09, 0.0825. Paired with another seed's random
+    run, the gains would take in the random runs' differences (their AUCs spread by 0.04)."""
+    sweep(tmp_path / "runs")
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
+    gains = [0.75 * d for d in MARGIN_DELTA]
+    mean = sum(gains) / 3
+    std = math.sqrt(sum((g - mean) ** 2 for g in gains) / 2)
+    row = next(r for r in rows(tmp_path / "out" / "auc_gain.csv") if r["strategy"] == "query=margin")
+    assert (float(row["mean"]), float(row["std"]), row["n"]) == (pytest.approx(mean), pytest.approx(std), "3")
+    last = [r for r in rows(tmp_path / "out" / "auc_gain_by_labels.csv") if r["strategy"] == "query=margin"][-1]
+    assert float(last["std"]) == pytest.approx(std)
