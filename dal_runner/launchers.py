@@ -107,6 +107,29 @@ class _KeptJob:
         return [_kept(self.number)]
 
 
+def _settle_from_the_queue(watcher) -> None:
+    """After submitit's sacct call: a job whose state sacct did not give (a cluster without
+    accounting, such as scripts/local_slurm.sh's, where every sacct call fails) and that squeue no
+    longer lists has ended. submitit counts a job with no known state as unfinished, so a job
+    killed without a result (scancel, SIGKILL, a failed node) kept its sweep waiting for ever;
+    here it ends as a job that left no result does (see `_died`). squeue lists a pending,
+    running or requeued job, so only an ended one is settled."""
+    import getpass
+    import subprocess
+
+    unknown = [j for j in watcher._registered - watcher._finished if not watcher._info_dict.get(j, {}).get("State")]
+    if not unknown:
+        return
+    try:  # -r: one line per array task, pending ones too (not 143_[1-3])
+        listed = subprocess.run(["squeue", "-h", "-r", "-o", "%i", "-u", getpass.getuser()], capture_output=True,
+                                text=True, timeout=60, check=True).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        return  # no squeue either: submitit's own way, the sweep waits
+    for job_id in unknown:
+        if job_id not in listed:
+            watcher._info_dict[job_id] = {"State": "LEFT_THE_QUEUE (no accounting: sacct failed)"}
+
+
 @contextmanager
 def sweep_launch(sweep: bool = True) -> Iterator[None]:
     """For the time of a sweep: jobs that already completed with this config are not launched,
@@ -117,6 +140,7 @@ def sweep_launch(sweep: bool = True) -> Iterator[None]:
         return
     import submitit
     from hydra._internal.core_plugins import basic_launcher
+    from submitit.slurm.slurm import SlurmInfoWatcher
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from submitit.core.utils import UncompletedJobError
 
@@ -173,8 +197,14 @@ def sweep_launch(sweep: bool = True) -> Iterator[None]:
             number = numbers.get(id(job), len(folders))
             return [_died(folders[number] if number < len(folders) else None, e)]
 
+    original_update = SlurmInfoWatcher.update
+
+    def update(watcher):
+        original_update(watcher)
+        _settle_from_the_queue(watcher)
+
     basic_launcher.run_job, submitit.AutoExecutor.map_array, submitit.Job.results = run_job, map_array, results
-    BasicSweeper.setup = setup
+    BasicSweeper.setup, SlurmInfoWatcher.update = setup, update
     # hydra/launcher=local: each job runs under a submitit controller process; they are remembered
     # so that a stopped sweep can stop its jobs (stop_local_jobs)
     from submitit.local import local as submitit_local
@@ -195,7 +225,7 @@ def sweep_launch(sweep: bool = True) -> Iterator[None]:
     finally:
         basic_launcher.run_job, submitit.AutoExecutor.map_array, submitit.Job.results = \
             original_run_job, original_map_array, original
-        BasicSweeper.setup = original_setup
+        BasicSweeper.setup, SlurmInfoWatcher.update = original_setup, original_update
         submitit_local.start_controller = original_start
 
 

@@ -123,3 +123,32 @@ def test_slurm_sweep_2x2_with_a_preempted_job_matches_uninterrupted(tmp_path, un
     summary = read_json(sweep / "3" / "summary.json")
     assert summary["seed"] == 1 and summary["choices"]["query"] == "random"
     assert "4 of 4 runs completed" in res.stdout + res.stderr
+
+
+def test_a_slurm_job_killed_without_a_result_fails_its_run_and_the_sweep_ends(tmp_path):
+    """SIGKILL to a job's task (as the out-of-memory killer or a failed node leaves it): the job
+    leaves SLURM's queue without a result. This cluster has no accounting (sacct fails, as on some
+    real ones), and submitit alone then waited for ever; the sweep now ends, its run failed."""
+    cmd = [str(BIN / "dal-run"), "-m", "hydra/launcher=slurm", "hydra.launcher.partition=debug",
+           "hydra.launcher.timeout_min=60", "hydra.launcher.cpus_per_task=1", "search=fixed", "arch=mlp",
+           "budget.initial=50", "budget.batch=50", "budget.max_labels=500", "trainer.epochs=300", "seed=0,1",
+           f"output_root={tmp_path / 'out'}"]  # two jobs: a job array, as every sweep of more than one job
+    log = open(tmp_path / "dal-run.out", "w")
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, **ONE_THREAD, "PYTHONUNBUFFERED": "1"})
+    try:
+        sweep = _sweep_dir(tmp_path / "out", proc)
+        task = _task_pid(_array_job_id(sweep, 0))
+        assert wait_for_round(sweep / "0", 1, until=lambda: proc.poll() is not None)
+        os.kill(task, signal.SIGKILL)
+        proc.wait(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+    output = (tmp_path / "dal-run.out").read_text()
+    assert proc.returncode == 1, output[-3000:]
+    status = read_json(sweep / "0" / "status.json")
+    assert status["state"] == "failed" and "ended without a result" in status["error"], status
+    assert read_json(sweep / "1" / "status.json")["state"] == "completed"  # the other job went on
+    assert "1 of 2 runs completed" in output and "Traceback" not in output, output[-3000:]
