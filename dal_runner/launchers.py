@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import logging
 import shlex
+import shutil
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional
@@ -130,6 +132,28 @@ def _settle_from_the_queue(watcher) -> None:
             watcher._info_dict[job_id] = {"State": "LEFT_THE_QUEUE (no accounting: sacct failed)"}
 
 
+def _refused_by_sbatch(error: BaseException, folder: Path, started: float) -> None:
+    """sbatch's refusal (a partition, a GPU request or an option the cluster does not have) in one
+    line and exit status 2, as a bad value: submitit's FailedJobError went up through Hydra as a
+    traceback of some 40 lines. The files submitit wrote for the refused submission go; so does a
+    sweep folder that holds nothing else (this launch made it)."""
+    from submitit.core.utils import JobPaths
+
+    top = JobPaths.get_first_id_independent_folder(folder)  # the sweep's .submitit
+    for path in [*top.glob("*.pkl"), *top.glob(".submission_file_*.sh")]:
+        if path.stat().st_mtime >= started - 1:
+            path.unlink()
+    sweep = top.parent
+    if top.is_dir() and not any(top.iterdir()) and {p.name for p in sweep.iterdir()} <= {top.name, "multirun.yaml"}:
+        shutil.rmtree(sweep)
+    said = [line.strip() for line in str(error).splitlines() if line.strip().startswith("sbatch:")]
+    reason = "; ".join(dict.fromkeys(said)) or " ".join(str(error).split())
+    print(f"dal-run: error: hydra/launcher=slurm: sbatch refused the sweep's jobs and none was submitted ({reason}); "
+          "accepted: hydra.launcher values this cluster takes (partition, gpus_per_node, cpus_per_task, mem_gb, "
+          "additional_parameters: `sinfo` lists its partitions and nodes)", file=sys.stderr)
+    sys.exit(2)
+
+
 @contextmanager
 def sweep_launch(sweep: bool = True) -> Iterator[None]:
     """For the time of a sweep: jobs that already completed with this config are not launched,
@@ -142,7 +166,7 @@ def sweep_launch(sweep: bool = True) -> Iterator[None]:
     from hydra._internal.core_plugins import basic_launcher
     from submitit.slurm.slurm import SlurmInfoWatcher
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from submitit.core.utils import UncompletedJobError
+    from submitit.core.utils import FailedJobError, UncompletedJobError
 
     from dal_runner.callbacks import KEPT_JOBS, LAUNCHED_JOBS
     from dal_runner.io import utc_now
@@ -180,7 +204,11 @@ def sweep_launch(sweep: bool = True) -> Iterator[None]:
         if len(columns) != 5 or not all(isinstance(row[2], int) for row in rows):  # not the plugin's call
             return original_map_array(executor, fn, *columns)
         launched = [row for row in rows if row[2] not in KEPT_JOBS]
-        jobs = iter(original_map_array(executor, fn, *zip(*launched)) if launched else [])
+        started = time.time()
+        try:
+            jobs = iter(original_map_array(executor, fn, *zip(*launched)) if launched else [])
+        except FailedJobError as e:  # sbatch refused the array: nothing was submitted
+            _refused_by_sbatch(e, Path(executor.folder), started)
         listed = []
         for row in rows:
             if row[2] in KEPT_JOBS:

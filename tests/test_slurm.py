@@ -152,3 +152,17 @@ def test_a_slurm_job_killed_without_a_result_fails_its_run_and_the_sweep_ends(tm
     assert status["state"] == "failed" and "ended without a result" in status["error"], status
     assert read_json(sweep / "1" / "status.json")["state"] == "completed"  # the other job went on
     assert "1 of 2 runs completed" in output and "Traceback" not in output, output[-3000:]
+
+
+def test_a_sweep_sbatch_refuses_is_one_line_and_leaves_no_folder(tmp_path):
+    """A partition this cluster lacks passes dal-run's checks (they cannot know the cluster) and
+    sbatch refuses the job array: one line with sbatch's reason, exit 2, no traceback, and no sweep
+    folder of submission files."""
+    res = subprocess.run([str(BIN / "dal-run"), "-m", "hydra/launcher=slurm", "hydra.launcher.partition=nope",
+                          "search=fixed", "arch=mlp", "budget.max_labels=100", "seed=0,1",
+                          f"output_root={tmp_path / 'out'}"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2, res.stderr[-3000:]
+    errors = [line for line in res.stderr.splitlines() if line.startswith("dal-run: error:")]
+    assert len(errors) == 1 and "sbatch refused the sweep's jobs" in errors[0] and "nope" in errors[0], res.stderr
+    assert "Traceback" not in res.stderr
+    assert not list((tmp_path / "out").glob("multirun/*/*")), list((tmp_path / "out").rglob("*"))
