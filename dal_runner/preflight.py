@@ -259,6 +259,11 @@ def _check_launcher(launcher: DictConfig) -> None:
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
             raise ConfigError(f"hydra.launcher.{key}", value,
                               f"null (the scheduler's default) or an integer >= {least}")
+    delay = launcher.get("signal_delay_s")
+    if minutes is not None and delay is not None and delay >= 60 * minutes:  # USR2 at the start of every try
+        raise ConfigError("hydra.launcher.signal_delay_s", delay, f"fewer seconds than hydra.launcher.timeout_min="
+                          f"{minutes:g}: {60 * minutes:g} s", "SLURM sends the requeue signal that long before the "
+                          "time limit, so every attempt would be requeued as it starts")
 
 
 def _check_job_or_error(number: int, job: List[str], multirun: bool = True, printing: bool = False):

@@ -274,6 +274,9 @@ CASES = {
                                    ["hydra.launcher.gpus_per_node=-1", "an integer >= 0"]),
     "a sweep with no time to run": (["-m", "seed=0,1", "hydra/launcher=local", "hydra.launcher.timeout_min=0"],
                                     ["hydra.launcher.timeout_min=0", "minutes > 0"]),
+    # before: USR2 came as each attempt started; submitit requeued it until max_num_timeout, then failed it
+    "a SLURM sweep requeued before it runs": (["-m", "seed=0,1", "hydra/launcher=slurm", "hydra.launcher.timeout_min=1"],
+                                              ["hydra.launcher.signal_delay_s=120", "timeout_min=1: 60 s"]),
     # before: job 1 overwrote job 0's folder, which then said failed over job 0's results
     "a sweep whose jobs share a folder": (["-m", "seed=0,1", "hydra.sweep.subdir=same"],
                                           ["hydra.sweep.subdir=same", "jobs 0 and 1 would share it",
