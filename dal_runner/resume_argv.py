@@ -88,7 +88,7 @@ def resume_argv(argv: List[str], overrides: List[str], multirun: bool) -> List[s
     from dal_runner.io import STATUS_JSON, read_json
 
     PREFLIGHT, fail = _preflight()
-    given = next(o for o in overrides if o.split("=", 1)[0] == "resume")
+    given = [o for o in overrides if o.split("=", 1)[0] == "resume"][-1]  # the last counts, as Hydra takes it
     raw = given.split("=", 1)[1].strip("'\"")
     if raw == "null":
         return argv

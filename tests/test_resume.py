@@ -108,6 +108,9 @@ def test_resume_of_a_completed_run_changes_nothing(killed_run, monkeypatch, caps
     code, _, err = run_cli_inprocess([f"resume={full}"], root, monkeypatch, capsys)
     assert code == 0 and "already completed" in err
     assert (full / "rounds.csv").read_bytes() == before
+    # resume= given twice: the last counts, as the warning says (before: the first was resumed)
+    code, _, err = run_cli_inprocess([f"resume={root}/no-such-run", f"resume={full}"], root, monkeypatch, capsys)
+    assert code == 0 and "already completed" in err, err
     # its state removed (to save space): still completed, nothing to check the config against
     stateless = root / "stateless"
     shutil.copytree(full, stateless)
