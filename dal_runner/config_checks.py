@@ -392,3 +392,28 @@ def check_resolvable(cfg: DictConfig) -> None:
             # ${hydra:job.num} & co resolve in the job, where Hydra's node is the job's
             if "HydraConfig was not set" not in str(e) and "${hydra:" not in str(e):
                 raise
+
+
+# submitit's resources (hydra/launcher=local, =slurm): the least each may be, where given (null:
+# the scheduler's default). Unchecked, a bad one failed in submitit or sbatch after the sweep began
+# (tracebacks, a sweep folder left behind) or, on this machine, ran as if it were not there.
+_LAUNCHER_LEAST = {"nodes": 1, "tasks_per_node": 1, "cpus_per_task": 1, "gpus_per_node": 0, "mem_gb": 1,
+                   "cpus_per_gpu": 1, "gpus_per_task": 0, "array_parallelism": 1, "max_num_timeout": 0,
+                   "signal_delay_s": 0}
+
+
+def check_launcher(launcher: DictConfig) -> None:
+    """submitit's resources and time limits, each where given."""
+    minutes = launcher.get("timeout_min")
+    if minutes is not None and not (isinstance(minutes, (int, float)) and minutes > 0):  # nan too
+        raise ConfigError("hydra.launcher.timeout_min", minutes, "a time limit in minutes > 0")
+    for key, least in _LAUNCHER_LEAST.items():
+        value = launcher.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
+            raise ConfigError(f"hydra.launcher.{key}", value,
+                              f"null (the scheduler's default) or an integer >= {least}")
+    delay = launcher.get("signal_delay_s")
+    if minutes is not None and delay is not None and delay >= 60 * minutes:  # USR2 at the start of every try
+        raise ConfigError("hydra.launcher.signal_delay_s", delay, f"fewer seconds than hydra.launcher.timeout_min="
+                          f"{minutes:g}: {60 * minutes:g} s", "SLURM sends the requeue signal that long before the "
+                          "time limit, so every attempt would be requeued as it starts")

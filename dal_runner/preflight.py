@@ -19,8 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 from dal_runner import in_processes
 from dal_runner.callbacks import KEPT_JOBS, LAUNCHED_JOBS
 from dal_runner.cli_help import CONFIG_MODULE
-from dal_runner.config_checks import (check_bool_overrides, check_group_deletions, check_overrides, check_resolvable,
-                                      check_schema, check_values_given, explain, hydra_message)
+from dal_runner.config_checks import (check_bool_overrides, check_group_deletions, check_launcher, check_overrides,
+                                      check_resolvable, check_schema, check_values_given, explain, hydra_message)
 from dal_runner.errors import ConfigError
 from dal_runner.folder_checks import busy_message, check_not_foreign, check_not_running, check_not_shared, check_writable
 from dal_runner.io import completed_summary
@@ -224,7 +224,7 @@ def _check_job(number: int, job: List[str], multirun: bool, printing: bool) -> O
                               "resume" if cfg.get("resume") is not None else "hydra.run.dir / output_root")
     job_dir, kept = None, None
     if multirun:  # a sweep launched again into its folder: each job's folder as it will be
-        _check_launcher(cfg.hydra.launcher)
+        check_launcher(cfg.hydra.launcher)
         job_dir = _sweep_job_dir(cfg, target, number)
         check_not_foreign(Path(os.path.abspath(target)), sweep=True)
         check_not_running(job_dir, target, number)
@@ -241,29 +241,6 @@ def _check_job(number: int, job: List[str], multirun: bool, printing: bool) -> O
     return Checked(target, existing, job_dir, bool(cfg.trainer.get("deterministic")),
                    (dataset, str(cfg.hydra.launcher._target_)), kept)
 
-
-# submitit's resources (hydra/launcher=local, =slurm): the least each may be, where given (null:
-# the scheduler's default). Unchecked, a bad one failed in submitit or sbatch after the sweep began
-# (tracebacks, a sweep folder left behind) or, on this machine, ran as if it were not there.
-_LAUNCHER_LEAST = {"nodes": 1, "tasks_per_node": 1, "cpus_per_task": 1, "gpus_per_node": 0, "mem_gb": 1,
-                   "cpus_per_gpu": 1, "gpus_per_task": 0, "array_parallelism": 1, "max_num_timeout": 0,
-                   "signal_delay_s": 0}
-
-
-def _check_launcher(launcher: DictConfig) -> None:
-    minutes = launcher.get("timeout_min")
-    if minutes is not None and not (isinstance(minutes, (int, float)) and minutes > 0):  # nan too
-        raise ConfigError("hydra.launcher.timeout_min", minutes, "a time limit in minutes > 0")
-    for key, least in _LAUNCHER_LEAST.items():
-        value = launcher.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
-            raise ConfigError(f"hydra.launcher.{key}", value,
-                              f"null (the scheduler's default) or an integer >= {least}")
-    delay = launcher.get("signal_delay_s")
-    if minutes is not None and delay is not None and delay >= 60 * minutes:  # USR2 at the start of every try
-        raise ConfigError("hydra.launcher.signal_delay_s", delay, f"fewer seconds than hydra.launcher.timeout_min="
-                          f"{minutes:g}: {60 * minutes:g} s", "SLURM sends the requeue signal that long before the "
-                          "time limit, so every attempt would be requeued as it starts")
 
 
 def _check_job_or_error(number: int, job: List[str], multirun: bool = True, printing: bool = False):
@@ -335,6 +312,9 @@ def _checked(argv: List[str]) -> List[str]:
         jobs = _job_overrides(overrides, multirun)
     except Exception as e:  # an override Hydra cannot parse
         fail(hydra_message(e, overrides))
+    if not jobs:  # range(0, 0), range(5, 0): Hydra would launch nothing, silently
+        fail(f"{' '.join(overrides)}: the sweep has no jobs (an empty range); accepted: a sweep of one job or more, "
+             "e.g. seed=range(0,3) for seeds 0, 1, 2")
     processes = in_processes.n_processes(len(jobs)) if multirun and not printing else 1
     if len(jobs) >= in_processes.POOL_MIN_JOBS:
         print(f"dal-run: checking the {len(jobs)} jobs of the sweep before any starts"

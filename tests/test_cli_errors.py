@@ -272,6 +272,8 @@ CASES = {
                                            ["hydra.launcher.mem_gb=-1", "an integer >= 1"]),
     "a sweep with negative GPUs": (["-m", "seed=0,1", "hydra/launcher=local", "hydra.launcher.gpus_per_node=-1"],
                                    ["hydra.launcher.gpus_per_node=-1", "an integer >= 0"]),
+    # before: an IndexError traceback
+    "a sweep of no jobs": (["-m", "seed=range(0,0)"], ["seed=range(0,0)", "the sweep has no jobs", "seed=range(0,3)"]),
     "a sweep with no time to run": (["-m", "seed=0,1", "hydra/launcher=local", "hydra.launcher.timeout_min=0"],
                                     ["hydra.launcher.timeout_min=0", "minutes > 0"]),
     # before: USR2 came as each attempt started; submitit requeued it until max_num_timeout, then failed it
