@@ -316,7 +316,9 @@ def check_config(cfg: DictConfig, unresolved_ok: bool = False) -> None:
         lambda: check_trainer(OmegaConf.to_object(cfg.trainer)),
         lambda: check_augment(Augment(**OmegaConf.to_container(cfg.dataset.augment, resolve=True))),
         lambda: check_augment_side(cfg),
-        lambda: arch_spec(cfg.arch, input_shape=()),
+        # the input's side where the data set's is known without its files (an arch too deep for it)
+        lambda: arch_spec(cfg.arch, input_shape=(1, IMAGE_SIDE[cfg.dataset.name], IMAGE_SIDE[cfg.dataset.name])
+                          if cfg.dataset.name in IMAGE_SIDE else ()),
         lambda: check_search(cfg),
         lambda: build_query(cfg.query, build_budget(cfg.budget), 1, construct=False),
         lambda: check_mc_dropout(cfg),

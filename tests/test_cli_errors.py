@@ -272,6 +272,10 @@ CASES = {
                                            ["hydra.launcher.mem_gb=-1", "an integer >= 1"]),
     "a sweep with negative GPUs": (["-m", "seed=0,1", "hydra/launcher=local", "hydra.launcher.gpus_per_node=-1"],
                                    ["hydra.launcher.gpus_per_node=-1", "an integer >= 0"]),
+    # before: job 0 ran, then job 1 failed in its job (the input's side is known without the data)
+    "a sweep with a network too deep for the input": (
+        ["-m", "search=fixed", "arch=cnn", "arch.channels=[8],[8,8,8,8,8]"],
+        ["arch.channels=[8, 8, 8, 8, 8]", "8x8 halves 3 times at most", "at most 4 widths"]),
     # before: an IndexError traceback
     "a sweep of no jobs": (["-m", "seed=range(0,0)"], ["seed=range(0,0)", "the sweep has no jobs", "seed=range(0,3)"]),
     "a sweep with no time to run": (["-m", "seed=0,1", "hydra/launcher=local", "hydra.launcher.timeout_min=0"],
