@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import logging
 import pickle
 import shutil
 import struct
@@ -538,6 +539,9 @@ Y10 = np.arange(10) % 2
     (dict(x=X10, y=Y10, x_test=np.zeros((4, 3)), y_test=np.array([0, 1, 2, 0])), "y_test has labels 0..2 outside"),
     (dict(x=np.zeros((10, 1, 2, 2), np.uint8), y=Y10, x_test=np.zeros((2, 1, 2, 2)), y_test=[0, 1]),
      "x is uint8 but x_test is float64"),
+    # a misspelt test split was ignored, and the test split drawn from x without a word
+    (dict(x=X10, y=Y10, xtest=np.zeros((4, 3)), ytest=np.arange(4) % 2), "array\\(s\\) xtest, ytest would not be read"),
+    (dict(x=X10, y=Y10, X_val=np.zeros((4, 3))), "X_val would not be read.*x_test and y_test"),
 ])
 def test_npz_bad_contents_are_one_line_config_errors(tmp_path, arrays, match):
     _npz_error(tmp_path, match, **arrays)
@@ -801,3 +805,11 @@ def test_a_pool_size_whose_first_examples_miss_a_class_is_refused(tmp_path):
         "2 of the 5 classes (none of class 2, 3, 4); accepted: a pool_size whose first examples hold every class "
         "(shuffle a file ordered by class), or null (every training example)")
     assert load_dataset(OmegaConf.create({**cfg, "pool_size": 161}), 0).y_train.unique().tolist() == [0, 1, 2, 3, 4]
+
+
+def test_npz_arrays_not_read_are_named_in_the_log(tmp_path, caplog):
+    path = tmp_path / "extra.npz"
+    np.savez(path, x=np.random.default_rng(0).random((40, 3)), y=np.arange(40) % 2, feature_names=np.array([1, 2, 3]))
+    with caplog.at_level(logging.WARNING, logger="dal_runner"):
+        npz.load(path, 0.25, seed=0)
+    assert "array(s) feature_names not read (dal-run reads x, y, x_test, y_test)" in caplog.text

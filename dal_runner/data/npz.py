@@ -49,6 +49,19 @@ FORMAT = ("an .npz file (numpy.savez) with arrays x (N x D, N x H x W, N x C x H
 
 
 LAYOUTS = ("auto", "channels_first", "channels_last")
+READ = ("x", "y", "x_test", "y_test")
+
+
+def _check_extra(path, extra) -> None:
+    """Arrays dal-run does not read: one named like a split (xtest, X_test, x_val) is refused, as
+    the test split would otherwise be drawn from x without a word; any other is named in the log."""
+    splits = [k for k in extra if any(part in k.lower() for part in ("test", "val", "train"))]
+    if splits:
+        raise ConfigError(KEY, path, FORMAT, f"array(s) {', '.join(splits)} would not be read: dal-run reads x, y "
+                                             f"and, for a test split of your own, x_test and y_test (without them "
+                                             f"it draws one from x by dataset.test_fraction); rename or remove them")
+    if extra:
+        log.warning("%s: array(s) %s not read (dal-run reads x, y, x_test, y_test)", path, ", ".join(extra))
 
 
 def load(path: str | os.PathLike, test_fraction: float, seed: int, layout: str = "auto") -> Dataset:
@@ -169,8 +182,9 @@ def _read(file: Path, path) -> Dict[str, np.ndarray]:
             if missing:
                 raise ConfigError(KEY, path, FORMAT, f"missing array(s) {', '.join(missing)}; "
                                                      f"the file has {', '.join(archive.files) or 'none'}")
+            _check_extra(path, [k for k in archive.files if k not in READ])
             arrays = {}
-            for name in ("x", "y", "x_test", "y_test"):
+            for name in READ:
                 if name not in archive.files:
                     continue
                 try:
