@@ -251,6 +251,13 @@ def _check_job_or_error(number: int, job: List[str], multirun: bool = True, prin
         return None, explain(e, job)
 
 
+def _launcher_exists(name: str) -> bool:
+    from importlib.resources import files
+
+    return name in ("submitit_local", "submitit_slurm") or (files(CONFIG_MODULE) / "hydra" / "launcher" /
+                                                            f"{name}.yaml").is_file()
+
+
 def _check_launcher_without_m(overrides: List[str]) -> None:
     """Hydra uses a launcher for -m alone: a single run with hydra/launcher=slurm ran right here, in
     the calling process (a login node's), without a word."""
@@ -259,6 +266,8 @@ def _check_launcher_without_m(overrides: List[str]) -> None:
         return given[-1].split("=", 1)[1].strip().strip("'\"") if given else ""
 
     if value("hydra/launcher") in ("basic", "null", "") or value("hydra.mode") == "MULTIRUN":  # a sweep, as -m
+        return
+    if not _launcher_exists(value("hydra/launcher")):  # the composition names the launchers there are
         return
     typed = f"hydra/launcher={value('hydra/launcher')}"
     if value("resume") not in ("", "null"):

@@ -276,6 +276,9 @@ CASES = {
     "a sweep with a network too deep for the input": (
         ["-m", "search=fixed", "arch=cnn", "arch.channels=[8],[8,8,8,8,8]"],
         ["arch.channels=[8, 8, 8, 8, 8]", "8x8 halves 3 times at most", "at most 4 widths"]),
+    # before: "accepted: dal-run -m hydra/launcher=nope ...", itself refused
+    "an unknown launcher without -m": (["hydra/launcher=nope"], ["hydra/launcher=nope: unknown option",
+                                                                 "basic, local, slurm"]),
     # before: an IndexError traceback
     "a sweep of no jobs": (["-m", "seed=range(0,0)"], ["seed=range(0,0)", "the sweep has no jobs", "seed=range(0,3)"]),
     "a sweep with no time to run": (["-m", "seed=0,1", "hydra/launcher=local", "hydra.launcher.timeout_min=0"],
