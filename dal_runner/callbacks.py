@@ -48,13 +48,10 @@ def sweep_jobs(sweep: Path) -> Tuple[List[Path], List[Path]]:
 
 def run_status(folder: Path) -> dict:
     """A run folder's status.json ({"state": "missing status.json"} where it cannot be read)."""
-    from dal_runner.io import STATUS_JSON, read_json
+    from dal_runner.io import STATUS_JSON, read_json_object
 
-    try:
-        status = read_json(folder / STATUS_JSON)
-    except (OSError, ValueError):
-        status = None
-    return status if isinstance(status, dict) else {"state": "missing status.json"}  # a JSON null or list too
+    status = read_json_object(folder / STATUS_JSON)  # a JSON null or list: None too
+    return status if status is not None else {"state": "missing status.json"}
 
 
 class SweepStatus(Callback):

@@ -72,6 +72,15 @@ def read_json(path: Path) -> Any:
         return json.load(f)
 
 
+def read_json_object(path: Path) -> Optional[dict]:
+    """A JSON file's object; None where the file is missing, unreadable or holds no object."""
+    try:
+        data = read_json(path)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def completed_summary(run_dir: Path) -> Optional[dict]:
     """summary.json of a run folder whose status is completed, else None."""
     try:

@@ -30,11 +30,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from dal_runner.io import write_csv_atomic
 from dal_runner.run_folders import (  # noqa: F401  (re-exported: the report's public names)
-    REPORT_DIR, ReportError, Run, _fmt, _group_of, _key_order, _label, _natural_key, find_run_folders, group_runs,
+    REPORT_DIR, ReportError, Run, _fmt, _group_of, _label, _natural_key, find_run_folders, group_runs,
     jobs_never_started, load_run,
 )
-from dal_runner.report_reference import (BadReference, _reference_of, _spec, choose_reference, parse_names,
-                                         parse_reference, sweep_settings)
+from dal_runner.report_reference import (BadReference, _reference_of, _spec, check_strategy_keys, choose_reference,
+                                         parse_names, parse_reference, strategy_keys_unused, sweep_settings)
 
 FILES = {  # name -> columns; every file dal-report writes (stale ones are removed)
     "curves.csv": ["group", "environment", "strategy", "n_labeled", "mean", "std", "n"],
@@ -80,32 +80,6 @@ def check_out(out: Path, folders: Sequence[Path]) -> None:
             raise ReportError(f"--out {out}: {where} {run}; accepted: a folder outside the runs, "
                               f"e.g. {run.parent / REPORT_DIR if inside else out / REPORT_DIR} (the default: "
                               f"{REPORT_DIR}/ in the first PATH)")
-
-
-def check_strategy_keys(runs: Sequence[Run], strategy: Sequence[str]) -> None:
-    """Every --strategy KEY must be a config key or group of the runs (a typo would silently leave
-    the grouping as it was)."""
-    # a key the runs do not read counts (trainer.entropy_lambda of cross-entropy runs alone, which
-    # ranganathan_digits' end-of-sweep report names): it tells none of them apart
-    known = {k for r in runs for k in (*r.attrs, *r.unread)}
-    for key in strategy:
-        if key == "seed":
-            raise ReportError("--strategy seed: the seed is what a group averages over, not part of a strategy; "
-                              "accepted: a config key or group of the runs other than seed, e.g. trainer.objective")
-        if key not in known and key not in {_group_of(k) for k in known}:
-            varying = sorted((k for k in known if k != "seed" and not (k.endswith(".name") and _group_of(k) in known)
-                              and len({r.attrs.get(k) for r in runs}) > 1), key=_key_order)
-            hint = f"; keys that differ between these runs: {', '.join(varying)}" if varying else ""
-            raise ReportError(f"--strategy {key}: unknown key; accepted: a config key or group of the runs, "
-                              f"e.g. trainer.objective or budget{hint}")
-
-
-def _strategy_keys_unused(given: Sequence[str], strategy_keys: Sequence[str]) -> List[str]:
-    """A note for each --strategy KEY that tells none of the included runs apart (the same value in
-    all, or read by none): it was accepted, so the reader should know it changed nothing."""
-    return [f"--strategy {key}: the same in every run reported (or read by none), so it tells no strategies "
-            f"apart and changed nothing" for key in given
-            if not any(k == key or _group_of(k) == key for k in strategy_keys)]
 
 
 def _versions_differ(runs: Sequence[Run]) -> List[str]:
@@ -154,7 +128,7 @@ def build_report(paths: Sequence[Path], reference: Optional[Dict[str, str]] = No
                             f"run's: {', '.join(moved[:5])}{' ...' if len(moved) > 5 else ''}")
     report.notes += data_notes + _versions_differ(included)
     if not reference_configured:  # a sweep's own settings may name a key for runs it did not make
-        report.notes += _strategy_keys_unused(strategy, strategy_keys)
+        report.notes += strategy_keys_unused(strategy, strategy_keys)
     try:
         report.reference = choose_reference(included, reference or {}, search_compared, env_keys, strategy_keys)
     except BadReference as e:
@@ -388,9 +362,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
     parser = _Parser(prog="dal-report", description="Learning curves, AUC, AUC-gain and pairwise penalty "
                                                     "matrices of dal-run run folders (single runs or sweeps).")
-    parser.add_argument("paths", nargs="*", metavar="PATH", type=Path, help="run folders or folders of runs")
+    parser.add_argument("paths", nargs="*", metavar="PATH", help="run folders or folders of runs")
     parser.add_argument("--out", type=Path, help="output folder (default: PATH/report of the first PATH)")
-    parser.add_argument("--reference", nargs="+", metavar="KEY=VALUE",
+    parser.add_argument("--reference", nargs="+", action="extend", metavar="KEY=VALUE",
                         help="AUC-gain reference, e.g. query=random (default) or search=fixed arch=resnet18")
     parser.add_argument("--alpha", type=float, default=0.05, help="significance level of the penalty t-tests")
     parser.add_argument("--penalty-sizes", choices=SIZE_RULES, default="badge",
@@ -404,10 +378,16 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--name", nargs=2, action="append", metavar=("LABEL", "NAME"), default=[],
                         help="a strategy's or environment's name in the figures, e.g. --name query=margin Margin "
                              "(the tables keep the config's labels); repeat it for several")
-    parser.add_argument("--strategy", nargs="+", metavar="KEY", default=[],
+    parser.add_argument("--strategy", nargs="+", action="extend", metavar="KEY", default=[],
                         help="config keys or groups that belong to the compared strategy besides the query, "
                              "e.g. trainer.objective (default: query; + search and arch when search varies)")
     args = parser.parse_args(list(argv))
+    for option, values in (("PATH", args.paths), ("--reference", args.reference), ("--strategy", args.strategy)):
+        if any(not v.strip() for v in values or ()):
+            raise ReportError(f"{option} '': an empty value (an unset shell variable?); accepted: "
+                              + ("a run folder or a folder of runs" if option == "PATH" else "KEY=VALUE"
+                                 if option == "--reference" else "a config key, e.g. trainer.objective"))
+    args.paths = [Path(p) for p in args.paths]
     # `--reference query=random SWEEP`: the option's values took the folders given after them
     for option in ("reference", "strategy"):
         values = getattr(args, option) or []

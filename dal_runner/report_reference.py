@@ -1,6 +1,7 @@
 """dal-report's AUC-gain reference: the strategy every other one of its environment is compared
 with (--reference KEY=VALUE ..., or the default: query=random, or the fixed ResNet-18 when search
-strategies are compared), and the group of runs that is each strategy's reference."""
+strategies are compared), and the group of runs that is each strategy's reference; the keys
+--strategy adds to the strategies, and the names --name gives them in the figures."""
 
 from __future__ import annotations
 
@@ -145,3 +146,29 @@ def parse_names(given: Sequence[Sequence[str]], known: Set[str]) -> Dict[str, st
             raise ReportError(f"--name {label!r} {name!r}: {other!r} is shown as {name!r} too; accepted: a name "
                               f"of its own for each label")
     return names
+
+
+def check_strategy_keys(runs: Sequence[Run], strategy: Sequence[str]) -> None:
+    """Every --strategy KEY must be a config key or group of the runs (a typo would silently leave
+    the grouping as it was)."""
+    # a key the runs do not read counts (trainer.entropy_lambda of cross-entropy runs alone, which
+    # ranganathan_digits' end-of-sweep report names): it tells none of them apart
+    known = {k for r in runs for k in (*r.attrs, *r.unread)}
+    for key in strategy:
+        if key == "seed":
+            raise ReportError("--strategy seed: the seed is what a group averages over, not part of a strategy; "
+                              "accepted: a config key or group of the runs other than seed, e.g. trainer.objective")
+        if key not in known and key not in {_group_of(k) for k in known}:
+            varying = sorted((k for k in known if k != "seed" and not (k.endswith(".name") and _group_of(k) in known)
+                              and len({r.attrs.get(k) for r in runs}) > 1), key=_key_order)
+            hint = f"; keys that differ between these runs: {', '.join(varying)}" if varying else ""
+            raise ReportError(f"--strategy {key}: unknown key; accepted: a config key or group of the runs, "
+                              f"e.g. trainer.objective or budget{hint}")
+
+
+def strategy_keys_unused(given: Sequence[str], strategy_keys: Sequence[str]) -> List[str]:
+    """A note for each --strategy KEY that tells none of the included runs apart (the same value in
+    all, or read by none): it was accepted, so the reader should know it changed nothing."""
+    return [f"--strategy {key}: the same in every run reported (or read by none), so it tells no strategies "
+            f"apart and changed nothing" for key in given
+            if not any(k == key or _group_of(k) == key for k in strategy_keys)]

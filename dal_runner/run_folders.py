@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from dal_runner.io import ROUNDS_CSV, STATUS_JSON, SUMMARY_JSON, read_csv, read_json
+from dal_runner.io import ROUNDS_CSV, STATUS_JSON, SUMMARY_JSON, read_csv, read_json_object
 
 REPORT_DIR = "report"
 GROUPS = ("dataset", "experiment", "budget", "trainer", "search", "arch", "query")  # also the label order
@@ -143,7 +143,7 @@ def load_run(path: Path, name: str) -> Run:
 
     run = Run(path, name)
     if not (path / ".hydra" / "config.yaml").exists():  # a sweep's job that died before it started
-        status = _read_json(path / STATUS_JSON) or {}
+        status = read_json_object(path / STATUS_JSON) or {}
         run.state = str(status.get("state", "missing"))
         run.reason = _reason(run.state, status, path) if run.state != "completed" else "no .hydra/config.yaml"
         return run
@@ -164,7 +164,7 @@ def load_run(path: Path, name: str) -> Run:
     run.unread = {k for k in run.attrs if _unused(run.attrs, k)}
     for key in run.unread:
         del run.attrs[key]
-    status = _read_json(path / STATUS_JSON)
+    status = read_json_object(path / STATUS_JSON)
     if status is None:
         run.reason = "incomplete: no readable status.json"
         return run
@@ -189,7 +189,11 @@ def load_run(path: Path, name: str) -> Run:
         run.sizes = [(int(r["n_labeled"]), int(r["n_params"])) for r in rows]
     except (KeyError, ValueError, TypeError):  # older or hand-made files: no sizes, the rest stands
         run.sizes = []
-    summary = _read_json(path / SUMMARY_JSON) or {}
+    summary = read_json_object(path / SUMMARY_JSON)
+    if summary is None and (path / SUMMARY_JSON).exists():  # damaged: nothing left to check the rounds against
+        run.reason = "inconsistent: summary.json cannot be read, so its rounds, data and code cannot be checked"
+        return run
+    summary = summary or {}
     run.machines = [str(m) for m in summary.get("machines") or []]
     versions = summary.get("versions")
     run.versions = {str(k): str(v) for k, v in versions.items() if v is not None} if isinstance(versions, dict) else {}
@@ -201,14 +205,6 @@ def load_run(path: Path, name: str) -> Run:
         run.reason = (f"inconsistent: rounds.csv holds {len(run.curve)} rounds up to {run.curve[-1][0]} labels, "
                       f"summary.json {expected[0]} rounds up to {expected[1]}")
     return run
-
-
-def _read_json(path: Path) -> Optional[dict]:
-    try:
-        data = read_json(path)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def _hydra_runtime(path: Path) -> Optional[Dict[str, Any]]:
@@ -228,7 +224,7 @@ def _choices(path: Path, config: Dict[str, Any], runtime: Optional[Dict[str, Any
     if runtime is not None:
         choices = dict(runtime["choices"])
     else:
-        choices = dict((_read_json(path / SUMMARY_JSON) or {}).get("choices") or {})
+        choices = dict((read_json_object(path / SUMMARY_JSON) or {}).get("choices") or {})
     for group in ("dataset", "arch", "search", "query"):
         if choices.get(group) is None and isinstance(config.get(group), dict):
             choices[group] = config[group].get("name")
@@ -249,7 +245,7 @@ def _preset_keys(path: Path, runtime: Optional[Dict[str, Any]]) -> set:
                    if isinstance(c, dict)]
         cwd = str(runtime.get("cwd") or ".")
     else:
-        name, sources, cwd = ((_read_json(path / SUMMARY_JSON) or {}).get("choices") or {}).get("preset"), [], "."
+        name, sources, cwd = ((read_json_object(path / SUMMARY_JSON) or {}).get("choices") or {}).get("preset"), [], "."
     if not name:
         return set()
     for schema, where in [*sources, ("pkg", CONFIG_MODULE)]:

@@ -1142,3 +1142,38 @@ def test_the_auc_gain_pairs_each_run_with_the_reference_run_of_its_seed(tmp_path
     assert (float(row["mean"]), float(row["std"]), row["n"]) == (pytest.approx(mean), pytest.approx(std), "3")
     last = [r for r in rows(tmp_path / "out" / "auc_gain_by_labels.csv") if r["strategy"] == "query=margin"][-1]
     assert float(last["std"]) == pytest.approx(std)
+
+
+@pytest.mark.parametrize("argv, said", [
+    # an unset shell variable: before, '' was the current folder (every run under it, a report there)
+    ([""], "PATH '': an empty value"),
+    (["RUNS", "--reference", ""], "--reference '': an empty value"),
+    (["RUNS", "--strategy", ""], "--strategy '': an empty value"),
+    # given twice: both are read (before: the last alone, without a word), so a clash is refused
+    (["RUNS", "--reference", "query=random", "--reference", "query=margin"], "query is given twice"),
+])
+def test_empty_or_repeated_options_are_refused(tmp_path, capsys, argv, said):
+    sweep(tmp_path / "runs")
+    argv = [str(tmp_path / "runs") if a == "RUNS" else a for a in argv]
+    assert report.main([*argv, "--out", str(tmp_path / "out")]) == 2
+    assert said in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_strategy_option_given_twice_adds_both_keys(tmp_path):
+    sweep(tmp_path / "runs" / "b30", batch=30)
+    sweep(tmp_path / "runs" / "b45", batch=45, start=6)
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--strategy", "budget.batch",
+                        "--strategy", "query"]) == 0
+    assert ("dataset=digits", "budget.batch=30 query=margin") in {(r["environment"], r["strategy"])
+                                                                 for r in rows(tmp_path / "out" / "auc.csv")}
+
+
+def test_a_run_whose_summary_cannot_be_read_is_left_out(tmp_path, capsys):
+    """Its rounds cannot be checked against the summary (count, data digest, code): listed, not averaged."""
+    sweep(tmp_path / "runs")
+    (tmp_path / "runs" / "0" / "summary.json").write_text("{")
+    assert report.main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
+    excluded = rows(tmp_path / "out" / "excluded.csv")
+    assert len(excluded) == 1 and "summary.json cannot be read" in excluded[0]["reason"], excluded
+    assert {r["n"] for r in rows(tmp_path / "out" / "auc.csv")} == {"2", "3"}
