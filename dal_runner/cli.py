@@ -5,6 +5,7 @@ start undone)."""
 from __future__ import annotations
 
 import logging
+import shlex
 import sys
 from pathlib import Path
 from typing import List, Optional, Tuple
@@ -125,12 +126,12 @@ def _stopped(how: str, status: int) -> None:
             sweep = next(iter(LAUNCHED_JOBS))
             if "Slurm" in PREFLIGHT.get("launcher", ""):  # the jobs are the cluster's: nothing stopped them
                 fail(f"{how} of the sweep {sweep}; its SLURM jobs keep running (squeue lists them, scancel stops "
-                     f"them); once they have ended, the same command with hydra.sweep.dir={sweep} finishes it "
-                     f"(completed jobs are kept, stopped ones continue)", status)
+                     f"them); once they have ended, the same command with {_arg('hydra.sweep.dir', sweep)} finishes "
+                     f"it (completed jobs are kept, stopped ones continue)", status)
             # its jobs as their status.json says, once stopped (stop_local_jobs waited for them): a count
             # of the processes still running took a job that had just completed for one stopped
             fail(f"{how} of the sweep {sweep}; its jobs: {jobs_after_stop(LAUNCHED_JOBS[sweep])}; the same command "
-                 f"with hydra.sweep.dir={sweep} finishes it (completed jobs are kept)", status)
+                 f"with {_arg('hydra.sweep.dir', sweep)} finishes it (completed jobs are kept)", status)
         fail(how, status)
     if sweep_dir is None and not state_exists(run_dir):
         message = (f"{how}{_failed_round(run_dir)} of {run_dir}, before its first round ended; nothing to resume: "
@@ -138,10 +139,10 @@ def _stopped(how: str, status: int) -> None:
     elif sweep_dir is not None:
         this = "this one continues" if state_exists(run_dir) else \
             "this one, stopped before its first round ended, runs again"
-        message = (f"{how}{_failed_round(run_dir)} of {run_dir}; the same command with hydra.sweep.dir={sweep_dir} "
-                   f"finishes the sweep (completed jobs are kept, {this})")
+        message = (f"{how}{_failed_round(run_dir)} of {run_dir}; the same command with "
+                   f"{_arg('hydra.sweep.dir', sweep_dir)} finishes the sweep (completed jobs are kept, {this})")
     else:
-        message = f"{how}{_failed_round(run_dir)} of {run_dir}; dal-run resume={run_dir} continues it"
+        message = f"{how}{_failed_round(run_dir)} of {run_dir}; dal-run {_arg('resume', run_dir)} continues it"
     _to_log_files(message)
     fail(message, status)
 
@@ -158,6 +159,11 @@ def state_exists(run_dir: Path) -> bool:
     from dal_runner import state
 
     return state.state_path(run_dir).is_file()
+
+
+def _arg(key: str, path) -> str:
+    """key=path as a shell takes it (a path with a space or a quote, quoted)."""
+    return shlex.quote(f"{key}={path}")
 
 
 def _failed_round(run_dir: Path) -> str:

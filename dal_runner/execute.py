@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import platform
+import shlex
 import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Optional
@@ -110,7 +111,7 @@ def mark_interrupted(run_dir: Path, stop: BaseException) -> None:
     """status.json = interrupted, by whom, and whether `resume=` continues the run."""
     how = ("by the user (Ctrl-C)" if isinstance(stop, KeyboardInterrupt) else
            "by a signal (SIGTERM, SIGUSR1/2, or preempted or timed out)")
-    then = (f"; dal-run resume={run_dir} continues it" if state.state_path(run_dir).is_file() else
+    then = (f"; dal-run {shlex.quote(f'resume={run_dir}')} continues it" if state.state_path(run_dir).is_file() else
             " before its first round ended; nothing to resume: run it again")
     with signals_held():  # a second Ctrl-C (submitit forwards one to each job) must not cut this write
         mark_failed(run_dir, f"interrupted {how}{then}", state_name="interrupted")

@@ -289,7 +289,10 @@ def jobs_after_stop(folders: List[Path]) -> str:
     phrase: "2 stopped (they continue), 1 completed, 5 not started". (The count of controllers still
     running at the stop took a job that had just completed for one that stopped, and a sweep stopped
     before any job started said "their status.json".)"""
+    import socket
+
     from dal_runner.callbacks import run_status
+    from dal_runner.folder_checks import alive_here
     from dal_runner.state import state_path
 
     counts: Dict[str, int] = {}
@@ -302,14 +305,20 @@ def jobs_after_stop(folders: List[Path]) -> str:
             key = "not started"
         elif name == "interrupted":
             key = "stopped" if state_path(folder).is_file() else "stopped in its first round"
+        elif name == "running" and status.get("host") == socket.gethostname() and not alive_here(
+                status.get("host"), status.get("pid"), folder):
+            key = "killed"  # SIGKILL, out of memory: it could not say so itself
         else:
             key = {"failed": "failed", "running": "still running"}.get(name, "not started")
         counts[key] = counts.get(key, 0) + 1
     said = {"stopped": ("it continues", "they continue"),
             "stopped in its first round": ("it runs again", "they run again"),
-            "still running": ("its process outlived the stop", "their processes outlived the stop")}
+            "still running": ("its process outlived the stop", "their processes outlived the stop"),
+            "killed": ("its process was gone before the stop: it continues", "their processes were gone before the "
+                       "stop: they continue")}
     parts = []
-    for key in ("stopped", "stopped in its first round", "completed", "failed", "still running", "not started"):
+    for key in ("stopped", "stopped in its first round", "completed", "failed", "killed", "still running",
+                "not started"):
         n = counts.get(key, 0)
         if n:
             label = key.replace("its first round", "their first round") if n > 1 else key

@@ -114,7 +114,7 @@ def resume_argv(argv: List[str], overrides: List[str], multirun: bool) -> List[s
         if (path / "multirun.yaml").is_file() or jobs:
             fail(f"{given}: a sweep's folder, whose jobs are runs; accepted: resume={path}/{jobs[0] if jobs else 0} "
                  f"for one job, or the sweep launched again into it, which continues every job: "
-                 f"dal-run -m {_sweep_overrides(path)}hydra.sweep.dir={path}")
+                 f"dal-run -m {_sweep_overrides(path)}{shlex.quote(f'hydra.sweep.dir={path}')}")
         fail(f"{given}: not a dal-run run folder (no .hydra/config.yaml there); "
              f"accepted: a folder under outputs/runs/<date>/<time>")
     status = {}

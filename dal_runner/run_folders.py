@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,7 +90,7 @@ def jobs_never_started(paths: Sequence[Path], folders: Sequence[Path]) -> List[s
         if held < expected:
             notes.append(f"{path}: {expected - held} of the sweep's {expected} jobs have no folder (never started: "
                          f"the sweep was stopped or killed before them); the same command with "
-                         f"hydra.sweep.dir={path} runs them")
+                         f"{shlex.quote(f'hydra.sweep.dir={path}')} runs them")
     return notes
 
 
@@ -132,7 +133,7 @@ def _reason(state: str, status: Dict[str, Any], path: Optional[Path] = None) -> 
     if (state == "running" and path is not None and status.get("host") == socket.gethostname()
             and not alive_here(status.get("host"), status.get("pid"), path)):
         return (f"killed: status.json says running, but its process (pid {status.get('pid')}) is gone (SIGKILL, out "
-                f"of memory); dal-run resume={path} continues it")
+                f"of memory); dal-run {shlex.quote(f'resume={path}')} continues it")
     error = str(status.get("error") or "").splitlines()[-1:]
     # "interrupted by the user ..." says its state itself: not "interrupted: interrupted by ..."
     return error[0] if error and error[0].startswith(state) else f"{state}" + (f": {error[0]}" if error else "")

@@ -1177,3 +1177,17 @@ def test_a_run_whose_summary_cannot_be_read_is_left_out(tmp_path, capsys):
     excluded = rows(tmp_path / "out" / "excluded.csv")
     assert len(excluded) == 1 and "summary.json cannot be read" in excluded[0]["reason"], excluded
     assert {r["n"] for r in rows(tmp_path / "out" / "auc.csv")} == {"2", "3"}
+
+
+def test_a_command_to_resume_a_run_quotes_a_path_with_a_space(tmp_path):
+    """The line says how to continue a killed run; copied into a shell, a path with a space must
+    stay one argument."""
+    import socket
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    folder = make_run(tmp_path / "my runs" / "0", state=None)
+    (folder / "status.json").write_text(json.dumps({"state": "running", "host": socket.gethostname(),
+                                                    "pid": gone.pid}))
+    reason = report.load_run(folder, "0").reason
+    assert reason.endswith(f"dal-run 'resume={folder}' continues it"), reason

@@ -299,3 +299,25 @@ def test_a_stopped_local_sweep_says_what_each_job_is_now(tmp_path, monkeypatch, 
         f"dal-run: error: terminated (SIGTERM) of the sweep {sweep}; its jobs: 1 stopped (it continues), 1 stopped in "
         f"its first round (it runs again), 2 completed, 1 failed, 2 not started; the same command with "
         f"hydra.sweep.dir={sweep} finishes it (completed jobs are kept)")
+
+
+def test_a_stopped_sweeps_count_says_killed_for_a_job_whose_process_was_gone(tmp_path, monkeypatch):
+    """A job SIGKILLed before the Ctrl-C could not write its status.json: it still says running, but
+    its process is gone (before: "1 still running (its process outlived the stop)")."""
+    import socket
+
+    from dal_runner import launchers
+    from dal_runner.io import utc_now
+    from dal_runner.state import state_path
+
+    monkeypatch.setattr(launchers, "_LAUNCHED_AT", [utc_now()])
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    states = {"0": {"state": "completed"}, "1": {"state": "interrupted"},
+              "2": {"state": "running", "host": socket.gethostname(), "pid": gone.pid}}
+    for name, status in states.items():
+        state_path(tmp_path / name).parent.mkdir(parents=True)
+        state_path(tmp_path / name).write_bytes(b"state")
+        (tmp_path / name / "status.json").write_text(json.dumps({**status, "updated": utc_now()}))
+    said = launchers.jobs_after_stop([tmp_path / name for name in states])
+    assert said == "1 stopped (it continues), 1 completed, 1 killed (its process was gone before the stop: it continues)"
