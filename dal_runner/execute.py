@@ -4,6 +4,7 @@ summary.json and status.json; a run that fails or is stopped says so in its stat
 from __future__ import annotations
 
 import logging
+import os
 import platform
 import shlex
 import traceback
@@ -108,11 +109,18 @@ def execute(exp: Experiment, run_dir: Path, resume: Optional[Dict[str, Any]] = N
 
 
 def mark_interrupted(run_dir: Path, stop: BaseException) -> None:
-    """status.json = interrupted, by whom, and whether `resume=` continues the run."""
+    """status.json = interrupted, by whom, and how the run continues: `resume=`, or by itself where
+    submitit requeued its SLURM job (a resume= by hand then took its folder, and the requeued job
+    stopped)."""
     how = ("by the user (Ctrl-C)" if isinstance(stop, KeyboardInterrupt) else
            "by a signal (SIGTERM, SIGUSR1/2, or preempted or timed out)")
     then = (f"; dal-run {shlex.quote(f'resume={run_dir}')} continues it" if state.state_path(run_dir).is_file() else
             " before its first round ended; nothing to resume: run it again")
+    if type(stop) is SystemExit and os.environ.get("SUBMITIT_EXECUTOR") == "slurm":
+        # submitit's preemption handler exits so once it has requeued the job (our own stops: Terminated)
+        job = os.environ.get("SLURM_JOB_ID", "?")
+        how, then = (f"by SLURM (preempted or at its time limit) and requeued by submitit as job {job}",
+                     "; it continues by itself from its last complete round (squeue lists it)")
     with signals_held():  # a second Ctrl-C (submitit forwards one to each job) must not cut this write
         mark_failed(run_dir, f"interrupted {how}{then}", state_name="interrupted")
 

@@ -953,3 +953,22 @@ def test_a_stop_raised_inside_an_import_leaves_the_run_interrupted_not_failed(tm
         restore()
     status = read_json(tmp_path / "run" / "status.json")
     assert status["state"] == "interrupted" and "by a signal" in status["error"], status
+
+
+def test_a_slurm_job_requeued_by_submitit_says_it_continues_by_itself(tmp_path, monkeypatch):
+    """submitit's preemption handler requeues the job, then exits (SystemExit): the run's status
+    says so. Before, it said `dal-run resume=... continues it`, and a resume by hand took the folder
+    from the requeued job, which then stopped, and the sweep ended without the run."""
+    from dal_runner.execute import mark_interrupted
+    from dal_runner.job_control import Terminated
+    from dal_runner.state import state_path
+
+    state_path(tmp_path).parent.mkdir(parents=True)
+    state_path(tmp_path).write_bytes(b"state")
+    monkeypatch.setenv("SUBMITIT_EXECUTOR", "slurm")
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    mark_interrupted(tmp_path, SystemExit(-1))
+    error = read_json(tmp_path / "status.json")["error"]
+    assert "requeued by submitit as job 4242" in error and "continues by itself" in error and "resume=" not in error
+    mark_interrupted(tmp_path, Terminated(143))  # our own stop (scancel outside submitit): resume= as before
+    assert f"resume={tmp_path} continues it" in read_json(tmp_path / "status.json")["error"]
