@@ -809,7 +809,8 @@ def test_a_pool_size_whose_first_examples_miss_a_class_is_refused(tmp_path):
 
 def test_npz_arrays_not_read_are_named_in_the_log(tmp_path, caplog):
     path = tmp_path / "extra.npz"
-    np.savez(path, x=np.random.default_rng(0).random((40, 3)), y=np.arange(40) % 2, feature_names=np.array([1, 2, 3]))
+    np.savez(path, x=np.random.default_rng(0).random((40, 3)), y=np.arange(40) % 2, feature_names=np.array([1, 2, 3]),
+             interval=np.array([0.5]))  # "val" inside a word is no split
     with caplog.at_level(logging.WARNING, logger="dal_runner"):
         npz.load(path, 0.25, seed=0)
-    assert "array(s) feature_names not read (dal-run reads x, y, x_test, y_test)" in caplog.text
+    assert "array(s) feature_names, interval not read (dal-run reads x, y, x_test, y_test)" in caplog.text

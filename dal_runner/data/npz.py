@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import tokenize
 import zipfile
 import zlib
@@ -55,7 +56,8 @@ READ = ("x", "y", "x_test", "y_test")
 def _check_extra(path, extra) -> None:
     """Arrays dal-run does not read: one named like a split (xtest, X_test, x_val) is refused, as
     the test split would otherwise be drawn from x without a word; any other is named in the log."""
-    splits = [k for k in extra if any(part in k.lower() for part in ("test", "val", "train"))]
+    splits = [k for k in extra if re.fullmatch(r"[xy](test|val|valid|validation|train)|(test|val|valid|validation|train)"
+                                               r"[xy]", re.sub(r"[^a-z]", "", k.lower()))]
     if splits:
         raise ConfigError(KEY, path, FORMAT, f"array(s) {', '.join(splits)} would not be read: dal-run reads x, y "
                                              f"and, for a test split of your own, x_test and y_test (without them "
