@@ -265,6 +265,8 @@ def run_main() -> None:
     if completion and not any(a.split("=")[0] in ("install", "uninstall", "query") for a in argv):
         fail(f"{argv[completion[0]]}: no command given; accepted: {argv[completion[0]]} install=bash "
              f"(or zsh, fish), uninstall=bash, or query=... (Hydra's shell completion)")
+    if "--hydra-help" in argv:  # Hydra's own help, the same whatever the overrides (some made it fail)
+        sys.argv = [sys.argv[0], "--hydra-help"]
     if not any(a in ("--hydra-help", "--version", "--info", "-i", "--shell-completion", "-sc") or
                a.startswith("--info") for a in argv):
         try:

@@ -66,6 +66,8 @@ def explain(exc: BaseException, overrides: List[str]) -> str:
             return f"{full_key}={given}: {msg}; accepted: a value, or ${{key}} naming a key of the config"
         if "is not Optional" in msg:
             return f"{full_key}=null: this key needs a value; accepted: {full_key}=<value> (see dal-run --help)"
+        if re.match(r"Cannot convert '(list|dict)' to string", msg):  # device=[cpu]
+            return f"{full_key}={given}: wrong type; accepted: one value, not a list or mapping (dal-run --help)"
         if "is not a ListConfig" in msg:
             return f"{full_key}={given}: wrong type; accepted: a list, e.g. {full_key}=[1,2]"
         if re.search(r"Cannot assign \w+ to Dict\[", msg):  # a free-form mapping (query.params) given a value

@@ -276,6 +276,8 @@ CASES = {
     "a sweep with a network too deep for the input": (
         ["-m", "search=fixed", "arch=cnn", "arch.channels=[8],[8,8,8,8,8]"],
         ["arch.channels=[8, 8, 8, 8, 8]", "8x8 halves 3 times at most", "at most 4 widths"]),
+    # before: "Cannot convert 'list' to string" and nothing accepted
+    "a list for a string key": (["device=[cpu]"], ["device=[cpu]: wrong type", "one value, not a list"]),
     # before: "accepted: dal-run -m hydra/launcher=nope ...", itself refused
     "an unknown launcher without -m": (["hydra/launcher=nope"], ["hydra/launcher=nope: unknown option",
                                                                  "basic, local, slurm"]),
@@ -586,3 +588,9 @@ def test_a_failed_start_with_a_config_dir_of_ones_own_removes_only_what_hydra_ma
     (tmp_path / "outputs" / "runs").mkdir(parents=True)  # the user's: kept
     code, _, _ = run_cli_inprocess(["-cd", str(own), "trainer.lr=-1"], tmp_path, monkeypatch, capsys)
     assert code == 2 and [p.name for p in (tmp_path / "outputs").rglob("*")] == ["runs"]
+
+
+def test_hydra_help_with_overrides_prints_hydras_help(tmp_path, monkeypatch, capsys):
+    """Hydra's help is the same whatever the overrides; with one (seed=1) it was a traceback."""
+    code, out, err = run_cli_inprocess(["--hydra-help", "seed=1"], tmp_path, monkeypatch, capsys)
+    assert code == 0 and "Hydra (" in out and "--cfg" in out and "Traceback" not in err, (out, err)
