@@ -18,6 +18,7 @@ The file holds only tensors, numbers, strings, lists and dicts, and is read with
 from __future__ import annotations
 
 import io
+import shlex
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -99,6 +100,10 @@ def differences(saved: Dict[str, Any], current: Dict[str, Any], limit: int = 3) 
     keys = sorted(k for k in set(a) | set(b)
                   if k not in NOT_PROTOCOL and not k.startswith("hydra") and a.get(k, "<unset>") != b.get(k, "<unset>")
                   and not (k not in a and b[k] is None))
+    # an option that differs (arch.name: mlp there, resnet here) first, then the keys given apart
+    # from it; last, the keys that follow from the option (arch.hidden, arch.block, ...)
+    options = {k.rsplit(".", 1)[0] for k in keys if k.endswith(".name")}
+    keys.sort(key=lambda k: (not k.endswith(".name"), k.split(".", 1)[0] in options))
     made_before = " (made before dal-run had this key)"
     shown = [f"{k}: {_as_typed(a.get(k, '<unset>'))} there{made_before if k in earlier else ''}, "
              f"{_as_typed(b.get(k, '<unset>'))} here" for k in keys[:limit]]
@@ -126,7 +131,7 @@ def check_same_config(run_dir: Path, saved: Dict[str, Any], current: Dict[str, A
         a, b, shown = flatten(saved), flatten(current), {d.split(":", 1)[0] for d in diff}
         older = [f"{k}={v}" for k, v in sorted(EARLIER_VALUES.items()) if k in shown and k in b and k not in a]
         raise ResumeError(f"the run was made with another config ({'; '.join(diff)})",
-                          (f"the run's own overrides (dal-run resume={run_dir} reuses them), or another "
+                          (f"the run's own overrides (dal-run {shlex.quote(f'resume={run_dir}')} reuses them), or another "
                            f"hydra.run.dir for a new run" if relaunch else
                            "the run's own overrides, or none (dal-run resume=PATH reuses them)")
                           + (f"; for a key the run was made without, the value that does what it did: "

@@ -972,3 +972,16 @@ def test_a_slurm_job_requeued_by_submitit_says_it_continues_by_itself(tmp_path, 
     assert "requeued by submitit as job 4242" in error and "continues by itself" in error and "resume=" not in error
     mark_interrupted(tmp_path, Terminated(143))  # our own stop (scancel outside submitit): resume= as before
     assert f"resume={tmp_path} continues it" in read_json(tmp_path / "status.json")["error"]
+
+
+def test_another_config_names_the_options_that_differ_before_the_keys_they_set():
+    """A run launched again without its overrides: the options (arch=mlp there, resnet here) and the
+    key given now come first; the keys that only follow from an option come last, counted."""
+    from dal_runner.state import differences
+
+    saved = {"arch": {"name": "mlp", "hidden": 256, "dropout": 0.0}, "search": {"name": "fixed"},
+             "trainer": {"epochs": 60}}
+    current = {"arch": {"name": "resnet", "block": "basic", "n_blocks": 1, "dropout": 0.0},
+               "search": {"name": "inas", "epochs": 15}, "trainer": {"epochs": 5}}
+    assert differences(saved, current) == ["arch.name: mlp there, resnet here", "search.name: fixed there, inas here",
+                                           "trainer.epochs: 60 there, 5 here", "and 4 more"]
