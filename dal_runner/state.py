@@ -68,8 +68,14 @@ def load(run_dir: Path, mmap: bool = False) -> Dict[str, Any]:
     search.inherit): for the checks before a run starts, which read only the config."""
     path = state_path(run_dir)
     if not path.is_file():
-        raise ResumeError(f"no {STATE_DIR}/{STATE_FILE} there: the run stopped before its first round ended",
-                          "a run folder that completed at least one round (start this one again instead)")
+        from dal_runner.io import STATUS_JSON, read_json_object
+
+        done = (read_json_object(Path(run_dir) / STATUS_JSON) or {}).get("round")
+        why = (f"its status.json says round {done}, so the file was removed or moved" if isinstance(done, int)
+               and done > 0 else "the run stopped before its first round ended")
+        raise ResumeError(f"no {STATE_DIR}/{STATE_FILE} there: {why}",
+                          "a run folder that completed at least one round, with its state (start this one again "
+                          "instead)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as e:  # truncated or foreign file

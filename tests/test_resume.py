@@ -139,6 +139,11 @@ def test_corrupt_state_is_refused(tmp_path, killed_run, monkeypatch, capsys):
     code, out, err = run_cli_inprocess([f"resume={broken}"], tmp_path, monkeypatch, capsys)
     assert code == 2
     assert "state/state.pt is corrupt or truncated" in err and "Traceback" not in err + out
+    # the state removed from a run that had done rounds: said so (before: "stopped before its first round ended")
+    shutil.rmtree(broken / "state")
+    code, out, err = run_cli_inprocess([f"resume={broken}"], tmp_path, monkeypatch, capsys)
+    round_in = read_json(broken / "status.json")["round"]
+    assert code == 2 and f"its status.json says round {round_in}, so the file was removed or moved" in err, err
 
 
 def test_diverging_loss_fails_the_run_with_its_round(small_run, tmp_path):
