@@ -117,6 +117,10 @@ def _job_overrides(overrides: List[str], multirun: bool) -> List[List[str]]:
     parsed = OverridesParser.create().parse_overrides(overrides)
     if not multirun or not any(o.is_sweep_override() for o in parsed):
         return [overrides]
+    for o in parsed:
+        if o.is_sweep_override() and o.key_or_group.split("/")[0].split(".")[0] == "hydra":  # Hydra refuses it
+            raise ConfigError(o.key_or_group, o.input_line.partition("=")[2], "one value, and one dal-run -m for "
+                              "each value", "Hydra cannot sweep its own settings: a sweep runs under one of them")
     batches = BasicSweeper.split_arguments(parsed, None)
     return [list(job) for batch in batches for job in batch]
 

@@ -276,6 +276,10 @@ CASES = {
     "a sweep with a network too deep for the input": (
         ["-m", "search=fixed", "arch=cnn", "arch.channels=[8],[8,8,8,8,8]"],
         ["arch.channels=[8, 8, 8, 8, 8]", "8x8 halves 3 times at most", "at most 4 widths"]),
+    # before: Hydra's own lines and its HYDRA_FULL_ERROR hint
+    "a sweep over a launcher key": (["-m", "hydra/launcher=local", "hydra.launcher.timeout_min=5,10"],
+                                    ["hydra.launcher.timeout_min=5,10: Hydra cannot sweep its own settings",
+                                     "one dal-run -m for each value"]),
     # before: "Cannot convert 'list' to string" and nothing accepted
     "a list for a string key": (["device=[cpu]"], ["device=[cpu]: wrong type", "one value, not a list"]),
     # before: "accepted: dal-run -m hydra/launcher=nope ...", itself refused
