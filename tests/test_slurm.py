@@ -10,6 +10,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Tuple
 
 import pytest
 from conftest import BIN, ONE_THREAD, REPO, RESUME_ARGS, without_timings
@@ -68,32 +69,42 @@ def _logs(sweep: Path, job: str) -> str:
     return "".join(p.read_text(errors="replace") for p in (sweep / ".submitit" / job).glob("*_log.*"))
 
 
-def test_slurm_sweep_2x2_with_a_preempted_job_matches_uninterrupted(tmp_path, uninterrupted_run):
-    args = [a for a in RESUME_ARGS if not a.startswith("query=")]
-    cmd = [str(BIN / "dal-run"), "-m", "hydra/launcher=slurm", "hydra.launcher.partition=debug",
-           "hydra.launcher.timeout_min=60", "hydra.launcher.cpus_per_task=1", *args,
-           "query=albl,random", "seed=0,1", f"output_root={tmp_path / 'out'}"]
+SLURM_SWEEP = [str(BIN / "dal-run"), "-m", "hydra/launcher=slurm", "hydra.launcher.partition=debug",
+               "hydra.launcher.timeout_min=60", "hydra.launcher.cpus_per_task=1"]
+
+
+def _sweep_with_a_signal(tmp_path: Path, args, round_index: int, sig: int) -> Tuple[Path, str, int, str]:
+    """`dal-run -m` on the cluster with `args`; `sig` to job 0's task (step 0, task 0: submitit's
+    Python process) once its round `round_index` is in progress. (sweep folder, job 0's SLURM id,
+    exit status, output)."""
+    cmd = [*SLURM_SWEEP, *args, f"output_root={tmp_path / 'out'}"]
     log = open(tmp_path / "dal-run.out", "w")
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, **ONE_THREAD, "PYTHONUNBUFFERED": "1"})
     try:
         sweep = _sweep_dir(tmp_path / "out", proc)
-        # job 0 is query=albl seed=0, the uninterrupted run's config: preempt it in round 2
         job = _array_job_id(sweep, 0)
         task = _task_pid(job)
-        assert wait_for_round(sweep / "0", 2, until=lambda: proc.poll() is not None)
-        # SIGUSR2, the signal submitit asks SLURM to send before preemption or the time limit, to
-        # the job's task as slurmd would deliver it. Not through scancel: its RPC to slurmctld can
-        # take seconds on a loaded machine, and the whole run takes 3 (a CI run's signal landed
-        # after the job's end; submitit then requeued a completed job and nothing was preempted)
-        os.kill(task, signal.SIGUSR2)
+        assert wait_for_round(sweep / "0", round_index, until=lambda: proc.poll() is not None)
+        os.kill(task, sig)
         proc.wait(timeout=600)
     finally:
         if proc.poll() is None:
             proc.kill()
         log.close()
-    output = (tmp_path / "dal-run.out").read_text()
-    assert proc.returncode == 0, output[-3000:]
+    return sweep, job, proc.returncode, (tmp_path / "dal-run.out").read_text()
+
+
+def test_slurm_sweep_2x2_with_a_preempted_job_matches_uninterrupted(tmp_path, uninterrupted_run):
+    args = [a for a in RESUME_ARGS if not a.startswith("query=")]
+    # job 0 is query=albl seed=0, the uninterrupted run's config: preempted in round 2 by SIGUSR2, the
+    # signal submitit asks SLURM to send before preemption or the time limit, to the job's task as
+    # slurmd would deliver it. Not through scancel: its RPC to slurmctld can take seconds on a loaded
+    # machine, and the whole run takes 3 (a CI run's signal landed after the job's end; submitit then
+    # requeued a completed job and nothing was preempted)
+    sweep, job, code, output = _sweep_with_a_signal(tmp_path, [*args, "query=albl,random", "seed=0,1"], 2,
+                                                    signal.SIGUSR2)
+    assert code == 0, output[-3000:]
 
     # four completed run folders, and the sweep's report
     for job_num in range(4):
@@ -112,6 +123,7 @@ def test_slurm_sweep_2x2_with_a_preempted_job_matches_uninterrupted(tmp_path, un
     import shutil
 
     shutil.rmtree(sweep / "3")
+    cmd = [*SLURM_SWEEP, *args, "query=albl,random", "seed=0,1", f"output_root={tmp_path / 'out'}"]
     submitted = lambda: {p.name for p in (sweep / ".submitit").glob("*/*_submitted.pkl")}  # noqa: E731
     before = submitted()
     res = subprocess.run([*cmd, f"hydra.sweep.dir={sweep}"], cwd=tmp_path, capture_output=True, text=True, timeout=600,
@@ -129,25 +141,11 @@ def test_a_slurm_job_killed_without_a_result_fails_its_run_and_the_sweep_ends(tm
     """SIGKILL to a job's task (as the out-of-memory killer or a failed node leaves it): the job
     leaves SLURM's queue without a result. This cluster has no accounting (sacct fails, as on some
     real ones), and submitit alone then waited for ever; the sweep now ends, its run failed."""
-    cmd = [str(BIN / "dal-run"), "-m", "hydra/launcher=slurm", "hydra.launcher.partition=debug",
-           "hydra.launcher.timeout_min=60", "hydra.launcher.cpus_per_task=1", "search=fixed", "arch=mlp",
-           "budget.initial=50", "budget.batch=50", "budget.max_labels=500", "trainer.epochs=300", "seed=0,1",
-           f"output_root={tmp_path / 'out'}"]  # two jobs: a job array, as every sweep of more than one job
-    log = open(tmp_path / "dal-run.out", "w")
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, **ONE_THREAD, "PYTHONUNBUFFERED": "1"})
-    try:
-        sweep = _sweep_dir(tmp_path / "out", proc)
-        task = _task_pid(_array_job_id(sweep, 0))
-        assert wait_for_round(sweep / "0", 1, until=lambda: proc.poll() is not None)
-        os.kill(task, signal.SIGKILL)
-        proc.wait(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        log.close()
-    output = (tmp_path / "dal-run.out").read_text()
-    assert proc.returncode == 1, output[-3000:]
+    # two jobs: a job array, as every sweep of more than one job
+    sweep, _, code, output = _sweep_with_a_signal(
+        tmp_path, ["search=fixed", "arch=mlp", "budget.initial=50", "budget.batch=50", "budget.max_labels=500",
+                   "trainer.epochs=300", "seed=0,1"], 1, signal.SIGKILL)
+    assert code == 1, output[-3000:]
     status = read_json(sweep / "0" / "status.json")
     assert status["state"] == "failed" and "ended without a result" in status["error"], status
     assert read_json(sweep / "1" / "status.json")["state"] == "completed"  # the other job went on
