@@ -420,8 +420,9 @@ def _check_data_files(datasets, seen: set) -> None:
     from dal_runner.run import check_data_files
 
     for dataset, launcher in datasets:
-        # the keys that say which files (not pool_size, augment, ...): each data set's files are read once
-        key = dataset and json.dumps([dataset.get(k) for k in ("name", "root", "path", "extra", "download")], default=str)
+        # the keys that say which files and how they are split (not augment, ...): each is read once
+        key = dataset and json.dumps([dataset.get(k) for k in ("name", "root", "path", "extra", "download", "layout",
+                                                               "test_fraction", "pool_size")], default=str)
         if dataset is None or key in seen:
             continue
         seen.add(key)

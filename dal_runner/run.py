@@ -140,16 +140,19 @@ def _first_examples(data: Dataset, size: int) -> Dataset:
     return dataclasses.replace(data, x_train=x, y_train=y)
 
 def check_data_files(cfg: DictConfig) -> None:
-    """The files the job will read are there, and a torchvision set's read as the job reads them
-    (the preflight of a sweep): the same one-line error the job would give. A download, or an
-    OpenML set (cached or fetched), is the job's; an npz file is read by the job (it may be large)."""
+    """The files the job will read are there, and read as the job reads them (the preflight of a
+    sweep): the same one-line error the job would give. A torchvision set's files are read; digits
+    and an npz file (of at most 512 MB) are loaded and split as the job does it, so that a damaged
+    file, a NaN or a split the classes cannot take stops the sweep before any job. A download, an
+    OpenML set (cached or fetched) and a larger npz file are the job's."""
     from dal_runner.data import npz, torchvision_sets
 
     if cfg.name in torchvision_sets.NAMES and not cfg.download:
         torchvision_sets.check_files(cfg.name, from_start(cfg.root, "dataset.root"), include_extra=cfg.get("extra", False),
                                      read=True)
-    elif cfg.name == "npz":
-        npz.check_file(from_start(cfg.path, "dataset.path"))
+    elif cfg.name == "digits" or cfg.name == "npz" and npz.check_file(
+            from_start(cfg.path, "dataset.path")).stat().st_size <= torchvision_sets.READ_AT_MOST:
+        load_dataset(cfg, 0)
 
 def arch_spec(cfg: DictConfig, input_shape) -> ArchSpec:
     params = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items()

@@ -126,6 +126,12 @@ CASES = {
     "an empty npz path": (["dataset=npz", "dataset.path="], ["dataset.path='': empty", "the path of an .npz file"]),
     "corrupt data file": (_corrupt_npz, ["dataset.path", "not an .npz file"]),
     "NaN in the data": (_npz_nan, ["dataset.path", "NaN"]),
+    # before: in a sweep, the good jobs ran and the bad one failed in its job (the file's contents
+    # and the split were the job's to read); now loaded once before any job starts
+    "NaN in the data of a sweep": (lambda tmp: ["-m", *_npz_nan(tmp), "seed=0,1"], ["dataset.path", "NaN"]),
+    "a sweep with a split the classes cannot take": (
+        ["-m", "search=fixed", "arch=mlp", "dataset.test_fraction=0.3,0.999"],
+        ["dataset.test_fraction=0.999: cannot split digits stratified"]),
     "resume of a folder that is not a run": (["resume=/no/such/run"], ["resume=/no/such/run", "not a dal-run run"]),
     "resume in a sweep": (["-m", "resume=/no/such/run", "seed=1,2"], ["resume=", "without -m"]),
     "NaN learning rate": (["trainer.lr=nan"], ["trainer.lr=nan", "a finite number > 0"]),
