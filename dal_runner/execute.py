@@ -118,9 +118,11 @@ def mark_interrupted(run_dir: Path, stop: BaseException) -> None:
             " before its first round ended; nothing to resume: run it again")
     if type(stop) is SystemExit and os.environ.get("SUBMITIT_EXECUTOR") == "slurm":
         # submitit's preemption handler exits so once it has requeued the job (our own stops: Terminated)
-        job = os.environ.get("SLURM_JOB_ID", "?")
-        how, then = (f"by SLURM (preempted or at its time limit) and requeued by submitit as job {job}",
-                     "; it continues by itself from its last complete round (squeue lists it)")
+        array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+        job = f"{array}_{task}" if array and task else os.environ.get("SLURM_JOB_ID", "?")  # as squeue shows it
+        how = f"by SLURM (preempted or at its time limit) and requeued by submitit as job {job}"
+        then = ("; it continues by itself from its last complete round" if state.state_path(run_dir).is_file() else
+                "; it runs again by itself from the start (no round had ended)") + " (squeue lists it)"
     with signals_held():  # a second Ctrl-C (submitit forwards one to each job) must not cut this write
         mark_failed(run_dir, f"interrupted {how}{then}", state_name="interrupted")
 

@@ -30,10 +30,10 @@ scanning the hydra_plugins package, which an editable install of this package ca
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import shutil
 import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional
@@ -116,15 +116,17 @@ def _settle_from_the_queue(watcher) -> None:
     killed without a result (scancel, SIGKILL, a failed node) kept its sweep waiting for ever;
     here it ends as a job that left no result does (see `_died`). squeue lists a pending,
     running or requeued job, so only an ended one is settled."""
-    import getpass
     import subprocess
 
     unknown = [j for j in watcher._registered - watcher._finished if not watcher._info_dict.get(j, {}).get("State")]
     if not unknown:
         return
-    try:  # -r: one line per array task, pending ones too (not 143_[1-3])
-        listed = subprocess.run(["squeue", "-h", "-r", "-o", "%i", "-u", getpass.getuser()], capture_output=True,
-                                text=True, timeout=60, check=True).stdout.split()
+    # -r: one line per array task, pending ones too (not 143_[1-3]); -a: hidden partitions too; the
+    # user's SQUEUE_* settings (SQUEUE_STATES=RUNNING) would hide pending jobs, so they are left out
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SQUEUE_")}
+    try:
+        listed = subprocess.run(["squeue", "-h", "-r", "-a", "-o", "%i", "-u", str(os.getuid())], capture_output=True,
+                                text=True, timeout=60, check=True, env=env).stdout.split()
     except (OSError, subprocess.SubprocessError):
         return  # no squeue either: submitit's own way, the sweep waits
     for job_id in unknown:
@@ -132,7 +134,15 @@ def _settle_from_the_queue(watcher) -> None:
             watcher._info_dict[job_id] = {"State": "LEFT_THE_QUEUE (no accounting: sacct failed)"}
 
 
-def _refused_by_sbatch(error: BaseException, folder: Path, started: float) -> None:
+def _entries(folder: Path) -> set:
+    """The names in submitit's id-independent folder (the sweep's .submitit), before a submission."""
+    from submitit.core.utils import JobPaths
+
+    top = JobPaths.get_first_id_independent_folder(folder)
+    return set(os.listdir(top)) if top.is_dir() else set()
+
+
+def _refused_by_sbatch(error: BaseException, folder: Path, before: set) -> None:
     """sbatch's refusal (a partition, a GPU request or an option the cluster does not have) in one
     line and exit status 2, as a bad value: submitit's FailedJobError went up through Hydra as a
     traceback of some 40 lines. The files submitit wrote for the refused submission go; so does a
@@ -140,9 +150,9 @@ def _refused_by_sbatch(error: BaseException, folder: Path, started: float) -> No
     from submitit.core.utils import JobPaths
 
     top = JobPaths.get_first_id_independent_folder(folder)  # the sweep's .submitit
-    for path in [*top.glob("*.pkl"), *top.glob(".submission_file_*.sh")]:
-        if path.stat().st_mtime >= started - 1:
-            path.unlink()
+    for name in _entries(folder) - before:  # what the refused submission wrote (a pickle, a script)
+        if not (top / name).is_dir() or (top / name).is_symlink():
+            (top / name).unlink()
     sweep = top.parent
     if top.is_dir() and not any(top.iterdir()) and {p.name for p in sweep.iterdir()} <= {top.name, "multirun.yaml"}:
         shutil.rmtree(sweep)
@@ -204,11 +214,11 @@ def sweep_launch(sweep: bool = True) -> Iterator[None]:
         if len(columns) != 5 or not all(isinstance(row[2], int) for row in rows):  # not the plugin's call
             return original_map_array(executor, fn, *columns)
         launched = [row for row in rows if row[2] not in KEPT_JOBS]
-        started = time.time()
+        before = _entries(Path(executor.folder))
         try:
             jobs = iter(original_map_array(executor, fn, *zip(*launched)) if launched else [])
         except FailedJobError as e:  # sbatch refused the array: nothing was submitted
-            _refused_by_sbatch(e, Path(executor.folder), started)
+            _refused_by_sbatch(e, Path(executor.folder), before)
         listed = []
         for row in rows:
             if row[2] in KEPT_JOBS:
@@ -306,8 +316,8 @@ def jobs_after_stop(folders: List[Path]) -> str:
         elif name == "interrupted":
             key = "stopped" if state_path(folder).is_file() else "stopped in its first round"
         elif name == "running" and status.get("host") == socket.gethostname() and not alive_here(
-                status.get("host"), status.get("pid"), folder):
-            key = "killed"  # SIGKILL, out of memory: it could not say so itself
+                status.get("host"), status.get("pid"), folder):  # SIGKILL, out of memory: it could not say so
+            key = "killed" if state_path(folder).is_file() else "killed in its first round"
         else:
             key = {"failed": "failed", "running": "still running"}.get(name, "not started")
         counts[key] = counts.get(key, 0) + 1
@@ -315,10 +325,12 @@ def jobs_after_stop(folders: List[Path]) -> str:
             "stopped in its first round": ("it runs again", "they run again"),
             "still running": ("its process outlived the stop", "their processes outlived the stop"),
             "killed": ("its process was gone before the stop: it continues", "their processes were gone before the "
-                       "stop: they continue")}
+                       "stop: they continue"),
+            "killed in its first round": ("its process was gone before the stop: it runs again",
+                                          "their processes were gone before the stop: they run again")}
     parts = []
-    for key in ("stopped", "stopped in its first round", "completed", "failed", "killed", "still running",
-                "not started"):
+    for key in ("stopped", "stopped in its first round", "completed", "failed", "killed", "killed in its first round",
+                "still running", "not started"):
         n = counts.get(key, 0)
         if n:
             label = key.replace("its first round", "their first round") if n > 1 else key

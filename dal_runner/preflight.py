@@ -326,7 +326,8 @@ def _checked(argv: List[str]) -> List[str]:
     except Exception as e:  # an override Hydra cannot parse
         fail(hydra_message(e, overrides))
     if not jobs:  # range(0, 0), range(5, 0): Hydra would launch nothing, silently
-        fail(f"{' '.join(overrides)}: the sweep has no jobs (an empty range); accepted: a sweep of one job or more, "
+        empty = [o for o in overrides if len(_job_overrides([o], True)) == 0] or overrides
+        fail(f"{' '.join(empty)}: the sweep has no jobs (an empty range); accepted: a sweep of one job or more, "
              "e.g. seed=range(0,3) for seeds 0, 1, 2")
     processes = in_processes.n_processes(len(jobs)) if multirun and not printing else 1
     if len(jobs) >= in_processes.POOL_MIN_JOBS:

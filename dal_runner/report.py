@@ -363,7 +363,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = _Parser(prog="dal-report", description="Learning curves, AUC, AUC-gain and pairwise penalty "
                                                     "matrices of dal-run run folders (single runs or sweeps).")
     parser.add_argument("paths", nargs="*", metavar="PATH", help="run folders or folders of runs")
-    parser.add_argument("--out", type=Path, help="output folder (default: PATH/report of the first PATH)")
+    parser.add_argument("--out", help="output folder (default: PATH/report of the first PATH)")
     parser.add_argument("--reference", nargs="+", action="extend", metavar="KEY=VALUE",
                         help="AUC-gain reference, e.g. query=random (default) or search=fixed arch=resnet18")
     parser.add_argument("--alpha", type=float, default=0.05, help="significance level of the penalty t-tests")
@@ -382,12 +382,14 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                         help="config keys or groups that belong to the compared strategy besides the query, "
                              "e.g. trainer.objective (default: query; + search and arch when search varies)")
     args = parser.parse_args(list(argv))
-    for option, values in (("PATH", args.paths), ("--reference", args.reference), ("--strategy", args.strategy)):
+    for option, values in (("PATH", args.paths), ("--reference", args.reference), ("--strategy", args.strategy),
+                           ("--out", [] if args.out is None else [args.out])):
         if any(not v.strip() for v in values or ()):
             raise ReportError(f"{option} '': an empty value (an unset shell variable?); accepted: "
-                              + ("a run folder or a folder of runs" if option == "PATH" else "KEY=VALUE"
-                                 if option == "--reference" else "a config key, e.g. trainer.objective"))
+                              + {"PATH": "a run folder or a folder of runs", "--reference": "KEY=VALUE",
+                                 "--out": "a folder"}.get(option, "a config key, e.g. trainer.objective"))
     args.paths = [Path(p) for p in args.paths]
+    args.out = None if args.out is None else Path(args.out)
     # `--reference query=random SWEEP`: the option's values took the folders given after them
     for option in ("reference", "strategy"):
         values = getattr(args, option) or []

@@ -285,9 +285,9 @@ def fit(
                 if accuracy >= params.stop_at_train_accuracy:
                     break
                 if epoch + 1 == params.epochs:  # the cap, not the target, ended it: the protocol was not met
-                    log.warning("training stopped at trainer.epochs=%d with a training accuracy of %.4f, short of "
-                                "trainer.stop_at_train_accuracy=%g (a larger trainer.epochs trains longer)",
-                                params.epochs, accuracy, params.stop_at_train_accuracy)
+                    log.warning("training stopped at its last epoch (%d) with a training accuracy of %.4f, short of "
+                                "trainer.stop_at_train_accuracy=%g (the cap: trainer.epochs, or search.epochs for a "
+                                "search's candidates)", params.epochs, accuracy, params.stop_at_train_accuracy)
     if graphed is not None:
         # the gradients live in the graph's private memory: dropping them lets it go with the graph
         opt.zero_grad(set_to_none=True)

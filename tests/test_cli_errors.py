@@ -292,7 +292,8 @@ CASES = {
     "an unknown launcher without -m": (["hydra/launcher=nope"], ["hydra/launcher=nope: unknown option",
                                                                  "basic, local, slurm"]),
     # before: an IndexError traceback
-    "a sweep of no jobs": (["-m", "seed=range(0,0)"], ["seed=range(0,0)", "the sweep has no jobs", "seed=range(0,3)"]),
+    "a sweep of no jobs": (["-m", "query=margin,random", "seed=range(0,0)"],
+                           ["error: seed=range(0,0): the sweep has no jobs", "seed=range(0,3)"]),
     "a sweep with no time to run": (["-m", "seed=0,1", "hydra/launcher=local", "hydra.launcher.timeout_min=0"],
                                     ["hydra.launcher.timeout_min=0", "minutes > 0"]),
     # before: USR2 came as each attempt started; submitit requeued it until max_num_timeout, then failed it

@@ -814,3 +814,10 @@ def test_npz_arrays_not_read_are_named_in_the_log(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="dal_runner"):
         npz.load(path, 0.25, seed=0)
     assert "array(s) feature_names, interval not read (dal-run reads x, y, x_test, y_test)" in caplog.text
+    # a validation split beside a test split of its own: nothing is drawn from x, so only named
+    np.savez(path, x=np.zeros((40, 3)), y=np.arange(40) % 2, x_test=np.zeros((10, 3)), y_test=np.arange(10) % 2,
+             x_val=np.zeros((4, 3)))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="dal_runner"):
+        npz.load(path, 0.25, seed=0)
+    assert "array(s) x_val not read" in caplog.text

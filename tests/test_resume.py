@@ -975,6 +975,11 @@ def test_a_slurm_job_requeued_by_submitit_says_it_continues_by_itself(tmp_path, 
     mark_interrupted(tmp_path, SystemExit(-1))
     error = read_json(tmp_path / "status.json")["error"]
     assert "requeued by submitit as job 4242" in error and "continues by itself" in error and "resume=" not in error
+    # a task of a job array, as squeue and .submitit/ name it
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "4240")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "2")
+    mark_interrupted(tmp_path, SystemExit(-1))
+    assert "requeued by submitit as job 4240_2" in read_json(tmp_path / "status.json")["error"]
     mark_interrupted(tmp_path, Terminated(143))  # our own stop (scancel outside submitit): resume= as before
     assert f"resume={tmp_path} continues it" in read_json(tmp_path / "status.json")["error"]
 

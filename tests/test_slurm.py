@@ -164,3 +164,28 @@ def test_a_sweep_sbatch_refuses_is_one_line_and_leaves_no_folder(tmp_path):
     assert len(errors) == 1 and "sbatch refused the sweep's jobs" in errors[0] and "nope" in errors[0], res.stderr
     assert "Traceback" not in res.stderr
     assert not list((tmp_path / "out").glob("multirun/*/*")), list((tmp_path / "out").rglob("*"))
+
+
+def test_a_job_still_in_the_queue_is_never_taken_for_ended(monkeypatch):
+    """Without accounting a job squeue does not list has ended; a user's SQUEUE_STATES=RUNNING
+    (a ~/.bashrc setting) hid a pending job from squeue, which was then taken for ended."""
+    from submitit.slurm.slurm import SlurmInfoWatcher
+
+    from dal_runner.launchers import _settle_from_the_queue
+
+    job = subprocess.run(["sbatch", "--hold", "--parsable", "--wrap", "true"], capture_output=True, text=True,
+                         check=True).stdout.strip().split(";")[0]
+    try:
+        monkeypatch.setenv("SQUEUE_STATES", "RUNNING")
+        watcher = SlurmInfoWatcher()
+        watcher.register_job(job)
+        _settle_from_the_queue(watcher)
+        assert not watcher._info_dict.get(job)  # pending (held): still unknown, so not done
+    finally:
+        subprocess.run(["scancel", job], capture_output=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and job in subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True,
+                                                          text=True).stdout.split():
+        time.sleep(0.5)
+    _settle_from_the_queue(watcher)
+    assert watcher.is_done(job, mode="cache")  # gone from the queue: ended

@@ -314,10 +314,34 @@ def test_a_stopped_sweeps_count_says_killed_for_a_job_whose_process_was_gone(tmp
     gone = subprocess.Popen(["true"])
     gone.wait()
     states = {"0": {"state": "completed"}, "1": {"state": "interrupted"},
-              "2": {"state": "running", "host": socket.gethostname(), "pid": gone.pid}}
+              "2": {"state": "running", "host": socket.gethostname(), "pid": gone.pid},
+              "3": {"state": "running", "host": socket.gethostname(), "pid": gone.pid}}
     for name, status in states.items():
         state_path(tmp_path / name).parent.mkdir(parents=True)
-        state_path(tmp_path / name).write_bytes(b"state")
+        if name != "3":  # job 3 was killed in its first round: no state to continue from
+            state_path(tmp_path / name).write_bytes(b"state")
         (tmp_path / name / "status.json").write_text(json.dumps({**status, "updated": utc_now()}))
     said = launchers.jobs_after_stop([tmp_path / name for name in states])
-    assert said == "1 stopped (it continues), 1 completed, 1 killed (its process was gone before the stop: it continues)"
+    assert said == ("1 stopped (it continues), 1 completed, 1 killed (its process was gone before the stop: it "
+                    "continues), 1 killed in its first round (its process was gone before the stop: it runs again)")
+
+
+def test_files_of_a_submission_sbatch_refused_go_and_the_others_stay(tmp_path):
+    """Only what the refused submission wrote goes; an earlier launch's files stay, a dangling link
+    that an earlier submission left (its job folder removed) too, and the sweep folder with them."""
+    from submitit.core.utils import FailedJobError
+
+    from dal_runner import launchers
+
+    top = tmp_path / "sweep" / ".submitit"
+    top.mkdir(parents=True)
+    (top / "old.pkl").write_bytes(b"earlier")
+    (top / ".submission_file_old.sh").symlink_to(top / "gone" / "script.sh")  # dangling
+    before = launchers._entries(top / "%j")
+    (top / "new.pkl").write_bytes(b"refused")
+    (top / ".submission_file_new.sh").write_text("#!/bin/bash")
+    with pytest.raises(SystemExit) as stop:
+        launchers._refused_by_sbatch(FailedJobError("sbatch: error: invalid partition specified: nope"), top / "%j",
+                                     before)
+    assert stop.value.code == 2
+    assert sorted(p.name for p in top.iterdir()) == [".submission_file_old.sh", "old.pkl"]

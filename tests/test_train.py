@@ -209,7 +209,7 @@ def test_training_stops_at_the_first_epoch_that_reaches_the_train_accuracy(caplo
         losses = train.fit(nn.Linear(4, 2), x, noisy,
                            TrainerConfig(epochs=20, batch_size=32, stop_at_train_accuracy=1.0), seed=3)
     assert len(losses) == 20
-    assert "training stopped at trainer.epochs=20 with a training accuracy of 0." in caplog.text
+    assert "training stopped at its last epoch (20) with a training accuracy of 0." in caplog.text
     assert "short of trainer.stop_at_train_accuracy=1" in caplog.text
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="dal_runner"):

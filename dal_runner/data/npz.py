@@ -53,10 +53,11 @@ LAYOUTS = ("auto", "channels_first", "channels_last")
 READ = ("x", "y", "x_test", "y_test")
 
 
-def _check_extra(path, extra) -> None:
-    """Arrays dal-run does not read: one named like a split (xtest, X_test, x_val) is refused, as
-    the test split would otherwise be drawn from x without a word; any other is named in the log."""
-    splits = [k for k in extra if re.fullmatch(r"[xy](test|val|valid|validation|train)|(test|val|valid|validation|train)"
+def _check_extra(path, extra, own_test: bool) -> None:
+    """Arrays dal-run does not read: one named like a split (xtest, X_test, x_val) is refused where
+    the file has no x_test, as the test split would be drawn from x without a word; any other is
+    named in the log."""
+    splits = [] if own_test else [k for k in extra if re.fullmatch(r"[xy](test|val|valid|validation|train)|(test|val|valid|validation|train)"
                                                r"[xy]", re.sub(r"[^a-z]", "", k.lower()))]
     if splits:
         raise ConfigError(KEY, path, FORMAT, f"array(s) {', '.join(splits)} would not be read: dal-run reads x, y "
@@ -184,7 +185,7 @@ def _read(file: Path, path) -> Dict[str, np.ndarray]:
             if missing:
                 raise ConfigError(KEY, path, FORMAT, f"missing array(s) {', '.join(missing)}; "
                                                      f"the file has {', '.join(archive.files) or 'none'}")
-            _check_extra(path, [k for k in archive.files if k not in READ])
+            _check_extra(path, [k for k in archive.files if k not in READ], "x_test" in archive.files)
             arrays = {}
             for name in READ:
                 if name not in archive.files:
