@@ -137,6 +137,10 @@ def mark_failed(run_dir: Path, error: Any, round_index: Optional[int] = None, st
             pass
     if isinstance(error, ConfigError) or not isinstance(error, BaseException):
         detail = str(error)  # a bad input: its one line says it all
+    elif "timed-out too many times" in str(error):  # submitit's, on a launcher's time limit
+        detail = ("the job reached its time limit (hydra.launcher.timeout_min) once more than "
+                  "hydra.launcher.max_num_timeout requeues allow; a larger timeout_min, or the same command with "
+                  "hydra.sweep.dir, continues it from its last round")
     else:
         detail = "".join(traceback.format_exception_only(type(error), error)).strip()
     RunFolder(run_dir).status(state_name, error=detail, round=round_index)

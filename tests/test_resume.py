@@ -995,3 +995,14 @@ def test_another_config_names_the_options_that_differ_before_the_keys_they_set()
                "search": {"name": "inas", "epochs": 15}, "trainer": {"epochs": 5}}
     assert differences(saved, current) == ["arch.name: mlp there, resnet here", "search.name: fixed there, inas here",
                                            "trainer.epochs: 60 there, 5 here", "and 4 more"]
+
+
+def test_a_job_that_timed_out_too_often_says_which_keys_limit_it(tmp_path):
+    """submitit's "Job not requeued because: timed-out too many times." named no key to change."""
+    from submitit.core.utils import UncompletedJobError
+
+    from dal_runner.execute import mark_failed
+
+    mark_failed(tmp_path, UncompletedJobError("Job not requeued because: timed-out too many times."))
+    error = read_json(tmp_path / "status.json")["error"]
+    assert "hydra.launcher.timeout_min" in error and "hydra.launcher.max_num_timeout" in error and "hydra.sweep.dir" in error
