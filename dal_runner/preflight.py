@@ -246,7 +246,6 @@ def _check_job(number: int, job: List[str], multirun: bool, printing: bool) -> O
                    (dataset, str(cfg.hydra.launcher._target_)), kept)
 
 
-
 def _check_job_or_error(number: int, job: List[str], multirun: bool = True, printing: bool = False):
     """(what _check_job returns, None), or (None, the bad job's one line)."""
     try:
